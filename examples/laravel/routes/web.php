@@ -1,0 +1,2 @@
+<?php
+// Routes of the example app.

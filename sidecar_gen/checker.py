@@ -1,0 +1,76 @@
+"""`sidecar validate` as a core action: options in, findings and an exit code out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sidecar_gen.compose import find_compose_file, load_project
+from sidecar_gen.config import CONFIG_DIR, default_config_path
+from sidecar_gen.errors import ExitCode, InputError
+from sidecar_gen.findings import Finding, Severity
+from sidecar_gen.validate import ProjectNames, Report, validate_file
+
+
+@dataclass
+class CheckOptions:
+    """What the CLI passes to `run_check`."""
+
+    files: list[Path] = field(default_factory=list)
+    compose: Path | None = None
+    strict: bool = False
+
+
+@dataclass
+class CheckResult:
+    """Findings for every readable file, the unreadable ones, and the exit code."""
+
+    report: Report
+    unreadable: list[str]
+    exit_code: int
+
+
+def project_dir_of(config: Path) -> Path:
+    """The project a bridge.yaml belongs to: the parent of its `.sidecar/` folder."""
+    parent = config.resolve().parent
+    return parent.parent if parent.name == CONFIG_DIR else parent
+
+
+def _names_for(config: Path, explicit: ProjectNames | None) -> tuple[ProjectNames | None,
+                                                                       Finding | None]:
+    if explicit is not None:
+        return explicit, None
+    compose = find_compose_file(project_dir_of(config))
+    if compose is None:
+        return None, None
+    try:
+        return load_project(compose, prefer_cli=False).names(), None
+    except InputError as exc:
+        return None, Finding(str(config), 1, 1, "compose-unreadable",
+                             f"container names not checked: {exc.message}", Severity.WARNING)
+
+
+def run_check(options: CheckOptions) -> CheckResult:
+    """Validate every file; an unreadable file does not stop the others."""
+    files = options.files or [default_config_path()]
+    explicit = load_project(options.compose, prefer_cli=False).names() if options.compose else None
+    report = Report()
+    unreadable: list[str] = []
+    for path in files:
+        try:
+            names, note = _names_for(path, explicit)
+            findings = validate_file(path, names)
+        except InputError as exc:
+            unreadable.append(exc.message)
+            continue
+        report.files.append(str(path))
+        report.findings.extend(findings)
+        if note:
+            report.findings.append(note)
+    if unreadable:
+        code = ExitCode.USAGE
+    elif report.failed(strict=options.strict):
+        code = ExitCode.FINDINGS
+    else:
+        code = ExitCode.OK
+    return CheckResult(report=report, unreadable=unreadable, exit_code=int(code))

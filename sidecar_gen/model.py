@@ -1,0 +1,129 @@
+"""bridge.yaml as typed data, built from a document that passed validation."""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+TtyMode = Literal["auto", "always", "never"]
+
+DEFAULT_IMAGE = "ghcr.io/claude-sidecar/claude-sidecar:latest"
+DEFAULT_WORKSPACE = "/workspace"
+DEFAULT_SHADOW = (".env", ".credentials.json")
+
+
+def split_exec(value: str | list[str]) -> list[str]:
+    """Split `exec` into argv: a string like a POSIX shell splits words, a list literally.
+
+    Raises ValueError for unbalanced quotes.
+    """
+    if isinstance(value, list):
+        return list(value)
+    return shlex.split(value, comments=False, posix=True)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One routed command."""
+
+    name: str
+    container: str
+    argv: tuple[str, ...]
+    workdir: str | None = None
+    paths: tuple[tuple[str, str], ...] = ()
+    user: str | None = None
+    env: tuple[str, ...] = ()
+    tty: TtyMode = "auto"
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Firewall:
+    """Egress firewall settings."""
+
+    enabled: bool = True
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Session viewer settings."""
+
+    enabled: bool = False
+    port: int = 3000
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The `sidecar:` section: what `sidecar render` generates."""
+
+    project: str | None = None
+    image: str = DEFAULT_IMAGE
+    workspace: str = DEFAULT_WORKSPACE
+    uid: int = 1000
+    gid: int = 1000
+    shadow: tuple[str, ...] = DEFAULT_SHADOW
+    firewall: Firewall = field(default_factory=Firewall)
+    viewer: Viewer = field(default_factory=Viewer)
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """A whole bridge.yaml."""
+
+    commands: dict[str, Command]
+    containers: dict[str, str] = field(default_factory=dict)
+    default_container: str | None = None
+    stack: Stack = field(default_factory=Stack)
+
+    def resolve_container(self, logical: str) -> str:
+        """Map a logical name through `containers`; other names are returned unchanged."""
+        return self.containers.get(logical, logical)
+
+
+def _normalize_mapping(paths: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    pairs = {
+        posixpath.normpath(k).replace("//", "/"): posixpath.normpath(v).replace("//", "/")
+        for k, v in paths.items()
+    }
+    # Longest prefix first: the dispatcher takes the first whole-component match.
+    return tuple(sorted(pairs.items(), key=lambda kv: (-len(kv[0]), kv[0])))
+
+
+def bridge_from_plain(doc: dict[str, Any]) -> Bridge:
+    """Build a `Bridge` from a validated plain document."""
+    commands: dict[str, Command] = {}
+    for name, spec in doc["commands"].items():
+        timeout = spec.get("timeout")
+        commands[name] = Command(
+            name=name,
+            container=spec["container"],
+            argv=tuple(split_exec(spec["exec"])),
+            workdir=spec.get("workdir"),
+            paths=_normalize_mapping(spec.get("paths") or {}),
+            user=spec.get("user"),
+            env=tuple(spec.get("env") or ()),
+            tty=spec.get("tty", "auto"),
+            timeout=float(timeout) if timeout is not None else None,
+        )
+    side = doc.get("sidecar") or {}
+    fw = side.get("firewall") or {}
+    viewer = side.get("viewer") or {}
+    stack = Stack(
+        project=side.get("project"),
+        image=side.get("image", DEFAULT_IMAGE),
+        workspace=side.get("workspace", DEFAULT_WORKSPACE),
+        uid=side.get("uid", 1000),
+        gid=side.get("gid", 1000),
+        shadow=tuple(side.get("shadow", DEFAULT_SHADOW)),
+        firewall=Firewall(enabled=fw.get("enabled", True), domains=tuple(fw.get("domains", ()))),
+        viewer=Viewer(enabled=viewer.get("enabled", False), port=viewer.get("port", 3000)),
+    )
+    return Bridge(
+        commands=commands,
+        containers=dict(doc.get("containers") or {}),
+        default_container=doc.get("default_container"),
+        stack=stack,
+    )

@@ -1,0 +1,95 @@
+"""What init proposes per image, and which package-registry domains each toolchain needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# Image (or service) name -> commands to route, in the order they are proposed.
+IMAGE_COMMANDS: dict[str, tuple[str, ...]] = {
+    "php": ("php", "composer"),
+    "composer": ("composer",),
+    "node": ("node", "npm", "npx"),
+    "nodejs": ("node", "npm", "npx"),
+    "golang": ("go", "gofmt"),
+    "go": ("go", "gofmt"),
+    "python": ("python", "pip", "pytest"),
+    "ruby": ("ruby", "bundle"),
+    "rust": ("cargo",),
+    "postgres": ("psql",),
+    "postgresql": ("psql",),
+    "mysql": ("mysql",),
+    "mariadb": ("mysql",),
+}
+
+# Domains Claude Code itself needs (API, login, telemetry) and the npm registry it updates from.
+DEFAULT_DOMAINS: tuple[tuple[str, str], ...] = (
+    ("api.anthropic.com", "Claude API"),
+    ("console.anthropic.com", "Claude login"),
+    ("claude.ai", "Claude login"),
+    ("statsig.anthropic.com", "Claude Code telemetry"),
+    ("statsig.com", "Claude Code telemetry"),
+    ("sentry.io", "Claude Code error reports"),
+    ("registry.npmjs.org", "npm registry (Claude Code updates)"),
+)
+
+# Toolchain preset -> (commands that select it, domains it needs).
+PRESETS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
+    "npm": (frozenset({"node", "npm", "npx", "yarn", "pnpm"}),
+            ("registry.npmjs.org", "registry.yarnpkg.com")),
+    "pypi": (frozenset({"python", "pip", "pytest", "uv", "poetry", "pipenv"}),
+             ("pypi.org", "files.pythonhosted.org")),
+    "packagist": (frozenset({"php", "composer"}),
+                  ("repo.packagist.org", "packagist.org")),
+    "go": (frozenset({"go", "gofmt"}), ("proxy.golang.org", "sum.golang.org")),
+    "crates": (frozenset({"cargo", "rustc", "rustup"}),
+               ("crates.io", "index.crates.io", "static.crates.io")),
+    "rubygems": (frozenset({"ruby", "bundle", "gem", "rails"}),
+                 ("rubygems.org", "index.rubygems.org")),
+    "maven": (frozenset({"mvn", "gradle", "java"}),
+              ("repo.maven.apache.org", "repo1.maven.org")),
+}
+
+
+def _image_key(image: str) -> str:
+    """`docker.io/library/php:8.3-fpm@sha256:..` -> `php`."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0].lower()
+
+
+def commands_for(image: str | None, service: str) -> tuple[str, ...]:
+    """Commands to propose for a service, from its image, else from its name."""
+    for candidate in (image, service):
+        if not candidate:
+            continue
+        key = _image_key(candidate)
+        for known in sorted(IMAGE_COMMANDS, key=len, reverse=True):
+            if key == known or key.startswith((known + "-", known + "_")):
+                return IMAGE_COMMANDS[known]
+    return ()
+
+
+def presets_for(commands: Iterable[str]) -> list[str]:
+    """Names of the toolchain presets the routed commands need, in a stable order."""
+    names = set(commands)
+    return [preset for preset, (selectors, _) in PRESETS.items() if selectors & names]
+
+
+def allowed_domains(commands: Iterable[str], extra: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(domain, why) pairs: defaults, then presets, then the user's extras; no duplicates."""
+    seen: set[str] = set()
+    out: list[tuple[str, str]] = []
+
+    def add(domain: str, why: str) -> None:
+        if domain not in seen:
+            seen.add(domain)
+            out.append((domain, why))
+
+    for domain, why in DEFAULT_DOMAINS:
+        add(domain, f"default: {why}")
+    for preset in presets_for(commands):
+        for domain in PRESETS[preset][1]:
+            add(domain, f"preset {preset}")
+    for domain in extra:
+        add(domain, "sidecar.firewall.domains in bridge.yaml")
+    return out

@@ -1,0 +1,118 @@
+"""Shared fixtures. Docker fixtures talk to a real engine; none fakes it.
+
+Without a reachable engine, Docker tests skip, unless SIDECAR_E2E=required (CI), where a
+missing engine fails them instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BUSYBOX_IMAGE = os.environ.get("SIDECAR_TEST_IMAGE", "sidecar-test/busybox:latest")
+TEST_LABEL = "dev.claude-sidecar.test"
+
+
+def _e2e_required() -> bool:
+    return os.environ.get("SIDECAR_E2E", "").lower() == "required"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Docker tests are marked by the fixture they use, so nobody forgets the marker."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "docker_client" in fixtures or "docker_engine" in fixtures:
+            item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """A docker SDK client for a reachable engine with the local test images."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as exc:
+        if _e2e_required():
+            pytest.fail(f"SIDECAR_E2E=required but no Docker engine is reachable: {exc}")
+        pytest.skip(f"no Docker engine reachable: {exc}")
+    try:
+        client.images.get(BUSYBOX_IMAGE)
+    except Exception as exc:
+        message = f"local test image {BUSYBOX_IMAGE} is missing (run .ci/engine.sh): {exc}"
+        if _e2e_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def docker_engine(docker_client: Any) -> Any:
+    """Alias for tests that need the engine but not the client object."""
+    return docker_client
+
+
+def unique_name(prefix: str = "sidecar-test") -> str:
+    """A container/project name no other test run uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_container(docker_client: Any) -> Iterator[Callable[..., Any]]:
+    """Start busybox containers with unique names; all are removed after the test."""
+    created: list[Any] = []
+
+    def _make(name: str | None = None, command: str | list[str] = "sleep 3600",
+              **kwargs: Any) -> Any:
+        labels = {TEST_LABEL: "1", **kwargs.pop("labels", {})}
+        container = docker_client.containers.run(
+            kwargs.pop("image", BUSYBOX_IMAGE),
+            command,
+            name=name or unique_name(),
+            detach=True,
+            labels=labels,
+            init=kwargs.pop("init", True),
+            **kwargs,
+        )
+        created.append(container)
+        return container
+
+    yield _make
+    for container in created:
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def compose_cli(docker_client: Any) -> list[str]:
+    """The Docker Compose v2 command line."""
+    result = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+    if result.returncode != 0:
+        message = "Docker Compose v2 is not installed (run .ci/engine.sh)"
+        if _e2e_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    return ["docker", "compose"]
+
+
+@pytest.fixture
+def sidecar_cli() -> list[str]:
+    """Run the installed `sidecar` command of this interpreter's environment."""
+    exe = Path(sys.executable).parent / "sidecar"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("sidecar")
+    assert found, "the sidecar command is not installed"
+    return [found]

@@ -1,0 +1,120 @@
+"""Validation: positive and negative fixture folders, parametrized from the directory listing.
+
+Each negative fixture marks the findings it must produce with `# expect: RULE@COLUMN` on the
+line where they must be reported; the test demands exactly those, no more, no fewer.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sidecar_gen.checker import CheckOptions, run_check
+from sidecar_gen.findings import Severity
+from sidecar_gen.validate import ProjectNames, validate_file, validate_text
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+VALID = sorted(p for p in (FIXTURES / "valid").glob("*.yaml"))
+INVALID = sorted(p for p in (FIXTURES / "invalid").glob("*.yaml") if p.name != "compose.yaml")
+EXAMPLES = sorted(REPO.glob("examples/*/.sidecar/bridge.yaml"))
+EXPECT = re.compile(r"#\s*expect:\s*([a-z-]+)@(\d+)")
+
+
+def expected_findings(path: Path) -> set[tuple[int, int, str]]:
+    out = set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for rule, column in EXPECT.findall(line):
+            out.add((number, int(column), rule))
+    return out
+
+
+@pytest.mark.parametrize("path", VALID + EXAMPLES, ids=lambda p: str(p.relative_to(REPO)))
+def test_valid_files_have_no_findings(path: Path) -> None:
+    result = run_check(CheckOptions(files=[path], strict=True))
+    assert result.report.findings == []
+    assert result.exit_code == 0
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
+def test_every_seeded_mistake_is_reported_at_its_position(path: Path) -> None:
+    expected = expected_findings(path)
+    assert expected, f"{path.name} seeds no mistakes"
+    result = run_check(CheckOptions(files=[path]))
+    got = {(f.line, f.column, f.rule) for f in result.report.findings}
+    assert got == expected
+    assert result.exit_code == 1
+
+
+def test_warnings_pass_unless_strict(tmp_path: Path) -> None:
+    config = tmp_path / "bridge.yaml"
+    config.write_text('version: "1"\ncommands:\n  php:\n    container: app\n    exec: php\n'
+                      "    paths:\n      /workspace/: /var/www/html\n")
+    assert run_check(CheckOptions(files=[config])).exit_code == 0
+    assert run_check(CheckOptions(files=[config], strict=True)).exit_code == 1
+
+
+def test_all_files_are_reported_even_when_one_is_missing(tmp_path: Path) -> None:
+    bad = FIXTURES / "invalid" / "duplicates.yaml"
+    result = run_check(CheckOptions(files=[tmp_path / "missing.yaml", bad]))
+    assert result.exit_code == 2
+    assert result.unreadable == [f"{tmp_path / 'missing.yaml'}: no such file"]
+    assert {f.rule for f in result.report.findings} == {"duplicate-key"}
+
+
+def test_not_utf8_is_an_input_error(tmp_path: Path) -> None:
+    config = tmp_path / "bridge.yaml"
+    config.write_bytes(b"version: \xff\xfe\n")
+    result = run_check(CheckOptions(files=[config]))
+    assert result.exit_code == 2
+    assert "not UTF-8" in result.unreadable[0]
+
+
+def test_unknown_container_uses_compose_names() -> None:
+    text = 'version: "1"\ncommands:\n  php:\n    container: php\n    exec: php\n'
+    assert validate_text(text, "b.yaml") == []
+    names = ProjectNames(services=frozenset({"app"}), containers=frozenset({"x-app-1"}))
+    [finding] = validate_text(text, "b.yaml", names)
+    assert (finding.rule, finding.line, finding.column) == ("unknown-container", 4, 16)
+    names = ProjectNames(services=frozenset({"web"}), containers=frozenset({"php"}))
+    assert validate_text(text, "b.yaml", names) == []
+
+
+def test_did_you_mean_hint() -> None:
+    text = 'version: "1"\ncomands: {}\n'
+    messages = [f.message for f in validate_text(text, "b.yaml")]
+    assert "unknown key 'comands' in $; did you mean 'commands'?" in messages
+
+
+@pytest.mark.parametrize("name", ["sh", "bash", "env", "sudo", "su", "claude", "python3",
+                                  "sidecar", "sidecar-dispatch"])
+def test_reserved_command_names_are_errors(name: str) -> None:
+    text = f'version: "1"\ncommands:\n  {name}:\n    container: app\n    exec: x\n'
+    findings = validate_text(text, "b.yaml")
+    assert [(f.rule, f.severity) for f in findings] == [("reserved-command", Severity.ERROR)]
+
+
+def test_default_config_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SIDECAR_CONFIG_DIR", raising=False)
+    (tmp_path / ".sidecar").mkdir()
+    (tmp_path / ".sidecar" / "bridge.yaml").write_text("version: 2\n")
+    result = run_check(CheckOptions())
+    assert result.report.files == [str(Path(".sidecar") / "bridge.yaml")] or \
+        result.report.files[0].endswith(".sidecar/bridge.yaml")
+    assert result.exit_code == 1
+    other = tmp_path / "conf"
+    other.mkdir()
+    (other / "bridge.yaml").write_text(
+        'version: "1"\ncommands:\n  go:\n    container: api\n    exec: go\n')
+    monkeypatch.setenv("SIDECAR_CONFIG_DIR", str(other))
+    result = run_check(CheckOptions())
+    assert result.report.files == [str(other / "bridge.yaml")]
+    assert result.exit_code == 0
+
+
+def test_validate_file_matches_validate_text() -> None:
+    path = INVALID[0]
+    assert validate_file(path) == validate_text(path.read_text(), str(path))
