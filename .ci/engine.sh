@@ -11,6 +11,8 @@ ensure_packages() {
     # The image needs the static build: the dynamic one would look for a libc the image lacks.
     dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
     command -v iptables >/dev/null || missing+=(iptables)
+    # The Claude image's base is made locally (no registry): debootstrap builds it.
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         apt-get update -qq
@@ -87,8 +89,44 @@ ensure_busybox_image() {
     rm -rf "$root"
 }
 
+# The first Debian mirror the host's apt uses (one-line or deb822 sources), security excluded.
+debian_mirror() {
+    local file
+    for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+        [ -f "$file" ] || continue
+        awk '
+            /^[[:space:]]*#/ { next }
+            $1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):/) { print $i; break } }
+            $1 == "URIs:" { for (i = 2; i <= NF; i++) print $i }
+        ' "$file"
+    done | grep -v -e security -e nodesource -e google | head -n 1
+}
+
+ensure_debian_image() {
+    local image=sidecar-test/debian:bookworm
+    if docker image inspect "$image" >/dev/null 2>&1; then
+        return 0
+    fi
+    local mirror root
+    mirror=$(debian_mirror)
+    mirror=${mirror:-http://deb.debian.org/debian}
+    log "building $image with debootstrap from $mirror (a few minutes)"
+    root=$(mktemp -d)
+    debootstrap --variant=minbase bookworm "$root" "$mirror" >/var/log/debootstrap-sidecar.log 2>&1 || {
+        log "debootstrap failed; see /var/log/debootstrap-sidecar.log"
+        rm -rf "$root"
+        return 1
+    }
+    # Smaller and deterministic: no package lists or caches in the base.
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+    tar -C "$root" -c . | docker import -c 'CMD ["bash"]' \
+        -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$image" >/dev/null
+    rm -rf "$root"
+}
+
 ensure_packages
 start_engine
 ensure_compose
 ensure_busybox_image
+ensure_debian_image
 log "ready: $(docker version --format '{{.Server.Version}}') / $(docker compose version --short)"

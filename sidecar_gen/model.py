@@ -12,6 +12,7 @@ TtyMode = Literal["auto", "always", "never"]
 DEFAULT_IMAGE = "ghcr.io/claude-sidecar/claude-sidecar:latest"
 DEFAULT_WORKSPACE = "/workspace"
 DEFAULT_SHADOW = (".env", ".credentials.json")
+DEFAULT_VIEWER_IMAGE = "node:22-slim"
 
 
 def split_exec(value: str | list[str]) -> list[str]:
@@ -53,6 +54,7 @@ class Viewer:
 
     enabled: bool = False
     port: int = 3000
+    image: str = DEFAULT_VIEWER_IMAGE
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Stack:
     uid: int = 1000
     gid: int = 1000
     shadow: tuple[str, ...] = DEFAULT_SHADOW
+    credentials: str | None = None
     firewall: Firewall = field(default_factory=Firewall)
     viewer: Viewer = field(default_factory=Viewer)
 
@@ -118,8 +121,10 @@ def bridge_from_plain(doc: dict[str, Any]) -> Bridge:
         uid=side.get("uid", 1000),
         gid=side.get("gid", 1000),
         shadow=tuple(side.get("shadow", DEFAULT_SHADOW)),
+        credentials=side.get("credentials"),
         firewall=Firewall(enabled=fw.get("enabled", True), domains=tuple(fw.get("domains", ()))),
-        viewer=Viewer(enabled=viewer.get("enabled", False), port=viewer.get("port", 3000)),
+        viewer=Viewer(enabled=viewer.get("enabled", False), port=viewer.get("port", 3000),
+                      image=viewer.get("image", DEFAULT_VIEWER_IMAGE)),
     )
     return Bridge(
         commands=commands,

@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 from sidecar_gen import __version__, resources, templating
 from sidecar_gen.compose import ComposeProject, Service, find_compose_file, load_project
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
-from sidecar_gen.fsutil import write_atomic
 from sidecar_gen.model import DEFAULT_WORKSPACE
-from sidecar_gen.toolchains import allowed_domains, commands_for
-
-DOMAINS_NAME = "allowed-domains.txt"
-
-
-class FileStatus(StrEnum):
-    """What happened to one generated file."""
-
-    CREATED = "created"
-    CHANGED = "changed"
-    OK = "ok"
-    SKIPPED = "skipped"
+from sidecar_gen.render import DOMAINS_NAME, domains_text
+from sidecar_gen.targets import Change, apply, plan_user_file
+from sidecar_gen.toolchains import commands_for
 
 
 @dataclass(frozen=True)
@@ -57,21 +46,12 @@ class Proposal:
         return next(iter(self.containers), "app")
 
 
-@dataclass(frozen=True)
-class FileResult:
-    """The outcome for one file."""
-
-    path: Path
-    status: FileStatus
-    reason: str = ""
-
-
 @dataclass
 class InitResult:
     """What `run_init` did."""
 
     proposal: Proposal
-    files: list[FileResult]
+    files: list[Change]
 
 
 def _mappings(service: Service, project_dir: Path, workspace: str) -> list[tuple[str, str]]:
@@ -106,7 +86,9 @@ def propose(project: ComposeProject | None, workspace: str = DEFAULT_WORKSPACE) 
         # Without a working_dir or a mount of the whole project, a single mount is the obvious
         # place to run in (a cwd outside every mapping would not exist in the container).
         only_target = paths[0][1] if len(paths) == 1 else None
-        workdir = service.working_dir or root_target or only_target
+        # A service without the project mounted: run in its root, since Claude's cwd
+        # (/workspace/...) would not exist there.
+        workdir = service.working_dir or root_target or only_target or "/"
         added = False
         for name in names:
             if name in taken:
@@ -133,31 +115,6 @@ def render_bridge(proposal: Proposal) -> str:
     )
 
 
-def render_domains(proposal: Proposal, extra: tuple[str, ...] = ()) -> str:
-    """allowed-domains.txt text for a proposal."""
-    return templating.render(
-        "allowed-domains.txt.j2",
-        domains=allowed_domains((c.name for c in proposal.commands), extra),
-        version=__version__,
-    )
-
-
-def place(path: Path, text: str, *, force: bool) -> FileResult:
-    """Write `text` unless an existing different file would be overwritten without `force`."""
-    try:
-        current: str | None = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        current = None
-    except (OSError, UnicodeDecodeError):
-        current = ""  # unreadable or not text: treat as different
-    if current == text:
-        return FileResult(path, FileStatus.OK)
-    if current is not None and not force:
-        return FileResult(path, FileStatus.SKIPPED, "exists, use --force")
-    write_atomic(path, text)
-    return FileResult(path, FileStatus.CREATED if current is None else FileStatus.CHANGED)
-
-
 def locate_compose(directory: Path, explicit: Path | None) -> Path | None:
     """The compose file to read: `--compose`, else the one compose would pick."""
     if explicit is not None:
@@ -172,8 +129,11 @@ def run_init(directory: Path, compose_file: Path | None = None, *, force: bool =
     project = load_project(file, prefer_cli=prefer_cli) if file else None
     proposal = propose(project)
     target = directory / CONFIG_DIR
-    results = [
-        place(target / CONFIG_NAME, render_bridge(proposal), force=force),
-        place(target / DOMAINS_NAME, render_domains(proposal), force=force),
+    # Both files are the user's once they exist: init never overwrites without --force.
+    changes = [
+        plan_user_file(target / CONFIG_NAME, render_bridge(proposal), force=force),
+        plan_user_file(target / DOMAINS_NAME,
+                       domains_text(c.name for c in proposal.commands), force=force),
     ]
-    return InitResult(proposal=proposal, files=results)
+    apply(changes)
+    return InitResult(proposal=proposal, files=changes)

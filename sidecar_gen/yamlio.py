@@ -22,6 +22,8 @@ from sidecar_gen.findings import Finding, Severity, json_path_of
 MAX_BYTES = 1024 * 1024  # bridge.yaml is a few KiB; anything this big is a mistake or an attack
 MAX_NODES = 100_000  # after alias expansion
 MAX_DEPTH = 64
+# YAML reads these unquoted keys as other types (`true:` is a boolean): names must be strings.
+_NON_STRING_KEYS = {"bool": "boolean", "int": "number", "float": "number", "null": "null"}
 
 
 def make_yaml() -> YAML:
@@ -82,6 +84,12 @@ def _walk_nodes(
             first: dict[str, Node] = {}
             for key_node, value_node in current.value:
                 key = _key_text(key_node)
+                kind = str(getattr(key_node, "tag", "")).rpartition(":")[2]
+                if isinstance(key_node, ScalarNode) and kind in _NON_STRING_KEYS:
+                    line, col = _mark_pos(key_node.start_mark)
+                    yield Finding(source, line, col, "key-not-string",
+                                  f"key {key} is read as a {_NON_STRING_KEYS[kind]}; quote it: "
+                                  f"'{key}':", json_path=json_path_of((*where, key)))
                 if key in first:
                     line, col = _mark_pos(key_node.start_mark)
                     prev_line, _ = _mark_pos(first[key].start_mark)

@@ -116,3 +116,19 @@ def sidecar_cli() -> list[str]:
     found = shutil.which("sidecar")
     assert found, "the sidecar command is not installed"
     return [found]
+
+
+@pytest.fixture(scope="session")
+def claude_image(docker_client: Any) -> str:
+    """`sidecar-test/claude:latest`, built offline from the local Debian base when needed
+    (reused across runs while its inputs are unchanged; see tests/image/build.py)."""
+    from image.build import BASE_IMAGE, ensure_claude_image
+
+    try:
+        docker_client.images.get(BASE_IMAGE)
+    except Exception as exc:
+        message = f"local base image {BASE_IMAGE} is missing (run .ci/engine.sh): {exc}"
+        if _e2e_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    return ensure_claude_image()

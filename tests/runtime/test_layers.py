@@ -1,0 +1,339 @@
+"""Unit tests of the dispatcher's layers: JSON, framing, paths, transport, HTTP, route cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sidecar_gen.runtime import api, cache, frames, jsonlite, killer, paths, transport
+from sidecar_gen.runtime.errors import DispatchError
+
+REPO = Path(__file__).resolve().parents[2]
+
+# -- jsonlite ----------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_jsonlite_round_trips_like_json(value: object) -> None:
+    encoded = jsonlite.dumps(value)
+    assert json.loads(encoded) == value
+    assert jsonlite.loads(encoded) == value
+    assert jsonlite.loads(json.dumps(value, indent=1) + "\n") == value
+
+
+def test_jsonlite_rejects_bad_input() -> None:
+    for bad in ("", "{", '{"a": 1} x', "[1,]", "nope"):
+        with pytest.raises(ValueError):
+            jsonlite.loads(bad)
+    with pytest.raises(ValueError):
+        jsonlite.dumps(float("nan"))
+    with pytest.raises(TypeError):
+        jsonlite.dumps({1: "x"})
+    with pytest.raises(TypeError):
+        jsonlite.dumps(object())
+
+
+def test_jsonlite_escapes_non_ascii_and_controls() -> None:
+    text = jsonlite.dumps({"k": "é\n\"\x00"})
+    assert text.isascii()
+    assert json.loads(text) == {"k": "é\n\"\x00"}
+
+
+# -- frames ------------------------------------------------------------------------------------
+
+
+def _frames(items: list[tuple[int, bytes]]) -> bytes:
+    return b"".join(frames.encode_header(s, len(p)) + p for s, p in items)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from([1, 2, 3]), st.binary(max_size=300)), max_size=8),
+    st.integers(min_value=1, max_value=64),
+)
+def test_demuxer_reassembles_frames_split_anywhere(items: list[tuple[int, bytes]],
+                                                   step: int) -> None:
+    data = _frames(items)
+    demux = frames.Demuxer()
+    got: dict[int, bytearray] = {1: bytearray(), 2: bytearray(), 3: bytearray()}
+    order: list[int] = []
+    for pos in range(0, len(data), step):
+        for stream, piece in demux.feed(data[pos : pos + step]):
+            got[stream] += piece
+            if not order or order[-1] != stream:
+                order.append(stream)
+    for stream in (1, 2, 3):
+        assert bytes(got[stream]) == b"".join(p for s, p in items if s == stream)
+    assert not demux.in_frame
+
+
+def test_demuxer_reports_truncated_stream() -> None:
+    demux = frames.Demuxer()
+    assert demux.feed(frames.encode_header(1, 10) + b"abc") == [(1, memoryview(b"abc"))]
+    assert demux.in_frame
+
+
+# -- paths -------------------------------------------------------------------------------------
+
+MAP = (("/workspace/vendor", "/opt/vendor"), ("/workspace", "/var/www/html"))
+
+
+@pytest.mark.parametrize(("arg", "expected"), [
+    ("/workspace", "/var/www/html"),
+    ("/workspace/", "/var/www/html/"),
+    ("/workspace/src/a.php", "/var/www/html/src/a.php"),
+    ("/workspace/vendor/x", "/opt/vendor/x"),
+    ("/workspace2/x", "/workspace2/x"),
+    ("/workspacex", "/workspacex"),
+    ("/other/workspace", "/other/workspace"),
+    ("workspace/a", "workspace/a"),
+    ("--config=/workspace/c.xml", "--config=/var/www/html/c.xml"),
+    ("-c=/workspace/c.xml", "-c=/var/www/html/c.xml"),
+    ("--config=/workspace2/c.xml", "--config=/workspace2/c.xml"),
+    ("--opt=relative", "--opt=relative"),
+    ("x=/workspace", "x=/workspace"),
+    ("", ""),
+])
+def test_map_arg(arg: str, expected: str) -> None:
+    assert paths.map_arg(arg, MAP) == expected
+
+
+def test_map_root_mappings() -> None:
+    assert paths.map_path("/a/b", (("/", "/srv"),)) == "/srv/a/b"
+    assert paths.map_path("/", (("/", "/srv"),)) == "/srv"
+    assert paths.map_path("/app/x", (("/app", "/"),)) == "/x"
+    assert paths.map_path("/app", (("/app", "/"),)) == "/"
+
+
+def test_pick_workdir_precedence() -> None:
+    assert paths.pick_workdir("/workspace/src", MAP, "/w") == "/var/www/html/src"
+    assert paths.pick_workdir("/elsewhere", MAP, "/w") == "/w"
+    assert paths.pick_workdir("/elsewhere", MAP, None) == "/elsewhere"
+    assert paths.pick_workdir("/workspace2", MAP, None) == "/workspace2"
+
+
+# -- transport ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, ("unix", "/var/run/docker.sock", 0)),
+    ("", ("unix", "/var/run/docker.sock", 0)),
+    ("unix:///run/x.sock", ("unix", "/run/x.sock", 0)),
+    ("tcp://127.0.0.1:2375", ("tcp", "127.0.0.1", 2375)),
+    ("tcp://gate:2375/", ("tcp", "gate", 2375)),
+    ("tcp://[::1]:2375", ("tcp", "::1", 2375)),
+    ("tcp://gate", ("tcp", "gate", 2375)),
+])
+def test_parse_host(value: str | None, expected: tuple[str, str, int]) -> None:
+    assert transport.parse_host(value) == expected
+
+
+@pytest.mark.parametrize("value", ["ssh://user@host", "npipe:////./pipe/docker", "unix://rel",
+                                   "tcp://host:notaport", "tcp://:2375", "http://x:1"])
+def test_parse_host_rejects(value: str) -> None:
+    with pytest.raises(DispatchError) as info:
+        transport.parse_host(value)
+    assert info.value.exit_code == 125
+    assert value in info.value.message
+
+
+def test_connect_failure_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(DispatchError) as info:
+        transport.connect(("unix", str(tmp_path / "none.sock"), 0))
+    assert "cannot reach the Docker engine at unix://" in info.value.message
+    assert info.value.exit_code == 125
+
+
+# -- HTTP client -------------------------------------------------------------------------------
+
+
+def _serve(answer: bytes) -> tuple[api.Connection, threading.Thread, list[bytes]]:
+    """A socketpair whose far end reads one request head and writes `answer` verbatim."""
+    ours, theirs = socket.socketpair()
+    seen: list[bytes] = []
+
+    def server() -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += theirs.recv(65536)
+        seen.append(data)
+        theirs.sendall(answer)
+        theirs.close()
+
+    thread = threading.Thread(target=server)
+    thread.start()
+    import _socket
+
+    raw = _socket.socket(fileno=ours.detach())
+    return api.Connection(raw), thread, seen
+
+
+def test_http_content_length_and_keepalive_framing() -> None:
+    conn, thread, seen = _serve(
+        b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n"
+        b'{"Id":"ab"}EXTRA')
+    response = conn.request("POST", "/containers/x/exec", {"Cmd": ["a b"]})
+    thread.join()
+    assert response.status == 201
+    assert response.json() == {"Id": "ab"}
+    assert bytes(conn.buf) == b"EXTRA"  # the next response's bytes stay buffered
+    head = seen[0].decode()
+    assert head.startswith("POST /v1.41/containers/x/exec HTTP/1.1\r\n")
+    assert "Content-Type: application/json" in head
+
+
+def test_http_chunked_body() -> None:
+    conn, thread, _ = _serve(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"4\r\n[1,2\r\n3;ext=1\r\n,3]\r\n0\r\nX-Trailer: 1\r\n\r\n")
+    response = conn.request("GET", "/containers/json")
+    thread.join()
+    assert response.json() == [1, 2, 3]
+
+
+def test_http_close_delimited_body_and_error_message() -> None:
+    conn, thread, _ = _serve(
+        b'HTTP/1.1 403 Forbidden\r\n\r\n{"message": "sidecar gate: POST /x is not allowed"}')
+    response = conn.request("POST", "/x")
+    thread.join()
+    assert response.status == 403
+    assert response.message() == "sidecar gate: POST /x is not allowed"
+
+
+def test_http_upgrade_keeps_stream_bytes() -> None:
+    conn, thread, seen = _serve(
+        b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+        + frames.encode_header(1, 2) + b"hi")
+    response = conn.upgrade("/exec/abc/start", {"Detach": False, "Tty": False})
+    thread.join()
+    assert response.status == 101
+    assert bytes(conn.buf) == frames.encode_header(1, 2) + b"hi"
+    assert b"Upgrade: tcp" in seen[0] and b"Connection: Upgrade" in seen[0]
+
+
+@pytest.mark.parametrize("answer", [b"", b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Le"])
+def test_http_protocol_errors_are_dispatch_errors(answer: bytes) -> None:
+    conn, thread, _ = _serve(answer)
+    with pytest.raises(api.ProtocolError) as info:
+        conn.request("GET", "/_ping")
+    thread.join()
+    assert info.value.exit_code == 125
+
+
+def test_quote_is_percent_encoding() -> None:
+    expected = "%7B%22label%22%3A%5B%22a%3Db%20c%2F%C3%A9%22%5D%7D"
+    assert api.quote('{"label":["a=b c/é"]}') == expected
+
+
+# -- route cache -------------------------------------------------------------------------------
+
+
+def test_find_config_lookup_order(tmp_path: Path) -> None:
+    cwd = str(tmp_path)
+    assert cache.find_config({}, cwd) == f"{cwd}/.sidecar/bridge.yaml"
+    assert cache.find_config({"SIDECAR_CONFIG_DIR": "/cfg"}, cwd) == "/cfg/bridge.yaml"
+    assert cache.find_config({"SIDECAR_CONFIG_DIR": "/cfg", "BRIDGE_CONFIG": "/b.yaml"},
+                             cwd) == "/b.yaml"
+    assert cache.find_config({"BRIDGE_CONFIG": "rel.yaml"}, cwd) == f"{cwd}/rel.yaml"
+
+
+def test_cache_store_load_and_staleness(tmp_path: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path / "c")}
+    routes = {"v": cache.CACHE_VERSION, "config": "/p/bridge.yaml", "stamp": (1, 2, 3),
+              "commands": {"php": {"argv": ("php",)}}}
+    written = cache.store(routes, env)
+    assert written is not None and written.startswith(str(tmp_path / "c" / "claude-sidecar"))
+    assert cache.load("/p/bridge.yaml", (1, 2, 3), env) == routes
+    assert cache.load("/p/bridge.yaml", (1, 2, 4), env) is None  # edited
+    assert cache.load("/q/bridge.yaml", (1, 2, 3), env) is None  # another config
+    Path(written).write_bytes(b"\x00garbage")
+    assert cache.load("/p/bridge.yaml", (1, 2, 3), env) is None
+
+
+def test_cache_unwritable_location_is_not_an_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    env = {"XDG_CACHE_HOME": str(blocker)}  # a file: no directory can be made under it
+    assert cache.store({"config": "/p", "v": 1}, env) is None
+    assert cache.load("/p", (1, 2, 3), env) is None
+
+
+# -- killer ------------------------------------------------------------------------------------
+
+
+def test_kill_command_shape() -> None:
+    token = "0123456789abcdef0123456789abcdef"
+    assert killer.kill_command(token) == ["sh", "-c", killer.KILL_SCRIPT, "sh", token]
+    assert len(token) == killer.TOKEN_HEX_DIGITS
+
+
+def test_kill_script_refuses_a_non_hex_token(tmp_path: Path) -> None:
+    for token in ("", "abc;reboot", "ABC", "*"):
+        result = subprocess.run(["sh", "-c", killer.KILL_SCRIPT, "sh", token])
+        assert result.returncode == 2
+
+
+# -- hot path imports --------------------------------------------------------------------------
+
+FORBIDDEN = {"json", "re", "http", "email", "subprocess", "socket", "logging", "typing",
+             "collections", "enum", "urllib", "shlex", "signal", "sidecar_gen.errors"}
+
+
+def test_hot_path_imports_only_stdlib_and_nothing_heavy() -> None:
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "import sidecar_gen.runtime.dispatch, sidecar_gen.runtime.cache\n"
+        "import sidecar_gen.runtime.api, sidecar_gen.runtime.frames, sidecar_gen.runtime.paths\n"
+        "import sidecar_gen.runtime.transport, sidecar_gen.runtime.jsonlite\n"
+        "import sidecar_gen.runtime.killer\n"
+        "for name, mod in sorted(sys.modules.items()):\n"
+        "    print(name, getattr(mod, '__file__', None) or 'builtin')\n"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True,
+                         text=True, check=True).stdout
+    modules = dict(line.split(" ", 1) for line in out.splitlines())
+    top = {name.split(".")[0] for name in modules}
+    assert not (FORBIDDEN & (top | set(modules))), sorted(FORBIDDEN & (top | set(modules)))
+    stdlib = os.path.dirname(os.__file__)
+    for name, where in modules.items():
+        if name.startswith("sidecar_gen"):
+            assert name in ("sidecar_gen", "sidecar_gen.runtime") or name.startswith(
+                "sidecar_gen.runtime."), name
+            continue
+        assert where in ("builtin", "frozen", "None") or where.startswith(
+            (stdlib, sys.base_prefix)), (name, where)
+
+
+def test_tcp_connect_by_name_imports_nothing_heavy() -> None:
+    """Resolving `tcp://localhost:PORT` must not pull the idna codec (re, unicodedata)."""
+    script = (
+        "import sys, _socket\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from sidecar_gen.runtime import transport\n"
+        "srv = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)\n"
+        "srv.bind(('127.0.0.1', 0)); srv.listen(1)\n"
+        "port = srv.getsockname()[1]\n"
+        "sock = transport.connect(transport.parse_host(f'tcp://localhost:{port}'), 5)\n"
+        "sock.close(); srv.close()\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", script], capture_output=True,
+                         text=True, check=True).stdout.split()
+    heavy = {"re", "unicodedata", "encodings.idna", "stringprep", "enum"} & set(out)
+    assert not heavy, sorted(heavy)
