@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -132,64 +132,23 @@ def test_compose_network_reachable(claude: Claude) -> None:
     assert http(claude, "http://app/") == (0, "app")
 
 
-def test_routed_command_through_the_gate(start_claude: Callable[..., Claude],
-                                         internet: Internet, docker_client: Any,
-                                         tmp_path: Any) -> None:
-    app = docker_client.containers.run(
-        "sidecar-test/busybox:latest", ["sleep", "600"], detach=True, init=True,
-        name=unique_name("sidecar-fw-target"), labels={TEST_LABEL: "1"},
-        network=internet.proj.name)
-    gate = None
+@pytest.fixture
+def routed_config(internet: Internet, docker_client: Any, tmp_path: Any) -> Iterator[Any]:
+    """A busybox app and a real gate on the compose network, and the bridge.yaml folder they
+    share (`hello` runs `echo` in the app); both containers are removed after the test."""
+    started: list[Any] = []
     try:
-        work = tmp_path / "gatework" / ".sidecar"
-        work.mkdir(parents=True)
-        (work / "bridge.yaml").write_text(
-            'version: "1"\n'
-            f"containers:\n  app: {app.name}\n"
-            "commands:\n  hello:\n    container: app\n    exec: echo\n    workdir: /\n")
-        gate = docker_client.containers.create(
-            internet.image, ["sidecar", "proxy", "--config", "/cfg/.sidecar/bridge.yaml"],
-            entrypoint=[], user="root", name=unique_name("sidecar-fw-gate"),
-            labels={TEST_LABEL: "1"},
-            volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"},
-                     str(work.parent): {"bind": "/cfg", "mode": "ro"}},
+        app = docker_client.containers.run(
+            "sidecar-test/busybox:latest", ["sleep", "600"], detach=True, init=True,
+            name=unique_name("sidecar-fw-target"), labels={TEST_LABEL: "1"},
             network=internet.proj.name)
-        internet.proj.disconnect(gate)
-        internet.proj.connect(gate, aliases=["sidecar-gate"])
-        gate.start()
-        claude = start_claude(volumes={str(work): {"bind": "/workspace/.sidecar-gate",
-                                                   "mode": "ro"}},
-                              env={"SIDECAR_CONFIG_DIR": "/workspace/.sidecar-gate"},
-                              domains=None)
-        # allowed-domains.txt is missing in that config dir: the firewall failed closed, and
-        # the compose network (the gate, the services) still works.
-        assert "FIREWALL FAILED CLOSED" in claude.logs()
-        code, out = claude.sh("for i in $(seq 50); do hello routed ok && exit 0; sleep 0.2; "
-                              "done; exit 1")
-        assert code == 0, out
-        assert out.strip().splitlines()[-1] == "routed ok"
-    finally:
-        for container in (gate, app):
-            if container is not None:
-                container.remove(force=True)
-
-
-def test_routed_command_with_the_firewall_enforcing(start_claude: Callable[..., Claude],
-                                                    internet: Internet, docker_client: Any,
-                                                    tmp_path: Any) -> None:
-    app = docker_client.containers.run(
-        "sidecar-test/busybox:latest", ["sleep", "600"], detach=True, init=True,
-        name=unique_name("sidecar-fw-target"), labels={TEST_LABEL: "1"},
-        network=internet.proj.name)
-    gate = None
-    try:
+        started.append(app)
         work = tmp_path / "cfg" / ".sidecar"
         work.mkdir(parents=True)
         (work / "bridge.yaml").write_text(
             'version: "1"\n'
             f"containers:\n  app: {app.name}\n"
             "commands:\n  hello:\n    container: app\n    exec: echo\n    workdir: /\n")
-        (work / "allowed-domains.txt").write_text("allowed.test\n")
         gate = docker_client.containers.create(
             internet.image, ["sidecar", "proxy", "--config", "/cfg/.sidecar/bridge.yaml"],
             entrypoint=[], user="root", name=unique_name("sidecar-fw-gate"),
@@ -197,21 +156,41 @@ def test_routed_command_with_the_firewall_enforcing(start_claude: Callable[..., 
             volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"},
                      str(work.parent): {"bind": "/cfg", "mode": "ro"}},
             network=internet.proj.name)
+        started.append(gate)
         internet.proj.disconnect(gate)
         internet.proj.connect(gate, aliases=["sidecar-gate"])
         gate.start()
-        claude = start_claude(volumes={str(work): {"bind": "/workspace/.sidecar", "mode": "ro"}},
-                              domains=None)
-        assert "firewall enforcing" in claude.logs()
-        code, out = claude.sh("for i in $(seq 50); do hello routed ok && exit 0; sleep 0.2; "
-                              "done; exit 1")
-        assert code == 0, out
-        assert out.strip().splitlines()[-1] == "routed ok"
-        assert claude.sh("test -e /var/run/docker.sock")[0] == 1
+        yield work
     finally:
-        for container in (gate, app):
-            if container is not None:
-                container.remove(force=True)
+        for container in started:
+            container.remove(force=True)
+
+
+def routed_ok(claude: Claude) -> None:
+    code, out = claude.sh("for i in $(seq 50); do hello routed ok && exit 0; sleep 0.2; "
+                          "done; exit 1")
+    assert code == 0, out
+    assert out.strip().splitlines()[-1] == "routed ok"
+
+
+def test_routed_command_through_the_gate(start_claude: Callable[..., Claude],
+                                         routed_config: Any) -> None:
+    # No allowed-domains.txt in that config dir: the firewall fails closed, and the compose
+    # network (the gate, the services) still works.
+    claude = start_claude(volumes={str(routed_config): {"bind": "/workspace/.sidecar",
+                                                        "mode": "ro"}}, domains=None)
+    assert "FIREWALL FAILED CLOSED" in claude.logs()
+    routed_ok(claude)
+
+
+def test_routed_command_with_the_firewall_enforcing(start_claude: Callable[..., Claude],
+                                                    routed_config: Any) -> None:
+    (routed_config / "allowed-domains.txt").write_text("allowed.test\n")
+    claude = start_claude(volumes={str(routed_config): {"bind": "/workspace/.sidecar",
+                                                        "mode": "ro"}}, domains=None)
+    assert "firewall enforcing" in claude.logs()
+    routed_ok(claude)
+    assert claude.sh("test -e /var/run/docker.sock")[0] == 1
 
 
 def test_killed_forwarder_fails_closed(claude: Claude, internet: Internet) -> None:
