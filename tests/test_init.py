@@ -10,7 +10,7 @@ import pytest
 
 from sidecar_gen.compose import interpolate, normalize_project_name, read_compose_yaml
 from sidecar_gen.config import load_bridge
-from sidecar_gen.scaffold import run_init
+from sidecar_gen.scaffold import InitResult, run_init
 from sidecar_gen.targets import Status as FileStatus
 from sidecar_gen.toolchains import commands_for
 from sidecar_gen.validate import validate_file
@@ -19,12 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p.parent for p in REPO.glob("examples/*/compose.yaml"))
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
-@pytest.mark.parametrize("prefer_cli", [False, True], ids=["yaml", "compose-cli"])
-def test_examples_hold_what_init_writes(example: Path, prefer_cli: bool, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    if prefer_cli and shutil.which("docker") is None:
-        pytest.skip("no docker CLI: the compose-cli path falls back to the YAML one")
+def _init_example(example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                  prefer_cli: bool) -> InitResult:
     for name in ("PHP_IMAGE", "DB_IMAGE", "NODE_IMAGE", "REDIS_IMAGE", "GO_IMAGE",
                  "POSTGRES_IMAGE", "COMPOSE_PROJECT_NAME"):
         monkeypatch.delenv(name, raising=False)
@@ -36,6 +32,22 @@ def test_examples_hold_what_init_writes(example: Path, prefer_cli: bool, tmp_pat
         written = (copy / ".sidecar" / name).read_text()
         assert written == (example / ".sidecar" / name).read_text(), name
     assert validate_file(copy / ".sidecar" / "bridge.yaml") == []
+    return result
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_examples_hold_what_init_writes(example: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _init_example(example, tmp_path, monkeypatch, prefer_cli=False)
+    assert result.proposal.project is not None and not result.proposal.project.via_cli
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_compose_cli_proposes_the_same_file(example: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            compose_cli: list[str]) -> None:
+    result = _init_example(example, tmp_path, monkeypatch, prefer_cli=True)
+    assert result.proposal.project is not None and result.proposal.project.via_cli
 
 
 def test_laravel_proposal() -> None:
