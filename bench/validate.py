@@ -10,20 +10,12 @@ sidecar validate also runs the semantic rules and maps positions.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def timed(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - start
+from common import REPO, alternate
 
 
 def main() -> int:
@@ -41,13 +33,10 @@ def main() -> int:
     schema = str(REPO / "schemas" / "bridge.schema.json")
     ours = [sidecar, "validate", args.file]
     theirs = [checker, "--schemafile", schema, args.file]
-    timed(ours), timed(theirs)  # warm the page cache
-    a: list[float] = []
-    b: list[float] = []
-    for _ in range(args.runs):
-        a.append(timed(ours))
-        b.append(timed(theirs))
-    ma, mb = statistics.median(a), statistics.median(b)
+    commands = {"sidecar": (ours, dict(os.environ)), "check-jsonschema": (theirs, dict(os.environ))}
+    alternate(1, commands)  # warm the page cache
+    medians = alternate(args.runs, commands)
+    ma, mb = medians["sidecar"], medians["check-jsonschema"]
     print(f"file: {args.file}  runs: {args.runs} each, alternating")
     print(f"sidecar validate   median {ma * 1000:7.1f} ms")
     print(f"check-jsonschema   median {mb * 1000:7.1f} ms")

@@ -7,6 +7,7 @@ raises for bad input.
 from __future__ import annotations
 
 import difflib
+import json
 import posixpath
 import re
 from collections.abc import Iterable, Iterator
@@ -182,6 +183,10 @@ def _message(error: ValidationError, where: tuple[str | int, ...]) -> tuple[str,
         if schema.get("pattern") == "^/":
             return "path-not-absolute", (f"{label} must be an absolute path (start with /), "
                                          f"got {value!r}")
+        title = str(schema.get("title", "")).lower()
+        examples = ", ".join(json.dumps(e) for e in schema.get("examples", [])[:3])
+        if title and examples:
+            return "schema-pattern", f"{label}: {value!r} is not a valid {title} (e.g. {examples})"
         return "schema-pattern", (f"{label} has an invalid value {value!r} "
                                   f"(expected the form {schema.get('pattern')})")
     if validator == "minProperties":

@@ -78,7 +78,7 @@ def _bridge_for_test(path: Path, image: str) -> dict[str, list[str]]:
     data["sidecar"]["firewall"] = {"enabled": False}
     routed: dict[str, list[str]] = {}
     for name, spec in data["commands"].items():
-        spec["user"] = f"{PUID}:{PGID}"
+        spec["user"] = "${PUID}:${PGID}"  # filled in by the dispatcher and the gate
         routed.setdefault(str(spec["container"]), []).append(str(name))
     with path.open("w") as handle:
         yaml.dump(data, handle)

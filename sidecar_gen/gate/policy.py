@@ -9,6 +9,7 @@ created. Everything else is refused.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Literal
 from sidecar_gen.gate.paths import PathRejectedError, Target, canonicalize
 from sidecar_gen.model import Bridge
 from sidecar_gen.runtime.killer import KILL_SCRIPT, TOKEN_ENV, TOKEN_HEX_DIGITS
+from sidecar_gen.runtime.userspec import expand_user
 
 ROLE_LABEL = "dev.claude-sidecar.role"
 # Containers carrying one of these roles (set by `sidecar render`) are never targets, whatever
@@ -172,7 +174,10 @@ class Policy:
         """Build the policy from a validated `Bridge`."""
         rules: dict[str, TargetRule] = {}
         for cmd in bridge.commands.values():
-            rule = TargetRule(users=frozenset({cmd.user}) if cmd.user else frozenset(),
+            # `${PUID}:${PGID}` is filled from the gate's environment (render passes the same
+            # PUID/PGID as to the Claude container); unfillable, it allows no user at all.
+            user = expand_user(cmd.user, os.environ, own_ids=False) if cmd.user else None
+            rule = TargetRule(users=frozenset({user}) if user else frozenset(),
                               env=frozenset(cmd.env), argv_prefixes=frozenset({cmd.argv}),
                               logical=frozenset({cmd.container}))
             rules[cmd.container] = rules[cmd.container].merge(rule) \

@@ -23,6 +23,7 @@ from sidecar_gen.runtime.api import Connection, quote
 from sidecar_gen.runtime.errors import ENGINE, NOT_EXECUTABLE, NOT_FOUND, TIMEOUT, DispatchError
 from sidecar_gen.runtime.frames import STDERR, STDOUT, SYSTEM_ERROR, Demuxer
 from sidecar_gen.runtime.paths import map_args, pick_workdir
+from sidecar_gen.runtime.userspec import expand_user
 
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy only
 # (mypy treats any name TYPE_CHECKING as true).
@@ -268,7 +269,9 @@ class _Dispatch:
         paths = spec["paths"]
         self.remote_argv = [*spec["argv"], *map_args(self.args, paths)]
         self.workdir = pick_workdir(cwd, paths, spec["workdir"])
-        self.user = spec["user"]
+        self.user = spec["user"] and expand_user(spec["user"], self.environ)
+        if spec["user"] and not self.user:
+            raise DispatchError(f"user {spec['user']!r}: PUID/PGID must be numbers")
         env_list = [f"{key}={self.environ[key]}" for key in spec["env"] if key in self.environ]
         env_list.append(f"{killer.TOKEN_ENV}={self.token}")
         mode = spec["tty"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -319,3 +320,24 @@ def test_canonical_form_is_a_fixed_point(target: str) -> None:
     again = canonicalize(parsed.upstream_path())
     assert (again.version, again.segments, again.query) == \
         (parsed.version, parsed.segments, parsed.query)
+
+
+def test_puid_pgid_user_is_filled_from_the_gate_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = {"commands": {"php": {"container": "php", "exec": "php",
+                                "user": "${PUID}:${PGID}"}}}
+    monkeypatch.setenv("PUID", "1234")
+    monkeypatch.setenv("PGID", "1234")
+    rule = Policy.from_bridge(bridge_from_plain(doc)).rules["php"]
+    assert rule.users == {"1234:1234"}
+    check_exec_create(POLICY, rule, _body(User="1234:1234"))
+    for user in ("${PUID}:${PGID}", "0:0", "1234", "root"):
+        with pytest.raises(RefusedError):
+            check_exec_create(POLICY, rule, _body(User=user))
+    # Without PUID/PGID the gate cannot know the ids: no user is allowed for that command.
+    monkeypatch.delenv("PUID")
+    monkeypatch.delenv("PGID")
+    rule = Policy.from_bridge(bridge_from_plain(doc)).rules["php"]
+    assert rule.users == frozenset()
+    with pytest.raises(RefusedError):
+        check_exec_create(POLICY, rule, _body(User=f"{os.getuid()}:{os.getgid()}"))

@@ -301,7 +301,7 @@ def test_hot_path_imports_only_stdlib_and_nothing_heavy() -> None:
         "import sidecar_gen.runtime.dispatch, sidecar_gen.runtime.cache\n"
         "import sidecar_gen.runtime.api, sidecar_gen.runtime.frames, sidecar_gen.runtime.paths\n"
         "import sidecar_gen.runtime.transport, sidecar_gen.runtime.jsonlite\n"
-        "import sidecar_gen.runtime.killer\n"
+        "import sidecar_gen.runtime.killer, sidecar_gen.runtime.userspec\n"
         "for name, mod in sorted(sys.modules.items()):\n"
         "    print(name, getattr(mod, '__file__', None) or 'builtin')\n"
     )
@@ -337,3 +337,18 @@ def test_tcp_connect_by_name_imports_nothing_heavy() -> None:
                          text=True, check=True).stdout.split()
     heavy = {"re", "unicodedata", "encodings.idna", "stringprep", "enum"} & set(out)
     assert not heavy, sorted(heavy)
+
+
+def test_user_placeholders() -> None:
+    from sidecar_gen.runtime.userspec import expand_user
+
+    env = {"PUID": "1234", "PGID": "99"}
+    assert expand_user("${PUID}:${PGID}", env) == "1234:99"
+    assert expand_user("${PUID}", env) == "1234"
+    assert expand_user("www-data:${PGID}", env) == "www-data:99"
+    assert expand_user("1000:1000", {}) == "1000:1000"
+    # The dispatcher falls back to its own ids (the claude user is PUID:PGID after the remap).
+    assert expand_user("${PUID}:${PGID}", {}) == f"{os.getuid()}:{os.getgid()}"
+    # The gate does not: a placeholder it cannot fill allows nothing.
+    assert expand_user("${PUID}:${PGID}", {}, own_ids=False) is None
+    assert expand_user("${PUID}", {"PUID": "root"}) is None
