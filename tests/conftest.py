@@ -14,7 +14,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -25,6 +25,13 @@ TEST_LABEL = "dev.claude-sidecar.test"
 
 def _e2e_required() -> bool:
     return os.environ.get("SIDECAR_E2E", "").lower() == "required"
+
+
+def unavailable(message: str) -> NoReturn:
+    """A missing engine, image or tool: a failure under SIDECAR_E2E=required, else a skip."""
+    if _e2e_required():
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -44,16 +51,11 @@ def docker_client() -> Iterator[Any]:
         client = docker.from_env(timeout=120)
         client.ping()
     except Exception as exc:
-        if _e2e_required():
-            pytest.fail(f"SIDECAR_E2E=required but no Docker engine is reachable: {exc}")
-        pytest.skip(f"no Docker engine reachable: {exc}")
+        unavailable(f"no Docker engine is reachable: {exc}")
     try:
         client.images.get(BUSYBOX_IMAGE)
     except Exception as exc:
-        message = f"local test image {BUSYBOX_IMAGE} is missing (run .ci/engine.sh): {exc}"
-        if _e2e_required():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"local test image {BUSYBOX_IMAGE} is missing (run .ci/engine.sh): {exc}")
     yield client
     client.close()
 
@@ -100,10 +102,7 @@ def compose_cli(docker_client: Any) -> list[str]:
     """The Docker Compose v2 command line."""
     result = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
     if result.returncode != 0:
-        message = "Docker Compose v2 is not installed (run .ci/engine.sh)"
-        if _e2e_required():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("Docker Compose v2 is not installed (run .ci/engine.sh)")
     return ["docker", "compose"]
 
 
@@ -127,8 +126,5 @@ def claude_image(docker_client: Any) -> str:
     try:
         docker_client.images.get(BASE_IMAGE)
     except Exception as exc:
-        message = f"local base image {BASE_IMAGE} is missing (run .ci/engine.sh): {exc}"
-        if _e2e_required():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"local base image {BASE_IMAGE} is missing (run .ci/engine.sh): {exc}")
     return ensure_claude_image()

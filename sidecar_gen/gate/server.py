@@ -600,15 +600,10 @@ class Gate:
             _policy, error = self._policy.current()
             if error:
                 raise RefusedError(error)
-        if route.kind == "exec_json":
-            allow(cid, "inspect an exec of this gate")
-            resp = upstream.request("GET", path)
-            assert isinstance(resp, Response)
-            self._relay_response(client, conn, method, resp)
-            return True
-        if route.kind == "exec_resize":
-            allow(cid, "resize an exec of this gate")
-            resp = upstream.request("POST", path)
+        if route.kind in ("exec_json", "exec_resize"):
+            verb = "inspect" if route.kind == "exec_json" else "resize"
+            allow(cid, f"{verb} an exec of this gate")
+            resp = upstream.request(method, path)
             assert isinstance(resp, Response)
             self._relay_response(client, conn, method, resp)
             return True
