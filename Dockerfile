@@ -110,7 +110,7 @@ RUN /opt/sidecar/bin/pip install --quiet --no-deps /tmp/dist/*.whl \
     && rm -rf /tmp/dist \
     && ln -s /opt/sidecar/bin/sidecar /usr/local/bin/sidecar \
     && install -d -m 0755 /opt/sidecar/wrappers \
-    && /opt/sidecar/bin/python -I -c 'from sidecar_gen.image import install_image_files; install_image_files(uid=int("'"$CLAUDE_UID"'"), gid=int("'"$CLAUDE_GID"'"))' \
+    && /opt/sidecar/bin/python -I -c 'from sidecar_gen.imagefiles import install_image_files; install_image_files(uid=int("'"$CLAUDE_UID"'"), gid=int("'"$CLAUDE_GID"'"))' \
     && sidecar --version
 
 ENV PATH=/opt/sidecar/wrappers:/usr/local/sidecar/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

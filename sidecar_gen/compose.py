@@ -18,11 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from sidecar_gen.errors import InputError
-from sidecar_gen.validate import ProjectNames, read_text_file
+from sidecar_gen.fsutil import read_text_file
 from sidecar_gen.yamlio import load_text
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 _INTERPOLATION = re.compile(r"\$(?:\$|\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+@dataclass(frozen=True)
+class ProjectNames:
+    """Names known from the compose project, for the unknown-container rule."""
+
+    services: frozenset[str] = frozenset()
+    containers: frozenset[str] = frozenset()
+    source: str = ""
 
 
 @dataclass(frozen=True)

@@ -5,31 +5,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sidecar_gen.bridgecheck import load_validated
+from sidecar_gen.compose import ProjectNames
 from sidecar_gen.errors import ConfigError
 from sidecar_gen.findings import Severity
 from sidecar_gen.model import Bridge, bridge_from_plain
-from sidecar_gen.validate import ProjectNames, load_validated
+from sidecar_gen.runtime import cache
 
-CONFIG_NAME = "bridge.yaml"
-CONFIG_DIR = ".sidecar"
-
-
-def default_config_path(cwd: Path | None = None) -> Path:
-    """`$SIDECAR_CONFIG_DIR/bridge.yaml`, else `./.sidecar/bridge.yaml`."""
-    config_dir = os.environ.get("SIDECAR_CONFIG_DIR")
-    if config_dir:
-        return Path(config_dir) / CONFIG_NAME
-    return (cwd or Path.cwd()) / CONFIG_DIR / CONFIG_NAME
+CONFIG_NAME = cache.CONFIG_NAME
+CONFIG_DIR = cache.CONFIG_DIR
 
 
-def find_config(explicit: Path | None = None) -> Path:
-    """The runtime lookup: explicit, else `BRIDGE_CONFIG`, else the default path."""
+def find_config(explicit: Path | None = None, cwd: Path | None = None) -> Path:
+    """The bridge.yaml every command uses: `explicit`, else the dispatcher's lookup
+    (`BRIDGE_CONFIG`, else `$SIDECAR_CONFIG_DIR/bridge.yaml`, else `./.sidecar/bridge.yaml`)."""
     if explicit is not None:
         return explicit
-    env = os.environ.get("BRIDGE_CONFIG")
-    if env:
-        return Path(env)
-    return default_config_path()
+    return Path(cache.find_config(os.environ, str(cwd or Path.cwd())))
 
 
 def load_bridge(path: Path, names: ProjectNames | None = None) -> Bridge:

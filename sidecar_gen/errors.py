@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from sidecar_gen.runtime import errors as codes
+
 
 class ExitCode(IntEnum):
-    """Exit codes of every `sidecar` command (documented in the README)."""
+    """Exit codes of every `sidecar` command (documented in the README; values in `codes`)."""
 
-    OK = 0
-    FINDINGS = 1  # validate: findings; render --check: something would change
-    USAGE = 2  # bad flags, missing/unreadable/non-UTF-8 file, refused overwrite
-    INTERNAL = 3  # a bug: the message says how to get the traceback
-    ENGINE = 125  # Docker engine or gate error (dispatcher)
-    NOT_EXECUTABLE = 126
-    NOT_FOUND = 127
-    INTERRUPTED = 130
+    OK = codes.OK
+    FINDINGS = codes.FINDINGS
+    USAGE = codes.USAGE
+    INTERNAL = codes.INTERNAL
+    INTERRUPTED = codes.INTERRUPTED
+    BROKEN_PIPE = codes.BROKEN_PIPE
 
 
 class SidecarError(Exception):
@@ -53,10 +53,3 @@ class ConfigError(SidecarError):
         super().__init__(f"{path}: {summary}", exit_code=ExitCode.FINDINGS)
         self.path = path
         self.findings = findings or []
-
-
-class EngineError(SidecarError):
-    """The Docker engine could not be reached or refused a request."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=ExitCode.ENGINE)

@@ -30,6 +30,7 @@ from typing import Any
 
 from sidecar_gen import templating
 from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.fsutil import write_atomic
 
 CHAIN = "SIDECAR-EGRESS"
 SET4 = "sidecar-allow4"
@@ -309,10 +310,7 @@ def _dns_ids() -> tuple[int, str]:
 
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o644)
-    os.replace(tmp, path)
+    write_atomic(path, text, mode=0o644)
 
 
 def _stop_forwarder(state_dir: Path) -> None:

@@ -1,32 +1,30 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""Files the user owns: atomic writes and strict UTF-8 reads."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
+
+from sidecar_gen.errors import InputError
+from sidecar_gen.runtime import atomic
 
 
 def write_atomic(path: Path, text: str, *, mode: int | None = None) -> None:
-    """Write `text` to `path` via a temporary file in the same directory and a rename."""
+    """Write `text` (UTF-8, line ends as given) to `path` atomically, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if mode is None:
-        try:
-            mode = path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    atomic.write_atomic(str(path), text.encode("utf-8"), mode)
+
+
+def read_text_file(path: Path) -> str:
+    """Read a UTF-8 text file; raise InputError (exit 2) when it is missing or not text."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(str(path), "no such file") from None
+    except IsADirectoryError:
+        raise InputError(str(path), "is a directory, not a file") from None
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(str(path), f"not UTF-8 text (byte {exc.start})") from None

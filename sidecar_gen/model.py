@@ -1,13 +1,17 @@
-"""bridge.yaml as typed data, built from a document that passed validation."""
+"""bridge.yaml as typed data, built from a document that passed validation.
+
+Each routed command is a `runtime.contract.Route`: the same object the route cache stores and
+the dispatcher and the gate read.
+"""
 
 from __future__ import annotations
 
 import posixpath
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-TtyMode = Literal["auto", "always", "never"]
+from sidecar_gen.runtime.contract import Route
 
 DEFAULT_IMAGE = "ghcr.io/claude-sidecar/claude-sidecar:latest"
 DEFAULT_WORKSPACE = "/workspace"
@@ -23,21 +27,6 @@ def split_exec(value: str | list[str]) -> list[str]:
     if isinstance(value, list):
         return list(value)
     return shlex.split(value, comments=False, posix=True)
-
-
-@dataclass(frozen=True)
-class Command:
-    """One routed command."""
-
-    name: str
-    container: str
-    argv: tuple[str, ...]
-    workdir: str | None = None
-    paths: tuple[tuple[str, str], ...] = ()
-    user: str | None = None
-    env: tuple[str, ...] = ()
-    tty: TtyMode = "auto"
-    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +65,7 @@ class Stack:
 class Bridge:
     """A whole bridge.yaml."""
 
-    commands: dict[str, Command]
+    commands: dict[str, Route]  # command name -> route (the contract the runtime reads)
     containers: dict[str, str] = field(default_factory=dict)
     default_container: str | None = None
     stack: Stack = field(default_factory=Stack)
@@ -97,11 +86,10 @@ def _normalize_mapping(paths: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 def bridge_from_plain(doc: dict[str, Any]) -> Bridge:
     """Build a `Bridge` from a validated plain document."""
-    commands: dict[str, Command] = {}
+    commands: dict[str, Route] = {}
     for name, spec in doc["commands"].items():
         timeout = spec.get("timeout")
-        commands[name] = Command(
-            name=name,
+        commands[name] = Route(
             container=spec["container"],
             argv=tuple(split_exec(spec["exec"])),
             workdir=spec.get("workdir"),

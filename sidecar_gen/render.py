@@ -22,10 +22,11 @@ from sidecar_gen import __version__, templating
 from sidecar_gen.compose import ComposeProject, find_compose_file, load_project
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME, load_bridge
 from sidecar_gen.errors import SidecarError
+from sidecar_gen.fileplan import Change, Status, apply, plan_edit, plan_generated, with_checksum
+from sidecar_gen.fsutil import read_text_file
 from sidecar_gen.model import Bridge
-from sidecar_gen.targets import Change, Status, apply, plan_edit, plan_generated, with_checksum
+from sidecar_gen.runtime import contract
 from sidecar_gen.toolchains import allowed_domains
-from sidecar_gen.validate import read_text_file
 from sidecar_gen.yamlio import load_text
 
 GENERATED_COMPOSE = "compose.yml"
@@ -96,6 +97,9 @@ def render_compose(bridge: Bridge, project_dir: Path, project_file: str) -> str:
         config_dir=posixpath.join(bridge.stack.workspace, CONFIG_DIR),
         config_volume=CONFIG_VOLUME,
         shadowed=shadowed_files(bridge, project_dir),
+        role_label=contract.ROLE_LABEL,
+        roles={"claude": contract.ROLE_CLAUDE, "gate": contract.ROLE_GATE,
+               "viewer": contract.ROLE_VIEWER},
     )
     return with_checksum(text)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from sidecar_gen import __version__, resources
 from sidecar_gen.findings import Finding, Severity
@@ -30,7 +31,8 @@ def format_text(findings: Sequence[Finding], files: Sequence[str], *, color: boo
     return "\n".join(lines) + "\n"
 
 
-def format_json(findings: Sequence[Finding], files: Sequence[str]) -> str:
+def format_json(findings: Sequence[Finding], files: Sequence[str], *,
+                color: bool = False) -> str:
     """A stable document: {"version": 1, "files": [...], "findings": [...], "summary": {...}}."""
     errors = sum(1 for f in findings if f.severity is Severity.ERROR)
     doc = {
@@ -50,7 +52,8 @@ def _github_escape(value: str, *, prop: bool = False) -> str:
     return value
 
 
-def format_github(findings: Sequence[Finding], files: Sequence[str]) -> str:
+def format_github(findings: Sequence[Finding], files: Sequence[str], *,
+                  color: bool = False) -> str:
     """GitHub Actions workflow commands: `::error file=P,line=L,col=C,title=RULE::MESSAGE`."""
     out = []
     for f in findings:
@@ -66,7 +69,8 @@ def _sarif_uri(path: str) -> str:
     return path[2:] if path.startswith("./") else path
 
 
-def format_sarif(findings: Sequence[Finding], files: Sequence[str]) -> str:
+def format_sarif(findings: Sequence[Finding], files: Sequence[str], *,
+                 color: bool = False) -> str:
     """SARIF 2.1.0, one run, rules listed in the driver, as code scanning accepts it."""
     rule_ids = sorted({f.rule for f in findings})
     index = {rule: i for i, rule in enumerate(rule_ids)}
@@ -96,7 +100,15 @@ def format_sarif(findings: Sequence[Finding], files: Sequence[str]) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
-REPORTER_BY_NAME: dict[str, Callable[[Sequence[Finding], Sequence[str]], str]] = {
+class Reporter(Protocol):
+    """A formatter: findings and the files checked in, text out."""
+
+    def __call__(self, findings: Sequence[Finding], files: Sequence[str], *,
+                 color: bool = False) -> str: ...
+
+
+# The CLI's `--format` choices are this registry's keys.
+REPORTER_BY_NAME: dict[str, Reporter] = {
     "text": format_text,
     "json": format_json,
     "github": format_github,

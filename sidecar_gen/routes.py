@@ -1,6 +1,6 @@
 """Compile a validated bridge.yaml into the route cache the dispatcher reads on every command.
 
-The cache is a `marshal` file of plain dicts and tuples (`marshal` is builtin, loading it costs
+The cache is a `marshal` file of `RouteTable.to_record()` (`marshal` is builtin, loading it costs
 well under a millisecond), stamped with bridge.yaml's (st_mtime_ns, st_size, st_ino) so the
 dispatcher notices edits and calls `refresh_routes` again (its slow path).
 """
@@ -10,43 +10,23 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from sidecar_gen.config import load_bridge
 from sidecar_gen.errors import InputError
 from sidecar_gen.model import Bridge
 from sidecar_gen.runtime import cache
+from sidecar_gen.runtime.contract import RouteTable
 
 
-def compile_routes(bridge: Bridge, config: str, stamp: cache.Stamp) -> dict[str, Any]:
-    """The plain-data form of `bridge` the dispatcher reads."""
-    commands = {
-        name: {
-            "container": cmd.container,
-            "argv": tuple(cmd.argv),
-            "workdir": cmd.workdir,
-            "paths": tuple((str(a), str(b)) for a, b in cmd.paths),
-            "user": cmd.user,
-            "env": tuple(cmd.env),
-            "tty": cmd.tty,
-            "timeout": cmd.timeout,
-        }
-        for name, cmd in bridge.commands.items()
-    }
-    return {
-        "v": cache.CACHE_VERSION,
-        "config": config,
-        "stamp": stamp,
-        "commands": commands,
-        "containers": dict(bridge.containers),
-        "default": bridge.default_container,
-        "project": bridge.stack.project,
-    }
+def compile_routes(bridge: Bridge, config: str, stamp: cache.Stamp) -> RouteTable:
+    """The table the dispatcher reads: bridge.yaml's routes, stamped with the version read."""
+    return RouteTable(config, stamp, bridge.commands, bridge.containers,
+                      default=bridge.default_container, project=bridge.stack.project)
 
 
 def refresh_routes(
     config: Path, environ: Mapping[str, str] | None = None
-) -> tuple[dict[str, Any], str | None]:
+) -> tuple[RouteTable, str | None]:
     """Validate `config`, compile it and write the cache.
 
     Returns the routes and the cache file written (None when no cache location is writable: the

@@ -9,9 +9,9 @@ from pathlib import Path
 from sidecar_gen import __version__, resources, templating
 from sidecar_gen.compose import ComposeProject, Service, find_compose_file, load_project
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
+from sidecar_gen.fileplan import Change, apply, plan_user_file
 from sidecar_gen.model import DEFAULT_WORKSPACE
 from sidecar_gen.render import DOMAINS_NAME, domains_text
-from sidecar_gen.targets import Change, apply, plan_user_file
 from sidecar_gen.toolchains import commands_for
 
 

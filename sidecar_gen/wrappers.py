@@ -15,7 +15,8 @@ from pathlib import Path
 
 import sidecar_gen
 from sidecar_gen.config import find_config
-from sidecar_gen.errors import InputError
+from sidecar_gen.errors import ConfigError, InputError
+from sidecar_gen.fsutil import write_atomic
 from sidecar_gen.routes import refresh_routes
 from sidecar_gen.runtime.dispatch import LAUNCHER_NAME
 
@@ -90,13 +91,9 @@ def _write_launcher(path: Path, text: str) -> str:
         raise InputError(str(path), exc.strerror or "cannot read") from None
     if current == text and os.access(path, os.X_OK):
         return "ok"
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
+        write_atomic(path, text, mode=0o755)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(str(path), exc.strerror or "cannot write") from None
     return "created" if current is None else "updated"
 
@@ -119,7 +116,7 @@ def install_wrappers(directory: Path, config: Path | None = None) -> WrapperRepo
     report = WrapperReport(directory=directory, launcher=launcher, config=config_path,
                            cache=cache_file)
     report.launcher_status = _write_launcher(launcher, launcher_text())
-    commands = sorted(routes["commands"])
+    commands = sorted(routes.commands)
     for name in commands:
         reason = _skip_reason(name)
         link = directory / name
@@ -145,3 +142,65 @@ def install_wrappers(directory: Path, config: Path | None = None) -> WrapperRepo
             path.unlink()
             report.removed.append(entry)
     return report
+
+
+# -- at container start: never fail, explain a broken bridge.yaml ---------------------------
+
+
+def salvage_command_names(config: Path) -> list[str]:
+    """Names under `commands:` of a bridge.yaml that failed validation (best effort).
+
+    The entrypoint installs wrappers for them anyway, so that running one of them explains
+    what is wrong with bridge.yaml instead of answering "command not found".
+    """
+    from sidecar_gen import yamlio
+
+    try:
+        text = config.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    doc = yamlio.load_text(text, str(config)).plain
+    commands = doc.get("commands") if isinstance(doc, dict) else None
+    if not isinstance(commands, dict):
+        return []
+    return sorted(name for name in commands
+                  if isinstance(name, str) and name and "/" not in name and "\0" not in name
+                  and not name.startswith("."))
+
+
+@dataclass
+class BootWrappers:
+    """What `boot_wrappers` did."""
+
+    ok: bool
+    message: str
+    commands: list[str]
+
+
+def boot_wrappers(directory: Path, config: Path) -> BootWrappers:
+    """install-wrappers for the entrypoint: never fails, explains a broken bridge.yaml.
+
+    With a valid file this is exactly `sidecar install-wrappers`. With an invalid one, the
+    commands it names still get wrappers: the dispatcher re-reads the file on each call and
+    prints the problem (exit 125), and starts working as soon as the file is fixed.
+    """
+    try:
+        report = install_wrappers(directory, config)
+    except (ConfigError, InputError) as exc:
+        names = salvage_command_names(config)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            launcher = directory / LAUNCHER_NAME
+            write_atomic(launcher, launcher_text(), mode=0o755)
+            made = []
+            for name in names:
+                link = directory / name
+                if not (link.exists() or link.is_symlink()):
+                    os.symlink(LAUNCHER_NAME, link)
+                    made.append(name)
+        except OSError:
+            made = []
+        return BootWrappers(ok=False, message=exc.message, commands=made)
+    commands = sorted(report.created + report.ok)
+    return BootWrappers(ok=True, message=f"{len(commands)} routed command(s) from {config}",
+                        commands=commands)

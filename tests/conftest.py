@@ -119,7 +119,7 @@ def sidecar_cli() -> list[str]:
 
 @pytest.fixture(scope="session")
 def claude_image(docker_client: Any) -> str:
-    """`sidecar-test/claude:latest`, built offline from the local Debian base when needed
+    """`sidecar-test/claude:<inputs hash>`, built offline from the local Debian base when needed
     (reused across runs while its inputs are unchanged; see tests/image/build.py)."""
     from image.build import BASE_IMAGE, ensure_claude_image
 

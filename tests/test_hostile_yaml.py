@@ -7,7 +7,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar_gen.validate import validate_text
+from sidecar_gen.bridgecheck import validate_text
 from sidecar_gen.yamlio import MAX_BYTES
 
 

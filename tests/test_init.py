@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from sidecar_gen.bridgecheck import validate_file
 from sidecar_gen.compose import interpolate, normalize_project_name, read_compose_yaml
 from sidecar_gen.config import load_bridge
+from sidecar_gen.fileplan import Status as FileStatus
 from sidecar_gen.scaffold import InitResult, run_init
-from sidecar_gen.targets import Status as FileStatus
 from sidecar_gen.toolchains import commands_for
-from sidecar_gen.validate import validate_file
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p.parent for p in REPO.glob("examples/*/compose.yaml"))

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from sidecar_gen.cli import app
 from sidecar_gen.errors import ConfigError
+from sidecar_gen.fileplan import Status, edited_by_hand
 from sidecar_gen.render import RenderError, run_render
-from sidecar_gen.targets import Status, edited_by_hand
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.checker import CheckOptions, run_check
+from sidecar_gen.bridgecheck import validate_file, validate_text
+from sidecar_gen.compose import ProjectNames
 from sidecar_gen.findings import Severity
-from sidecar_gen.validate import ProjectNames, validate_file, validate_text
+from sidecar_gen.validate import CheckOptions, run_check
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent

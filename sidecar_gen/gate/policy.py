@@ -9,24 +9,17 @@ created. Everything else is refused.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sidecar_gen.gate.paths import PathRejectedError, Target, canonicalize
+from sidecar_gen.gate.urlpath import PathRejectedError, Target, canonicalize
 from sidecar_gen.model import Bridge
+from sidecar_gen.runtime.contract import is_protected, service_members
 from sidecar_gen.runtime.killer import KILL_SCRIPT, TOKEN_ENV, TOKEN_HEX_DIGITS
 from sidecar_gen.runtime.userspec import expand_user
 
-ROLE_LABEL = "dev.claude-sidecar.role"
-# Containers carrying one of these roles (set by `sidecar render`) are never targets, whatever
-# bridge.yaml says: the gate holds the engine socket, the Claude and viewer containers hold
-# the agent's credentials and session history.
-PROTECTED_ROLES = frozenset({"gate", "claude", "viewer"})
-SERVICE_LABEL = "com.docker.compose.service"
-PROJECT_LABEL = "com.docker.compose.project"
 # The dispatcher's cleanup exec is `KILL_CMD + [token]` (sidecar_gen.runtime.killer).
 KILL_CMD = ("sh", "-c", KILL_SCRIPT, "sh")
 
@@ -170,13 +163,14 @@ class Policy:
     kill_cmd: tuple[str, ...] = KILL_CMD  # the dispatcher's cleanup exec; the token follows
 
     @classmethod
-    def from_bridge(cls, bridge: Bridge, *, strict: bool = False) -> Policy:
-        """Build the policy from a validated `Bridge`."""
+    def from_bridge(cls, bridge: Bridge, *, strict: bool = False,
+                    environ: Mapping[str, str] | None = None) -> Policy:
+        """Build the policy from a validated `Bridge`; `environ` fills `${PUID}`/`${PGID}`."""
         rules: dict[str, TargetRule] = {}
         for cmd in bridge.commands.values():
             # `${PUID}:${PGID}` is filled from the gate's environment (render passes the same
             # PUID/PGID as to the Claude container); unfillable, it allows no user at all.
-            user = expand_user(cmd.user, os.environ, own_ids=False) if cmd.user else None
+            user = expand_user(cmd.user, environ or {}, own_ids=False) if cmd.user else None
             rule = TargetRule(users=frozenset({user}) if user else frozenset(),
                               env=frozenset(cmd.env), argv_prefixes=frozenset({cmd.argv}),
                               logical=frozenset({cmd.container}))
@@ -205,11 +199,6 @@ class Resolution:
     literal_missing: frozenset[str]  # configured literal names with no container
 
 
-def _labels(container: Mapping[str, Any]) -> Mapping[str, str]:
-    labels = container.get("Labels")
-    return labels if isinstance(labels, dict) else {}
-
-
 def _names(container: Mapping[str, Any]) -> list[str]:
     names = container.get("Names")
     if not isinstance(names, list):
@@ -219,13 +208,14 @@ def _names(container: Mapping[str, Any]) -> list[str]:
 
 def resolve(policy: Policy, containers: Iterable[Mapping[str, Any]],
             self_ids: Iterable[str] = ()) -> Resolution:
-    """Resolve the policy's logical container names to container ids, as the dispatcher does.
+    """Resolve the policy's logical container names to container ids.
 
     `containers` is the engine's `GET /containers/json?all=1` answer. A logical name maps
-    through `containers:` to a literal name; otherwise to the compose service with that name
-    (and the configured project); otherwise it is a literal name. Containers labelled with a
-    protected role and the gate's own container (`self_ids`, full ids or prefixes) are never
-    targets.
+    through `containers:` to a literal name; otherwise to every member of the compose service
+    with that name (`contract.service_members`: the configured project, no one-off
+    containers; the dispatcher picks one of the same members); otherwise it is a literal name.
+    Containers labelled with a protected role and the gate's own container (`self_ids`, full
+    ids or prefixes) are never targets.
     """
     listing = [c for c in containers if isinstance(c.get("Id"), str)]
     names: dict[str, str] = {}
@@ -236,9 +226,7 @@ def resolve(policy: Policy, containers: Iterable[Mapping[str, Any]],
 
     def protected(c: Mapping[str, Any]) -> bool:
         cid: str = c["Id"]
-        if _labels(c).get(ROLE_LABEL) in PROTECTED_ROLES:
-            return True
-        return any(cid.startswith(s) for s in selves)
+        return is_protected(c) or any(cid.startswith(s) for s in selves)
 
     by_id: dict[str, TargetRule] = {}
     missing: set[str] = set()
@@ -254,10 +242,7 @@ def resolve(policy: Policy, containers: Iterable[Mapping[str, Any]],
         if logical in policy.containers:
             literal = policy.containers[logical]
         else:
-            service = [c for c in listing
-                       if _labels(c).get(SERVICE_LABEL) == logical
-                       and (policy.project is None
-                            or _labels(c).get(PROJECT_LABEL) == policy.project)]
+            service = service_members(listing, logical, policy.project)
             if service:
                 for c in service:
                     grant(c, rule)

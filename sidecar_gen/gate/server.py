@@ -100,7 +100,8 @@ class PolicySource:
         self._config = config
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
-        self._policy = Policy.from_bridge(bridge, strict=strict) if bridge else Policy.deny_all()
+        self._policy = (Policy.from_bridge(bridge, strict=strict, environ=os.environ) if bridge
+                        else Policy.deny_all())
         self._error: str | None = None if bridge or config else "no bridge.yaml configured"
 
     def current(self) -> tuple[Policy, str | None]:
@@ -128,7 +129,8 @@ class PolicySource:
             # Fail closed: an unreadable or invalid bridge.yaml allows nothing.
             self._policy, self._error = Policy.deny_all(), f"bridge.yaml unusable: {exc}"
             return
-        self._policy, self._error = Policy.from_bridge(bridge, strict=self._strict), None
+        self._policy = Policy.from_bridge(bridge, strict=self._strict, environ=os.environ)
+        self._error = None
 
 
 def _bind(listen: str) -> tuple[socket.socket, str]:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import marshal
 import os
 
+from sidecar_gen.runtime import atomic
+from sidecar_gen.runtime.contract import RouteTable, fnv1a
+
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy only
 # (mypy treats any name TYPE_CHECKING as true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any
 
-CACHE_VERSION = 1
+CONFIG_DIR = ".sidecar"
 CONFIG_NAME = "bridge.yaml"
 Stamp = tuple[int, int, int]
 
@@ -30,20 +32,12 @@ def find_config(environ: Mapping[str, str], cwd: str) -> str:
     config_dir = environ.get("SIDECAR_CONFIG_DIR")
     if config_dir:
         return os.path.join(cwd, config_dir, CONFIG_NAME)
-    return os.path.join(cwd, ".sidecar", CONFIG_NAME)
+    return os.path.join(cwd, CONFIG_DIR, CONFIG_NAME)
 
 
 def stamp_of(st: os.stat_result) -> Stamp:
     """What identifies one version of bridge.yaml."""
     return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-def _fnv1a(text: str) -> str:
-    # A stable short key for a path; hashlib would cost an import on every command.
-    value = 0xCBF29CE484222325
-    for byte in text.encode("utf-8", "surrogateescape"):
-        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return f"{value:016x}"
 
 
 def cache_dir(environ: Mapping[str, str]) -> str | None:
@@ -62,44 +56,33 @@ def cache_file(config: str, environ: Mapping[str, str]) -> str | None:
     directory = cache_dir(environ)
     if directory is None:
         return None
-    return os.path.join(directory, f"routes-{_fnv1a(config)}.marshal")
+    return os.path.join(directory, f"routes-{fnv1a(config):016x}.marshal")
 
 
-def load(config: str, stamp: Stamp, environ: Mapping[str, str]) -> dict[str, Any] | None:
-    """The cached routes when they were compiled from this very version of `config`, else None."""
+def load(config: str, stamp: Stamp, environ: Mapping[str, str]) -> RouteTable | None:
+    """The cached table when it was compiled from this very version of `config`, else None."""
     path = cache_file(config, environ)
     if path is None:
         return None
     try:
         with open(path, "rb") as handle:
-            routes = marshal.load(handle)  # noqa: S302 - our own per-user file
+            record = marshal.load(handle)  # noqa: S302 - our own per-user file
+        table = RouteTable.from_record(record)
     except (OSError, ValueError, EOFError, TypeError):
         return None
-    if (
-        not isinstance(routes, dict)
-        or routes.get("v") != CACHE_VERSION
-        or routes.get("config") != config
-        or routes.get("stamp") != stamp
-    ):
+    if table.config != config or tuple(table.stamp) != stamp:
         return None
-    return routes
+    return table
 
 
-def store(routes: dict[str, Any], environ: Mapping[str, str]) -> str | None:
-    """Write `routes` atomically; return the path, or None when no cache location is writable."""
-    path = cache_file(routes["config"], environ)
+def store(table: RouteTable, environ: Mapping[str, str]) -> str | None:
+    """Write `table` atomically; return the path, or None when no cache location is writable."""
+    path = cache_file(table.config, environ)
     if path is None:
         return None
-    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with open(tmp, "wb") as handle:
-            marshal.dump(routes, handle)
-        os.replace(tmp, path)
+        atomic.write_atomic(path, marshal.dumps(table.to_record()), 0o600, durable=False)
     except OSError:
-        try:  # noqa: SIM105 - contextlib is not imported on the hot path
-            os.unlink(tmp)
-        except OSError:
-            pass
         return None
     return path

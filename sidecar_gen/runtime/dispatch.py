@@ -19,10 +19,18 @@ import sys
 import time
 
 from sidecar_gen.runtime import cache, jsonlite, killer, transport
-from sidecar_gen.runtime.api import Connection, quote
+from sidecar_gen.runtime.contract import (
+    PROJECT_LABEL,
+    SERVICE_LABEL,
+    Route,
+    RouteTable,
+    pick_member,
+    service_members,
+)
 from sidecar_gen.runtime.errors import ENGINE, NOT_EXECUTABLE, NOT_FOUND, TIMEOUT, DispatchError
 from sidecar_gen.runtime.frames import STDERR, STDOUT, SYSTEM_ERROR, Demuxer
-from sidecar_gen.runtime.paths import map_args, pick_workdir
+from sidecar_gen.runtime.httpclient import Connection, quote
+from sidecar_gen.runtime.pathmap import map_args, pick_workdir
 from sidecar_gen.runtime.userspec import expand_user
 
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy only
@@ -33,10 +41,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 LAUNCHER_NAME = ".sidecar-dispatch"
-SERVICE_LABEL = "com.docker.compose.service"
-PROJECT_LABEL = "com.docker.compose.project"
-ONEOFF_LABEL = "com.docker.compose.oneoff"
-NUMBER_LABEL = "com.docker.compose.container-number"
 RECV_SIZE = 256 * 1024
 STDIN_CHUNK = 64 * 1024
 # Daemon errors about starting the process arrive as text inside the stream (dockerd 20.10:
@@ -117,7 +121,7 @@ def _getcwd() -> str:
         return "/"
 
 
-def load_routes(config: str | None, environ: Mapping[str, str], cwd: str) -> dict[str, Any]:
+def load_routes(config: str | None, environ: Mapping[str, str], cwd: str) -> RouteTable:
     """The routes of the active bridge.yaml: from the cache when fresh, else recompiled."""
     path = os.path.join(cwd, config) if config else cache.find_config(environ, cwd)
     path = os.path.abspath(path)
@@ -134,7 +138,7 @@ def load_routes(config: str | None, environ: Mapping[str, str], cwd: str) -> dic
     return _recompile(path, environ)
 
 
-def _recompile(path: str, environ: Mapping[str, str]) -> dict[str, Any]:
+def _recompile(path: str, environ: Mapping[str, str]) -> RouteTable:
     # Slow path: bridge.yaml changed (or no cache yet). Validation needs the full package and
     # its dependencies, which the launcher located for us.
     for entry in SLOW_PATH:
@@ -249,32 +253,26 @@ class _Dispatch:
     def run(self) -> int:
         cwd = _getcwd()
         routes = load_routes(self.config, self.environ, cwd)
-        spec = routes["commands"].get(self.name)
+        spec = routes.route_for(self.name)
         if spec is None:
-            default = routes.get("default")
-            if default:
-                spec = {"container": default, "argv": (self.name,), "workdir": None,
-                        "paths": (), "user": None, "env": (), "tty": "auto", "timeout": None}
-            elif self.wrapper_dir is not None:
-                native = _find_native(self.name, self.wrapper_dir, self.environ)
-                if native is None:
-                    raise DispatchError(
-                        f"command not found: not routed in {routes['config']} and not"
-                        " installed in this container", NOT_FOUND)
-                return _exec_native(native, self.name, self.args)
-            else:
+            if self.wrapper_dir is None:
+                raise DispatchError(f"not a routed command in {routes.config}", NOT_FOUND)
+            native = _find_native(self.name, self.wrapper_dir, self.environ)
+            if native is None:
                 raise DispatchError(
-                    f"not a routed command in {routes['config']}", NOT_FOUND)
+                    f"command not found: not routed in {routes.config} and not"
+                    " installed in this container", NOT_FOUND)
+            return _exec_native(native, self.name, self.args)
         self.endpoint = transport.parse_host(self.environ.get("DOCKER_HOST"))
-        paths = spec["paths"]
-        self.remote_argv = [*spec["argv"], *map_args(self.args, paths)]
-        self.workdir = pick_workdir(cwd, paths, spec["workdir"])
-        self.user = spec["user"] and expand_user(spec["user"], self.environ)
-        if spec["user"] and not self.user:
-            raise DispatchError(f"user {spec['user']!r}: PUID/PGID must be numbers")
-        env_list = [f"{key}={self.environ[key]}" for key in spec["env"] if key in self.environ]
+        paths = spec.paths
+        self.remote_argv = [*spec.argv, *map_args(self.args, paths)]
+        self.workdir = pick_workdir(cwd, paths, spec.workdir)
+        self.user = expand_user(spec.user, self.environ) if spec.user else None
+        if spec.user and not self.user:
+            raise DispatchError(f"user {spec.user!r}: PUID/PGID must be numbers")
+        env_list = [f"{key}={self.environ[key]}" for key in spec.env if key in self.environ]
         env_list.append(f"{killer.TOKEN_ENV}={self.token}")
-        mode = spec["tty"]
+        mode = spec.tty
         tty = mode == "always" or (mode == "auto" and os.isatty(0) and os.isatty(1))
         code: int | None = None
         signum: int | None = None
@@ -287,7 +285,7 @@ class _Dispatch:
             self._stop_remote()
             code = TIMEOUT if stop.timed_out else 128 + stop.signum
             if stop.timed_out:
-                _say(f"sidecar: {self.name}: timed out after {spec['timeout']:g} s,"
+                _say(f"sidecar: {self.name}: timed out after {spec.timeout:g} s,"
                      " terminated")
                 signum = None
             return code
@@ -299,7 +297,7 @@ class _Dispatch:
             where = transport.describe(self.endpoint)
             raise DispatchError(
                 f"the Docker engine at {where} failed while running the command in container "
-                f"{self.container or spec['container']}: {type(exc).__name__}: {exc}") from None
+                f"{self.container or spec.container}: {type(exc).__name__}: {exc}") from None
         finally:
             _signal.setitimer(_signal.ITIMER_REAL, 0)
             self._restore_tty()
@@ -331,35 +329,26 @@ class _Dispatch:
         # A bound on every API answer; the exec stream itself has none (see _pump).
         return Connection(transport.connect(self.endpoint, timeout=API_TIMEOUT))
 
-    def _resolve(self, conn: Connection, routes: dict[str, Any], logical: str) -> str:
+    def _resolve(self, conn: Connection, routes: RouteTable, logical: str) -> str:
         """Container reference for `logical`: `containers`, then compose service, then literal."""
         self.service = logical
-        mapped = routes["containers"].get(logical)
+        mapped = routes.containers.get(logical)
         if mapped:
             self.container = self.container_ref = str(mapped)
             return self.container_ref
         labels = [f"{SERVICE_LABEL}={logical}"]
-        if routes.get("project"):
-            labels.append(f"{PROJECT_LABEL}={routes['project']}")
+        if routes.project:
+            labels.append(f"{PROJECT_LABEL}={routes.project}")
         query = quote(jsonlite.dumps({"label": labels}))
         response = conn.request("GET", f"/containers/json?all=1&filters={query}")
         if response.status == 200:
-            best: tuple[int, int, str, str] | None = None
-            for item in response.json():
-                found_labels = item.get("Labels") or {}
-                if found_labels.get(ONEOFF_LABEL, "False") == "True":
-                    continue
-                number = found_labels.get(NUMBER_LABEL, "")
-                rank = (0 if item.get("State") == "running" else 1,
-                        int(number) if number.isdigit() else 1 << 30,
-                        item["Id"],
-                        (item.get("Names") or ["/" + item["Id"][:12]])[0].lstrip("/"))
-                if best is None or rank < best:
-                    best = rank
-            if best is not None:
-                self.container = best[3]
-                self.container_ref = best[2]
-                return best[2]
+            chosen = pick_member(service_members(response.json(), logical, routes.project))
+            if chosen is not None:
+                cid = str(chosen["Id"])
+                names = chosen.get("Names") or ["/" + cid[:12]]
+                self.container = str(names[0]).lstrip("/")
+                self.container_ref = cid
+                return cid
         elif response.status == 403:
             raise DispatchError(
                 f"permission denied by the Docker API gate: {response.message()}")
@@ -386,12 +375,10 @@ class _Dispatch:
 
     # -- the exec ----------------------------------------------------------------------------
 
-    def _execute(
-        self, routes: dict[str, Any], spec: dict[str, Any], env_list: list[str], tty: bool
-    ) -> int:
+    def _execute(self, routes: RouteTable, spec: Route, env_list: list[str], tty: bool) -> int:
         conn = self._connect()
         try:
-            ref = self._resolve(conn, routes, spec["container"])
+            ref = self._resolve(conn, routes, spec.container)
             body: dict[str, Any] = {
                 "AttachStdin": True,
                 "AttachStdout": True,
@@ -408,7 +395,7 @@ class _Dispatch:
                 raise self._engine_error(created.status, created.message())
             exec_id = created.json()["Id"]
             self.exec_id = exec_id
-            timeout = spec["timeout"]
+            timeout = spec.timeout
             if timeout:
                 _signal.setitimer(_signal.ITIMER_REAL, float(timeout))
             self.running = True

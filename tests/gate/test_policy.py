@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar_gen.gate.paths import PathRejectedError, canonicalize
 from sidecar_gen.gate.policy import (
     Policy,
     RefusedError,
@@ -25,6 +24,7 @@ from sidecar_gen.gate.policy import (
 )
 from sidecar_gen.gate.registry import ExecRegistry
 from sidecar_gen.gate.server import MalformedError, _prescan, _split_head
+from sidecar_gen.gate.urlpath import PathRejectedError, canonicalize
 from sidecar_gen.model import bridge_from_plain
 from sidecar_gen.runtime.killer import kill_command
 
@@ -322,22 +322,18 @@ def test_canonical_form_is_a_fixed_point(target: str) -> None:
         (parsed.version, parsed.segments, parsed.query)
 
 
-def test_puid_pgid_user_is_filled_from_the_gate_environment(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_puid_pgid_user_is_filled_from_the_gate_environment() -> None:
     doc = {"commands": {"php": {"container": "php", "exec": "php",
                                 "user": "${PUID}:${PGID}"}}}
-    monkeypatch.setenv("PUID", "1234")
-    monkeypatch.setenv("PGID", "1234")
-    rule = Policy.from_bridge(bridge_from_plain(doc)).rules["php"]
+    environ = {"PUID": "1234", "PGID": "1234"}
+    rule = Policy.from_bridge(bridge_from_plain(doc), environ=environ).rules["php"]
     assert rule.users == {"1234:1234"}
     check_exec_create(POLICY, rule, _body(User="1234:1234"))
     for user in ("${PUID}:${PGID}", "0:0", "1234", "root"):
         with pytest.raises(RefusedError):
             check_exec_create(POLICY, rule, _body(User=user))
     # Without PUID/PGID the gate cannot know the ids: no user is allowed for that command.
-    monkeypatch.delenv("PUID")
-    monkeypatch.delenv("PGID")
-    rule = Policy.from_bridge(bridge_from_plain(doc)).rules["php"]
+    rule = Policy.from_bridge(bridge_from_plain(doc), environ={}).rules["php"]
     assert rule.users == frozenset()
     with pytest.raises(RefusedError):
         check_exec_create(POLICY, rule, _body(User=f"{os.getuid()}:{os.getgid()}"))

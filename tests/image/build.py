@@ -1,8 +1,10 @@
 """Build the Claude image once for the whole test suite (and reuse it across runs).
 
-The image is tagged `sidecar-test/claude:latest` and labelled with a hash of everything that goes
-into it (the build context the .dockerignore allowlist sends, and the build arguments). A run
-whose inputs did not change reuses the image; any change rebuilds it. A file lock keeps two
+The image is tagged `sidecar-test/claude:<inputs>`, where <inputs> starts the hash of everything
+that goes into it (the build context the .dockerignore allowlist sends, and the build arguments),
+and carries the whole hash as a label. A run whose inputs did not change reuses the image; any
+change builds a new tag, so two checkouts testing different trees never swap images under
+each other. A file lock keeps two
 test processes from building at once. Import `ensure_claude_image` from other suites.
 """
 
@@ -15,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CLAUDE_IMAGE = "sidecar-test/claude:latest"
+CLAUDE_REPO = "sidecar-test/claude"
 BASE_IMAGE = "sidecar-test/debian:bookworm"
 INPUTS_LABEL = "dev.claude-sidecar.test-inputs"
 # What the .dockerignore allowlist sends (keep the two in step).
@@ -64,10 +66,11 @@ def _label(image: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def ensure_claude_image(tag: str = CLAUDE_IMAGE) -> str:
-    """Return `tag`, building it first unless an image built from the same inputs exists."""
+def ensure_claude_image() -> str:
+    """Return the tag of the test image for this tree, building it first when it is missing."""
     args = build_args()
     wanted = inputs_hash(args)
+    tag = f"{CLAUDE_REPO}:{wanted[:16]}"
     LOCK.touch(exist_ok=True)
     with LOCK.open("r+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

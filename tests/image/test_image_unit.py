@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sidecar_gen.image import (
+from sidecar_gen.imagefiles import (
     ImageLayout,
-    boot_wrappers,
     install_image_files,
     render_claude_wrapper,
     render_entrypoint,
-    salvage_command_names,
 )
+from sidecar_gen.wrappers import boot_wrappers, salvage_command_names
 
 
 def test_entrypoint_carries_the_build_arguments() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.image import ImageLayout, render_claude_wrapper, render_entrypoint
+from sidecar_gen.imagefiles import ImageLayout, render_claude_wrapper, render_entrypoint
 
 REPO = Path(__file__).resolve().parents[2]
 SKIP_DIRS = {".git", ".venv", "node_modules", ".mypy_cache", ".ruff_cache", ".pytest_cache",

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar_gen.runtime import api, cache, frames, jsonlite, killer, paths, transport
+from sidecar_gen.runtime import cache, frames, httpclient, jsonlite, killer, pathmap, transport
+from sidecar_gen.runtime.contract import Route, RouteTable
 from sidecar_gen.runtime.errors import DispatchError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,21 +111,21 @@ MAP = (("/workspace/vendor", "/opt/vendor"), ("/workspace", "/var/www/html"))
     ("", ""),
 ])
 def test_map_arg(arg: str, expected: str) -> None:
-    assert paths.map_arg(arg, MAP) == expected
+    assert pathmap.map_arg(arg, MAP) == expected
 
 
 def test_map_root_mappings() -> None:
-    assert paths.map_path("/a/b", (("/", "/srv"),)) == "/srv/a/b"
-    assert paths.map_path("/", (("/", "/srv"),)) == "/srv"
-    assert paths.map_path("/app/x", (("/app", "/"),)) == "/x"
-    assert paths.map_path("/app", (("/app", "/"),)) == "/"
+    assert pathmap.map_path("/a/b", (("/", "/srv"),)) == "/srv/a/b"
+    assert pathmap.map_path("/", (("/", "/srv"),)) == "/srv"
+    assert pathmap.map_path("/app/x", (("/app", "/"),)) == "/x"
+    assert pathmap.map_path("/app", (("/app", "/"),)) == "/"
 
 
 def test_pick_workdir_precedence() -> None:
-    assert paths.pick_workdir("/workspace/src", MAP, "/w") == "/var/www/html/src"
-    assert paths.pick_workdir("/elsewhere", MAP, "/w") == "/w"
-    assert paths.pick_workdir("/elsewhere", MAP, None) == "/elsewhere"
-    assert paths.pick_workdir("/workspace2", MAP, None) == "/workspace2"
+    assert pathmap.pick_workdir("/workspace/src", MAP, "/w") == "/var/www/html/src"
+    assert pathmap.pick_workdir("/elsewhere", MAP, "/w") == "/w"
+    assert pathmap.pick_workdir("/elsewhere", MAP, None) == "/elsewhere"
+    assert pathmap.pick_workdir("/workspace2", MAP, None) == "/workspace2"
 
 
 # -- transport ---------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ def test_connect_failure_is_one_clear_line(tmp_path: Path) -> None:
 # -- HTTP client -------------------------------------------------------------------------------
 
 
-def _serve(answer: bytes) -> tuple[api.Connection, threading.Thread, list[bytes]]:
+def _serve(answer: bytes) -> tuple[httpclient.Connection, threading.Thread, list[bytes]]:
     """A socketpair whose far end reads one request head and writes `answer` verbatim."""
     ours, theirs = socket.socketpair()
     seen: list[bytes] = []
@@ -180,7 +181,7 @@ def _serve(answer: bytes) -> tuple[api.Connection, threading.Thread, list[bytes]
     import _socket
 
     raw = _socket.socket(fileno=ours.detach())
-    return api.Connection(raw), thread, seen
+    return httpclient.Connection(raw), thread, seen
 
 
 def test_http_content_length_and_keepalive_framing() -> None:
@@ -229,7 +230,7 @@ def test_http_upgrade_keeps_stream_bytes() -> None:
 @pytest.mark.parametrize("answer", [b"", b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Le"])
 def test_http_protocol_errors_are_dispatch_errors(answer: bytes) -> None:
     conn, thread, _ = _serve(answer)
-    with pytest.raises(api.ProtocolError) as info:
+    with pytest.raises(httpclient.ProtocolError) as info:
         conn.request("GET", "/_ping")
     thread.join()
     assert info.value.exit_code == 125
@@ -237,7 +238,7 @@ def test_http_protocol_errors_are_dispatch_errors(answer: bytes) -> None:
 
 def test_quote_is_percent_encoding() -> None:
     expected = "%7B%22label%22%3A%5B%22a%3Db%20c%2F%C3%A9%22%5D%7D"
-    assert api.quote('{"label":["a=b c/é"]}') == expected
+    assert httpclient.quote('{"label":["a=b c/é"]}') == expected
 
 
 # -- route cache -------------------------------------------------------------------------------
@@ -254,11 +255,17 @@ def test_find_config_lookup_order(tmp_path: Path) -> None:
 
 def test_cache_store_load_and_staleness(tmp_path: Path) -> None:
     env = {"XDG_CACHE_HOME": str(tmp_path / "c")}
-    routes = {"v": cache.CACHE_VERSION, "config": "/p/bridge.yaml", "stamp": (1, 2, 3),
-              "commands": {"php": {"argv": ("php",)}}}
-    written = cache.store(routes, env)
+    php = Route("php", ("php", "-d", "x=1"), workdir="/app", paths=(("/workspace", "/app"),),
+                user="${PUID}:${PGID}", env=("APP_ENV",), tty="never", timeout=2.5)
+    table = RouteTable("/p/bridge.yaml", (1, 2, 3), {"php": php}, {"db": "x-db-1"},
+                       default="php", project="shop")
+    written = cache.store(table, env)
     assert written is not None and written.startswith(str(tmp_path / "c" / "claude-sidecar"))
-    assert cache.load("/p/bridge.yaml", (1, 2, 3), env) == routes
+    loaded = cache.load("/p/bridge.yaml", (1, 2, 3), env)
+    assert loaded is not None
+    assert loaded.to_record() == table.to_record()
+    assert loaded.route_for("php") == php
+    assert loaded.route_for("other") == Route("php", ("other",))  # through default_container
     assert cache.load("/p/bridge.yaml", (1, 2, 4), env) is None  # edited
     assert cache.load("/q/bridge.yaml", (1, 2, 3), env) is None  # another config
     Path(written).write_bytes(b"\x00garbage")
@@ -269,7 +276,7 @@ def test_cache_unwritable_location_is_not_an_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     env = {"XDG_CACHE_HOME": str(blocker)}  # a file: no directory can be made under it
-    assert cache.store({"config": "/p", "v": 1}, env) is None
+    assert cache.store(RouteTable("/p", (1, 2, 3), {}, {}), env) is None
     assert cache.load("/p", (1, 2, 3), env) is None
 
 
@@ -299,7 +306,8 @@ def test_hot_path_imports_only_stdlib_and_nothing_heavy() -> None:
         "import sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
         "import sidecar_gen.runtime.dispatch, sidecar_gen.runtime.cache\n"
-        "import sidecar_gen.runtime.api, sidecar_gen.runtime.frames, sidecar_gen.runtime.paths\n"
+        "import sidecar_gen.runtime.httpclient, sidecar_gen.runtime.frames\n"
+        "import sidecar_gen.runtime.pathmap, sidecar_gen.runtime.contract\n"
         "import sidecar_gen.runtime.transport, sidecar_gen.runtime.jsonlite\n"
         "import sidecar_gen.runtime.killer, sidecar_gen.runtime.userspec\n"
         "for name, mod in sorted(sys.modules.items()):\n"

@@ -97,7 +97,7 @@ def test_writes_a_fresh_route_cache(tmp_path: Path) -> None:
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     routes = cache.load(str(config), cache.stamp_of(config.stat()), env)
     assert routes is not None
-    assert routes["commands"]["php"]["argv"] == ("php",)
+    assert routes.commands["php"].argv == ("php",)
 
 
 def test_works_without_a_writable_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,15 +10,17 @@ from __future__ import annotations
 Mappings = tuple[tuple[str, str], ...]
 
 
+def is_within(path: str, root: str) -> bool:
+    """True when normalized `path` is `root` or lies under it, on whole path components."""
+    return root in (path, "/") or path.startswith(root.rstrip("/") + "/")
+
+
 def map_path(path: str, mappings: Mappings) -> str | None:
     """The mapped absolute path, or None when no mapping matches."""
     for prefix, target in mappings:
-        if prefix == "/":
-            rest = "" if path == "/" else path
-        elif path == prefix or path.startswith(prefix + "/"):
-            rest = path[len(prefix) :]
-        else:
+        if not is_within(path, prefix):
             continue
+        rest = "" if path == prefix else path[len(prefix.rstrip("/")):]
         if target == "/":
             return rest or "/"
         return target + rest

@@ -9,12 +9,11 @@ by the rendered compose file.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sidecar_gen import templating
-from sidecar_gen.errors import ConfigError, InputError
+from sidecar_gen.fsutil import write_atomic
 
 
 @dataclass(frozen=True)
@@ -65,71 +64,6 @@ def install_image_files(uid: int = 1000, gid: int = 1000, root: Path = Path("/")
     for target, text in ((layout.entrypoint, render_entrypoint(layout)),
                          (f"{layout.claude_wrapper_dir}/claude", render_claude_wrapper(layout))):
         path = root / target.lstrip("/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        path.chmod(0o755)
+        write_atomic(path, text, mode=0o755)
         written.append(path)
     return written
-
-
-def salvage_command_names(config: Path) -> list[str]:
-    """Names under `commands:` of a bridge.yaml that failed validation (best effort).
-
-    The entrypoint installs wrappers for them anyway, so that running one of them explains
-    what is wrong with bridge.yaml instead of answering "command not found".
-    """
-    from sidecar_gen import yamlio
-
-    try:
-        text = config.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return []
-    doc = yamlio.load_text(text, str(config)).plain
-    commands = doc.get("commands") if isinstance(doc, dict) else None
-    if not isinstance(commands, dict):
-        return []
-    return sorted(name for name in commands
-                  if isinstance(name, str) and name and "/" not in name and "\0" not in name
-                  and not name.startswith("."))
-
-
-@dataclass
-class BootWrappers:
-    """What `boot_wrappers` did."""
-
-    ok: bool
-    message: str
-    commands: list[str]
-
-
-def boot_wrappers(directory: Path, config: Path) -> BootWrappers:
-    """install-wrappers for the entrypoint: never fails, explains a broken bridge.yaml.
-
-    With a valid file this is exactly `sidecar install-wrappers`. With an invalid one, the
-    commands it names still get wrappers: the dispatcher re-reads the file on each call and
-    prints the problem (exit 125), and starts working as soon as the file is fixed.
-    """
-    from sidecar_gen.runtime.dispatch import LAUNCHER_NAME
-    from sidecar_gen.wrappers import install_wrappers, launcher_text
-
-    try:
-        report = install_wrappers(directory, config)
-    except (ConfigError, InputError) as exc:
-        names = salvage_command_names(config)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            launcher = directory / LAUNCHER_NAME
-            launcher.write_text(launcher_text(), encoding="utf-8")
-            launcher.chmod(0o755)
-            made = []
-            for name in names:
-                link = directory / name
-                if not (link.exists() or link.is_symlink()):
-                    os.symlink(LAUNCHER_NAME, link)
-                    made.append(name)
-        except OSError:
-            made = []
-        return BootWrappers(ok=False, message=exc.message, commands=made)
-    commands = sorted(report.created + report.ok)
-    return BootWrappers(ok=True, message=f"{len(commands)} routed command(s) from {config}",
-                        commands=commands)

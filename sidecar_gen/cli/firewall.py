@@ -1,0 +1,90 @@
+"""`sidecar firewall`: the Claude container's egress firewall (run inside the container)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sidecar_gen.cli.app import app, handle_errors
+from sidecar_gen.errors import ExitCode
+
+firewall_app = typer.Typer(
+    name="firewall",
+    help="The Claude container's egress firewall (run inside the container).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(firewall_app)
+
+
+@firewall_app.command("up")
+@handle_errors
+def firewall_up_command(
+    domains: Annotated[Path, typer.Option(
+        help="allowed-domains.txt [default: $SIDECAR_CONFIG_DIR/allowed-domains.txt].",
+        show_default=False)] = Path(""),
+) -> None:
+    """Set the firewall up (root, at container start); on any failure block egress instead.
+
+    Exit codes: 0 enforcing; 1 failed closed (egress blocked except the compose network);
+    3 not even the lockdown rules could be loaded.
+    """
+    from sidecar_gen.firewall import firewall_up
+
+    if domains == Path(""):
+        base = os.environ.get("SIDECAR_CONFIG_DIR") or "/workspace/.sidecar"
+        domains = Path(base) / "allowed-domains.txt"
+    result = firewall_up(domains)
+    if result.mode == "enforce":
+        typer.echo(f"sidecar: firewall enforcing: {len(result.domains)} allowed domain(s) + "
+                   f"GitHub, networks {', '.join(result.networks) or 'none'}"
+                   f"{'' if result.ipv6 else ' (no IPv6)'}, ready in "
+                   f"{result.seconds * 1000:.0f} ms", err=True)
+        return
+    typer.echo(f"sidecar: FIREWALL FAILED CLOSED: {result.reason}; egress is blocked except the "
+               f"compose network (see: sidecar firewall status)", err=True)
+    raise typer.Exit(int(ExitCode.FINDINGS))
+
+
+@firewall_app.command("status")
+@handle_errors
+def firewall_status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Report the firewall's state: rules, set sizes (as root), forwarder, allowed domains.
+
+    Exit codes: 0 enforcing (or disabled by bridge.yaml), 1 anything else.
+    """
+    import json
+
+    from sidecar_gen.firewall import firewall_status
+
+    status = firewall_status()
+    if as_json:
+        typer.echo(json.dumps(status.to_dict(), indent=2))
+    else:
+        def flag(value: bool | None) -> str:
+            return "unknown (run as root)" if value is None else ("present" if value else "MISSING")
+
+        typer.echo(f"state:      {status.state}: {status.detail}")
+        typer.echo(f"forwarder:  {'running' if status.forwarder_alive else 'NOT running'}")
+        typer.echo(f"rules:      IPv4 {flag(status.rules_v4)}, IPv6 {flag(status.rules_v6)}")
+        sizes = ("unknown (run as root)" if status.set_sizes is None else
+                 ", ".join(f"{k} {v}" for k, v in sorted(status.set_sizes.items())))
+        typer.echo(f"sets:       {sizes}")
+        typer.echo(f"networks:   {', '.join(status.networks) or '-'}")
+        typer.echo(f"domains:    {', '.join(status.domains) or '-'}")
+    raise typer.Exit(0 if status.healthy else int(ExitCode.FINDINGS))
+
+
+@firewall_app.command("github", hidden=True)
+@handle_errors
+def firewall_github_command() -> None:
+    """Add GitHub's published address ranges (api.github.com/meta) to the allowed sets."""
+    from sidecar_gen.firewall import add_github_ranges, fetch_github_meta
+
+    count = add_github_ranges(fetch_github_meta())
+    typer.echo(f"sidecar: firewall: {count} GitHub address range(s) allowed", err=True)

@@ -1,0 +1,128 @@
+"""Commands on the project folder: init, validate, render, schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sidecar_gen.cli.app import app, handle_errors, use_color
+from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.reporters import REPORTER_BY_NAME
+
+
+@app.command()
+@handle_errors
+def schema() -> None:
+    """Print the JSON Schema of bridge.yaml."""
+    from sidecar_gen.resources import schema_text
+
+    typer.echo(schema_text(), nl=False)
+
+
+def _known_format(value: str) -> str:
+    # The reporters' registry is the list of formats: a new reporter is a new choice.
+    if value not in REPORTER_BY_NAME:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(REPORTER_BY_NAME)}")
+    return value
+
+
+@app.command()
+@handle_errors
+def validate(
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="bridge.yaml files [default: $SIDECAR_CONFIG_DIR/bridge.yaml, else "
+             "./.sidecar/bridge.yaml]", show_default=False)] = None,
+    output_format: Annotated[str, typer.Option(
+        "--format", "-f", help=f"Output format: {', '.join(REPORTER_BY_NAME)}.",
+        callback=_known_format, autocompletion=lambda: list(REPORTER_BY_NAME))] = "text",
+    compose: Annotated[Path | None, typer.Option(
+        help="Compose file whose services and container names commands may use "
+             "[default: the one next to the project, if any].")] = None,
+    strict: Annotated[bool, typer.Option(help="Fail on warnings too.")] = False,
+) -> None:
+    """Check bridge.yaml against the schema and the semantic rules.
+
+    Exit codes: 0 valid, 1 findings, 2 usage or I/O error.
+    """
+    from sidecar_gen.validate import CheckOptions, run_check
+
+    options = CheckOptions(files=list(files or []), compose=compose, strict=strict)
+    result = run_check(options)
+    out = REPORTER_BY_NAME[output_format](result.report.findings, result.report.files,
+                                          color=use_color())
+    typer.echo(out, nl=False)
+    for problem in result.unreadable:
+        typer.echo(f"sidecar: error: {problem}", err=True)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+@handle_errors
+def init(
+    directory: Annotated[Path, typer.Option("--dir", "-C", help="Project directory.",
+                                            file_okay=False)] = Path("."),
+    compose: Annotated[Path | None, typer.Option(
+        help="Compose file to read [default: compose.yaml, compose.yml, docker-compose.yml, "
+             "docker-compose.yaml in the project directory].")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
+) -> None:
+    """Scaffold .sidecar/bridge.yaml and .sidecar/allowed-domains.txt from your compose project."""
+    from sidecar_gen.fileplan import Status
+    from sidecar_gen.scaffold import run_init
+
+    if not directory.is_dir():
+        raise SidecarError(f"{directory}: no such directory")
+    result = run_init(directory, compose, force=force)
+    project = result.proposal.project
+    if project is None:
+        typer.echo("no compose file found: wrote a commented starter")
+    else:
+        via = "docker compose config" if project.via_cli else "the YAML"
+        typer.echo(f"read {project.file.name} (project {project.name}, "
+                   f"{len(project.services)} services, via {via})")
+    for item in result.files:
+        status = str(item.status) + (f" ({item.reason})" if item.reason else "")
+        typer.echo(f"{status:<10} {item.path}")
+    if any(item.status is Status.SKIPPED for item in result.files):
+        typer.echo("some files exist and were kept; rerun with --force to overwrite them")
+
+
+@app.command()
+@handle_errors
+def render(
+    directory: Annotated[Path, typer.Option("--dir", "-C", help="Project directory.",
+                                            file_okay=False)] = Path("."),
+    check: Annotated[bool, typer.Option(
+        help="Write nothing; exit 1 when anything would change.")] = False,
+    diff: Annotated[bool, typer.Option(help="Show unified diffs of the changes.")] = False,
+    force: Annotated[bool, typer.Option(
+        help="Overwrite generated files that were edited by hand.")] = False,
+) -> None:
+    """Generate the Claude stack (compose services, egress allowlist) from bridge.yaml.
+
+    Each target is reported changed, ok or skipped; a second run changes nothing.
+    Exit codes: 0 done, 1 --check found changes or a target was skipped (edited by hand),
+    or bridge.yaml is invalid; 2 usage or I/O error.
+    """
+    from sidecar_gen.render import run_render
+
+    if not directory.is_dir():
+        raise SidecarError(f"{directory}: no such directory")
+    result = run_render(directory, force=force, check=check)
+    color = use_color()
+    marks = {"changed": "33", "created": "33", "skipped": "31", "ok": "32"}
+    for change in result.changes:
+        status = f"{'would be ' if check and change.writes else ''}{change.status}"
+        label = f"{status:<17}"
+        if color:
+            label = f"\x1b[{marks[str(change.status)]}m{label}\x1b[0m"
+        reason = f" ({change.reason})" if change.reason else ""
+        typer.echo(f"{label} {change.path}{reason}")
+        if diff:
+            typer.echo(change.diff(), nl=False)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    if result.skipped or (check and result.would_change):
+        raise typer.Exit(int(ExitCode.FINDINGS))
