@@ -180,7 +180,7 @@ def _message(error: ValidationError, where: tuple[str | int, ...]) -> tuple[str,
                                 f"{error.validator_value}, got {value!r}")
     if validator in ("oneOf", "anyOf"):
         return "schema-type", f"{label} must be {_describe_types(schema)}, not {_type_name(value)}"
-    return f"schema-{validator}", f"{label}: {error.message}"
+    return "schema", f"{label}: {error.message}"
 
 
 def _known_keys(schema: dict[str, Any]) -> list[str]:

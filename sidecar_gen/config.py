@@ -21,7 +21,8 @@ def find_config(explicit: Path | None = None, cwd: Path | None = None) -> Path:
     (`BRIDGE_CONFIG`, else `$SIDECAR_CONFIG_DIR/bridge.yaml`, else `./.sidecar/bridge.yaml`)."""
     if explicit is not None:
         return explicit
-    return Path(cache.find_config(os.environ, str(cwd or Path.cwd())))
+    # Relative to "." unless asked: messages then name the file as the user would.
+    return Path(cache.find_config(os.environ, str(cwd) if cwd else "."))
 
 
 def load_bridge(path: Path, names: ProjectNames | None = None) -> Bridge:

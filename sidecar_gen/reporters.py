@@ -8,6 +8,7 @@ from typing import Protocol
 
 from sidecar_gen import __version__, resources
 from sidecar_gen.findings import Finding, Severity
+from sidecar_gen.rules import RULE_BY_ID
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 JSON_FORMAT_VERSION = 1
@@ -69,6 +70,14 @@ def _sarif_uri(path: str) -> str:
     return path[2:] if path.startswith("./") else path
 
 
+def _sarif_rule(rule_id: str) -> dict[str, object]:
+    entry = RULE_BY_ID.get(rule_id)
+    if entry is None:  # a rule missing from the catalog is a bug; still report the finding
+        return {"id": rule_id, "shortDescription": {"text": rule_id.replace("-", " ")}}
+    return {"id": rule_id, "shortDescription": {"text": entry.summary},
+            "defaultConfiguration": {"level": str(entry.severity)}}
+
+
 def format_sarif(findings: Sequence[Finding], files: Sequence[str], *,
                  color: bool = False) -> str:
     """SARIF 2.1.0, one run, rules listed in the driver, as code scanning accepts it."""
@@ -82,8 +91,7 @@ def format_sarif(findings: Sequence[Finding], files: Sequence[str], *,
                 "name": "sidecar validate",
                 "version": __version__,
                 "informationUri": resources.schema_id(),
-                "rules": [{"id": r, "shortDescription": {"text": r.replace("-", " ")}}
-                          for r in rule_ids],
+                "rules": [_sarif_rule(r) for r in rule_ids],
             }},
             "results": [{
                 "ruleId": f.rule,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -38,12 +39,33 @@ def test_schema_prints_the_shipped_schema() -> None:
     assert schema == on_disk
 
 
+DUPLICATE_LINES = [(6, 5, "duplicate-key"), (7, 3, "duplicate-key"), (10, 3, "key-not-string")]
+
+
+def _reported(fmt: str, output: str) -> list[tuple[int, int, str]]:
+    """(line, column, rule) of each finding, read back the way each format's consumer reads it."""
+    if fmt == "text":
+        found = re.findall(r"^[^:]+:(\d+):(\d+): error: .* \[([a-z-]+)\]$", output, re.M)
+        return [(int(a), int(b), r) for a, b, r in found]
+    if fmt == "github":
+        found = re.findall(r"^::error file=[^,]+,line=(\d+),col=(\d+),title=([a-z-]+)::", output,
+                           re.M)
+        return [(int(a), int(b), r) for a, b, r in found]
+    doc = json.loads(output)
+    if fmt == "json":
+        return [(f["line"], f["column"], f["rule"]) for f in doc["findings"]]
+    results = doc["runs"][0]["results"]
+    return [(r["locations"][0]["physicalLocation"]["region"]["startLine"],
+             r["locations"][0]["physicalLocation"]["region"]["startColumn"], r["ruleId"])
+            for r in results]
+
+
 @pytest.mark.parametrize("fmt", ["text", "json", "github", "sarif"])
 def test_validate_formats_and_exit_code(fmt: str) -> None:
     bad = FIXTURES / "invalid" / "duplicates.yaml"
     result = runner.invoke(app, ["validate", "--format", fmt, str(bad)])
     assert result.exit_code == 1
-    assert "duplicate" in result.output
+    assert _reported(fmt, result.stdout) == DUPLICATE_LINES
     good = FIXTURES / "valid" / "original-readme.yaml"
     result = runner.invoke(app, ["validate", "-f", fmt, str(good)])
     assert result.exit_code == 0

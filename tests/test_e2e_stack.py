@@ -159,8 +159,11 @@ def test_routed_commands_run_through_the_gate(stack: Stack, docker_client: Any) 
     assert stack.claude("test", "-e", "/var/run/docker.sock").returncode == 1
     docker_host = stack.claude("sh", "-c", "echo $DOCKER_HOST").stdout.strip()
     assert docker_host == "tcp://sidecar-gate:2375"
-    logs = stack.run("logs", "--no-color", "sidecar-gate").stdout
-    assert '"allow"' in logs or "allow" in logs
+    logs = stack.run("logs", "--no-color", "--no-log-prefix", "sidecar-gate").stdout
+    decisions = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    execs = [d for d in decisions if d["decision"] == "allow" and d["method"] == "POST"
+             and d["path"].endswith("/exec")]
+    assert execs, decisions  # the exec creates of the commands above were decided by the gate
 
 
 def test_gate_refuses_a_container_create_from_inside(stack: Stack, docker_client: Any) -> None:

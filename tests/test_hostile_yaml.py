@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -56,10 +57,18 @@ def test_multiple_documents() -> None:
     assert rules('version: "1"\n---\nversion: "1"\n') == {"multiple-documents"}
 
 
-def test_tags_and_anchors_do_not_escape() -> None:
+def test_tags_and_anchors_do_not_escape(tmp_path: Path) -> None:
+    # A python tag on a mapping is read as the plain mapping it tags: valid, nothing constructed.
     text = ('version: "1"\ncommands:\n  php: !!python/object:os.system {container: app, '
             "exec: php}\n")
-    assert validate_text(text, "b.yaml") is not None  # parsed as data or a finding, never run
+    assert validate_text(text, "b.yaml") == []
+    # One that would run a command if constructed: it stays data (a list, so a type error),
+    # and the command never ran.
+    canary = tmp_path / "pwned"
+    text = ('version: "1"\ncommands:\n  php: !!python/object/apply:os.system '
+            f'["touch {canary}"]\n')
+    assert [(f.line, f.rule) for f in validate_text(text, "b.yaml")] == [(3, "schema-type")]
+    assert not canary.exists()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
