@@ -103,8 +103,9 @@ RUN groupadd --non-unique --gid "$CLAUDE_GID" claude \
     && install -d -m 0755 /run/sidecar /run/sidecar/firewall
 
 COPY --from=wheel /dist /tmp/dist
-# The entrypoint and the `claude` wrapper are rendered here, at build time, from the package's
-# templates with this image's uid/gid: root runs them, so they must never come from the
+# The entrypoint, the `claude` wrapper and the readiness check are rendered here, at build
+# time, from the package's templates with this image's uid/gid and the ids it uses (so keep
+# this the last step that adds files): root runs them, so they must never come from the
 # workspace the agent can write.
 RUN /opt/sidecar/bin/pip install --quiet --no-deps /tmp/dist/*.whl \
     && rm -rf /tmp/dist \
@@ -118,7 +119,8 @@ ENV PATH=/opt/sidecar/wrappers:/usr/local/sidecar/bin:/usr/local/sbin:/usr/local
     DISABLE_AUTOUPDATER=1 \
     DOCKER_HOST=tcp://sidecar-gate:2375 \
     SIDECAR_WORKSPACE=/workspace \
-    SIDECAR_CONFIG_DIR=/workspace/.sidecar
+    SIDECAR_CONFIG_DIR=/workspace/.sidecar \
+    SIDECAR_POLICY_DIR=/run/sidecar/policy
 LABEL dev.claude-sidecar.image="claude" \
       dev.claude-sidecar.claude-install="${CLAUDE_INSTALL}"
 WORKDIR /workspace

@@ -1,8 +1,10 @@
-"""The Claude image's own files, rendered at image build time: the entrypoint and `claude`.
+"""The Claude image's own files, rendered at image build time: the entrypoint, `claude`, and
+the readiness check `sidecar-health`.
 
-Both run as root (the entrypoint) or decide whether to drop to the agent's user (the wrapper), so
-they are baked into the image instead of being read from the workspace the agent can edit, and
-they are rendered with the image's build arguments (uid, gid) and paths, so they always match the
+They run as root (the entrypoint, the healthcheck) or decide whether to drop to the agent's user
+and whether Claude Code may start (the wrapper), so they are baked into the image instead of
+being read from the workspace the agent can edit, and they are rendered with the image's build
+arguments (uid, gid), its paths and the ids it uses (`imageids`), so they always match the
 tools installed next to them. Per-project settings reach them through environment variables set
 by the rendered compose file.
 """
@@ -13,7 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sidecar_gen import templating
+from sidecar_gen.firewall import DNS_USER, FORWARDER_PID, POLICY_DIR
 from sidecar_gen.fsutil import write_atomic
+from sidecar_gen.imageids import ReservedIds, reserved_ids, this_system
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,11 @@ class ImageLayout:
     claude_wrapper_dir: str = "/usr/local/sidecar/bin"
     claude_binary: str = "/usr/local/bin/claude"
     entrypoint: str = "/usr/local/sbin/sidecar-entrypoint"
+    health: str = "/usr/local/sbin/sidecar-health"
+    ready_file: str = "/run/sidecar/ready"
+    policy_dir: str = str(POLICY_DIR)
+    forwarder_pid: str = str(FORWARDER_PID)
+    dns_user: str = DNS_USER
     seed_dir: str = "/run/sidecar/seed"
     docker_host: str = "tcp://sidecar-gate:2375"
 
@@ -41,28 +50,47 @@ class ImageLayout:
                          "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"))
 
 
-def render_entrypoint(layout: ImageLayout | None = None) -> str:
-    """The entrypoint script's text for an image layout."""
+def _ids(table: dict[int, str]) -> str:
+    return " ".join(str(i) for i in sorted(table))
+
+
+def render_entrypoint(layout: ImageLayout | None = None,
+                      reserved: ReservedIds | None = None) -> str:
+    """The entrypoint script's text for an image layout and the ids the image reserves."""
     layout = layout or ImageLayout()
-    return templating.render("entrypoint.sh.j2", **asdict(layout), user_path=layout.user_path)
+    reserved = reserved or ReservedIds()
+    return templating.render("entrypoint.sh.j2", **asdict(layout), user_path=layout.user_path,
+                             reserved_uids=_ids(reserved.uids),
+                             reserved_gids=_ids(reserved.gids))
 
 
 def render_claude_wrapper(layout: ImageLayout | None = None) -> str:
-    """The `claude` wrapper's text: drops root to the agent's user, adds YOLO when asked."""
+    """The `claude` wrapper's text: waits for readiness, drops root, adds YOLO when asked."""
     layout = layout or ImageLayout()
     return templating.render("claude-wrapper.sh.j2", **asdict(layout),
                              user_path=layout.user_path)
 
 
-def install_image_files(uid: int = 1000, gid: int = 1000, root: Path = Path("/")) -> list[Path]:
-    """Write the entrypoint and the `claude` wrapper under `root` (mode 0755); return the paths.
+def render_health(layout: ImageLayout | None = None) -> str:
+    """`sidecar-health`: the readiness check of the healthcheck and the wrapper."""
+    layout = layout or ImageLayout()
+    return templating.render("health.sh.j2", **asdict(layout))
 
-    Called once by the Dockerfile with the image's build arguments.
+
+def install_image_files(uid: int = 1000, gid: int = 1000, root: Path = Path("/"),
+                        reserved: ReservedIds | None = None) -> list[Path]:
+    """Write the entrypoint, `claude` and `sidecar-health` under `root` (mode 0755).
+
+    Called once by the Dockerfile with the image's build arguments, as its last step, so the
+    ids the image reserves are read from the finished file system (unless given).
     """
     layout = ImageLayout(uid=uid, gid=gid)
+    if reserved is None:
+        reserved = this_system(uid, gid) if root == Path("/") else reserved_ids(root, uid, gid)
     written = []
-    for target, text in ((layout.entrypoint, render_entrypoint(layout)),
-                         (f"{layout.claude_wrapper_dir}/claude", render_claude_wrapper(layout))):
+    for target, text in ((layout.entrypoint, render_entrypoint(layout, reserved)),
+                         (f"{layout.claude_wrapper_dir}/claude", render_claude_wrapper(layout)),
+                         (layout.health, render_health(layout))):
         path = root / target.lstrip("/")
         write_atomic(path, text, mode=0o755)
         written.append(path)

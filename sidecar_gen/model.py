@@ -35,6 +35,7 @@ class Firewall:
 
     enabled: bool = True
     domains: tuple[str, ...] = ()
+    host_ports: tuple[int, ...] = ()  # TCP ports of the Docker host the firewall opens
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def bridge_from_plain(doc: dict[str, Any]) -> Bridge:
         gid=side.get("gid", 1000),
         shadow=tuple(side.get("shadow", DEFAULT_SHADOW)),
         credentials=side.get("credentials"),
-        firewall=Firewall(enabled=fw.get("enabled", True), domains=tuple(fw.get("domains", ()))),
+        firewall=Firewall(enabled=fw.get("enabled", True), domains=tuple(fw.get("domains", ())),
+                          host_ports=tuple(sorted(fw.get("host_ports", ())))),
         viewer=Viewer(enabled=viewer.get("enabled", False), port=viewer.get("port", 3000),
                       image=viewer.get("image", DEFAULT_VIEWER_IMAGE)),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -24,29 +23,22 @@ app.add_typer(firewall_app)
 @handle_errors
 def firewall_up_command(
     domains: Annotated[Path, typer.Option(
-        help="allowed-domains.txt [default: $SIDECAR_CONFIG_DIR/allowed-domains.txt].",
+        help="allowed-domains.txt [default: the approved one, "
+             "$SIDECAR_POLICY_DIR/allowed-domains.txt, /run/sidecar/policy by default].",
         show_default=False)] = Path(""),
 ) -> None:
     """Set the firewall up (root, at container start); on any failure block egress instead.
 
-    Exit codes: 0 enforcing; 1 failed closed (egress blocked except the compose network);
-    3 not even the lockdown rules could be loaded.
+    Prints one line saying what holds. Exit codes: 0 enforcing; 1 not enforcing (failed
+    closed, or egress open when not even the lockdown could load): Claude Code will not start.
     """
-    from sidecar_gen.firewall import firewall_up
+    from sidecar_gen.firewall import policy_domains_file
+    from sidecar_gen.firewall.apply import firewall_up
 
-    if domains == Path(""):
-        base = os.environ.get("SIDECAR_CONFIG_DIR") or "/workspace/.sidecar"
-        domains = Path(base) / "allowed-domains.txt"
-    result = firewall_up(domains)
-    if result.mode == "enforce":
-        typer.echo(f"sidecar: firewall enforcing: {len(result.domains)} allowed domain(s) + "
-                   f"GitHub, networks {', '.join(result.networks) or 'none'}"
-                   f"{'' if result.ipv6 else ' (no IPv6)'}, ready in "
-                   f"{result.seconds * 1000:.0f} ms", err=True)
-        return
-    typer.echo(f"sidecar: FIREWALL FAILED CLOSED: {result.reason}; egress is blocked except the "
-               f"compose network (see: sidecar firewall status)", err=True)
-    raise typer.Exit(int(ExitCode.FINDINGS))
+    result = firewall_up(domains if domains != Path("") else policy_domains_file())
+    typer.echo(f"sidecar: {result.message()}", err=True)
+    if not result.enforcing:
+        raise typer.Exit(int(ExitCode.FINDINGS))
 
 
 @firewall_app.command("status")
@@ -60,7 +52,7 @@ def firewall_status_command(
     """
     import json
 
-    from sidecar_gen.firewall import firewall_status
+    from sidecar_gen.firewall.status import firewall_status
 
     status = firewall_status()
     if as_json:
@@ -76,6 +68,8 @@ def firewall_status_command(
                  ", ".join(f"{k} {v}" for k, v in sorted(status.set_sizes.items())))
         typer.echo(f"sets:       {sizes}")
         typer.echo(f"networks:   {', '.join(status.networks) or '-'}")
+        ports = ", ".join(map(str, status.host_ports)) or "none"
+        typer.echo(f"host:       {', '.join(status.gateways) or '-'} (open TCP ports: {ports})")
         typer.echo(f"domains:    {', '.join(status.domains) or '-'}")
     raise typer.Exit(0 if status.healthy else int(ExitCode.FINDINGS))
 
@@ -84,7 +78,7 @@ def firewall_status_command(
 @handle_errors
 def firewall_github_command() -> None:
     """Add GitHub's published address ranges (api.github.com/meta) to the allowed sets."""
-    from sidecar_gen.firewall import add_github_ranges, fetch_github_meta
+    from sidecar_gen.firewall.github import add_github_ranges, fetch_github_meta
 
     count = add_github_ranges(fetch_github_meta())
     typer.echo(f"sidecar: firewall: {count} GitHub address range(s) allowed", err=True)

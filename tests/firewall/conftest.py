@@ -1,11 +1,13 @@
 """An offline "internet" for the firewall tests, and firewalled Claude containers.
 
 - `inet`: a Docker network with IPv6, holding web servers (busybox httpd) that answer as
-  `allowed.test`, `www.allowed.test` and `blocked.test` (network aliases), and a "rogue
-  resolver" that echoes anything sent to UDP port 53 (or 5353, the control);
+  `allowed.test`, `www.allowed.test` (a subdomain with its own addresses) and `blocked.test`
+  (network aliases), and a "rogue resolver" that echoes anything sent to UDP port 53 (or 5353,
+  the control), also known as `echo.allowed.test`;
 - `proj`: the compose network stand-in, with a web server `app` and the rogue's twin.
 The Claude container joins both; only `proj` is declared as its compose network
 (`SIDECAR_FIREWALL_NETWORKS`), so `inet` is reachable only through the firewall's allowlist.
+The allowlist is mounted where `sidecar up` puts the approved one (/run/sidecar/policy).
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ def internet(docker_client: Any, claude_image: str,
     net = Internet(docker_client, claude_image, inet, proj, subnet, v4, v6, www)
     extra: list[Any] = []
     try:
-        net.web("allowed", ["allowed.test", "www.allowed.test"], "allowed")
+        net.web("allowed", ["allowed.test"], "allowed")
+        net.web("www", ["www.allowed.test"], "www")
         net.web("blocked", ["blocked.test"], "blocked")
         app_root = www / "app"
         app_root.mkdir()
@@ -129,12 +132,13 @@ def internet(docker_client: Any, claude_image: str,
         extra.append(app)
         proj.disconnect(app)
         proj.connect(app, aliases=["app"])
-        for key, network in (("rogue-inet", inet), ("rogue-proj", proj)):
+        for key, network, aliases in (("rogue-inet", inet, ["echo.allowed.test"]),
+                                      ("rogue-proj", proj, [])):
             rogue = docker_client.containers.create(
                 claude_image, ["python3", "-c", ECHO_SERVER], entrypoint=[],
                 name=unique_name(f"sidecar-fw-{key}"), labels={TEST_LABEL: "1"}, user="root")
             extra.append(rogue)
-            network.connect(rogue, aliases=[key])
+            network.connect(rogue, aliases=[key, *aliases])
             with contextlib.suppress(Exception):
                 docker_client.networks.get("bridge").disconnect(rogue)
             rogue.start()
@@ -158,6 +162,7 @@ class Claude:
 
     container: Any
     workspace: Path
+    policy: Path
 
     def sh(self, script: str, user: str = "claude") -> tuple[int, str]:
         """Run a shell script; return (exit code, stdout+stderr)."""
@@ -173,6 +178,22 @@ class Claude:
     def logs(self) -> str:
         """The container's log (the entrypoint's lines)."""
         return str(self.container.logs().decode(errors="replace"))
+
+    def claude_code(self, user: str = "root") -> tuple[int, str]:
+        """`claude --version` through the image's wrapper, as `docker compose exec` runs it."""
+        result = self.container.exec_run(["claude", "--version"], user=user,
+                                         environment={"SIDECAR_READY_TIMEOUT": "5"})
+        return result.exit_code, result.output.decode(errors="replace").strip()
+
+    def health(self) -> tuple[int, str]:
+        """The image's readiness check, as the compose healthcheck runs it."""
+        result = self.container.exec_run([HEALTH, "--wait", "60"])
+        return result.exit_code, result.output.decode(errors="replace").strip()
+
+
+HEALTH = "/usr/local/sbin/sidecar-health"
+# A stand-in for Claude Code (the test image has none): says who runs it and with what.
+CLAUDE_STUB = '#!/bin/sh\necho "claude-stub uid=$(id -u) args=$*"\n'
 
 
 def wait_for_log(container: Any, text: str, timeout: float = 30) -> str:
@@ -192,17 +213,22 @@ def wait_for_log(container: Any, text: str, timeout: float = 30) -> str:
 
 @pytest.fixture
 def start_claude(internet: Internet, tmp_path: Path) -> Iterator[Callable[..., Claude]]:
-    """Start a Claude container with the firewall; kwargs: domains (file text), env, volumes."""
+    """Start a Claude container with the firewall and wait until its start-up is over (ready
+    or not); kwargs: domains (the approved allowlist's text, None: no approved allowlist),
+    env, volumes, cap (NET_ADMIN and NET_RAW)."""
     created: list[Any] = []
+    stub = tmp_path / "claude-stub"
+    stub.write_text(CLAUDE_STUB)
+    stub.chmod(0o755)
 
     def _start(domains: str | None = "allowed.test\n", env: dict[str, str] | None = None,
-               volumes: dict[str, Any] | None = None, cap: bool = True,
-               ready: str = "ready (uid") -> Claude:
+               volumes: dict[str, Any] | None = None, cap: bool = True) -> Claude:
         workspace = tmp_path / f"work{len(created)}"
         (workspace / ".sidecar").mkdir(parents=True)
+        policy = tmp_path / f"policy{len(created)}"
+        policy.mkdir()
         if domains is not None:
-            (workspace / ".sidecar" / "allowed-domains.txt").write_text(domains)
-            (workspace / ".sidecar" / "allowed-domains.txt").chmod(0o666)
+            (policy / "allowed-domains.txt").write_text(domains)
         # Writable by the agent's user, as a real project checkout is (PUID).
         for path in (workspace, workspace / ".sidecar"):
             path.chmod(0o777)
@@ -212,13 +238,17 @@ def start_claude(internet: Internet, tmp_path: Path) -> Iterator[Callable[..., C
             internet.image, None, name=unique_name("sidecar-fw-claude"),
             labels={TEST_LABEL: "1"}, environment=environment,
             cap_add=["NET_ADMIN", "NET_RAW"] if cap else None,
-            volumes={str(workspace): {"bind": "/workspace", "mode": "rw"}, **(volumes or {})},
+            volumes={str(workspace): {"bind": "/workspace", "mode": "rw"},
+                     str(policy): {"bind": "/run/sidecar/policy", "mode": "ro"},
+                     str(stub): {"bind": "/usr/local/bin/claude", "mode": "ro"},
+                     **(volumes or {})},
             network=internet.proj.name)
         created.append(container)
         internet.inet.connect(container)
         container.start()
-        wait_for_log(container, ready)
-        return Claude(container, workspace)
+        claude = Claude(container, workspace, policy)
+        claude.health()  # returns once the entrypoint is done, ready or not
+        return claude
 
     yield _start
     for container in created:

@@ -1,15 +1,15 @@
 """The egress firewall against the offline test internet (real engine, real iptables/dnsmasq).
 
 What issue 6 lists: allowlist over IPv4 and IPv6, fast REJECT, NXDOMAIN, no DNS tunnel, address
-rotation, compose network and gate, fail closed (dead forwarder, broken file, missing tool),
-and that the agent's user cannot change any of it.
+rotation, compose network and gate, fail closed (dead forwarder, broken or unapproved file,
+missing tool: one log line, unhealthy, Claude Code refused), and that the agent's user cannot
+change any of it. The attacks of issue 9 are in tests/security/test_container_*.py.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -75,14 +75,30 @@ def claude(start_claude: Callable[..., Claude]) -> Claude:
     return start_claude()
 
 
+def in_sets(claude: Claude, address: str) -> bool:
+    """True when `address` is in the allowed ipset of its family (asked as root)."""
+    name = "sidecar-allow6" if ":" in address else "sidecar-allow4"
+    return claude.sh(f"ipset test {name} {address}", user="root")[0] == 0
+
+
 def test_allowed_reachable_over_ipv4_and_ipv6(claude: Claude, internet: Internet) -> None:
     v4, v6 = internet.addresses["allowed"]
     assert sorted(resolves(claude, "allowed.test")) == sorted([v4, v6])
     assert http(claude, "http://allowed.test/", "-4") == (0, "allowed")
     assert http(claude, "http://allowed.test/", "-6") == (0, "allowed")
-    # Subdomains of an allowed domain are allowed too.
-    assert http(claude, "http://www.allowed.test/", "-4") == (0, "allowed")
     assert "enforcing" in claude.logs()
+
+
+def test_subdomain_answers_are_allowed_on_their_own(claude: Claude, internet: Internet) -> None:
+    # www.allowed.test has addresses of its own: only its own lookup can have allowed them.
+    www4, www6 = internet.addresses["www"]
+    assert {www4, www6}.isdisjoint(internet.addresses["allowed"])
+    assert http(claude, f"http://{www4}/")[0] == 7
+    assert not in_sets(claude, www4) and not in_sets(claude, www6)
+    assert sorted(resolves(claude, "www.allowed.test")) == sorted([www4, www6])
+    assert in_sets(claude, www4) and in_sets(claude, www6)
+    assert http(claude, "http://www.allowed.test/", "-4") == (0, "www")
+    assert http(claude, "http://www.allowed.test/", "-6") == (0, "www")
 
 
 def test_blocked_refused_fast_over_both_families(claude: Claude, internet: Internet) -> None:
@@ -116,7 +132,7 @@ def test_dns_nxdomain_and_no_tunnel(claude: Claude, internet: Internet) -> None:
 def test_rotation_needs_only_a_new_lookup(claude: Claude, internet: Internet) -> None:
     assert http(claude, "http://allowed.test/", "-4") == (0, "allowed")
     old_v4, _ = internet.addresses["allowed"]
-    new_v4, new_v6 = internet.web("allowed", ["allowed.test", "www.allowed.test"], "rotated")
+    new_v4, new_v6 = internet.web("allowed", ["allowed.test"], "rotated")
     try:
         assert new_v4 != old_v4
         # The next lookup returns the new addresses and allows them, with no restart.
@@ -124,7 +140,7 @@ def test_rotation_needs_only_a_new_lookup(claude: Claude, internet: Internet) ->
         assert http(claude, "http://allowed.test/", "-6") == (0, "rotated")
         assert http(claude, f"http://[{new_v6}]/") == (0, "rotated")
     finally:
-        internet.web("allowed", ["allowed.test", "www.allowed.test"], "allowed")
+        internet.web("allowed", ["allowed.test"], "allowed")
 
 
 def test_compose_network_reachable(claude: Claude) -> None:
@@ -175,8 +191,8 @@ def routed_ok(claude: Claude) -> None:
 
 def test_routed_command_through_the_gate(start_claude: Callable[..., Claude],
                                          routed_config: Any) -> None:
-    # No allowed-domains.txt in that config dir: the firewall fails closed, and the compose
-    # network (the gate, the services) still works.
+    # No approved allowlist: the firewall fails closed, and the compose network (the gate, the
+    # services) still works.
     claude = start_claude(volumes={str(routed_config): {"bind": "/workspace/.sidecar",
                                                         "mode": "ro"}}, domains=None)
     assert "FIREWALL FAILED CLOSED" in claude.logs()
@@ -185,9 +201,8 @@ def test_routed_command_through_the_gate(start_claude: Callable[..., Claude],
 
 def test_routed_command_with_the_firewall_enforcing(start_claude: Callable[..., Claude],
                                                     routed_config: Any) -> None:
-    (routed_config / "allowed-domains.txt").write_text("allowed.test\n")
     claude = start_claude(volumes={str(routed_config): {"bind": "/workspace/.sidecar",
-                                                        "mode": "ro"}}, domains=None)
+                                                        "mode": "ro"}})
     assert "firewall enforcing" in claude.logs()
     routed_ok(claude)
     assert claude.sh("test -e /var/run/docker.sock")[0] == 1
@@ -201,6 +216,15 @@ def test_killed_forwarder_fails_closed(claude: Claude, internet: Internet) -> No
     assert code == 1, report
     assert "state:      degraded" in report
     assert "NOT running" in report
+    # Unhealthy, and Claude Code does not start any more.
+    assert claude.health() == (1, "FIREWALL DEGRADED: the DNS forwarder (dnsmasq) is not "
+                               "running, nothing resolves; Claude Code will not start. To fix: "
+                               "docker compose restart claude")
+    code, out = claude.claude_code()
+    assert (code, out.splitlines()[0]) == (1, "claude: FIREWALL DEGRADED: the DNS forwarder "
+                                              "(dnsmasq) is not running, nothing resolves; "
+                                              "Claude Code will not start. To fix: docker "
+                                              "compose restart claude")
     # Nothing resolves any more, and nothing new is allowed.
     assert resolves(claude, "allowed.test") == []
     assert dns(claude, "www.allowed.test").startswith("REFUSED")
@@ -216,17 +240,32 @@ def test_killed_forwarder_fails_closed(claude: Claude, internet: Internet) -> No
 def test_broken_domains_file_fails_closed(start_claude: Callable[..., Claude],
                                           internet: Internet, content: str) -> None:
     claude = start_claude(domains=content)
-    logs = claude.logs()
-    assert "FIREWALL FAILED CLOSED" in logs
-    assert logs.count("FIREWALL FAILED CLOSED") == 1
+    line = _one_firewall_line(claude)
+    assert line.startswith("sidecar: FIREWALL FAILED CLOSED: /run/sidecar/policy/"
+                           "allowed-domains.txt")
+    assert line.endswith("To fix: fix sidecar.firewall.domains in bridge.yaml, run `sidecar "
+                         "render`, then `sidecar up` on the host")
     _assert_locked_down(claude, internet)
 
 
 def test_missing_domains_file_fails_closed(start_claude: Callable[..., Claude],
                                            internet: Internet) -> None:
+    # No approved allowlist (what `sidecar up` installs): closed, and the line says so.
     claude = start_claude(domains=None)
-    assert "allowed-domains.txt: No such file or directory" in claude.logs()
+    line = _one_firewall_line(claude)
+    assert line.startswith("sidecar: FIREWALL FAILED CLOSED: /run/sidecar/policy/"
+                           "allowed-domains.txt: no approved allowlist (No such file or "
+                           "directory); egress is blocked except the compose network. Claude "
+                           "Code will not start. To fix: run `sidecar up` on the host")
     _assert_locked_down(claude, internet)
+
+
+def _one_firewall_line(claude: Claude) -> str:
+    """The entrypoint's one firewall line (and there is exactly one)."""
+    lines = [line for line in claude.logs().splitlines()
+             if "firewall" in line.lower() or ("route" in line and "routed" not in line)]
+    assert len(lines) == 1, lines
+    return lines[0]
 
 
 @pytest.mark.parametrize("tool", ["/usr/sbin/dnsmasq", "/usr/sbin/ipset"])
@@ -234,40 +273,47 @@ def test_missing_tool_fails_closed(start_claude: Callable[..., Claude], internet
                                    tool: str) -> None:
     # /dev/null over the binary: present but not executable, as good as missing.
     claude = start_claude(volumes={"/dev/null": {"bind": tool, "mode": "ro"}})
-    logs = claude.logs()
-    assert "FIREWALL FAILED CLOSED" in logs
-    assert tool.rsplit("/", 1)[1] in logs.split("FIREWALL FAILED CLOSED", 1)[1].splitlines()[0]
+    line = _one_firewall_line(claude)
+    assert line.startswith("sidecar: FIREWALL FAILED CLOSED: ")
+    assert tool.rsplit("/", 1)[1] in line
     _assert_locked_down(claude, internet)
 
 
-def test_no_net_admin_fails_closed_without_iptables(start_claude: Callable[..., Claude],
-                                                    internet: Internet) -> None:
-    # Without NET_ADMIN nothing can be enforced nor locked down: the log says so loudly.
-    claude = start_claude(cap=False)
-    logs = claude.logs()
-    assert "firewall command failed" in logs
-    assert "egress is NOT blocked" in logs
-
-
 def test_no_iptables_drops_the_default_routes(start_claude: Callable[..., Claude]) -> None:
-    # Neither the rules nor the lockdown can load: the entrypoint's last resort removes the
-    # default routes, so only directly attached (compose) networks stay reachable.
+    # Neither the rules nor the lockdown can load: the last resort removes the default
+    # routes, so only directly attached (compose) networks stay reachable.
     claude = start_claude(volumes={"/dev/null": {"bind": "/usr/sbin/xtables-nft-multi",
                                                  "mode": "ro"}})
-    logs = claude.logs()
-    assert "lockdown rules could not be loaded" in logs
-    assert "firewall failed: default routes removed, only the compose network is reachable" in logs
+    line = _one_firewall_line(claude)
+    assert line.startswith("sidecar: FIREWALL FAILED CLOSED: iptables: iptables-restore is not "
+                           "installed; no rules could be loaded")
+    assert ("no rules could be loaded, so the default routes were removed: only the compose "
+            "network is reachable. Claude Code will not start.") in line
     code, routes = claude.sh("ip -4 route show default; ip -6 route show default")
     assert (code, routes.strip()) == (0, "")
     code, report = claude.sh("sidecar firewall status", user="root")
     assert code == 1
-    assert "state:      failed" in report
+    assert "state:      isolated" in report
+    assert claude.health()[0] == 1
+    assert claude.claude_code()[0] == 1
+    # Without rules, an address outside the attached networks has no route any more.
+    code, out = claude.py("import errno, socket\n"
+                          "try:\n"
+                          "    socket.create_connection(('192.0.2.1', 80), timeout=5)\n"
+                          "except OSError as e:\n"
+                          "    print(errno.errorcode.get(e.errno, e))\n")
+    assert (code, out.strip()) == (0, "ENETUNREACH")
+    assert http(claude, "http://app/") == (0, "app")
 
 
 def _assert_locked_down(claude: Claude, internet: Internet) -> None:
     code, report = claude.sh("sidecar firewall status", user="root")
     assert code == 1
     assert "state:      lockdown" in report
+    # Not ready: unhealthy, and the wrapper refuses Claude Code with the firewall's line.
+    line = _one_firewall_line(claude).removeprefix("sidecar: ")
+    assert claude.health() == (1, line)
+    assert claude.claude_code() == (1, f"claude: {line}")
     for key in ("allowed", "blocked"):
         v4, v6 = internet.addresses[key]
         assert http(claude, f"http://{v4}/")[0] == 7
@@ -285,10 +331,19 @@ def test_agent_cannot_change_the_firewall(claude: Claude) -> None:
                    "sidecar firewall up"):
         code, out = claude.sh(script)
         assert code != 0, (script, out)
-    # The workspace copy of the allowlist is read once, at start: editing it changes nothing.
+    # The approved allowlist is read-only; the workspace copy is not the firewall's at all.
+    code, _ = claude.sh("echo blocked.test >> /run/sidecar/policy/allowed-domains.txt")
+    assert code != 0
     code, _ = claude.sh("echo blocked.test >> /workspace/.sidecar/allowed-domains.txt")
     assert code == 0
     assert resolves(claude, "blocked.test") == []
+    # Nor can the agent forge readiness, or take the forwarder's place.
+    for script in ("/usr/local/sbin/sidecar-health --mark enforcing x",
+                   "echo > /run/sidecar/ready", "rm -f /run/sidecar/ready",
+                   "echo 1 > /run/sidecar/firewall/dnsmasq.pid"):
+        code, out = claude.sh(script)
+        assert code != 0, (script, out)
+    assert claude.health() == (0, "ready: the firewall is enforcing (uid 1000, gid 1000)")
     code, report = claude.sh("sidecar firewall status --json", user="root")
     assert code == 0, report
     status = json.loads(report)
@@ -317,6 +372,9 @@ def test_firewall_disabled_means_unfiltered(start_claude: Callable[..., Claude],
                                             internet: Internet) -> None:
     claude = start_claude(env={"SIDECAR_FIREWALL": "0"}, cap=False)
     assert "firewall disabled by bridge.yaml" in claude.logs()
+    # Disabled on purpose is ready: Claude Code starts.
+    assert claude.health()[0] == 0
+    assert claude.claude_code() == (0, "claude-stub uid=1000 args=--version")
     v4, _ = internet.addresses["blocked"]
     assert http(claude, f"http://{v4}/") == (0, "blocked")
     code, report = claude.sh("sidecar firewall status")
@@ -329,14 +387,14 @@ def test_github_ranges_are_allowed_once_added(claude: Claude, internet: Internet
     assert http(claude, f"http://{v4}/")[0] == 7
     # Stand in for api.github.com/meta (offline): ranges covering the "blocked" host.
     code, out = claude.py(
-        "from sidecar_gen.firewall import add_github_ranges\n"
+        "from sidecar_gen.firewall.github import add_github_ranges\n"
         f"print(add_github_ranges({{'web': ['{v4}/32'], 'git': ['{v6}/128']}}))", user="root",
         python=VENV_PYTHON)
     assert (code, out.strip()) == (0, "2")
     assert http(claude, f"http://{v4}/") == (0, "blocked")
     assert http(claude, f"http://[{v6}]/") == (0, "blocked")
     # The agent cannot add ranges itself.
-    code, _ = claude.py("from sidecar_gen.firewall import add_github_ranges\n"
+    code, _ = claude.py("from sidecar_gen.firewall.github import add_github_ranges\n"
                         "add_github_ranges({'web': ['0.0.0.0/1']})", python=VENV_PYTHON)
     assert code != 0
 
@@ -352,11 +410,11 @@ def test_github_meta_unreachable_is_one_line(claude: Claude) -> None:
 def test_restart_sets_the_firewall_up_again(claude: Claude) -> None:
     assert http(claude, "http://allowed.test/", "-4") == (0, "allowed")
     claude.container.restart(timeout=10)
-    deadline = time.monotonic() + 30
-    while claude.logs().count("ready (uid") < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # The marker of the first start does not count: health waits for this start's entrypoint.
+    assert claude.health()[0] == 0
     logs = claude.logs()
     assert logs.count("firewall enforcing") == 2, logs
+    assert logs.count("ready (uid") == 2, logs
     assert http(claude, "http://allowed.test/", "-6") == (0, "allowed")
     assert resolves(claude, "blocked.test") == []
     code, report = claude.sh("sidecar firewall status", user="root")

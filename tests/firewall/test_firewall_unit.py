@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from sidecar_gen import firewall
-from sidecar_gen.firewall import (
-    FirewallError,
+from sidecar_gen.firewall import FirewallError
+from sidecar_gen.firewall.allowlist import load_domains, parse_domains, with_github
+from sidecar_gen.firewall.apply import UpResult
+from sidecar_gen.firewall.github import github_ranges
+from sidecar_gen.firewall.networks import (
     attached_networks,
-    dnsmasq_config,
-    github_ranges,
-    load_domains,
-    nameservers,
-    parse_domains,
+    gateways,
+    parse_host_ports,
     parse_networks,
-    resolv_conf,
-    ruleset,
-    with_github,
+    route_gateways,
 )
+from sidecar_gen.firewall.rules import Plan, dnsmasq_config, nameservers, resolv_conf, ruleset
+from sidecar_gen.firewall.status import firewall_status
+from sidecar_gen.firewall.system import has_capability
 
 
 def test_parse_domains_accepts_comments_blank_lines_and_case() -> None:
@@ -76,15 +78,16 @@ def test_load_domains_fails_on_the_first_problem_with_a_count(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("content", "reason"), [
-    (None, "No such file or directory"),
+    (None, "no approved allowlist \\(No such file or directory\\)"),
     (b"good.com\n\xff\xfe\n", "not UTF-8 text"),
 ])
 def test_load_domains_unreadable(tmp_path: Path, content: bytes | None, reason: str) -> None:
     path = tmp_path / "allowed-domains.txt"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(FirewallError, match=reason):
+    with pytest.raises(FirewallError, match=reason) as caught:
         load_domains(path)
+    assert "sidecar up" in caught.value.fix
 
 
 def test_with_github_adds_github_once() -> None:
@@ -116,43 +119,107 @@ def test_parse_networks() -> None:
 
 
 def test_enforce_ruleset_v4() -> None:
-    text = ruleset(4, "enforce", ["172.18.0.0/16"], dns_uid=998)
+    text = ruleset(4, "enforce", Plan(["172.18.0.0/16"], ["172.18.0.1"], [5432]), dns_uid=998)
     lines = text.splitlines()
     assert lines[-1] == "COMMIT"
     assert ":OUTPUT DROP [0:0]" in lines
     chain = firewall.CHAIN
+    allow = firewall.ALLOW_CHAIN
+    mark = firewall.CONNMARK
     # Order matters: Docker's DNS closed to everyone but the forwarder and root, DNS to any
-    # other resolver rejected before the compose network is accepted.
+    # other resolver rejected, the Docker host closed but for its listed ports, link-local
+    # closed, all before the compose network and the allowed addresses are accepted (marked).
     expected = [
         f"-A {chain} -d 127.0.0.11/32 -m owner --uid-owner 998 -j ACCEPT",
         f"-A {chain} -d 127.0.0.11/32 -j REJECT --reject-with icmp-port-unreachable",
         f"-A {chain} -o lo -j ACCEPT",
+        f"-A {chain} -m connmark --mark {mark} -j ACCEPT",
+        f"-A {chain} -p udp --dport 53 -m owner --uid-owner 998 -j {allow}",
         f"-A {chain} -p udp --dport 53 -j REJECT --reject-with icmp-port-unreachable",
-        f"-A {chain} -d 172.18.0.0/16 -j ACCEPT",
-        f"-A {chain} -m set --match-set {firewall.SET4} dst -j ACCEPT",
+        f"-A {chain} -d 172.18.0.1/32 -p tcp --dport 5432 -j {allow}",
+        f"-A {chain} -d 172.18.0.1/32 -p tcp -j REJECT --reject-with tcp-reset",
+        f"-A {chain} -d 172.18.0.1/32 -j REJECT --reject-with icmp-port-unreachable",
+        f"-A {chain} -d 169.254.0.0/16 -j REJECT --reject-with icmp-port-unreachable",
+        f"-A {chain} -d 172.18.0.0/16 -j {allow}",
+        f"-A {chain} -m set --match-set {firewall.SET4} dst -j {allow}",
         f"-A {chain} -p tcp -j REJECT --reject-with tcp-reset",
         f"-A {chain} -j REJECT --reject-with icmp-port-unreachable",
     ]
     positions = [lines.index(rule) for rule in expected]
     assert positions == sorted(positions)
     assert "*filter" in lines and "*nat" not in text  # Docker's DNS NAT rules stay
+    # Nothing is accepted unmarked but loopback and the forwarder's own DNS: a flow opened
+    # before the rules loaded has no mark and is cut.
+    accepts = [line for line in lines if line.endswith("-j ACCEPT") and f"-A {chain} " in line]
+    assert accepts == [f"-A {chain} -d 127.0.0.11/32 -m owner --uid-owner 998 -j ACCEPT",
+                       f"-A {chain} -d 127.0.0.11/32 -m owner --uid-owner 0 -j ACCEPT",
+                       f"-A {chain} -o lo -j ACCEPT",
+                       f"-A {chain} -m connmark --mark {mark} -j ACCEPT"]
+    assert "ESTABLISHED" not in "\n".join(line for line in lines if f"-A {chain} " in line)
+    assert f"-A {allow} -j CONNMARK --set-mark {mark}" in lines
 
 
 def test_lockdown_ruleset_has_no_sets_and_no_dns_exception() -> None:
     for family in (4, 6):
-        text = ruleset(family, "lockdown", [], dns_uid=0)
+        text = ruleset(family, "lockdown", Plan(), dns_uid=0)
         assert "--match-set" not in text
         assert "--uid-owner" not in text
         assert "-j REJECT" in text
         assert ":OUTPUT DROP" in text
 
 
-def test_enforce_ruleset_v6_keeps_neighbour_discovery() -> None:
-    text = ruleset(6, "enforce", ["fd00:1::/64"], dns_uid=998)
-    assert "--icmpv6-type neighbour-solicitation -j ACCEPT" in text
-    assert f"-m set --match-set {firewall.SET6} dst -j ACCEPT" in text
-    assert "icmp6-port-unreachable" in text
-    assert "-d fd00:1::/64 -j ACCEPT" in text
+def test_enforce_ruleset_v6_allows_only_neighbour_discovery_on_link_local() -> None:
+    text = ruleset(6, "enforce", Plan(["fd00:1::/64"], ["fd00:1::1"], []), dns_uid=998)
+    lines = text.splitlines()
+    chain = firewall.CHAIN
+    nd = [line for line in lines if "--icmpv6-type" in line]
+    assert [line.split("--icmpv6-type ")[1].split()[0] for line in nd] == [
+        "router-solicitation", "neighbour-solicitation", "neighbour-advertisement"]
+    assert all("-m hl --hl-eq 255 -j ACCEPT" in line for line in nd)
+    link_local = lines.index(f"-A {chain} -d fe80::/10 -j REJECT --reject-with "
+                             "icmp6-port-unreachable")
+    assert lines.index(nd[-1]) < link_local
+    assert lines.index(f"-A {chain} -d fd00:1::1/128 -p tcp -j REJECT --reject-with "
+                       "tcp-reset") < lines.index(f"-A {chain} -d fd00:1::/64 -j "
+                                                  f"{firewall.ALLOW_CHAIN}")
+    assert "fe80::/10 -j ACCEPT" not in text
+    assert f"-m set --match-set {firewall.SET6} dst -j {firewall.ALLOW_CHAIN}" in text
+
+
+def test_gateways_and_host_ports() -> None:
+    routes = json.dumps([{"dst": "default", "gateway": "172.18.0.1", "dev": "eth0"}])
+    assert route_gateways(routes) == ["172.18.0.1"]
+    assert route_gateways("[]") == []
+    # The default route's gateway, then each network's first address (Docker's default).
+    assert gateways(["172.18.0.0/16", "10.5.0.0/24", "fd00:1::/64", "10.9.9.9/32"],
+                    ["172.18.0.254", "fe80::1"]) == [
+        "172.18.0.254", "172.18.0.1", "10.5.0.1", "fd00:1::1"]
+    assert parse_host_ports("5432, 6379 5432") == [5432, 6379]
+    assert parse_host_ports("") == []
+    for bad in ("0", "65536", "http", "-1"):
+        with pytest.raises(FirewallError, match="not a TCP port") as caught:
+            parse_host_ports(bad)
+        assert "host_ports" in caught.value.fix
+
+
+def test_capability_from_proc_status() -> None:
+    assert has_capability(12, "CapEff:\t00000000a80435fb\n")  # Docker's default + NET_ADMIN
+    assert not has_capability(12, "CapEff:\t00000000a80425fb\n")  # Docker's default
+
+
+def test_up_result_messages_say_what_holds_and_how_to_fix() -> None:
+    base = {"reason": "capabilities: no", "fix": "add it"}
+    assert UpResult("lockdown", **base).message() == (
+        "FIREWALL FAILED CLOSED: capabilities: no; egress is blocked except the compose "
+        "network. Claude Code will not start. To fix: add it")
+    assert UpResult("open", **base).message() == (
+        "FIREWALL NOT ENFORCING: capabilities: no; egress is NOT blocked. Claude Code will "
+        "not start. To fix: add it")
+    assert "the default routes were removed" in UpResult("isolated", **base).message()
+    ok = UpResult("enforce", domains=["a.b"], networks=["10.0.0.0/8"], host_ports=[5432],
+                  seconds=0.25).message()
+    assert ok == ("firewall enforcing: 1 allowed domain(s) + GitHub, networks 10.0.0.0/8, "
+                  "Docker host TCP 5432, ready in 250 ms")
 
 
 def test_dnsmasq_config() -> None:
@@ -187,20 +254,20 @@ def test_github_ranges() -> None:
 
 
 def test_status_without_state_and_disabled(tmp_path: Path) -> None:
-    status = firewall.firewall_status({}, state_dir=tmp_path)
+    status = firewall_status({}, state_dir=tmp_path)
     assert status.state == "unknown"
     assert not status.healthy
-    off = firewall.firewall_status({"SIDECAR_FIREWALL": "0"}, state_dir=tmp_path)
+    off = firewall_status({"SIDECAR_FIREWALL": "0"}, state_dir=tmp_path)
     assert off.state == "disabled"
     assert off.healthy
 
 
 def test_status_from_a_lockdown_state_file(tmp_path: Path) -> None:
-    (tmp_path / "state.json").write_text(json.dumps(
-        {"mode": "lockdown", "reason": "x: broken", "domains": [], "networks": ["10.0.0.0/8"],
-         "ipv6": True, "error": ""}))
-    status = firewall.firewall_status({}, state_dir=tmp_path)
+    result = UpResult("lockdown", reason="x: broken", fix="f", networks=["10.0.0.0/8"])
+    (tmp_path / "state.json").write_text(json.dumps({**asdict(result),
+                                                     "message": result.message()}))
+    status = firewall_status({}, state_dir=tmp_path)
     assert status.state == "lockdown"
-    assert "x: broken" in status.detail
+    assert status.detail == result.message()
     assert status.networks == ["10.0.0.0/8"]
     assert not status.healthy

@@ -11,14 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.imagefiles import ImageLayout, render_claude_wrapper, render_entrypoint
+from sidecar_gen.imagefiles import (
+    ImageLayout,
+    render_claude_wrapper,
+    render_entrypoint,
+    render_health,
+)
+from sidecar_gen.imageids import ReservedIds
 
 REPO = Path(__file__).resolve().parents[2]
 SKIP_DIRS = {".git", ".venv", "node_modules", ".mypy_cache", ".ruff_cache", ".pytest_cache",
              ".hypothesis", "__pycache__", "dist", "build"}
 # Shell templates and how to render them with representative values (a non-default uid/gid).
 SHELL_TEMPLATES: dict[str, Callable[[], str]] = {
-    "entrypoint.sh.j2": lambda: render_entrypoint(ImageLayout(uid=1234, gid=2345)),
+    "entrypoint.sh.j2": lambda: render_entrypoint(
+        ImageLayout(uid=1234, gid=2345), ReservedIds({998: "sidecar-dns"}, {42: "shadow"})),
+    "health.sh.j2": lambda: render_health(ImageLayout(uid=1234, gid=2345)),
     "claude-wrapper.sh.j2": lambda: render_claude_wrapper(ImageLayout(uid=1234, gid=2345)),
 }
 

@@ -1,0 +1,108 @@
+"""Which networks count as the compose network, where the Docker host is, which ports it opens."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Sequence
+
+from sidecar_gen.firewall import FirewallError
+
+NETWORKS_FIX = "set SIDECAR_FIREWALL_NETWORKS to `auto` or to CIDRs separated by commas"
+HOST_PORTS_FIX = ("list TCP port numbers (1-65535) under sidecar.firewall.host_ports in "
+                  "bridge.yaml, then `sidecar render` and `sidecar up` on the host")
+# The largest prefixes that still leave room for a gateway next to the containers.
+_GATEWAY_PREFIX = {4: 30, 6: 126}
+
+
+def parse_networks(spec: str) -> list[str]:
+    """`SIDECAR_FIREWALL_NETWORKS`: CIDRs separated by commas or spaces, normalized."""
+    out: list[str] = []
+    for item in re.split(r"[,\s]+", spec.strip()):
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise FirewallError("SIDECAR_FIREWALL_NETWORKS", f"not a network: {item!r}",
+                                NETWORKS_FIX) from None
+    return out
+
+
+def _json_list(text: str, what: str) -> list[object]:
+    try:
+        loaded = json.loads(text or "[]")
+    except ValueError:
+        raise FirewallError(what, "unreadable output") from None
+    return loaded if isinstance(loaded, list) else []
+
+
+def attached_networks(ip_addr_json: str) -> list[str]:
+    """Subnets of the container's global addresses, from `ip -j addr show` output."""
+    out: list[str] = []
+    for link in _json_list(ip_addr_json, "ip -j addr"):
+        if not isinstance(link, dict) or link.get("ifname") == "lo":
+            continue
+        for info in link.get("addr_info") or []:
+            if not isinstance(info, dict) or info.get("scope") != "global":
+                continue
+            try:
+                net = ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}").network
+            except (KeyError, ValueError):
+                continue
+            if str(net) not in out:
+                out.append(str(net))
+    return out
+
+
+def route_gateways(ip_route_json: str) -> list[str]:
+    """The `gateway` of each route in `ip -j route show` output (the default routes' hosts)."""
+    out: list[str] = []
+    for route in _json_list(ip_route_json, "ip -j route"):
+        gateway = route.get("gateway") if isinstance(route, dict) else None
+        if isinstance(gateway, str) and gateway not in out:
+            try:
+                ipaddress.ip_address(gateway)
+            except ValueError:
+                continue
+            out.append(gateway)
+    return out
+
+
+def gateways(networks: Sequence[str], routed: Sequence[str] = ()) -> list[str]:
+    """The Docker host's addresses on the compose networks.
+
+    The default routes' gateways, plus each network's first address: Docker gives it to the
+    host (the bridge) unless the network's `ipam` config names another gateway. Link-local
+    gateways are left out: the rules close fe80::/10 anyway.
+    """
+    out = [g for g in routed if not ipaddress.ip_address(g).is_link_local]
+    for text in networks:
+        net = ipaddress.ip_network(text)
+        if net.prefixlen > _GATEWAY_PREFIX[net.version]:
+            continue
+        first = str(net.network_address + 1)
+        if first not in out:
+            out.append(first)
+    return out
+
+
+def parse_host_ports(spec: str) -> list[int]:
+    """`SIDECAR_FIREWALL_HOST_PORTS`: TCP ports, separated by commas or spaces, sorted."""
+    ports: set[int] = set()
+    for item in re.split(r"[,\s]+", spec.strip()):
+        if not item:
+            continue
+        if not item.isdigit() or not 1 <= int(item) <= 65535:
+            raise FirewallError("SIDECAR_FIREWALL_HOST_PORTS", f"not a TCP port: {item!r}",
+                                HOST_PORTS_FIX)
+        ports.add(int(item))
+    return sorted(ports)
+
+
+def split_families(addresses: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(IPv4 ones, IPv6 ones) of networks or addresses."""
+    v4 = [a for a in addresses if ipaddress.ip_network(a, strict=False).version == 4]
+    v6 = [a for a in addresses if ipaddress.ip_network(a, strict=False).version == 6]
+    return v4, v6

@@ -1,0 +1,83 @@
+"""The firewall's texts, rendered from `templates/firewall/`: rulesets, ipsets, forwarder config.
+
+Pure functions of their arguments: `apply` feeds them to iptables-restore, ipset and dnsmasq.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sidecar_gen import templating
+from sidecar_gen.firewall import (
+    ALLOW_CHAIN,
+    CHAIN,
+    CONNMARK,
+    DNS_USER,
+    EMBEDDED_DNS,
+    GITHUB4,
+    GITHUB6,
+    INGRESS_CHAIN,
+    SET4,
+    SET6,
+    STATE_DIR,
+)
+from sidecar_gen.firewall.allowlist import is_ip
+
+RESOLV_MARK = "# claude-sidecar: the egress firewall's DNS forwarder"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one family's ruleset opens, besides loopback and the allowed names' addresses."""
+
+    networks: Sequence[str] = ()  # the compose networks (every port)
+    gateways: Sequence[str] = ()  # the Docker host's addresses on them (closed but for ports)
+    host_ports: Sequence[int] = field(default_factory=tuple)  # TCP ports open on the gateways
+
+
+def ruleset(family: int, mode: str, plan: Plan, dns_uid: int) -> str:
+    """The iptables-restore (family 4) or ip6tables-restore (6) text; mode enforce|lockdown."""
+    template = "firewall/rules.v4.j2" if family == 4 else "firewall/rules.v6.j2"
+    return templating.render(template, mode=mode, networks=list(plan.networks),
+                             gateways=list(plan.gateways), host_ports=list(plan.host_ports),
+                             dns_uid=dns_uid, chain=CHAIN, ingress=INGRESS_CHAIN,
+                             allow=ALLOW_CHAIN, mark=CONNMARK, set4=SET4, set6=SET6,
+                             github4=GITHUB4, github6=GITHUB6)
+
+
+def ipset_script() -> str:
+    """The `ipset restore` text creating (or emptying) the four sets."""
+    return templating.render("firewall/ipsets.j2", set4=SET4, set6=SET6, github4=GITHUB4,
+                             github6=GITHUB6)
+
+
+def dnsmasq_config(domains: Sequence[str], state_dir: Path = STATE_DIR, user: str = DNS_USER,
+                   group: str = "nogroup", upstreams: Sequence[str] = (EMBEDDED_DNS,)) -> str:
+    """The forwarder's configuration for the allowed domains."""
+    return templating.render("firewall/dnsmasq.conf.j2", domains=list(domains), user=user,
+                             group=group, upstreams=list(upstreams),
+                             pid_file=str(state_dir / "dnsmasq.pid"),
+                             log_file=str(state_dir / "dnsmasq.log"), set4=SET4, set6=SET6)
+
+
+def resolv_conf(current: str) -> str:
+    """Docker's resolv.conf with the forwarder as the only nameserver (search/options kept)."""
+    kept = [line for line in current.splitlines()
+            if line.split()[:1] and line.split()[0] in ("search", "options")]
+    return "\n".join([RESOLV_MARK, "nameserver 127.0.0.1", *kept]) + "\n"
+
+
+def nameservers(resolv: str) -> list[str]:
+    """The forwarder's upstreams: the nameservers Docker wrote (127.0.0.11 on compose networks).
+
+    Scoped IPv6 addresses and our own forwarder are skipped; none left means Docker's DNS.
+    """
+    out: list[str] = []
+    for line in resolv.splitlines():
+        words = line.split()
+        if (len(words) >= 2 and words[0] == "nameserver" and "%" not in words[1]
+                and is_ip(words[1]) and words[1] not in ("127.0.0.1", "::1", *out)):
+            out.append(words[1])
+    return out or [EMBEDDED_DNS]
