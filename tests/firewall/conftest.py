@@ -24,22 +24,40 @@ from typing import Any
 import pytest
 from conftest import BUSYBOX_IMAGE, TEST_LABEL, unique_name
 
-# Echo every datagram back: a resolver that would answer anything (for the DNS tunnel test).
+# Echo servers on the ports named in argv (`udp:53 tcp:7`), IPv4 and IPv6, that log every
+# datagram and connection they get (`udp 53 <peer address>`) on stdout: the container's log is
+# the proof of what reached them. Over UDP 53, a resolver that would answer anything.
 ECHO_SERVER = """
-import socket, threading
-def serve(port):
+import socket, sys, threading
+def log(*words):
+    print(*words, flush=True)
+def udp(s, port):
+    while True:
+        data, peer = s.recvfrom(2048)
+        log("udp", port, peer[0])
+        s.sendto(data, peer)
+def tcp(s, port):
+    while True:
+        conn, peer = s.accept()
+        log("tcp", port, peer[0])
+        def echo(conn=conn):
+            with conn:
+                while data := conn.recv(2048):
+                    conn.sendall(data)
+        threading.Thread(target=echo, daemon=True).start()
+for spec in sys.argv[1:]:
+    proto, port = spec.split(":")
     for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-        s = socket.socket(family, socket.SOCK_DGRAM)
+        s = socket.socket(family, socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        s.bind((host, port))
-        def loop(s=s):
-            while True:
-                data, peer = s.recvfrom(2048)
-                s.sendto(data, peer)
-        threading.Thread(target=loop, daemon=True).start()
-for port in (53, 5353):
-    serve(port)
+        s.bind((host, int(port)))
+        if proto == "tcp":
+            s.listen(16)
+        threading.Thread(target=udp if proto == "udp" else tcp, args=(s, port),
+                         daemon=True).start()
+log("listening")
 threading.Event().wait()
 """
 
@@ -57,6 +75,7 @@ class Internet:
     v6: ipaddress.IPv6Network
     www: Path
     hosts: dict[str, Any] = field(default_factory=dict)
+    servers: dict[str, Any] = field(default_factory=dict)  # the echo servers ("rogues")
     addresses: dict[str, tuple[str, str]] = field(default_factory=dict)
     next_host: int = 10
 
@@ -135,9 +154,11 @@ def internet(docker_client: Any, claude_image: str,
         for key, network, aliases in (("rogue-inet", inet, ["echo.allowed.test"]),
                                       ("rogue-proj", proj, [])):
             rogue = docker_client.containers.create(
-                claude_image, ["python3", "-c", ECHO_SERVER], entrypoint=[],
+                claude_image, ["python3", "-c", ECHO_SERVER, "udp:53", "udp:5353", "tcp:7"],
+                entrypoint=[],
                 name=unique_name(f"sidecar-fw-{key}"), labels={TEST_LABEL: "1"}, user="root")
             extra.append(rogue)
+            net.servers[key] = rogue
             network.connect(rogue, aliases=[key, *aliases])
             with contextlib.suppress(Exception):
                 docker_client.networks.get("bridge").disconnect(rogue)
@@ -215,14 +236,15 @@ def wait_for_log(container: Any, text: str, timeout: float = 30) -> str:
 def start_claude(internet: Internet, tmp_path: Path) -> Iterator[Callable[..., Claude]]:
     """Start a Claude container with the firewall and wait until its start-up is over (ready
     or not); kwargs: domains (the approved allowlist's text, None: no approved allowlist),
-    env, volumes, cap (NET_ADMIN and NET_RAW)."""
+    env, volumes, cap (NET_ADMIN and NET_RAW), wait (False: return right after the start)."""
     created: list[Any] = []
     stub = tmp_path / "claude-stub"
     stub.write_text(CLAUDE_STUB)
     stub.chmod(0o755)
 
     def _start(domains: str | None = "allowed.test\n", env: dict[str, str] | None = None,
-               volumes: dict[str, Any] | None = None, cap: bool = True) -> Claude:
+               volumes: dict[str, Any] | None = None, cap: bool = True,
+               wait: bool = True) -> Claude:
         workspace = tmp_path / f"work{len(created)}"
         (workspace / ".sidecar").mkdir(parents=True)
         policy = tmp_path / f"policy{len(created)}"
@@ -247,7 +269,8 @@ def start_claude(internet: Internet, tmp_path: Path) -> Iterator[Callable[..., C
         internet.inet.connect(container)
         container.start()
         claude = Claude(container, workspace, policy)
-        claude.health()  # returns once the entrypoint is done, ready or not
+        if wait:
+            claude.health()  # returns once the entrypoint is done, ready or not
         return claude
 
     yield _start

@@ -30,6 +30,8 @@ test -e /var/run/docker.sock && echo "docker socket present" || true
 stat -c 'configdir=%U:%G:%a' /home/claude/.claude
 stat -c 'wrappers=%U:%a' /opt/sidecar/wrappers
 stat -c 'entrypoint=%U:%a' /usr/local/sbin/sidecar-entrypoint
+stat -c 'health=%U:%a' /usr/local/sbin/sidecar-health
+stat -c 'state=%U:%a' /run/sidecar
 """
     ran = run_claude(["bash", "-c", script], user="root", entrypoint=[],
                      environment=dict(NO_FIREWALL))
@@ -44,6 +46,8 @@ stat -c 'entrypoint=%U:%a' /usr/local/sbin/sidecar-entrypoint
     assert lines["configdir"] == "claude:claude:700"
     assert lines["wrappers"] == "root:755"
     assert lines["entrypoint"] == "root:755"
+    assert lines["health"] == "root:755"
+    assert lines["state"] == "root:755"  # the readiness marker's folder: root's alone
     assert "missing" not in ran.out
     assert "docker socket present" not in ran.out
     assert "sidecar 0." in ran.out
@@ -62,16 +66,19 @@ def test_wrapper_drops_to_claude_and_adds_yolo(run_claude: Callable[..., Any], t
     stub = tmp_path / "claude"
     stub.write_text('#!/bin/sh\necho "uid=$(id -u) home=$HOME path=$PATH args=$*"\n')
     stub.chmod(0o755)
-    ran = run_claude(["claude", "--print", "hi"], user="root", entrypoint=[],
-                     environment={"CLAUDE_YOLO": yolo},
-                     volumes={str(stub): {"bind": "/usr/local/bin/claude", "mode": "ro"}})
-    assert ran.code == 0, ran
-    assert "uid=1000 home=/home/claude path=/opt/sidecar/wrappers:" in ran.out
+    container = run_claude(detach=True, environment={**NO_FIREWALL, "CLAUDE_YOLO": yolo},
+                           volumes={str(stub): {"bind": "/usr/local/bin/claude", "mode": "ro"}})
+    # As `docker compose exec claude claude` runs it: as root, right after the start (the
+    # wrapper waits for the entrypoint).
+    result = container.exec_run(["claude", "--print", "hi"], user="root")
+    out = result.output.decode()
+    assert result.exit_code == 0, out
+    assert "uid=1000 home=/home/claude path=/opt/sidecar/wrappers:" in out
     if yolo:
-        assert "args=--dangerously-skip-permissions --print hi" in ran.out
+        assert "args=--dangerously-skip-permissions --print hi" in out
     else:
-        assert "args=--print hi" in ran.out
-        assert "dangerously" not in ran.out
+        assert "args=--print hi" in out
+        assert "dangerously" not in out
 
 
 def test_command_runs_as_claude_in_the_workspace(run_claude: Callable[..., Any]) -> None:
@@ -109,10 +116,11 @@ def _wait_for_log(container: Any, text: str, timeout: float = 30) -> str:
     raise AssertionError(f"{text!r} not in logs:\n{logs}")
 
 
-@pytest.mark.parametrize(("puid", "pgid"), [(1234, 1234), (1235, 100)])
+@pytest.mark.parametrize(("puid", "pgid"), [(1234, 1234), (1235, 100), (501, 20)])
 def test_puid_pgid_remap(run_claude: Callable[..., Any], tmp_path: Path, puid: int,
                          pgid: int) -> None:
-    # pgid 100 is the base image's "users" group: claude joins it instead of renumbering.
+    # pgid 100 is the base image's "users" group, 20 its "dialout" (macOS's "staff"): groups
+    # that own nothing and give nothing, so claude joins them instead of renumbering.
     work = tmp_path / "work"
     work.mkdir()
     work.chmod(0o777)
@@ -130,7 +138,9 @@ def test_invalid_puid_is_refused_with_a_log_line(run_claude: Callable[..., Any])
     ran = run_claude(["id", "-u"], environment={**NO_FIREWALL, "PUID": "0", "PGID": "x"})
     assert ran.code == 0, ran
     assert ran.out.strip() == "1000"
-    assert "PUID/PGID must be positive numbers" in ran.err
+    assert ("sidecar: PUID '0' is not a positive number; PGID 'x' is not a positive number: "
+            "refused, claude keeps 1000:1000 (set PUID/PGID to your own ids: id -u, id -g)\n"
+            ) in ran.err
 
 
 def _seed(tmp_path: Path, content: str) -> Path:

@@ -10,7 +10,9 @@ from sidecar_gen.imagefiles import (
     install_image_files,
     render_claude_wrapper,
     render_entrypoint,
+    render_health,
 )
+from sidecar_gen.imageids import ReservedIds, reserved_ids
 from sidecar_gen.wrappers import boot_wrappers, salvage_command_names
 
 
@@ -21,26 +23,77 @@ def test_entrypoint_carries_the_build_arguments() -> None:
     assert "want_gid=${PGID:-2345}" in text
     assert "export PATH=/opt/sidecar/wrappers:/usr/local/sidecar/bin:" in text
     assert "boot-wrappers --dir /opt/sidecar/wrappers" in text
-    # Order of the steps the image contract fixes.
-    steps = ["firewall up", "usermod", "credentials.json", "boot-wrappers", "exec runuser"]
+    # Order of the steps the image contract fixes: nothing is ready before the last mark.
+    steps = ['"$health" --mark starting', "firewall up", "usermod", "credentials.json",
+             "boot-wrappers", '"$health" --mark "$ready"', "exec runuser"]
     positions = [text.index(step) for step in steps]
     assert positions == sorted(positions)
 
 
-def test_claude_wrapper() -> None:
+def test_claude_wrapper_waits_for_readiness_before_anything() -> None:
     text = render_claude_wrapper()
     assert "real=/usr/local/bin/claude" in text
-    assert "exec runuser -u claude --" in text
+    steps = ["/usr/local/sbin/sidecar-health --wait", "exec runuser -u claude --"]
+    positions = [text.index(step) for step in steps]
+    assert positions == sorted(positions)
     assert "--dangerously-skip-permissions" in text
 
 
+def test_health_reads_the_marker_of_this_start() -> None:
+    text = render_health()
+    assert "marker=/run/sidecar/ready" in text
+    assert "forwarder_pid=/run/sidecar/firewall/dnsmasq.pid" in text
+    assert "dns_user=sidecar-dns" in text
+    assert "/proc/1/stat" in text
+
+
 def test_install_image_files(tmp_path: Path) -> None:
-    written = install_image_files(uid=1500, gid=1600, root=tmp_path)
+    written = install_image_files(uid=1500, gid=1600, root=tmp_path,
+                                  reserved=ReservedIds({998: "sidecar-dns"}, {42: "shadow"}))
     assert [p.relative_to(tmp_path).as_posix() for p in written] == [
-        "usr/local/sbin/sidecar-entrypoint", "usr/local/sidecar/bin/claude"]
+        "usr/local/sbin/sidecar-entrypoint", "usr/local/sidecar/bin/claude",
+        "usr/local/sbin/sidecar-health"]
     for path in written:
         assert os.access(path, os.X_OK)
-    assert "${PUID:-1500}" in written[0].read_text()
+    entrypoint = written[0].read_text()
+    assert "${PUID:-1500}" in entrypoint
+    assert 'reserved_uids=" 998 "' in entrypoint
+    assert 'reserved_gids=" 42 "' in entrypoint
+
+
+def test_reserved_ids_come_from_the_image(tmp_path: Path) -> None:
+    root = tmp_path / "image"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text(
+        "root:x:0:0::/root:/bin/bash\n_apt:x:42:65534::/nonexistent:/bin/false\n"
+        "sidecar-dns:x:998:65534::/nonexistent:/bin/false\n"
+        "claude:x:1000:1000::/home/claude:/bin/bash\n")
+    (root / "etc" / "group").write_text(
+        "root:x:0:\ndialout:x:20:\nsudo:x:27:someone\nshadow:x:42:\nusers:x:100:\n"
+        "nogroup:x:65534:\nclaude:x:1000:claude\n")
+    secret = root / "etc" / "shadow"
+    secret.write_text("")
+    home = root / "home" / "claude"
+    home.mkdir(parents=True)
+    own_uid, own_gid = os.getuid(), os.getgid()
+    if own_uid == 0:  # a file owned by a uid without an account, and one of the shadow group
+        os.chown(secret, 0, 42)
+        (root / "orphan").write_text("")
+        os.chown(root / "orphan", 4242, 4343)
+        os.chown(home, 1000, 1000)
+    ids = reserved_ids(root, 1000, 1000, mountinfo="1 2 0:5 / /dev/pts rw - devpts devpts "
+                                                   "rw,gid=5,mode=620\n")
+    assert ids.uids[998] == "sidecar-dns"
+    assert ids.uids[42] == "_apt"
+    assert 1000 not in ids.uids and 1000 not in ids.gids  # the agent's own
+    assert ids.gids[65534] == "nogroup"  # the forwarder's primary group
+    assert ids.gids[27] == "sudo"  # has members
+    assert ids.gids[5] == "files"  # the terminals' group, from the mount options
+    assert 20 not in ids.gids and 100 not in ids.gids  # own nothing, give nothing
+    assert own_uid in ids.uids and own_gid in ids.gids  # whoever owns the files
+    if own_uid == 0:
+        assert ids.gids[42] == "shadow"
+        assert ids.uids[4242] == "files" and ids.gids[4343] == "files"
 
 
 def test_salvage_command_names(tmp_path: Path) -> None:
