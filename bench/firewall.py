@@ -10,7 +10,10 @@ In one Claude container (the test image), alternately, run by run:
   one `ipset add` per address, one `iptables` process per rule.
 Every domain resolves (network aliases of a local web server), so both do their full work.
 Prints the medians and the ratio ours / original, then the REJECT latency: connect() to a
-blocked address (refused), next to connect() to an allowed one, as the agent's user.
+blocked address (refused), next to connect() to an allowed one, as the agent's user; then the
+cost of one readiness probe (the healthcheck runs it every few seconds): the image's
+`sidecar-health` (bash builtins) next to the obvious alternative, `sidecar firewall status`
+(Python), alternately in the same container; then container start to ready, firewall on/off.
 """
 
 from __future__ import annotations
@@ -95,6 +98,24 @@ print(json.dumps(out))
 """
 
 
+# The readiness probe against its obvious alternative. The marker is written the way the
+# entrypoint does (the bench container runs without it), so both answer "healthy".
+PROBES = r"""
+import json, subprocess, sys, time
+subprocess.run(["/usr/local/sbin/sidecar-health", "--mark", "enforcing", "bench"], check=True)
+out = {"health": [], "status": []}
+for _ in range(int(sys.argv[1])):
+    for key, argv in (("health", ["/usr/local/sbin/sidecar-health"]),
+                      ("status", ["sidecar", "firewall", "status"])):
+        start = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True)
+        out[key].append(time.perf_counter() - start)
+        if done.returncode != 0:
+            sys.exit(f"{argv}: {done.stdout} {done.stderr}")
+print(json.dumps(out))
+"""
+
+
 def median(values: list[float]) -> float:
     """The median of a non-empty list."""
     ordered = sorted(values)
@@ -110,7 +131,7 @@ def start_to_ready(client: Any, image: str, network: str, work: Path, *, mode: s
         cap_add=["NET_ADMIN", "NET_RAW"], network=network,
         environment={"SIDECAR_FIREWALL": "1" if mode == "on" else "0",
                      "SIDECAR_FIREWALL_GITHUB": "0"},
-        volumes={str(work): {"bind": "/workspace", "mode": "ro"}})
+        volumes={str(work): {"bind": "/run/sidecar/policy", "mode": "ro"}})
     try:
         begin = time.perf_counter()
         container.start()
@@ -187,10 +208,18 @@ def main() -> None:
                            ("allowed4", "allowed IPv4 (after one lookup)")):
             print(f"  {label:32} {median(data[key]['times']) * 1000:8.3f} ms "
                   f"({data[key]['connected']}/{samples} connected)")
+        result = claude.exec_run(["python3", "-c", PROBES, str(args.runs * 2)])
+        if result.exit_code != 0:
+            sys.exit(result.output.decode())
+        probes = json.loads(result.output)
+        health, python = median(probes["health"]), median(probes["status"])
+        print(f"one readiness probe, median of {args.runs * 2} alternating runs, in-container:")
+        print(f"  sidecar-health (bash):            {health * 1000:7.1f} ms")
+        print(f"  sidecar firewall status (Python): {python * 1000:7.1f} ms")
+        print(f"  ratio health/status: {health / python:.2f}")
         print(f"container start to entrypoint ready, median of {args.runs} alternating runs:")
         work = Path(tempfile.mkdtemp(prefix="sidecar-bench-"))
-        (work / ".sidecar").mkdir()
-        (work / ".sidecar" / "allowed-domains.txt").write_text("\n".join(names) + "\n")
+        (work / "allowed-domains.txt").write_text("\n".join(names) + "\n")
         starts: dict[str, list[float]] = {"on": [], "off": []}
         for _ in range(args.runs):
             for mode in ("on", "off"):

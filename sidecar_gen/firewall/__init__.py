@@ -10,7 +10,7 @@ lockdown ruleset (compose networks only) replaces it; when even that cannot load
 routes are removed; and in every case but "enforcing" Claude Code does not start.
 
 Modules, one concern each: `allowlist` (allowed-domains.txt), `networks` (networks, gateways,
-host ports), `rules` (the rulesets, ipsets and forwarder configuration as text), `system`
+host ports), `rulesets` (the rulesets, ipsets and forwarder configuration as text), `system`
 (subprocesses, the forwarder's process), `apply` (`firewall up`), `status`
 (`firewall status`), `github` (GitHub's published ranges). This module holds the names they
 share; it imports nothing heavy, so `firewall status` stays fast.

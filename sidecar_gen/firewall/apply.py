@@ -29,7 +29,7 @@ from sidecar_gen.firewall.networks import (
     route_gateways,
     split_families,
 )
-from sidecar_gen.firewall.rules import (
+from sidecar_gen.firewall.rulesets import (
     RESOLV_MARK,
     Plan,
     dnsmasq_config,
@@ -98,11 +98,17 @@ def _plan(env: Mapping[str, str], ipv6: bool, result: UpResult) -> None:
         result.networks = attached_networks(run("networks", ["ip", "-j", "addr", "show"]))
     else:
         result.networks = parse_networks(spec)
-    routed = route_gateways(run("networks", ["ip", "-j", "-4", "route", "show", "default"]))
-    if ipv6:
-        routed += route_gateways(run("networks", ["ip", "-j", "-6", "route", "show", "default"]))
+    routed = route_gateways(_read("/proc/net/route"),
+                            _read("/proc/net/ipv6_route") if ipv6 else "")
     result.gateways = gateways(result.networks, routed)
     result.host_ports = parse_host_ports(env.get("SIDECAR_FIREWALL_HOST_PORTS", ""))
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise FirewallError("networks", f"{path}: {exc.strerror or 'cannot read'}") from None
 
 
 def _family_plans(result: UpResult) -> tuple[Plan, Plan]:
@@ -169,14 +175,8 @@ def _isolate(ipv6: bool) -> None:
     for family in families:
         with contextlib.suppress(FirewallError):
             run("routes", ["ip", family, "route", "flush", "default"])
-    for family in families:
-        try:
-            left = json.loads(run("routes", ["ip", "-j", family, "route", "show", "default"])
-                              or "[]")
-        except ValueError:
-            left = ["unreadable"]
-        if left:
-            raise FirewallError("routes", "the default routes could not be removed")
+    if route_gateways(_read("/proc/net/route"), _read("/proc/net/ipv6_route") if ipv6 else ""):
+        raise FirewallError("routes", "the default routes could not be removed")
 
 
 def firewall_up(domains_file: Path, environ: Mapping[str, str] | None = None,

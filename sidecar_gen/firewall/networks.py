@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -30,18 +31,14 @@ def parse_networks(spec: str) -> list[str]:
     return out
 
 
-def _json_list(text: str, what: str) -> list[object]:
-    try:
-        loaded = json.loads(text or "[]")
-    except ValueError:
-        raise FirewallError(what, "unreadable output") from None
-    return loaded if isinstance(loaded, list) else []
-
-
 def attached_networks(ip_addr_json: str) -> list[str]:
     """Subnets of the container's global addresses, from `ip -j addr show` output."""
+    try:
+        links = json.loads(ip_addr_json or "[]")
+    except ValueError:
+        raise FirewallError("ip -j addr", "unreadable output") from None
     out: list[str] = []
-    for link in _json_list(ip_addr_json, "ip -j addr"):
+    for link in links if isinstance(links, list) else []:
         if not isinstance(link, dict) or link.get("ifname") == "lo":
             continue
         for info in link.get("addr_info") or []:
@@ -56,17 +53,28 @@ def attached_networks(ip_addr_json: str) -> list[str]:
     return out
 
 
-def route_gateways(ip_route_json: str) -> list[str]:
-    """The `gateway` of each route in `ip -j route show` output (the default routes' hosts)."""
+def route_gateways(route4: str, route6: str = "") -> list[str]:
+    """The default routes' gateways, from /proc/net/route and /proc/net/ipv6_route.
+
+    Read from /proc rather than `ip route`: two processes fewer at every container start.
+    """
     out: list[str] = []
-    for route in _json_list(ip_route_json, "ip -j route"):
-        gateway = route.get("gateway") if isinstance(route, dict) else None
-        if isinstance(gateway, str) and gateway not in out:
-            try:
-                ipaddress.ip_address(gateway)
-            except ValueError:
-                continue
-            out.append(gateway)
+    for line in route4.splitlines()[1:]:
+        fields = line.split()
+        # Iface Destination Gateway Flags ... Mask: little-endian hex, default = 0/0 via gw.
+        if len(fields) >= 8 and fields[1] == "00000000" and fields[7] == "00000000":
+            with contextlib.suppress(ValueError):
+                gateway = ipaddress.IPv4Address(int(fields[2], 16).to_bytes(4, "little"))
+                if int(gateway) and str(gateway) not in out:
+                    out.append(str(gateway))
+    for line in route6.splitlines():
+        fields = line.split()
+        # dest plen src plen next-hop metric refcnt use flags iface: big-endian hex.
+        if len(fields) >= 10 and fields[1] == "00" and not int(fields[0] or "1", 16):
+            with contextlib.suppress(ValueError):
+                hop = ipaddress.IPv6Address(bytes.fromhex(fields[4]))
+                if int(hop) and str(hop) not in out:
+                    out.append(str(hop))
     return out
 
 

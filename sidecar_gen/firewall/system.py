@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from sidecar_gen.firewall import STATE_DIR, FirewallError
@@ -62,15 +63,21 @@ def forwarder_pid(state_dir: Path = STATE_DIR) -> int | None:
     except (OSError, ValueError):
         return None
     try:
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return pid if comm == "dnsmasq" else None
+    # "pid (comm) state ...": a zombie (nobody reaped it yet) is as dead as a missing process.
+    comm, _, rest = stat.partition(" (")[2].rpartition(") ")
+    return pid if comm == "dnsmasq" and not rest.startswith("Z") else None
 
 
-def stop_forwarder(state_dir: Path = STATE_DIR) -> None:
-    """SIGTERM the forwarder, if it runs."""
+def stop_forwarder(state_dir: Path = STATE_DIR, timeout: float = 3.0) -> None:
+    """SIGTERM the forwarder, if it runs, and wait until it is gone (its port is free)."""
     pid = forwarder_pid(state_dir)
-    if pid is not None:
-        with contextlib.suppress(OSError):
-            os.kill(pid, 15)
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, 15)
+    deadline = time.monotonic() + timeout
+    while forwarder_pid(state_dir) == pid and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -20,7 +20,7 @@ from sidecar_gen.firewall.networks import (
     parse_networks,
     route_gateways,
 )
-from sidecar_gen.firewall.rules import Plan, dnsmasq_config, nameservers, resolv_conf, ruleset
+from sidecar_gen.firewall.rulesets import Plan, dnsmasq_config, nameservers, resolv_conf, ruleset
 from sidecar_gen.firewall.status import firewall_status
 from sidecar_gen.firewall.system import has_capability
 
@@ -187,9 +187,17 @@ def test_enforce_ruleset_v6_allows_only_neighbour_discovery_on_link_local() -> N
 
 
 def test_gateways_and_host_ports() -> None:
-    routes = json.dumps([{"dst": "default", "gateway": "172.18.0.1", "dev": "eth0"}])
-    assert route_gateways(routes) == ["172.18.0.1"]
-    assert route_gateways("[]") == []
+    route4 = ("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\n"
+              "eth0\t00000000\t010012AC\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+              "eth0\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n")
+    route6 = ("00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+              "fd000001000000000000000000000001 00000400 00000001 00000000 00000003 eth0\n"
+              "fd000001000000000000000000000000 40 00000000000000000000000000000000 00 "
+              "00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0\n"
+              "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+              "00000000000000000000000000000000 ffffffff 00000001 00000000 00200200 lo\n")
+    assert route_gateways(route4, route6) == ["172.18.0.1", "fd00:1::1"]
+    assert route_gateways(route4.splitlines()[0], route6.splitlines()[-1]) == []
     # The default route's gateway, then each network's first address (Docker's default).
     assert gateways(["172.18.0.0/16", "10.5.0.0/24", "fd00:1::/64", "10.9.9.9/32"],
                     ["172.18.0.254", "fe80::1"]) == [
