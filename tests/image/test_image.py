@@ -231,3 +231,29 @@ def test_image_labels_and_entrypoint(docker_client: Any, claude_image: str) -> N
     # `docker compose exec` sees the image's environment, not the entrypoint's exports.
     assert env["DOCKER_HOST"] == "tcp://sidecar-gate:2375"
     assert config["Labels"]["dev.claude-sidecar.claude-install"] == "none"
+
+
+def test_the_approved_bridge_yaml_wins_over_the_workspace(run_claude: Callable[..., Any],
+                                                          tmp_path: Path) -> None:
+    # What `sidecar up` approved (/run/sidecar/policy) is what the wrappers and Claude Code's
+    # routed commands use, not the workspace copy the agent can reach through a target.
+    work = tmp_path / "work" / ".sidecar"
+    work.mkdir(parents=True)
+    (work / "bridge.yaml").write_text(
+        'version: "1"\ncommands:\n  fromworkspace: {container: app, exec: x}\n')
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "bridge.yaml").write_text(
+        'version: "1"\ncommands:\n  fromapproved: {container: app, exec: x}\n')
+    stub = tmp_path / "claude"
+    stub.write_text('#!/bin/sh\necho "config=$BRIDGE_CONFIG"\n')
+    stub.chmod(0o755)
+    container = run_claude(detach=True, environment=dict(NO_FIREWALL),
+                           volumes={str(tmp_path / "work"): {"bind": "/workspace", "mode": "ro"},
+                                    str(policy): {"bind": "/run/sidecar/policy", "mode": "ro"},
+                                    str(stub): {"bind": "/usr/local/bin/claude", "mode": "ro"}})
+    result = container.exec_run(["claude"])  # waits for readiness: the wrappers exist then
+    assert (result.exit_code, result.output.decode()) == (
+        0, "config=/run/sidecar/policy/bridge.yaml\n")
+    assert container.exec_run(["ls", "/opt/sidecar/wrappers"]).output.decode().split() == [
+        "fromapproved"]
