@@ -219,6 +219,13 @@ def test_not_root_is_explained(run_claude: Callable[..., Any]) -> None:
     assert ran.code == 0
     assert ran.out.strip() == "claude"
     assert "not started as root" in ran.err
+    # Nothing was set up, so nothing is ready: the healthcheck says so, in one clean line.
+    container = run_claude(detach=True, user="claude", environment=dict(NO_FIREWALL))
+    result = container.exec_run(["/usr/local/sbin/sidecar-health"])
+    assert (result.exit_code, result.output.decode()) == (
+        1, "the container was not set up by its entrypoint (started with `user:` or another "
+           "entrypoint?); Claude Code will not start. To fix: start it as root with the "
+           "image's entrypoint, see docker compose logs claude\n")
 
 
 def test_image_labels_and_entrypoint(docker_client: Any, claude_image: str) -> None:
