@@ -18,6 +18,7 @@ share; it imports nothing heavy, so `firewall status` stays fast.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -59,7 +60,5 @@ class FirewallError(SidecarError):
 
 def policy_domains_file(environ: Mapping[str, str] | None = None) -> Path:
     """`$SIDECAR_POLICY_DIR/allowed-domains.txt` (default /run/sidecar/policy): the approved one."""
-    import os
-
     env = os.environ if environ is None else environ
     return Path(env.get("SIDECAR_POLICY_DIR") or POLICY_DIR) / DOMAINS_NAME

@@ -279,3 +279,10 @@ def test_status_from_a_lockdown_state_file(tmp_path: Path) -> None:
     assert status.detail == result.message()
     assert status.networks == ["10.0.0.0/8"]
     assert not status.healthy
+
+
+def test_the_allowlist_read_is_the_approved_one() -> None:
+    assert firewall.policy_domains_file({}) == Path("/run/sidecar/policy/allowed-domains.txt")
+    assert firewall.policy_domains_file({"SIDECAR_POLICY_DIR": "/p",
+                                         "SIDECAR_CONFIG_DIR": "/workspace/.sidecar"}) == Path(
+        "/p/allowed-domains.txt")
