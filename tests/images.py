@@ -29,6 +29,7 @@ BUSYBOX_IMAGE = os.environ.get("SIDECAR_TEST_IMAGE", "sidecar-test/busybox:lates
 DEBIAN_IMAGE = os.environ.get("SIDECAR_TEST_BASE_IMAGE", "sidecar-test/debian:bookworm")
 CLAUDE_REPO = "sidecar-test/claude"
 SUITE = "bookworm"
+KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
 BUSYBOX_DIRS = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "root", "var", "var/www",
                 "var/www/html", "app", "work")
@@ -110,13 +111,13 @@ def busybox_rootfs(busybox: Path) -> bytes:
     return buf.getvalue()
 
 
-def _apt_install(package: str) -> None:
+def _apt_install(*packages: str) -> None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return
-    log(f"installing {package}")
+    log(f"installing {' '.join(packages)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, capture_output=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env, capture_output=True)
 
 
 def build_busybox(name: str) -> None:
@@ -133,19 +134,19 @@ def build_busybox(name: str) -> None:
 
 
 def debian_mirror() -> str:
-    """The first Debian mirror the host's apt uses (security and third-party ones excluded)."""
+    """The first Debian mirror the host's apt uses (one-line or deb822 sources; security and
+    other distributions' archives excluded), else deb.debian.org."""
     sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
     for path in sources:
         if path.suffix not in {"", ".list", ".sources"} or not path.is_file():
             continue
         for line in path.read_text(errors="replace").splitlines():
             words = line.split()
-            if not words or words[0].startswith("#"):
+            if not words or words[0] not in {"deb", "URIs:"}:
                 continue
-            urls = [w for w in words[1:] if w.startswith(("http:", "https:", "file:"))]
-            if words[0] in {"deb", "URIs:"} and urls:
-                url = urls[0]
-                if not any(skip in url for skip in ("security", "nodesource", "google")):
+            for url in words[1:]:
+                if (url.startswith(("http:", "https:", "file:")) and "debian" in url
+                        and "security" not in url):
                     return url
     return "http://deb.debian.org/debian"
 
@@ -155,8 +156,10 @@ def build_debian(name: str) -> None:
     if os.geteuid() != 0:
         raise ImageBuildError(f"{name} is missing and only root can make it (debootstrap): "
                           "run `sudo scripts/test-images` once")
-    if not shutil.which("debootstrap"):
-        _apt_install("debootstrap")
+    if not shutil.which("debootstrap") or not KEYRING.exists():
+        # The keyring: on another distribution (Ubuntu) debootstrap cannot check Debian's
+        # signatures without it.
+        _apt_install("debootstrap", "debian-archive-keyring")
     if not shutil.which("debootstrap"):
         raise ImageBuildError(f"{name} is missing and needs debootstrap "
                           "(Debian: apt-get install debootstrap)")
@@ -164,8 +167,9 @@ def build_debian(name: str) -> None:
     log(f"building {name} with debootstrap from {mirror} (a few minutes)")
     logfile = Path("/var/log/debootstrap-sidecar.log")
     with tempfile.TemporaryDirectory(prefix="sidecar-debian-") as root, logfile.open("w") as out:
-        result = subprocess.run(["debootstrap", "--variant=minbase", SUITE, root, mirror],
-                                stdout=out, stderr=subprocess.STDOUT)
+        keyring = [f"--keyring={KEYRING}"] if KEYRING.exists() else []
+        result = subprocess.run(["debootstrap", "--variant=minbase", *keyring, SUITE, root,
+                                 mirror], stdout=out, stderr=subprocess.STDOUT)
         if result.returncode != 0:
             raise ImageBuildError(f"debootstrap failed; see {logfile}")
         # Smaller and deterministic: no package lists or caches in the base.
