@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TEST_LABEL, unique_name
 from ruamel.yaml import YAML
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,8 +82,6 @@ def test_readme_installs_the_plugins() -> None:
 def _validate(docker_client: Any, image: str, path: str) -> dict[str, Any]:
     """`claude plugin validate --strict --json PATH` in the Claude Code image, as the non-root
     user, with the repository mounted read-only at /repo and no network."""
-    from conftest import TEST_LABEL, unique_name
-
     argv = ["claude", "plugin", "validate", "--strict", "--json", path]
     if path != "/repo":
         argv[3:3] = ["--profile", "directory"]
