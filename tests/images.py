@@ -80,7 +80,8 @@ def _is_static_elf(path: Path) -> bool:
                for i in range(phnum))
 
 
-def _find_static_busybox() -> Path | None:
+def find_static_busybox() -> Path | None:
+    """The host's busybox, when it is the static build (Debian's busybox-static)."""
     for candidate in ("/bin/busybox", "/usr/bin/busybox"):
         path = Path(candidate)
         if path.is_file() and _is_static_elf(path):
@@ -122,10 +123,10 @@ def _apt_install(*packages: str) -> None:
 
 def build_busybox(name: str) -> None:
     """Make the busybox image from the host's static busybox (package busybox-static)."""
-    busybox = _find_static_busybox()
+    busybox = find_static_busybox()
     if busybox is None:
         _apt_install("busybox-static")
-        busybox = _find_static_busybox()
+        busybox = find_static_busybox()
     if busybox is None:
         raise ImageBuildError(f"{name} is missing and needs a static busybox on this machine "
                           "(Debian: apt-get install busybox-static)")
