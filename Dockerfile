@@ -89,9 +89,11 @@ RUN install -d -m 0755 /out \
 # -- stage 3: the image ------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
 # Build arguments are declared where they are first used: the classic builder keys a layer's
-# cache on the arguments declared before it, so variants share every layer they can.
-ARG EXTRA_CA_CERTS=""
+# cache on the arguments declared before it, so variants share every layer they can. And each
+# stage starts with an instruction of its own: when two stages start alike, the classic builder
+# may take the other stage's first layer and miss the cache for everything after it.
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ARG EXTRA_CA_CERTS=""
 ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 
