@@ -18,7 +18,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-IMAGE = os.environ.get("SIDECAR_TEST_IMAGE", "sidecar-test/busybox:latest")
+sys.path.insert(0, str(REPO / "tests"))
+from images import BUSYBOX_IMAGE as IMAGE  # noqa: E402  (the test images' one list of names)
 
 Commands = dict[str, tuple[list[str], dict[str, str]]]
 

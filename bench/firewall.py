@@ -152,6 +152,7 @@ def main() -> None:
     import docker
     from firewall.conftest import _create_inet  # the test suite's offline internet
     from image.build import ensure_claude_image
+    from images import BUSYBOX_IMAGE
 
     client = docker.from_env(timeout=120)
     image = ensure_claude_image()
@@ -161,10 +162,10 @@ def main() -> None:
     containers = []
     try:
         names = [f"d{i:02d}.bench.test" for i in range(1, args.domains + 1)]
-        web = client.containers.create("sidecar-test/busybox:latest",
+        web = client.containers.create(BUSYBOX_IMAGE,
                                        ["httpd", "-f", "-p", "80", "-h", "/"],
                                        name=f"sidecar-bench-web-{tag}")
-        blocked = client.containers.create("sidecar-test/busybox:latest",
+        blocked = client.containers.create(BUSYBOX_IMAGE,
                                            ["httpd", "-f", "-p", "80", "-h", "/"],
                                            name=f"sidecar-bench-blocked-{tag}")
         containers += [web, blocked]

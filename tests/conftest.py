@@ -1,7 +1,7 @@
 """Shared fixtures. Docker fixtures talk to a real engine; none fakes it.
 
 Without a reachable engine, Docker tests skip, unless SIDECAR_E2E=required (CI), where a
-missing engine fails them instead.
+missing engine fails them instead. The images they use are named in tests/images.py.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from images import BUSYBOX_IMAGE, DEBIAN_IMAGE
 
 REPO = Path(__file__).resolve().parent.parent
-BUSYBOX_IMAGE = os.environ.get("SIDECAR_TEST_IMAGE", "sidecar-test/busybox:latest")
 TEST_LABEL = "dev.claude-sidecar.test"
 
 
@@ -55,7 +55,8 @@ def docker_client() -> Iterator[Any]:
     try:
         client.images.get(BUSYBOX_IMAGE)
     except Exception as exc:
-        unavailable(f"local test image {BUSYBOX_IMAGE} is missing (run .ci/engine.sh): {exc}")
+        unavailable(f"local test image {BUSYBOX_IMAGE} is missing (run scripts/test-images): "
+                    f"{exc}")
     yield client
     client.close()
 
@@ -117,14 +118,30 @@ def sidecar_cli() -> list[str]:
     return [found]
 
 
-@pytest.fixture(scope="session")
-def claude_image(docker_client: Any) -> str:
-    """`sidecar-test/claude:<inputs hash>`, built offline from the local Debian base when needed
-    (reused across runs while its inputs are unchanged; see tests/image/build.py)."""
-    from image.build import BASE_IMAGE, ensure_claude_image
+def _claude_image(docker_client: Any, variant: str) -> str:
+    from image.build import NpmRegistryError, ensure_claude_image
 
     try:
-        docker_client.images.get(BASE_IMAGE)
+        docker_client.images.get(DEBIAN_IMAGE)
     except Exception as exc:
-        unavailable(f"local base image {BASE_IMAGE} is missing (run .ci/engine.sh): {exc}")
-    return ensure_claude_image()
+        unavailable(f"local base image {DEBIAN_IMAGE} is missing (run scripts/test-images): "
+                    f"{exc}")
+    try:
+        return ensure_claude_image(variant)
+    except NpmRegistryError as exc:
+        unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def claude_image(docker_client: Any) -> str:
+    """`sidecar-test/claude:none-<inputs hash>`: the image without Claude Code, built offline
+    from the local Debian base when needed (reused while its inputs are unchanged; see
+    tests/image/build.py)."""
+    return _claude_image(docker_client, "none")
+
+
+@pytest.fixture(scope="session")
+def claude_code_image(docker_client: Any) -> str:
+    """`sidecar-test/claude:npm-<inputs hash>`: the image with the npm registry's latest Claude
+    Code (CLAUDE_INSTALL=npm), built when needed; needs the npm registry once per release."""
+    return _claude_image(docker_client, "npm")

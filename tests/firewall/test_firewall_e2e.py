@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import TEST_LABEL, unique_name
+from conftest import BUSYBOX_IMAGE, TEST_LABEL, unique_name
 
 from firewall.conftest import Claude, Internet
 from firewall.probes import dns, http, resolves
@@ -107,7 +107,7 @@ def routed_config(internet: Internet, docker_client: Any, tmp_path: Any) -> Iter
     started: list[Any] = []
     try:
         app = docker_client.containers.run(
-            "sidecar-test/busybox:latest", ["sleep", "600"], detach=True, init=True,
+            BUSYBOX_IMAGE, ["sleep", "600"], detach=True, init=True,
             name=unique_name("sidecar-fw-target"), labels={TEST_LABEL: "1"},
             network=internet.proj.name)
         started.append(app)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import time
+import re
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from image.conftest import wait_for_log
+
 NO_FIREWALL = {"SIDECAR_FIREWALL": "0"}
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_image_contract(run_claude: Callable[..., Any]) -> None:
@@ -95,7 +99,7 @@ def test_exit_code_of_the_command_is_kept(run_claude: Callable[..., Any]) -> Non
 
 def test_no_command_stays_up_and_stops_on_term(run_claude: Callable[..., Any]) -> None:
     container = run_claude(detach=True, environment=dict(NO_FIREWALL))
-    _wait_for_log(container, "ready (uid 1000, gid 1000)")
+    wait_for_log(container, "ready (uid 1000, gid 1000)")
     container.reload()
     assert container.status == "running"
     exec_result = container.exec_run(["claude", "--version"])
@@ -103,17 +107,6 @@ def test_no_command_stays_up_and_stops_on_term(run_claude: Callable[..., Any]) -
     container.stop(timeout=30)
     # 143 = terminated by SIGTERM (forwarded by tini); 137 would mean the engine had to SIGKILL.
     assert container.wait(timeout=30)["StatusCode"] == 143
-
-
-def _wait_for_log(container: Any, text: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    logs = ""
-    while time.monotonic() < deadline:
-        logs = container.logs().decode()
-        if text in logs:
-            return logs
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} not in logs:\n{logs}")
 
 
 @pytest.mark.parametrize(("puid", "pgid"), [(1234, 1234), (1235, 100), (501, 20)])
@@ -189,7 +182,7 @@ def test_broken_bridge_yaml_starts_and_routed_commands_explain(
     container = run_claude(detach=True, environment=dict(NO_FIREWALL),
                            volumes={str(tmp_path / "work"): {"bind": "/workspace",
                                                              "mode": "rw"}})
-    logs = _wait_for_log(container, "ready (uid")
+    logs = wait_for_log(container, "ready (uid")
     assert "bridge.yaml problem, routed commands will explain it until fixed" in logs
     result = container.exec_run(["php", "-v"], user="claude", demux=True)
     assert result.exit_code == 125
@@ -264,3 +257,31 @@ def test_the_approved_bridge_yaml_wins_over_the_workspace(run_claude: Callable[.
         0, "config=/run/sidecar/policy/bridge.yaml\n")
     assert container.exec_run(["ls", "/opt/sidecar/wrappers"]).output.decode().split() == [
         "fromapproved"]
+
+
+def test_runtime_venv_has_the_dependencies_but_not_the_host_only_ones(
+        run_claude: Callable[..., Any]) -> None:
+    # The docker SDK serves host-side commands only: it must not ship into the image (issue 11),
+    # while every other dependency must (the image's commands import them).
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    host_only = {_dist_key(n) for n in pyproject["tool"]["claude-sidecar"]
+                 ["host-only-dependencies"]}
+    wanted = {_dist_key(r) for r in pyproject["project"]["dependencies"]}
+    assert "docker" in host_only
+    assert host_only <= wanted, "a host-only dependency that is not a dependency"
+    script = ("import importlib.metadata as m; "
+              "print('\\n'.join(d.metadata['Name'] for d in m.distributions()))")
+    ran = run_claude(["/opt/sidecar/bin/python", "-I", "-c", script], user="root",
+                     entrypoint=[])
+    assert ran.code == 0, ran
+    installed = {_dist_key(name) for name in ran.out.split()}
+    assert wanted - host_only <= installed
+    assert not host_only & installed
+    # No pip or setuptools either: nothing at run time installs packages.
+    assert not {"pip", "setuptools"} & installed
+
+
+def _dist_key(requirement: str) -> str:
+    name = re.match(r"[A-Za-z0-9._-]+", requirement)
+    assert name, requirement
+    return re.sub(r"[-_.]+", "-", name[0]).lower()
