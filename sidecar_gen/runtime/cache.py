@@ -12,7 +12,6 @@ import marshal
 import os
 import sys
 
-from sidecar_gen.runtime import atomic
 from sidecar_gen.runtime.contract import RouteTable, fnv1a
 from sidecar_gen.runtime.errors import DispatchError
 
@@ -86,6 +85,8 @@ def store(table: RouteTable, environ: Mapping[str, str]) -> str | None:
     path = cache_file(table.config, environ)
     if path is None:
         return None
+    from sidecar_gen.runtime import atomic  # the slow path only: the dispatcher reads
+
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         atomic.write_atomic(path, marshal.dumps(table.to_record()), 0o600, durable=False)

@@ -18,16 +18,7 @@ import os
 import sys
 import time
 
-from sidecar_gen.runtime import (
-    audit,
-    cache,
-    diagnose,
-    engine,
-    killer,
-    native,
-    session,
-    transport,
-)
+from sidecar_gen.runtime import cache, engine, killer, session, transport
 from sidecar_gen.runtime.contract import (
     PROJECT_LABEL,
     SERVICE_LABEL,
@@ -117,6 +108,8 @@ def _dispatch(name: str, args: list[str], wrapper_dir: str | None, config: str |
     if route is None:
         if wrapper_dir is None:
             raise DispatchError(f"not a routed command in {routes.config}", NOT_FOUND)
+        from sidecar_gen.runtime import native  # off the hot path, as every rare branch here
+
         found = native.find_native(name, wrapper_dir, LAUNCHER_NAME, environ)
         if found is None:
             raise DispatchError(f"command not found: not routed in {routes.config} and not"
@@ -153,7 +146,9 @@ def _dispatch(name: str, args: list[str], wrapper_dir: str | None, config: str |
         raise
     finally:
         signals.restore()
-        if plan is not None:
+        if plan is not None and environ.get("SIDECAR_AUDIT_LOG"):
+            from sidecar_gen.runtime import audit
+
             problem = audit.log_run(environ, plan, code, signum, time.monotonic() - started)
             if problem:
                 _say(f"sidecar: {problem}")
@@ -172,6 +167,8 @@ def _resolve(conn: Connection, routes: RouteTable, logical: str) -> tuple[str, s
         listing = engine.list_containers(conn, {"label": labels})
     except engine.EngineError as exc:
         if exc.status == engine.REFUSED:
+            from sidecar_gen.runtime import diagnose
+
             raise diagnose.engine_error(exc, logical, logical) from None
         return logical, logical  # an engine that cannot list: the name may still be literal
     chosen = pick_member(service_members(listing, logical, routes.project))
@@ -189,6 +186,8 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
     try:
         exec_id = engine.create_exec(conn, plan.ref, plan.exec_config())
     except engine.EngineError as exc:
+        from sidecar_gen.runtime import diagnose
+
         raise diagnose.engine_error(exc, plan.container, plan.service) from None
     terminal = session.Terminal()
     running = True  # before the start request: a signal may come while it is on its way
@@ -198,6 +197,8 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
             engine.start_exec(conn, exec_id, plan.tty)
         except engine.EngineError as exc:
             running = False
+            from sidecar_gen.runtime import diagnose
+
             raise diagnose.engine_error(exc, plan.container, plan.service) from None
         if plan.tty:
             terminal.enter_raw()
@@ -262,9 +263,12 @@ def _check_attached(plan: Plan, state: engine.ExecState, output: session.Output)
             f" in container {plan.container}; it was stopped")
     # A broken attachment (e.g. the detach keys) is reported by the daemon as exit code 126
     # and a last line in the stream, while the process goes on running.
-    last = output.held if output.held is not None else output.tail
-    failure = diagnose.attach_failure(last) if state.exit_code == NOT_EXECUTABLE else None
-    if failure and state.pid:
+    if state.exit_code != NOT_EXECUTABLE or not state.pid:
+        return
+    from sidecar_gen.runtime import diagnose
+
+    failure = diagnose.attach_failure(output.held if output.held is not None else output.tail)
+    if failure:
         raise DispatchError(f"the Docker engine detached from the command in container"
                             f" {plan.container} ({failure}); it was stopped")
 
@@ -274,6 +278,8 @@ def verdict(plan: Plan, state: engine.ExecState, output: session.Output) -> int:
     raw = state.exit_code or 0
     code = raw & 0xFF if raw >= 0 else SIGNAL_BASE + (-raw & 0x7F)
     if state.pid == 0:  # the process never started: what the stream held is the daemon's why
+        from sidecar_gen.runtime import diagnose
+
         text = (output.held or b"").decode("utf-8", "replace").strip()
         raise diagnose.start_failure(text, plan.container, code)
     if output.held is not None:
