@@ -167,9 +167,7 @@ def _resolve(conn: Connection, routes: RouteTable, logical: str) -> tuple[str, s
         listing = engine.list_containers(conn, {"label": labels})
     except engine.EngineError as exc:
         if exc.status == engine.REFUSED:
-            from sidecar_gen.runtime import diagnose
-
-            raise diagnose.engine_error(exc, logical, logical) from None
+            raise _explain(exc, logical, logical) from None
         return logical, logical  # an engine that cannot list: the name may still be literal
     chosen = pick_member(service_members(listing, logical, routes.project))
     if chosen is None:
@@ -179,6 +177,12 @@ def _resolve(conn: Connection, routes: RouteTable, logical: str) -> tuple[str, s
     return cid, str(names[0]).lstrip("/")
 
 
+def _explain(error: engine.EngineError, container: str, service: str) -> DispatchError:
+    from sidecar_gen.runtime import diagnose  # error paths only: off the hot path
+
+    return diagnose.engine_error(error, container, service)
+
+
 def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
     """Create and start the exec, stream it, and return its exit code. From the start until
     the exit code is known, every way out (a signal, a lost connection, a bug) first stops the
@@ -186,9 +190,7 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
     try:
         exec_id = engine.create_exec(conn, plan.ref, plan.exec_config())
     except engine.EngineError as exc:
-        from sidecar_gen.runtime import diagnose
-
-        raise diagnose.engine_error(exc, plan.container, plan.service) from None
+        raise _explain(exc, plan.container, plan.service) from None
     terminal = session.Terminal()
     running = True  # before the start request: a signal may come while it is on its way
     try:
@@ -197,9 +199,7 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
             engine.start_exec(conn, exec_id, plan.tty)
         except engine.EngineError as exc:
             running = False
-            from sidecar_gen.runtime import diagnose
-
-            raise diagnose.engine_error(exc, plan.container, plan.service) from None
+            raise _explain(exc, plan.container, plan.service) from None
         if plan.tty:
             terminal.enter_raw()
             signals.on_resize(lambda: _resize(plan, exec_id))
@@ -222,7 +222,10 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
         if running:
             signals.quiet()
             terminal.restore()
-            _stop_remote(plan)
+            problem = killer.stop(plan.endpoint, plan.ref, plan.user, plan.token)
+            if problem:
+                _say(f"sidecar: {plan.name}: could not stop the command in container"
+                     f" {plan.container}: {problem}")
         raise
     finally:
         terminal.restore()
@@ -303,24 +306,3 @@ def _container_stopped(plan: Plan) -> bool:
     state = info.get("State")
     return isinstance(state, dict) and (state.get("Running") is False
                                         or state.get("Restarting") is True)
-
-
-def _stop_remote(plan: Plan) -> None:
-    """Terminate the remote command and its children through the cleanup exec."""
-    config: dict[str, object] = {"AttachStdin": False, "AttachStdout": True,
-                                 "AttachStderr": True, "Tty": False,
-                                 "Cmd": killer.kill_command(plan.token)}
-    if plan.user:
-        config["User"] = plan.user  # only the command's own user may signal it
-    try:
-        conn = engine.connect(plan.endpoint, timeout=killer.GRACE_SECONDS + 8)
-        try:
-            kill_id = engine.create_exec(conn, plan.ref, config)
-            engine.start_exec(conn, kill_id, tty=False)
-            while conn.sock.recv(65536):  # wait until the script is done
-                pass
-        finally:
-            conn.close()
-    except (DispatchError, OSError) as exc:
-        _say(f"sidecar: {plan.name}: could not stop the command in container {plan.container}:"
-             f" {exc}")

@@ -13,6 +13,17 @@ container (any shell image has them; `sleep` with fractions, else it waits whole
 
 from __future__ import annotations
 
+from sidecar_gen.runtime import engine
+from sidecar_gen.runtime.errors import DispatchError
+
+# typing and collections.abc cost milliseconds to import on every command: types are for mypy
+# only (mypy treats any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from sidecar_gen.runtime.transport import Endpoint
+
 TOKEN_ENV = "SIDECAR_EXEC_TOKEN"  # noqa: S105 - a name, not a secret
 GRACE_SECONDS = 2
 TOKEN_HEX_DIGITS = 32
@@ -51,3 +62,25 @@ KILL_SCRIPT = (
 def kill_command(token: str) -> list[str]:
     """The exact `Cmd` of the cleanup exec for `token`."""
     return ["sh", "-c", KILL_SCRIPT, "sh", token]
+
+
+def stop(endpoint: Endpoint, ref: str, user: str | None, token: str) -> str | None:
+    """Run the cleanup exec for `token` in container `ref` as `user` (only the command's own
+    user may signal it when the container's default user is another non-root one), and wait
+    until it is done. Returns what went wrong, or None."""
+    config: dict[str, Any] = {"AttachStdin": False, "AttachStdout": True,
+                              "AttachStderr": True, "Tty": False, "Cmd": kill_command(token)}
+    if user:
+        config["User"] = user
+    try:
+        conn = engine.connect(endpoint, timeout=GRACE_SECONDS + 8)
+        try:
+            kill_id = engine.create_exec(conn, ref, config)
+            engine.start_exec(conn, kill_id, tty=False)
+            while conn.sock.recv(65536):  # the script's end closes the stream
+                pass
+        finally:
+            conn.close()
+    except (DispatchError, OSError) as exc:
+        return str(exc)
+    return None
