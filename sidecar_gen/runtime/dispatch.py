@@ -204,8 +204,9 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
             terminal.enter_raw()
             signals.on_resize(lambda: _resize(plan, exec_id))
             _resize(plan, exec_id)
+        stdin = session.StdinPump(conn.sock, plan.tty)
         if plan.stdin:
-            session.pump_stdin(conn.sock, half_close=not plan.tty)
+            stdin.start()
         pending = bytes(conn.buf)
         conn.buf.clear()
         try:
@@ -216,20 +217,29 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
                 f"lost the connection to the Docker engine while the command ran in container"
                 f" {plan.container}: {exc.strerror or exc}") from None
         state = _final_state(plan, exec_id)
-        _check_attached(plan, state, output)
+        _check_attached(plan, state)
         running = False
     except BaseException:
         if running:
             signals.quiet()
             terminal.restore()
-            problem = killer.stop(plan.endpoint, plan.ref, plan.user, plan.token)
-            if problem:
-                _say(f"sidecar: {plan.name}: could not stop the command in container"
-                     f" {plan.container}: {problem}")
+            _stop_remote(plan)
         raise
     finally:
         terminal.restore()
+    if _detached(plan, state, output, stdin, signals):
+        raise DispatchError(f"the Docker engine detached from the command in container"
+                            f" {plan.container} ({_attach_failure(output)}); it was stopped")
     return verdict(plan, state, output)
+
+
+def _stop_remote(plan: Plan) -> bool:
+    """Stop the command's processes; True when there were any (or it cannot be known)."""
+    found, problem = killer.stop(plan.endpoint, plan.ref, plan.user, plan.token)
+    if problem:
+        _say(f"sidecar: {plan.name}: could not stop the command in container {plan.container}:"
+             f" {problem}")
+    return found
 
 
 def _resize(plan: Plan, exec_id: str) -> None:
@@ -258,22 +268,32 @@ def _final_state(plan: Plan, exec_id: str) -> engine.ExecState:
         time.sleep(0.01)
 
 
-def _check_attached(plan: Plan, state: engine.ExecState, output: session.Output) -> None:
-    """Raise when the stream ended while the command may still run (the caller stops it)."""
+def _check_attached(plan: Plan, state: engine.ExecState) -> None:
+    """Raise when the stream ended while the command still runs (the caller stops it)."""
     if state.running or state.exit_code is None:
         raise DispatchError(
             "the Docker engine stopped sending the output while the command was still running"
             f" in container {plan.container}; it was stopped")
-    # A broken attachment (e.g. the detach keys) is reported by the daemon as exit code 126
-    # and a last line in the stream, while the process goes on running.
-    if state.exit_code != NOT_EXECUTABLE or not state.pid:
-        return
-    from sidecar_gen.runtime import diagnose
 
-    failure = diagnose.attach_failure(output.held if output.held is not None else output.tail)
-    if failure:
-        raise DispatchError(f"the Docker engine detached from the command in container"
-                            f" {plan.container} ({failure}); it was stopped")
+
+def _attach_failure(output: session.Output) -> str | None:
+    from sidecar_gen.runtime import diagnose  # a rare case: off the hot path
+
+    return diagnose.attach_failure(output.held if output.held is not None else output.tail)
+
+
+def _detached(plan: Plan, state: engine.ExecState, output: session.Output,
+              stdin: session.StdinPump, signals: session.Signals) -> bool:
+    """Whether the daemon let go of a running command (the detach keys, a broken stdin copy),
+    which it reports as exit code 126 and a last line in the stream, while the command goes
+    on or dies of the closed terminal; it is stopped here. What tells it apart from a program
+    that printed that line and exited 126: that we sent the keys, or that the command's
+    processes were still there."""
+    if state.exit_code != NOT_EXECUTABLE or not state.pid or not _attach_failure(output):
+        return False
+    signals.quiet()
+    found = _stop_remote(plan)
+    return found or stdin.sent_detach_keys
 
 
 def verdict(plan: Plan, state: engine.ExecState, output: session.Output) -> int:

@@ -10,6 +10,7 @@ import os
 
 from sidecar_gen.runtime import killer
 from sidecar_gen.runtime.pathmap import map_args, pick_workdir
+from sidecar_gen.runtime.session import DETACH_KEYS
 from sidecar_gen.runtime.userspec import HOME_ENV, home_for
 
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy
@@ -22,12 +23,6 @@ if TYPE_CHECKING:
     from sidecar_gen.runtime.contract import Route
     from sidecar_gen.runtime.transport import Endpoint
 
-# Docker's default detach keys are Ctrl-P Ctrl-Q: Ctrl-P (previous line in every shell) would
-# be held back until the next key, and Ctrl-P Ctrl-Q would end the session with the command
-# still running. An empty value means that default, so use a sequence nobody types: the daemon
-# only matches keys that arrive one per read, and only the whole sequence detaches. Its first
-# key, Ctrl-@ (NUL, Ctrl-Space: "set mark"), is the one held back until the next key.
-DETACH_KEYS = "ctrl-@,ctrl-^,ctrl-_,ctrl-],ctrl-@,ctrl-_,ctrl-^,ctrl-]"
 _CHAR_DEVICE = 0o020000
 _FILE_TYPE = 0o170000
 

@@ -16,6 +16,7 @@ import _socket
 import _thread
 import os
 
+from sidecar_gen.runtime.errors import DispatchError
 from sidecar_gen.runtime.frames import STDERR, STDOUT, SYSTEM_ERROR, Demuxer
 
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy
@@ -35,6 +36,14 @@ STOP_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT
 DAEMON_PREFIXES = (b"OCI runtime", b"exec failed", b"unable to find user",
                    b"unable to find group", b"exec attach failed")
 TAIL_SIZE = 160
+# Docker's default detach keys are Ctrl-P Ctrl-Q: Ctrl-P (previous line in every shell) is
+# held back until the next key, and Ctrl-P Ctrl-Q ends the session with the command left
+# running. An empty value means that default, so the exec gets a sequence nobody types or
+# pastes. (Current daemons look for it anywhere in the bytes of a TTY's stdin; older ones only
+# in keys read one at a time.) `StdinPump` notes when it was sent all the same.
+DETACH_KEYS = "ctrl-@,ctrl-^,ctrl-_,ctrl-],ctrl-@,ctrl-_,ctrl-^,ctrl-]"
+_CONTROL = {"ctrl-@": 0x00, "ctrl-^": 0x1E, "ctrl-_": 0x1F, "ctrl-]": 0x1D}
+DETACH_BYTES = bytes(_CONTROL[key] for key in DETACH_KEYS.split(","))
 
 
 class Stop(BaseException):
@@ -135,30 +144,45 @@ def terminal_size() -> tuple[int, int] | None:
     return None
 
 
-def pump_stdin(sock: _socket.socket, half_close: bool) -> None:
-    """Copy stdin into the exec in a thread; at its end, half-close when `half_close`.
+class StdinPump:
+    """Copies stdin into the exec in a thread (`start`).
 
-    In TTY mode the daemon ends the whole session when stdin closes (the output included, the
-    process left running), so there the connection stays open and the process simply gets no
-    more input, as with `docker exec -t`.
+    Without a TTY its end is passed on (half-close), so the program reads end-of-file. With
+    one, the daemon would end the whole session when stdin closes (the output included, the
+    process left running), so the connection stays open and the program simply gets no more
+    input, as with `docker exec -t`. `sent_detach_keys` tells whether what it sent held the
+    detach sequence: then an attachment the daemon ended was a detach.
     """
-    _thread.start_new_thread(_copy_stdin, (sock, half_close))
 
+    def __init__(self, sock: _socket.socket, tty: bool) -> None:
+        self._sock = sock
+        self._tty = tty
+        self.sent_detach_keys = False
 
-def _copy_stdin(sock: _socket.socket, half_close: bool) -> None:
-    try:
-        while True:
-            chunk = os.read(0, STDIN_CHUNK)
-            if not chunk:
-                break
-            sock.sendall(chunk)
-    except OSError:
-        pass
-    if half_close:
-        try:  # noqa: SIM105
-            sock.shutdown(_socket.SHUT_WR)
+    def start(self) -> None:
+        """Start copying."""
+        _thread.start_new_thread(self._copy, ())
+
+    def _copy(self) -> None:
+        keep = len(DETACH_BYTES) - 1
+        last = b""
+        try:
+            while True:
+                chunk = os.read(0, STDIN_CHUNK)
+                if not chunk:
+                    break
+                if self._tty:
+                    seen = last + chunk
+                    self.sent_detach_keys = self.sent_detach_keys or DETACH_BYTES in seen
+                    last = seen[-keep:]
+                self._sock.sendall(chunk)
         except OSError:
             pass
+        if not self._tty:
+            try:  # noqa: SIM105
+                self._sock.shutdown(_socket.SHUT_WR)
+            except OSError:
+                pass
 
 
 class Output:
@@ -179,7 +203,8 @@ def pump_output(sock: _socket.socket, pending: bytes, tty: bool,
     first output, `program_ran()` asks the engine at once (a process that never started has no
     pid) and a program's own line goes out without delay; otherwise it waits for the next piece
     (then it was the program's) or the end of the stream (then the caller decides, from the
-    engine's answer, whose it was). Raises `Stop(SIGPIPE)` when our reader went away.
+    engine's answer, whose it was). Raises `Stop(SIGPIPE)` when our reader went away,
+    DispatchError when our output cannot be written, OSError when the connection breaks.
     """
     sock.settimeout(None)
     demux = None if tty else Demuxer()
@@ -229,4 +254,6 @@ def _write(fd: int, data: memoryview | bytes) -> None:
         except BrokenPipeError:
             # The reader went away: stop the remote command as if we got SIGPIPE.
             raise Stop(_signal.SIGPIPE) from None
+        except OSError as exc:  # a full disk, a terminal gone: the command is stopped
+            raise DispatchError(f"cannot write the command's output: {exc.strerror}") from None
         view = view[written:]

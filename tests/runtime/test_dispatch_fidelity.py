@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from runtime.conftest import DispatchEnv, PtyRun, remote_processes
-from sidecar_gen.runtime.plan import DETACH_KEYS
+from sidecar_gen.runtime.session import DETACH_BYTES
 
 Make = Callable[[dict[str, Any]], DispatchEnv]
 
@@ -164,23 +164,35 @@ def test_ctrl_p_reaches_the_program_at_once(dispatch_env: Make, box: str) -> Non
     assert "10 11" in run.text
 
 
+@pytest.mark.parametrize("hup", ["ignored", "default"])
 def test_a_detach_is_never_126_and_never_leaves_the_command_running(
-        dispatch_env: Make, box: str, docker_client: Any) -> None:
+        dispatch_env: Make, box: str, docker_client: Any, hup: str) -> None:
+    """Our own detach sequence, typed key by key: the daemon ends the session (the command
+    dies of the closed terminal, or goes on when it ignores SIGHUP); we stop it and say so."""
     mark = marker()
+    trap = "trap '' HUP; " if hup == "ignored" else ""
     env = dispatch_env(bridge({"nap": {"container": box, "tty": "always", "exec": [
-        "sh", "-c", f"stty raw -echo; echo READY; sleep {mark}"]}}))
+        "sh", "-c", f"{trap}stty raw -echo; echo READY; sleep {mark}"]}}))
     run = PtyRun([env.cmd("nap")], env.env)
     assert run.read_until(b"READY"), run.text
-    # Type our own detach sequence, one key at a time, as a person would.
-    keys = {"@": 0, "^": 0x1E, "_": 0x1F, "]": 0x1D}
-    for key in DETACH_KEYS.split(","):
-        run.write(bytes([keys[key[-1]]]))
-        time.sleep(0.15)
+    for key in DETACH_BYTES:
+        run.write(bytes([key]))
+        time.sleep(0.15)  # as a person types
     status = run.wait()
     assert status == 125, run.text
     assert "the Docker engine detached from the command" in run.text
     assert run.text.count("exec attach failed") == 1, run.text  # only inside our one line
     assert gone(docker_client, box, f"sleep {mark}")
+
+
+def test_a_program_that_prints_the_detach_line_and_exits_126_is_believed(
+        dispatch_env: Make, box: str) -> None:
+    line = "exec attach failed: error on attach stdin: read escape sequence"
+    env = dispatch_env(bridge({"fake": {"container": box, "tty": "always", "exec": [
+        "sh", "-c", f"echo '{line}'; exit 126"]}}))
+    result = env.run("fake")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        126, line.encode() + b"\r\n", b"")
 
 
 # -- D5: not found / not executable are the engine's answer, never the program's output --------
@@ -286,6 +298,26 @@ def test_container_killed_under_a_command(dispatch_env: Make, make_container: An
     hint = (f"sidecar: nap: container {victim.name} stopped while the command was running"
             " (exit code 137): docker compose up -d app\n")
     assert (proc.returncode, stderr.decode()) in ((137, ""), (125, hint))
+
+
+def test_kill_script_stops_what_carries_the_token_and_says_when_nothing_did(
+        box: str, docker_client: Any) -> None:
+    from sidecar_gen.runtime import killer
+
+    container = docker_client.containers.get(box)
+    token, mark = os.urandom(16).hex(), marker()
+    container.exec_run(["sh", "-c", f"sleep {mark}1 & sleep {mark}2; wait"], detach=True,
+                       environment={killer.TOKEN_ENV: token})
+    container.exec_run(["sleep", f"{mark}3"], detach=True)  # no token: a bystander
+    deadline = time.monotonic() + 15
+    while f"sleep {mark}2" not in remote_processes(docker_client, box):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert container.exec_run(killer.kill_command(token)).exit_code == 0
+    assert gone(docker_client, box, f"sleep {mark}1") and gone(docker_client, box, f"sleep {mark}2")
+    assert f"sleep {mark}3" in remote_processes(docker_client, box)
+    assert container.exec_run(killer.kill_command(token)).exit_code == killer.NOTHING_FOUND
+    container.exec_run(["pkill", "-f", f"sleep {mark}3"])
 
 
 # -- 16.3: the cleanup runs as the command's user ----------------------------------------------

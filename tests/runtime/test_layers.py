@@ -29,7 +29,8 @@ from sidecar_gen.runtime import (
 )
 from sidecar_gen.runtime.contract import FIELDS, Route, RouteTable
 from sidecar_gen.runtime.errors import DispatchError
-from sidecar_gen.runtime.plan import DETACH_KEYS, Plan
+from sidecar_gen.runtime.plan import Plan
+from sidecar_gen.runtime.session import DETACH_BYTES, DETACH_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -372,7 +373,8 @@ def test_detach_keys_are_ones_docker_accepts_and_nobody_types() -> None:
     keys = DETACH_KEYS.split(",")
     assert len(keys) >= 6
     assert "ctrl-p" not in keys and "ctrl-q" not in keys
-    assert all(k in ("ctrl-@", "ctrl-^", "ctrl-_", "ctrl-]") for k in keys)
+    # Docker's names: ctrl-@ is NUL, ctrl-X is X's code - 0x40 (the daemon's term.ToBytes).
+    assert bytes(ord(k[-1]) - 0x40 for k in keys) == DETACH_BYTES
 
 
 @pytest.mark.parametrize(("source", "mode", "expected"), [
