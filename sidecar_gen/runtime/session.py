@@ -4,7 +4,7 @@
   exception in the main thread, so the dispatcher can stop the remote command before it exits.
 - `Terminal` puts the local terminal in raw mode (the remote pty does the line discipline) and
   restores it on every way out.
-- `pump_stdin` copies stdin into the exec in a thread; `pump_output` copies the exec's output to
+- `StdinPump` copies stdin into the exec in a thread; `pump_output` copies the exec's output to
   stdout/stderr in the main thread, and holds back a piece that starts like one of the daemon's
   own messages until the engine says whether the program wrote it (see `pump_output`).
 """
