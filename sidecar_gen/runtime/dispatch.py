@@ -201,7 +201,8 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
             running = False
             raise _explain(exc, plan.container, plan.service) from None
         if plan.tty:
-            terminal.enter_raw()
+            if plan.stdin:  # without stdin, Ctrl-C must stay a local SIGINT
+                terminal.enter_raw()
             signals.on_resize(lambda: _resize(plan, exec_id))
             _resize(plan, exec_id)
         stdin = session.StdinPump(conn.sock, plan.tty)

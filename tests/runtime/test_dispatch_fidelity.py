@@ -113,6 +113,18 @@ def test_what_the_program_gets_as_stdin(dispatch_env: Make, box: str, mode: str,
     assert out.decode().startswith(expected), out
 
 
+def test_ctrl_c_stops_a_command_with_a_terminal_and_no_stdin(
+        dispatch_env: Make, box: str, docker_client: Any) -> None:
+    mark = marker()
+    env = dispatch_env(bridge({"nap": {"container": box, "stdin": "never", "exec": [
+        "sh", "-c", f"echo READY; sleep {mark}"]}}))
+    run = PtyRun([env.cmd("nap")], env.env)  # tty: auto, and both ends are a terminal
+    assert run.read_until(b"READY"), run.text
+    run.write(b"\x03")  # our terminal is not raw: Ctrl-C is SIGINT for the dispatcher
+    assert run.wait() == 130, run.text
+    assert gone(docker_client, box, f"sleep {mark}")
+
+
 # -- D3: SIGQUIT -------------------------------------------------------------------------------
 
 
