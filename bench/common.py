@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -23,31 +24,45 @@ IMAGE = os.environ.get("SIDECAR_TEST_IMAGE", "sidecar-test/busybox:latest")
 Commands = dict[str, tuple[list[str], dict[str, str]]]
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(argv: list[str], env: dict[str, str], stdin: Path | None = None,
-          expect: int = 0) -> float:
-    """Wall time of one run; a run that does not exit `expect` ends the benchmark (its figure
-    would be a lie)."""
+          expect: int = 0) -> tuple[float, float]:
+    """(wall time, CPU time) of one run; a run that does not exit `expect` ends the benchmark
+    (its figure would be a lie). CPU time is the program's own (user + system), which machine
+    load hardly changes, unlike wall time."""
     with open(stdin or os.devnull, "rb") as source:
+        cpu = _children_cpu()
         start = time.perf_counter()
         result = subprocess.run(argv, check=False, env=env, stdin=source,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/tmp")
         elapsed = time.perf_counter() - start
+        cpu = _children_cpu() - cpu
     if result.returncode != expect:
         sys.exit(f"{argv[0]} failed ({result.returncode}): {result.stderr.decode().strip()}")
-    return elapsed
+    return elapsed, cpu
 
 
 def alternate(runs: int, commands: Commands, stdin: Path | None = None,
-              expect: dict[str, int] | None = None) -> dict[str, float]:
-    """Medians of `runs` runs of each command, alternating (order reversed every other round)
-    so that machine noise hits every command alike; `expect` maps a command to the exit code
-    it must end with (default 0)."""
+              expect: dict[str, int] | None = None,
+              cpu: dict[str, float] | None = None) -> dict[str, float]:
+    """Median wall times of `runs` runs of each command, alternating (order reversed every
+    other round) so that machine noise hits every command alike; `expect` maps a command to the
+    exit code it must end with (default 0); `cpu`, when given, receives the median CPU times."""
     samples: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
     for index in range(runs):
         order = list(commands) if index % 2 == 0 else list(reversed(commands))
         for name in order:
             argv, env = commands[name]
-            samples[name].append(timed(argv, env, stdin, (expect or {}).get(name, 0)))
+            wall, used = timed(argv, env, stdin, (expect or {}).get(name, 0))
+            samples[name].append(wall)
+            cpus[name].append(used)
+    if cpu is not None:
+        cpu.update({name: statistics.median(values) for name, values in cpus.items()})
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

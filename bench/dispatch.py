@@ -10,7 +10,8 @@ Prints medians and ratios (dispatcher / docker CLI) for:
 - latency of a command killed by SIGKILL (exit 137) against one that exits 1 (goal: 1.0, a
   137 costs no more than any other exit code), for both dispatchers;
 - throughput of MIB MiB through `cat`, stdin to stdout (ratio of rates, goal >= 1.0);
-- peak RSS of the dispatcher and of the docker CLI during that transfer.
+- peak RSS of the dispatcher and of the docker CLI during that transfer;
+- the CPU time (user + system) of each client per `true`, which load hardly changes.
 The commands alternate run by run so machine noise hits all alike.
 """
 
@@ -76,9 +77,11 @@ def main() -> int:
             latency["baseline dispatcher"] = ([str(base / "true")], base_env)
         # Warm-up: caches, page cache, the daemon's first exec.
         alternate(2, latency)
-        lat = alternate(options.runs, latency)
+        cpu: dict[str, float] = {}
+        lat = alternate(options.runs, latency, cpu=cpu)
         for label, value in lat.items():
-            print(f"latency  {label:<22} median {value * 1000:7.1f} ms")
+            print(f"latency  {label:<22} median {value * 1000:7.1f} ms"
+                  f"  (CPU {cpu[label] * 1000:5.1f} ms)")
         print(f"latency  ratio dispatcher/docker exec: "
               f"{lat['dispatcher'] / lat['docker exec']:.2f}  (goal <= 1.0)")
         if options.baseline:
