@@ -217,7 +217,14 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
             raise DispatchError(
                 f"lost the connection to the Docker engine while the command ran in container"
                 f" {plan.container}: {exc.strerror or exc}") from None
-        state = _final_state(plan, exec_id)
+        try:
+            state = _final_state(plan, exec_id)
+        except engine.EngineError:
+            if not _container_stopped(plan):
+                raise
+            running = False  # the engine dropped the exec with its container: nothing runs
+            raise DispatchError(f"container {plan.container} stopped while the command was"
+                                f" running: docker compose up -d {plan.service}") from None
         _check_attached(plan, state)
         running = False
     except BaseException:
