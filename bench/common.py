@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -24,27 +25,45 @@ from images import BUSYBOX_IMAGE as IMAGE  # noqa: E402  (the test images' one l
 Commands = dict[str, tuple[list[str], dict[str, str]]]
 
 
-def timed(argv: list[str], env: dict[str, str], stdin: Path | None = None) -> float:
-    """Wall time of one run; a failing run ends the benchmark (its figure would be a lie)."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], env: dict[str, str], stdin: Path | None = None,
+          expect: int = 0) -> tuple[float, float]:
+    """(wall time, CPU time) of one run; a run that does not exit `expect` ends the benchmark
+    (its figure would be a lie). CPU time is the program's own (user + system), which machine
+    load hardly changes, unlike wall time."""
     with open(stdin or os.devnull, "rb") as source:
+        cpu = _children_cpu()
         start = time.perf_counter()
         result = subprocess.run(argv, check=False, env=env, stdin=source,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/tmp")
         elapsed = time.perf_counter() - start
-    if result.returncode != 0:
+        cpu = _children_cpu() - cpu
+    if result.returncode != expect:
         sys.exit(f"{argv[0]} failed ({result.returncode}): {result.stderr.decode().strip()}")
-    return elapsed
+    return elapsed, cpu
 
 
-def alternate(runs: int, commands: Commands, stdin: Path | None = None) -> dict[str, float]:
-    """Medians of `runs` runs of each command, alternating (order reversed every other round)
-    so that machine noise hits every command alike."""
+def alternate(runs: int, commands: Commands, stdin: Path | None = None,
+              expect: dict[str, int] | None = None,
+              cpu: dict[str, float] | None = None) -> dict[str, float]:
+    """Median wall times of `runs` runs of each command, alternating (order reversed every
+    other round) so that machine noise hits every command alike; `expect` maps a command to the
+    exit code it must end with (default 0); `cpu`, when given, receives the median CPU times."""
     samples: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
     for index in range(runs):
         order = list(commands) if index % 2 == 0 else list(reversed(commands))
         for name in order:
             argv, env = commands[name]
-            samples[name].append(timed(argv, env, stdin))
+            wall, used = timed(argv, env, stdin, (expect or {}).get(name, 0))
+            samples[name].append(wall)
+            cpus[name].append(used)
+    if cpu is not None:
+        cpu.update({name: statistics.median(values) for name, values in cpus.items()})
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -56,9 +75,17 @@ def write_data(path: Path, mib: int) -> None:
             handle.write(index.to_bytes(8, "big") + block[8:])
 
 
+ROUTES = {
+    "true": "true",
+    "cat": "cat",
+    "exit1": ["sh", "-c", "exit 1"],
+    "killed": ["sh", "-c", "kill -9 $$"],  # 137, as a command killed by SIGKILL
+}
+
+
 @dataclass
 class Target:
-    """A running busybox container, a bridge.yaml routing `true` and `cat` to it, wrappers."""
+    """A running busybox container, a bridge.yaml routing `ROUTES` to it, wrappers."""
 
     docker: str
     name: str
@@ -88,9 +115,7 @@ def bench_target(prefix: str) -> Iterator[Target]:
     try:
         config = tmp / "bridge.yaml"
         config.write_text(json.dumps({"version": "1", "commands": {
-            "true": {"container": name, "exec": "true"},
-            "cat": {"container": name, "exec": "cat"},
-        }}))
+            command: {"container": name, "exec": argv} for command, argv in ROUTES.items()}}))
         os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")
         install_wrappers(tmp / "bin", config)
         base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp),
@@ -100,3 +125,19 @@ def bench_target(prefix: str) -> Iterator[Target]:
         subprocess.run([docker, "rm", "-f", name], check=False, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def install_baseline(directory: Path, checkout: Path, config: Path) -> None:
+    """Wrappers in `directory` that run the dispatcher of another checkout (`checkout` holds
+    its `sidecar_gen/`), for timing a change against what it replaces. Give them their own
+    XDG_CACHE_HOME: two route cache formats would otherwise evict each other."""
+    from sidecar_gen import wrappers
+
+    current = str(Path(wrappers.__file__).resolve().parent.parent)
+    text = wrappers.launcher_text().replace(repr(current), repr(str(checkout.resolve())), 1)
+    directory.mkdir(parents=True)
+    launcher = directory / wrappers.LAUNCHER_NAME
+    launcher.write_text(text)
+    launcher.chmod(0o755)
+    for command in json.loads(config.read_text())["commands"]:
+        (directory / command).symlink_to(wrappers.LAUNCHER_NAME)

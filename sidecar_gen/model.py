@@ -98,6 +98,7 @@ def bridge_from_plain(doc: dict[str, Any]) -> Bridge:
             user=spec.get("user"),
             env=tuple(spec.get("env") or ()),
             tty=spec.get("tty", "auto"),
+            stdin=spec.get("stdin", "auto"),
             timeout=float(timeout) if timeout is not None else None,
         )
     side = doc.get("sidecar") or {}

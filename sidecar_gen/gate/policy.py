@@ -18,7 +18,7 @@ from sidecar_gen.gate.urlpath import PathRejectedError, Target, canonicalize
 from sidecar_gen.model import Bridge
 from sidecar_gen.runtime.contract import is_protected, service_members
 from sidecar_gen.runtime.killer import KILL_SCRIPT, TOKEN_ENV, TOKEN_HEX_DIGITS
-from sidecar_gen.runtime.userspec import expand_user
+from sidecar_gen.runtime.userspec import FALLBACK_HOME, HOME_ENV, expand_user
 
 # The dispatcher's cleanup exec is `KILL_CMD + [token]` (sidecar_gen.runtime.killer).
 KILL_CMD = ("sh", "-c", KILL_SCRIPT, "sh")
@@ -350,6 +350,8 @@ def check_exec_create(policy: Policy, rule: TargetRule, body: bytes) -> dict[str
                 if not _TOKEN_VALUE.fullmatch(value):
                     raise RefusedError(f"{TOKEN_ENV} must be a hex token")
                 continue
+            if name == HOME_ENV and value == FALLBACK_HOME:
+                continue  # what the dispatcher gives a uid without a home (runtime.userspec)
             if name not in rule.env:
                 raise RefusedError(
                     f"environment variable {name} is not configured for this container")

@@ -2,16 +2,18 @@
 
 `sidecar_gen.routes` writes the cache; this module finds the config, locates its cache and
 checks that the cache still matches the file (stamp = st_mtime_ns, st_size, st_ino), so an edit
-of bridge.yaml takes effect on the next command.
+of bridge.yaml takes effect on the next command: `load_routes` then validates and recompiles it
+(the slow path, which needs the whole package).
 """
 
 from __future__ import annotations
 
 import marshal
 import os
+import sys
 
-from sidecar_gen.runtime import atomic
 from sidecar_gen.runtime.contract import RouteTable, fnv1a
+from sidecar_gen.runtime.errors import DispatchError
 
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy only
 # (mypy treats any name TYPE_CHECKING as true).
@@ -19,6 +21,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+# Extra sys.path entries (the environment's site-packages) for the slow path; the launcher
+# written by `install-wrappers` sets them (as `dispatch.SLOW_PATH`, this very list).
+SLOW_PATH: list[str] = []
 CONFIG_DIR = ".sidecar"
 CONFIG_NAME = "bridge.yaml"
 Stamp = tuple[int, int, int]
@@ -80,9 +85,46 @@ def store(table: RouteTable, environ: Mapping[str, str]) -> str | None:
     path = cache_file(table.config, environ)
     if path is None:
         return None
+    from sidecar_gen.runtime import atomic  # the slow path only: the dispatcher reads
+
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         atomic.write_atomic(path, marshal.dumps(table.to_record()), 0o600, durable=False)
     except OSError:
         return None
     return path
+
+
+def load_routes(config: str | None, environ: Mapping[str, str], cwd: str) -> RouteTable:
+    """The routes of the active bridge.yaml (`config`, else `find_config`): from the cache when
+    it matches the file, else validated and recompiled (DispatchError when that fails)."""
+    path = os.path.abspath(os.path.join(cwd, config) if config else find_config(environ, cwd))
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise DispatchError(
+            f"cannot read bridge.yaml at {path}: {exc.strerror}"
+            " (set BRIDGE_CONFIG or SIDECAR_CONFIG_DIR, or run from the project directory)"
+        ) from None
+    routes = load(path, stamp_of(st), environ)
+    return routes if routes is not None else _recompile(path, environ)
+
+
+def _recompile(path: str, environ: Mapping[str, str]) -> RouteTable:
+    # Validation needs the full package and its dependencies, which the launcher located.
+    for entry in SLOW_PATH:
+        if entry not in sys.path:
+            sys.path.append(entry)
+    try:
+        from pathlib import Path
+
+        from sidecar_gen.errors import SidecarError
+        from sidecar_gen.routes import refresh_routes
+    except ImportError as exc:
+        raise DispatchError(
+            f"cannot validate {path}: {exc} (run `sidecar install-wrappers` again)") from None
+    try:
+        routes, _written = refresh_routes(Path(path), environ)
+    except SidecarError as exc:
+        raise DispatchError(f"invalid bridge.yaml: {exc.message}") from None
+    return routes

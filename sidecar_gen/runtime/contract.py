@@ -37,6 +37,7 @@ ROLE_VIEWER = "viewer"
 PROTECTED_ROLES = frozenset({ROLE_CLAUDE, ROLE_GATE, ROLE_VIEWER})
 
 TTY_MODES = ("auto", "always", "never")
+STDIN_MODES = ("auto", "always", "never")
 
 
 # -- one routed command -------------------------------------------------------------------------
@@ -48,10 +49,12 @@ class Route:
     `container` is a logical name (a key of `containers:`), a compose service or a literal
     container name; `argv` is `exec` split into words; `paths` are (Claude path, container
     path) pairs, longest prefix first; `user` may hold `${PUID}`/`${PGID}`; `env` names the
-    variables passed through; `tty` is one of `TTY_MODES`; `timeout` is in seconds.
+    variables passed through; `tty` is one of `TTY_MODES`; `stdin` one of `STDIN_MODES`
+    (whether the command gets the caller's stdin); `timeout` is in seconds.
     """
 
-    __slots__ = ("argv", "container", "env", "paths", "timeout", "tty", "user", "workdir")
+    __slots__ = ("argv", "container", "env", "paths", "stdin", "timeout", "tty", "user",
+                 "workdir")
 
     def __init__(
         self,
@@ -63,6 +66,7 @@ class Route:
         user: str | None = None,
         env: tuple[str, ...] = (),
         tty: str = "auto",
+        stdin: str = "auto",
         timeout: float | None = None,
     ) -> None:
         self.container = container
@@ -72,6 +76,7 @@ class Route:
         self.user = user
         self.env = tuple(env)
         self.tty = tty
+        self.stdin = stdin
         self.timeout = timeout
 
     def to_record(self) -> tuple[Any, ...]:

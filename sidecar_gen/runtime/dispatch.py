@@ -1,8 +1,11 @@
 """The dispatcher: run a routed command in its container, as if it were installed locally.
 
 Invoked through a symlink whose name is the command (`php -> .sidecar-dispatch`), or through
-`sidecar exec NAME`. The hot path imports only builtin or tiny stdlib modules; bridge.yaml is
-read from the route cache (see `cache`) and only re-validated when it changed.
+`sidecar exec NAME`. This module is the orchestration; the layers under it are `transport`
+(sockets), `httpclient` (HTTP/1.1), `engine` (one function per Engine API endpoint),
+`frames` (the multiplexed stream) and `session` (signals, terminal, pumps). The hot path imports
+only builtin or tiny stdlib modules; bridge.yaml is read from the route cache (see `cache`) and
+only re-validated when it changed.
 
 Exit codes: the remote one exactly; 124 timeout; 125 engine/gate/config error; 126 not
 executable; 127 not found; 128+N when the dispatcher got signal N (the remote command is then
@@ -11,58 +14,40 @@ terminated through the cleanup exec of `killer`).
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]  # builtin; `signal` imports enum
-import _socket
-import _thread
 import os
 import sys
 import time
 
-from sidecar_gen.runtime import cache, jsonlite, killer, transport
+from sidecar_gen.runtime import cache, engine, killer, session, transport
 from sidecar_gen.runtime.contract import (
     PROJECT_LABEL,
     SERVICE_LABEL,
-    Route,
     RouteTable,
     pick_member,
     service_members,
 )
-from sidecar_gen.runtime.errors import ENGINE, NOT_EXECUTABLE, NOT_FOUND, TIMEOUT, DispatchError
-from sidecar_gen.runtime.frames import STDERR, STDOUT, SYSTEM_ERROR, Demuxer
-from sidecar_gen.runtime.httpclient import Connection, quote
-from sidecar_gen.runtime.pathmap import map_args, pick_workdir
+from sidecar_gen.runtime.errors import (
+    ENGINE,
+    NOT_EXECUTABLE,
+    NOT_FOUND,
+    SIGNAL_BASE,
+    TIMEOUT,
+    DispatchError,
+)
+from sidecar_gen.runtime.plan import Plan
 from sidecar_gen.runtime.userspec import expand_user
 
-# typing and collections.abc cost milliseconds to import on every command: types are for mypy only
-# (mypy treats any name TYPE_CHECKING as true).
+# typing and collections.abc cost milliseconds to import on every command: types are for mypy
+# only (mypy treats any name TYPE_CHECKING as true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any
+
+    from sidecar_gen.runtime.httpclient import Connection
 
 LAUNCHER_NAME = ".sidecar-dispatch"
-RECV_SIZE = 256 * 1024
-STDIN_CHUNK = 64 * 1024
-# Daemon errors about starting the process arrive as text inside the stream (dockerd 20.10:
-# as the first stdout frame) and the exit code 126; these prefixes mark them.
-_DAEMON_ERROR_PREFIXES = (b"OCI runtime exec failed", b"OCI runtime", b"unable to find user",
-                          b"unable to find group", b"exec failed:")
-_HELD_LIMIT = 4096
-API_TIMEOUT = 60.0
-_HANDLED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
-
-# Extra sys.path entries (the environment's site-packages) for the slow path; the launcher
-# written by `install-wrappers` sets them.
-SLOW_PATH: list[str] = []
-
-
-class _Stop(BaseException):
-    """Raised from signal handlers (BaseException, so no `except Exception` swallows it)."""
-
-    def __init__(self, signum: int, timed_out: bool = False) -> None:
-        super().__init__(signum)
-        self.signum = signum
-        self.timed_out = timed_out
+SLOW_PATH = cache.SLOW_PATH  # the launcher fills it (the slow path's sys.path entries)
+KILLED, TERMINATED = SIGNAL_BASE + 9, SIGNAL_BASE + 15  # what `docker stop`/`kill` leave
 
 
 def _say(line: str) -> None:
@@ -81,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(os.path.basename(prog), list(args[1:]), wrapper_dir=wrapper_dir)
     except KeyboardInterrupt:
         # Ctrl-C before the exec started (e.g. while bridge.yaml was being validated).
-        return 130
+        return SIGNAL_BASE + 2
     except Exception as exc:
         # A bug: still one line, never a traceback, unless asked for.
         if os.environ.get("SIDECAR_DEBUG"):
@@ -91,14 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return ENGINE
 
 
-def run(
-    name: str,
-    args: list[str],
-    *,
-    wrapper_dir: str | None = None,
-    config: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> int:
+def run(name: str, args: list[str], *, wrapper_dir: str | None = None,
+        config: str | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run command `name` with `args` as bridge.yaml routes it; return the exit code.
 
     `wrapper_dir` is the directory of the symlinks (None for `sidecar exec`: then a command
@@ -106,12 +85,12 @@ def run(
     """
     env = os.environ if environ is None else environ
     try:
-        return _Dispatch(name, args, wrapper_dir, config, env).run()
+        return _dispatch(name, args, wrapper_dir, config, env)
     except DispatchError as exc:
         _say(f"sidecar: {name}: {exc.message}")
         return exc.exit_code
-    except _Stop as stop:  # a second signal while the first was being handled
-        return TIMEOUT if stop.timed_out else 128 + stop.signum
+    except session.Stop as stop:  # a second signal while the first was being handled
+        return TIMEOUT if stop.timed_out else SIGNAL_BASE + stop.signum
 
 
 def _getcwd() -> str:
@@ -121,539 +100,237 @@ def _getcwd() -> str:
         return "/"
 
 
-def load_routes(config: str | None, environ: Mapping[str, str], cwd: str) -> RouteTable:
-    """The routes of the active bridge.yaml: from the cache when fresh, else recompiled."""
-    path = os.path.join(cwd, config) if config else cache.find_config(environ, cwd)
-    path = os.path.abspath(path)
+def _dispatch(name: str, args: list[str], wrapper_dir: str | None, config: str | None,
+              environ: Mapping[str, str]) -> int:
+    cwd = _getcwd()
+    routes = cache.load_routes(config, environ, cwd)
+    route = routes.route_for(name)
+    if route is None:
+        if wrapper_dir is None:
+            raise DispatchError(f"not a routed command in {routes.config}", NOT_FOUND)
+        from sidecar_gen.runtime import native  # off the hot path, as every rare branch here
+
+        found = native.find_native(name, wrapper_dir, LAUNCHER_NAME, environ)
+        if found is None:
+            raise DispatchError(f"command not found: not routed in {routes.config} and not"
+                                " installed in this container", NOT_FOUND)
+        return native.exec_native(found, name, args)
+    endpoint = transport.parse_host(environ.get("DOCKER_HOST"))
+    user = expand_user(route.user, environ) if route.user else None
+    if route.user and not user:
+        raise DispatchError(f"user {route.user!r}: PUID/PGID must be numbers")
+    started = time.monotonic()
+    signals = session.Signals()
+    signals.install()
+    plan: Plan | None = None
+    code: int | None = None
+    signum: int | None = None
     try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise DispatchError(
-            f"cannot read bridge.yaml at {path}: {exc.strerror}"
-            " (set BRIDGE_CONFIG or SIDECAR_CONFIG_DIR, or run from the project directory)"
-        ) from None
-    routes = cache.load(path, cache.stamp_of(st), environ)
-    if routes is not None:
-        return routes
-    return _recompile(path, environ)
-
-
-def _recompile(path: str, environ: Mapping[str, str]) -> RouteTable:
-    # Slow path: bridge.yaml changed (or no cache yet). Validation needs the full package and
-    # its dependencies, which the launcher located for us.
-    for entry in SLOW_PATH:
-        if entry not in sys.path:
-            sys.path.append(entry)
-    try:
-        from pathlib import Path
-
-        from sidecar_gen.errors import SidecarError
-        from sidecar_gen.routes import refresh_routes
-    except ImportError as exc:
-        raise DispatchError(
-            f"cannot validate {path}: {exc} (run `sidecar install-wrappers` again)"
-        ) from None
-    try:
-        routes, _written = refresh_routes(Path(path), environ)
-    except SidecarError as exc:
-        raise DispatchError(f"invalid bridge.yaml: {exc.message}") from None
-    return routes
-
-
-def _find_native(name: str, wrapper_dir: str, environ: Mapping[str, str]) -> str | None:
-    own = os.path.realpath(wrapper_dir)
-    launcher = os.path.realpath(os.path.join(wrapper_dir, LAUNCHER_NAME))
-    for entry in environ.get("PATH", os.defpath).split(":"):
-        directory = entry or "."
-        if os.path.realpath(directory) == own:
-            continue
-        candidate = os.path.join(directory, name)
-        if (
-            os.access(candidate, os.X_OK)
-            and not os.path.isdir(candidate)
-            and os.path.realpath(candidate) != launcher
-        ):
-            return candidate
-    return None
-
-
-def _exec_native(path: str, name: str, args: list[str]) -> int:
-    # Python ignores SIGPIPE (and SIGXFSZ); an exec'd program must get the defaults back.
-    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):
-        _signal.signal(sig, _signal.SIG_DFL)
-    try:
-        os.execv(path, [name, *args])  # noqa: S606 - the user's own command
-    except OSError as exc:
-        raise DispatchError(f"cannot run {path}: {exc.strerror}", NOT_EXECUTABLE) from None
-    return NOT_EXECUTABLE  # pragma: no cover - execv does not return
-
-
-def _quoted_after(text: str, marker: str) -> str | None:
-    start = text.find(marker)
-    if start < 0:
-        return None
-    start += len(marker)
-    end = text.find('"', start)
-    return text[start:end] if end > start else None
-
-
-def _daemon_error(text: str, container: str) -> tuple[str, int]:
-    """Turn the daemon's start error into one line and an exit code."""
-    low = text.lower()
-    program = _quoted_after(text, 'exec: "')
-    if "chdir" in low:
-        workdir = _quoted_after(text, 'chdir to cwd ("')
-        return (
-            f"working directory {workdir or '?'} does not exist in container {container}"
-            " (fix `workdir`/`paths` in bridge.yaml)",
-            ENGINE,
-        )
-    if "executable file not found" in low or "no such file or directory" in low:
-        return f"{program or 'command'}: not found in container {container}", NOT_FOUND
-    if "unable to find user" in low or "unable to find group" in low:
-        return f"{text} in container {container} (fix `user` in bridge.yaml)", ENGINE
-    if "permission denied" in low:
-        return f"{program or 'command'}: permission denied in container {container}", \
-            NOT_EXECUTABLE
-    return f"cannot execute in container {container}: {text}", NOT_EXECUTABLE
-
-
-class _Dispatch:
-    """One invocation; fields keep what the audit log and the cleanup need."""
-
-    def __init__(
-        self,
-        name: str,
-        args: list[str],
-        wrapper_dir: str | None,
-        config: str | None,
-        environ: Mapping[str, str],
-    ) -> None:
-        self.name = name
-        self.args = args
-        self.wrapper_dir = wrapper_dir
-        self.config = config
-        self.environ = environ
-        self.started = time.monotonic()
-        self.token = os.urandom(killer.TOKEN_HEX_DIGITS // 2).hex()
-        self.endpoint: transport.Endpoint = ("unix", "", 0)
-        self.container = ""
-        self.container_ref = ""
-        self.service = ""
-        self.user: str | None = None
-        self.workdir = ""
-        self.remote_argv: list[str] = []
-        self.exec_id: str | None = None
-        self.running = False
-        self.old_handlers: dict[int, Any] = {}
-        self.tty_restore: Any = None
-
-    # -- routing -----------------------------------------------------------------------------
-
-    def run(self) -> int:
-        cwd = _getcwd()
-        routes = load_routes(self.config, self.environ, cwd)
-        spec = routes.route_for(self.name)
-        if spec is None:
-            if self.wrapper_dir is None:
-                raise DispatchError(f"not a routed command in {routes.config}", NOT_FOUND)
-            native = _find_native(self.name, self.wrapper_dir, self.environ)
-            if native is None:
-                raise DispatchError(
-                    f"command not found: not routed in {routes.config} and not"
-                    " installed in this container", NOT_FOUND)
-            return _exec_native(native, self.name, self.args)
-        self.endpoint = transport.parse_host(self.environ.get("DOCKER_HOST"))
-        paths = spec.paths
-        self.remote_argv = [*spec.argv, *map_args(self.args, paths)]
-        self.workdir = pick_workdir(cwd, paths, spec.workdir)
-        self.user = expand_user(spec.user, self.environ) if spec.user else None
-        if spec.user and not self.user:
-            raise DispatchError(f"user {spec.user!r}: PUID/PGID must be numbers")
-        env_list = [f"{key}={self.environ[key]}" for key in spec.env if key in self.environ]
-        env_list.append(f"{killer.TOKEN_ENV}={self.token}")
-        mode = spec.tty
-        tty = mode == "always" or (mode == "auto" and os.isatty(0) and os.isatty(1))
-        code: int | None = None
-        signum: int | None = None
-        self._install_handlers()
+        conn = engine.connect(endpoint)
         try:
-            code = self._execute(routes, spec, env_list, tty)
-            return code
-        except _Stop as stop:
-            signum = stop.signum
-            self._stop_remote()
-            code = TIMEOUT if stop.timed_out else 128 + stop.signum
-            if stop.timed_out:
-                _say(f"sidecar: {self.name}: timed out after {spec.timeout:g} s,"
-                     " terminated")
-                signum = None
-            return code
-        except DispatchError as exc:
-            code = exc.exit_code
-            raise
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            code = ENGINE
-            where = transport.describe(self.endpoint)
-            raise DispatchError(
-                f"the Docker engine at {where} failed while running the command in container "
-                f"{self.container or spec.container}: {type(exc).__name__}: {exc}") from None
-        finally:
-            _signal.setitimer(_signal.ITIMER_REAL, 0)
-            self._restore_tty()
-            self._restore_handlers()
-            self._audit(code, signum)
-
-    def _install_handlers(self) -> None:
-        def stop(signum: int, _frame: Any) -> None:
-            raise _Stop(signum)
-
-        def timeout(_signum: int, _frame: Any) -> None:
-            raise _Stop(_signal.SIGALRM, timed_out=True)
-
-        for sig in _HANDLED_SIGNALS:
-            self.old_handlers[sig] = _signal.signal(sig, stop)
-        self.old_handlers[_signal.SIGALRM] = _signal.signal(_signal.SIGALRM, timeout)
-
-    def _restore_handlers(self) -> None:
-        for sig, handler in self.old_handlers.items():
-            _signal.signal(sig, handler)
-        self.old_handlers.clear()
-
-    def _quiet_handlers(self) -> None:
-        # While cleaning up, further signals must not interrupt the cleanup itself.
-        for sig in (*_HANDLED_SIGNALS, _signal.SIGALRM):
-            _signal.signal(sig, _signal.SIG_IGN)
-
-    def _connect(self) -> Connection:
-        # A bound on every API answer; the exec stream itself has none (see _pump).
-        return Connection(transport.connect(self.endpoint, timeout=API_TIMEOUT))
-
-    def _resolve(self, conn: Connection, routes: RouteTable, logical: str) -> str:
-        """Container reference for `logical`: `containers`, then compose service, then literal."""
-        self.service = logical
-        mapped = routes.containers.get(logical)
-        if mapped:
-            self.container = self.container_ref = str(mapped)
-            return self.container_ref
-        labels = [f"{SERVICE_LABEL}={logical}"]
-        if routes.project:
-            labels.append(f"{PROJECT_LABEL}={routes.project}")
-        query = quote(jsonlite.dumps({"label": labels}))
-        response = conn.request("GET", f"/containers/json?all=1&filters={query}")
-        if response.status == 200:
-            chosen = pick_member(service_members(response.json(), logical, routes.project))
-            if chosen is not None:
-                cid = str(chosen["Id"])
-                names = chosen.get("Names") or ["/" + cid[:12]]
-                self.container = str(names[0]).lstrip("/")
-                self.container_ref = cid
-                return cid
-        elif response.status == 403:
-            raise DispatchError(
-                f"permission denied by the Docker API gate: {response.message()}")
-        # Not a compose service (or the engine refused the listing): a literal name.
-        self.container = self.container_ref = logical
-        return logical
-
-    def _engine_error(self, status: int, message: str) -> DispatchError:
-        if status == 403:
-            return DispatchError(f"permission denied by the Docker API gate: {message}")
-        if status == 404:
-            return DispatchError(
-                f"container {self.container} does not exist: start it with "
-                f"`docker compose up -d {self.service}` or fix `container` in bridge.yaml"
-                f" ({message})")
-        if status == 409:
-            if "paused" in message.lower():
-                return DispatchError(f"container {self.container} is paused: "
-                                     f"docker compose unpause {self.service}")
-            return DispatchError(f"container {self.container} is not running: "
-                                 f"docker compose up -d {self.service}")
-        return DispatchError(
-            f"Docker engine error for container {self.container}: {message} (HTTP {status})")
-
-    # -- the exec ----------------------------------------------------------------------------
-
-    def _execute(self, routes: RouteTable, spec: Route, env_list: list[str], tty: bool) -> int:
-        conn = self._connect()
-        try:
-            ref = self._resolve(conn, routes, spec.container)
-            body: dict[str, Any] = {
-                "AttachStdin": True,
-                "AttachStdout": True,
-                "AttachStderr": True,
-                "Tty": tty,
-                "Env": env_list,
-                "Cmd": self.remote_argv,
-                "WorkingDir": self.workdir,
-            }
-            if self.user:
-                body["User"] = self.user
-            created = conn.request("POST", f"/containers/{quote(ref)}/exec", body)
-            if created.status != 201:
-                raise self._engine_error(created.status, created.message())
-            exec_id = created.json()["Id"]
-            self.exec_id = exec_id
-            timeout = spec.timeout
-            if timeout:
-                _signal.setitimer(_signal.ITIMER_REAL, float(timeout))
-            self.running = True
-            started = conn.upgrade(f"/exec/{exec_id}/start", {"Detach": False, "Tty": tty})
-            if started.status not in (101, 200):
-                self.running = False
-                raise self._engine_error(started.status, started.message())
-            if tty:
-                self._enter_tty(exec_id)
-            try:
-                held = self._pump(conn, tty)
-            except OSError as exc:
-                raise DispatchError(
-                    f"lost the connection to the Docker engine while the command ran in "
-                    f"container {self.container}: {exc.strerror or exc}") from None
+            ref, container = _resolve(conn, routes, route.container)
+            plan = Plan.build(name, args, route, ref=ref, container=container, user=user,
+                              endpoint=endpoint, environ=environ, cwd=cwd)
+            code = _execute(plan, conn, signals)
         finally:
             conn.close()
-        return self._finish(held)
+        return code
+    except session.Stop as stop:
+        code = TIMEOUT if stop.timed_out else SIGNAL_BASE + stop.signum
+        signum = None if stop.timed_out else stop.signum
+        if stop.timed_out:
+            _say(f"sidecar: {name}: timed out after {route.timeout:g} s, terminated")
+        return code
+    except DispatchError as exc:
+        code = exc.exit_code
+        raise
+    finally:
+        signals.restore()
+        if plan is not None and environ.get("SIDECAR_AUDIT_LOG"):
+            from sidecar_gen.runtime import audit
 
-    def _enter_tty(self, exec_id: str) -> None:
-        if os.isatty(0):
-            import termios
-            import tty as ttymod
+            problem = audit.log_run(environ, plan, code, signum, time.monotonic() - started)
+            if problem:
+                _say(f"sidecar: {problem}")
 
-            try:
-                saved = termios.tcgetattr(0)
-                ttymod.setraw(0, termios.TCSANOW)
-            except termios.error:
-                saved = None
-            if saved is not None:
-                self.tty_restore = (termios.tcsetattr, saved)
 
-        def winch(_signum: int, _frame: Any) -> None:
-            self._resize(exec_id)
+def _resolve(conn: Connection, routes: RouteTable, logical: str) -> tuple[str, str]:
+    """(reference, name) of the container for `logical`: through `containers`, else the
+    compose service of that name, else a literal container name."""
+    mapped = routes.containers.get(logical)
+    if mapped:
+        return mapped, mapped
+    labels = [f"{SERVICE_LABEL}={logical}"]
+    if routes.project:
+        labels.append(f"{PROJECT_LABEL}={routes.project}")
+    try:
+        listing = engine.list_containers(conn, {"label": labels})
+    except engine.EngineError as exc:
+        if exc.status == engine.REFUSED:
+            raise _explain(exc, logical, logical) from None
+        return logical, logical  # an engine that cannot list: the name may still be literal
+    chosen = pick_member(service_members(listing, logical, routes.project))
+    if chosen is None:
+        return logical, logical
+    cid = str(chosen.get("Id", ""))
+    names = chosen.get("Names") or ["/" + cid[:12]]
+    return cid, str(names[0]).lstrip("/")
 
-        self.old_handlers.setdefault(_signal.SIGWINCH, _signal.signal(_signal.SIGWINCH, winch))
-        self._resize(exec_id)
 
-    def _resize(self, exec_id: str) -> None:
-        for fd in (1, 0, 2):
-            try:
-                size = os.get_terminal_size(fd)
-                break
-            except OSError:
-                continue
-        else:
-            return
+def _explain(error: engine.EngineError, container: str, service: str) -> DispatchError:
+    from sidecar_gen.runtime import diagnose  # error paths only: off the hot path
+
+    return diagnose.engine_error(error, container, service)
+
+
+def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
+    """Create and start the exec, stream it, and return its exit code. From the start until
+    the exit code is known, every way out (a signal, a lost connection, a bug) first stops the
+    remote command."""
+    try:
+        exec_id = engine.create_exec(conn, plan.ref, plan.exec_config())
+    except engine.EngineError as exc:
+        raise _explain(exc, plan.container, plan.service) from None
+    terminal = session.Terminal()
+    running = True  # before the start request: a signal may come while it is on its way
+    try:
+        signals.arm_timeout(plan.timeout)
         try:
-            conn = self._connect()
-            try:
-                conn.request("POST", f"/exec/{exec_id}/resize?h={size.lines}&w={size.columns}")
-            finally:
-                conn.close()
-        except (DispatchError, OSError):
-            pass  # a lost resize is cosmetic
-
-    def _restore_tty(self) -> None:
-        if self.tty_restore is not None:
-            setter, saved = self.tty_restore
-            self.tty_restore = None
-            try:
-                import termios
-
-                setter(0, termios.TCSADRAIN, saved)
-            except Exception:  # noqa: S110 - the terminal may be gone; nothing to restore
-                pass
-
-    def _pump(self, conn: Connection, tty: bool) -> bytes | None:
-        """Copy stdin to the exec and its output to stdout/stderr until the stream ends.
-
-        Returns the held first output when it looked like a daemon start error.
-        """
-        sock = conn.sock
-        sock.settimeout(None)
-        _thread.start_new_thread(_copy_stdin, (sock,))
-        demux = None if tty else Demuxer()
-        held: bytearray | None = None
-        first = True
-        buffer = bytearray(RECV_SIZE)
-        view = memoryview(buffer)
+            engine.start_exec(conn, exec_id, plan.tty)
+        except engine.EngineError as exc:
+            running = False
+            raise _explain(exc, plan.container, plan.service) from None
+        if plan.tty:
+            if plan.stdin:  # without stdin, Ctrl-C must stay a local SIGINT
+                terminal.enter_raw()
+            signals.on_resize(lambda: _resize(plan, exec_id))
+            _resize(plan, exec_id)
+        stdin = session.StdinPump(conn.sock, plan.tty)
+        if plan.stdin:
+            stdin.start()
         pending = bytes(conn.buf)
         conn.buf.clear()
-        while True:
-            if pending:
-                data = memoryview(pending)
-                pending = b""
-            else:
-                count = sock.recv_into(buffer)
-                if not count:
-                    break
-                data = view[:count]
-            pieces = [(STDOUT, data)] if demux is None else demux.feed(data)
-            for stream, piece in pieces:
-                if first and stream in (STDOUT, SYSTEM_ERROR):
-                    first = False
-                    if bytes(piece[:32]).startswith(_DAEMON_ERROR_PREFIXES):
-                        held = bytearray(piece)
-                        continue
-                elif held is not None and stream == STDOUT and len(held) < _HELD_LIMIT:
-                    held += piece
-                    continue
-                if held is not None:
-                    _write(1, held)
-                    held = None
-                first = False
-                _write(2 if stream in (STDERR, SYSTEM_ERROR) else 1, piece)
-        return bytes(held) if held is not None else None
-
-    def _finish(self, held: bytes | None) -> int:
-        code = self._exit_code()
-        self.running = False
-        if code in (128 + 9, 128 + 15) and not self._container_running():
-            raise DispatchError(
-                f"container {self.container} stopped while the command was running"
-                f" (exit code {code}): docker compose up -d {self.service}")
-        if held is not None:
-            if code in (NOT_EXECUTABLE, NOT_FOUND):
-                text = held.decode("utf-8", "replace").strip()
-                message, mapped = _daemon_error(text, self.container)
-                raise DispatchError(message, mapped)
-            _write(1, held)
-        return code
-
-    def _container_running(self) -> bool:
-        # Only asked when the command died of KILL or TERM, what `docker stop`/`kill` send; the
-        # daemon may report the exec's end before the container's, hence a short poll. A
-        # refusal (gate) counts as running.
-        deadline = time.monotonic() + 0.3
         try:
-            conn = self._connect()
-            try:
-                while True:
-                    response = conn.request(
-                        "GET", f"/containers/{quote(self.container_ref)}/json")
-                    if response.status == 404:
-                        return False
-                    if response.status != 200:
-                        return True
-                    state = response.json().get("State") or {}
-                    if not state.get("Running", True) or state.get("Restarting"):
-                        return False
-                    if time.monotonic() > deadline:
-                        return True
-                    time.sleep(0.05)
-            finally:
-                conn.close()
-        except (DispatchError, OSError, ValueError):
-            return True
-
-    def _exit_code(self) -> int:
-        deadline = time.monotonic() + 5.0
-        conn = self._connect()
-        try:
-            while True:
-                response = conn.request("GET", f"/exec/{self.exec_id}/json")
-                if response.status != 200:
-                    raise self._engine_error(response.status, response.message())
-                info = response.json()
-                code = info.get("ExitCode")
-                if isinstance(code, int) and not info.get("Running"):
-                    return code & 0xFF if code >= 0 else 128 + (-code & 0x7F)
-                if time.monotonic() > deadline:
-                    raise DispatchError(
-                        f"lost the exit code of the command in container {self.container}")
-                time.sleep(0.005)
-        finally:
-            conn.close()
-
-    # -- cleanup -----------------------------------------------------------------------------
-
-    def _stop_remote(self) -> None:
-        """Terminate the remote command and its children through the cleanup exec."""
-        self._quiet_handlers()
-        _signal.setitimer(_signal.ITIMER_REAL, 0)
-        if not self.running or self.exec_id is None:
-            return
-        self.running = False
-        body: dict[str, Any] = {
-            "AttachStdin": False,
-            "AttachStdout": True,
-            "AttachStderr": True,
-            "Tty": False,
-            "Cmd": killer.kill_command(self.token),
-        }
-        if self.user:
-            body["User"] = self.user
-        try:
-            conn = Connection(transport.connect(self.endpoint, timeout=killer.GRACE_SECONDS + 8))
-            try:
-                created = conn.request(
-                    "POST", f"/containers/{quote(self.container_ref)}/exec", body)
-                if created.status != 201:
-                    _say(f"sidecar: {self.name}: could not stop the command in container "
-                         f"{self.container}: {created.message()}")
-                    return
-                kill_id = created.json()["Id"]
-                started = conn.upgrade(f"/exec/{kill_id}/start", {"Detach": False, "Tty": False})
-                if started.status in (101, 200):
-                    while conn.sock.recv(65536):  # wait until the script is done
-                        pass
-            finally:
-                conn.close()
-        except (DispatchError, OSError, ValueError) as exc:
-            _say(f"sidecar: {self.name}: could not stop the command in container "
-                 f"{self.container}: {exc}")
-
-    # -- audit -------------------------------------------------------------------------------
-
-    def _audit(self, code: int | None, signum: int | None) -> None:
-        path = self.environ.get("SIDECAR_AUDIT_LOG")
-        if not path or not self.container:
-            return
-        now = time.time()
-        record = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-            + f".{int(now * 1000) % 1000:03d}Z",
-            "command": self.name,
-            "argv": self.remote_argv,
-            "container": self.container,
-            "workdir": self.workdir,
-            "user": self.user,
-            "exit_code": code,
-            "signal": signum,
-            "duration_ms": int((time.monotonic() - self.started) * 1000),
-        }
-        line = (jsonlite.dumps(record) + "\n").encode("ascii")
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line)  # one write with O_APPEND: lines never interleave
-            finally:
-                os.close(fd)
+            output = session.pump_output(conn.sock, pending, plan.tty,
+                                         lambda: _program_ran(plan, exec_id))
         except OSError as exc:
-            _say(f"sidecar: cannot write the audit log {path}: {exc.strerror}")
-
-
-def _write(fd: int, data: memoryview | bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
+            raise DispatchError(
+                f"lost the connection to the Docker engine while the command ran in container"
+                f" {plan.container}: {exc.strerror or exc}") from None
         try:
-            written = os.write(fd, view)
-        except BrokenPipeError:
-            # The reader went away: stop the remote command as if we got SIGPIPE.
-            raise _Stop(_signal.SIGPIPE) from None
-        view = view[written:]
+            state = _final_state(plan, exec_id)
+        except engine.EngineError:
+            if not _container_stopped(plan):
+                raise
+            running = False  # the engine dropped the exec with its container: nothing runs
+            raise DispatchError(f"container {plan.container} stopped while the command was"
+                                f" running: docker compose up -d {plan.service}") from None
+        _check_attached(plan, state)
+        running = False
+    except BaseException:
+        if running:
+            signals.quiet()
+            terminal.restore()
+            _stop_remote(plan)
+        raise
+    finally:
+        terminal.restore()
+    if _detached(plan, state, output, stdin, signals):
+        raise DispatchError(f"the Docker engine detached from the command in container"
+                            f" {plan.container} ({_attach_failure(output)}); it was stopped")
+    return verdict(plan, state, output)
 
 
-def _copy_stdin(sock: _socket.socket) -> None:
-    """Thread: stream stdin into the exec, then half-close so the process reads EOF."""
+def _stop_remote(plan: Plan) -> bool:
+    """Stop the command's processes; True when there were any (or it cannot be known)."""
+    found, problem = killer.stop(plan.endpoint, plan.ref, plan.user, plan.token)
+    if problem:
+        _say(f"sidecar: {plan.name}: could not stop the command in container {plan.container}:"
+             f" {problem}")
+    return found
+
+
+def _resize(plan: Plan, exec_id: str) -> None:
+    size = session.terminal_size()
+    if size is not None:
+        try:  # noqa: SIM105
+            engine.call_once(plan.endpoint, engine.resize_exec, exec_id, *size)
+        except DispatchError:
+            pass  # a lost resize is cosmetic
+
+
+def _program_ran(plan: Plan, exec_id: str) -> bool:
+    # A process that never started has no pid; the daemon records that before it writes why.
+    state = engine.call_once(plan.endpoint, engine.inspect_exec, exec_id)
+    return state.running or state.pid != 0
+
+
+def _final_state(plan: Plan, exec_id: str) -> engine.ExecState:
+    # The daemon records the exit code before it closes the stream; the short grace is for
+    # engines (or proxies) that close a moment early.
+    deadline = time.monotonic() + 0.5
+    while True:
+        state = engine.call_once(plan.endpoint, engine.inspect_exec, exec_id)
+        if (not state.running and state.exit_code is not None) or time.monotonic() > deadline:
+            return state
+        time.sleep(0.01)
+
+
+def _check_attached(plan: Plan, state: engine.ExecState) -> None:
+    """Raise when the stream ended while the command still runs (the caller stops it)."""
+    if state.running or state.exit_code is None:
+        raise DispatchError(
+            "the Docker engine stopped sending the output while the command was still running"
+            f" in container {plan.container}; it was stopped")
+
+
+def _attach_failure(output: session.Output) -> str | None:
+    from sidecar_gen.runtime import diagnose  # a rare case: off the hot path
+
+    return diagnose.attach_failure(output.held if output.held is not None else output.tail)
+
+
+def _detached(plan: Plan, state: engine.ExecState, output: session.Output,
+              stdin: session.StdinPump, signals: session.Signals) -> bool:
+    """Whether the daemon let go of a running command (the detach keys, a broken stdin copy),
+    which it reports as exit code 126 and a last line in the stream, while the command goes
+    on or dies of the closed terminal; it is stopped here. What tells it apart from a program
+    that printed that line and exited 126: that we sent the keys, or that the command's
+    processes were still there."""
+    if state.exit_code != NOT_EXECUTABLE or not state.pid or not _attach_failure(output):
+        return False
+    signals.quiet()
+    found = _stop_remote(plan)
+    return found or stdin.sent_detach_keys
+
+
+def verdict(plan: Plan, state: engine.ExecState, output: session.Output) -> int:
+    """The exit code to return, decided from the engine's answer, never from the output."""
+    raw = state.exit_code or 0
+    code = raw & 0xFF if raw >= 0 else SIGNAL_BASE + (-raw & 0x7F)
+    if state.pid == 0:  # the process never started: what the stream held is the daemon's why
+        from sidecar_gen.runtime import diagnose
+
+        text = (output.held or b"").decode("utf-8", "replace").strip()
+        raise diagnose.start_failure(text, plan.container, code)
+    if output.held is not None:
+        session.write_out(output.held)
+    if code in (KILLED, TERMINATED) and _container_stopped(plan):
+        raise DispatchError(
+            f"container {plan.container} stopped while the command was running"
+            f" (exit code {code}): docker compose up -d {plan.service}")
+    return code
+
+
+def _container_stopped(plan: Plan) -> bool:
+    # One look, no polling: the engine marks a container stopped only after it delivered the
+    # exits of its processes (tens of ms later), so a stop not noted yet stays a plain 137.
     try:
-        while True:
-            chunk = os.read(0, STDIN_CHUNK)
-            if not chunk:
-                break
-            sock.sendall(chunk)
-    except OSError:
-        pass
-    try:  # noqa: SIM105
-        sock.shutdown(_socket.SHUT_WR)
-    except OSError:
-        pass
+        info = engine.call_once(plan.endpoint, engine.inspect_container, plan.ref)
+    except engine.EngineError as exc:
+        return exc.status == engine.NOT_FOUND
+    except DispatchError:
+        return False  # the check only improves a message; the exit code is already known
+    state = info.get("State")
+    return isinstance(state, dict) and (state.get("Running") is False
+                                        or state.get("Restarting") is True)

@@ -125,6 +125,7 @@ def test_rules_merge_commands_of_one_container() -> None:
 @pytest.mark.parametrize("doc", [
     {}, {"User": "app"}, {"User": "1000:1000"}, {"User": ""}, {"Privileged": False},
     {"Env": ["APP=1", "TOKEN=x=y", f"SIDECAR_EXEC_TOKEN={'0' * 32}"]},
+    {"Env": ["HOME=/tmp"]},  # the dispatcher's home for a uid without an account
     {"Tty": True, "AttachStdin": True, "WorkingDir": "/srv", "DetachKeys": "",
      "ConsoleSize": [24, 80], "Detach": False},
 ])
@@ -137,7 +138,8 @@ def test_exec_bodies_allowed(doc: dict[str, Any]) -> None:
     {"Privileged": True}, {"Privileged": 1}, {"Privileged": "false"}, {"privileged": True},
     {"User": "root"}, {"User": "0"}, {"User": "app:root"}, {"User": 1000},
     {"Env": ["SECRET=1"]}, {"Env": ["SECRET"]}, {"Env": "APP=1"}, {"Env": ["=x"]},
-    {"Env": ["SIDECAR_EXEC_TOKEN=xyz"]}, {"Cmd": []}, {"Cmd": "php"}, {"Cmd": [1]},
+    {"Env": ["SIDECAR_EXEC_TOKEN=xyz"]}, {"Env": ["HOME=/root"]}, {"Env": ["HOME="]},
+    {"Cmd": []}, {"Cmd": "php"}, {"Cmd": [1]},
     {"Cmd": ["a\x00b"]}, {"Cmd": None}, {"HostConfig": {}}, {"Detach": True},
     {"Tty": "yes"}, {"ConsoleSize": [1]}, {"ConsoleSize": [True, 1]}, {"WorkingDir": 1},
 ])

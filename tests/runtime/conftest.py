@@ -156,3 +156,72 @@ def remote_processes(docker_client: Any, container: str) -> str:
 def python_exe() -> str:
     """The interpreter running the tests (the wrappers use the same one)."""
     return sys.executable
+
+
+class PtyRun:
+    """A program running with a real pty as its controlling terminal (we hold the master)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], rows: int = 24,
+                 cols: int = 80) -> None:
+        import fcntl
+        import pty
+        import struct
+        import termios
+
+        pid, master = pty.fork()
+        if pid == 0:  # child: size the terminal, then become the program
+            try:
+                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+                os.chdir("/tmp")
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(99)
+        self.pid = pid
+        self.master = master
+        self.output = b""
+        self.status: int | None = None
+
+    def write(self, data: bytes) -> None:
+        """Type `data` (as one write: a single key is one byte)."""
+        os.write(self.master, data)
+
+    def read_until(self, needle: bytes, seconds: float = 20) -> bool:
+        """Read output until it contains `needle` (True) or `seconds` pass or it ends."""
+        import select
+        import time
+
+        deadline = time.monotonic() + seconds
+        while needle not in self.output:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.master], [], [], left)[0]:
+                return False
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: the child side closed
+                return needle in self.output
+            if not data:
+                break
+            self.output += data
+        return needle in self.output
+
+    def wait(self, seconds: float = 30) -> int:
+        """Read everything until the program ends; return its exit status."""
+        self.read_until(b"\x00never\x00", seconds)
+        import time
+
+        deadline = time.monotonic() + seconds
+        while self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() > deadline:
+                os.kill(self.pid, 9)
+            else:
+                time.sleep(0.05)
+        os.close(self.master)
+        return self.status
+
+    @property
+    def text(self) -> str:
+        """The output so far, decoded."""
+        return self.output.decode("utf-8", "replace")

@@ -375,25 +375,12 @@ def test_config_edits_take_effect_without_reinstall(dispatch_env: Make, box: str
     assert out(env.run("say")) == "two\n"  # from the recompiled cache
 
 
-def test_container_stopped_mid_command_is_125(dispatch_env: Make, make_container: Any) -> None:
-    victim = make_container()
-    env = dispatch_env(bridge({"nap": {"container": "app", "exec": ["sleep", "60"]}},
-                              containers={"app": victim.name}))
-    proc = env.popen("nap", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                     stderr=subprocess.PIPE)
-    assert wait_until(lambda: "sleep 60" in victim.exec_run(["ps"]).output.decode(), 10)
-    victim.kill()
-    _out, stderr = proc.communicate(timeout=20)
-    assert proc.returncode == 125
-    assert stderr.decode() == (f"sidecar: nap: container {victim.name} stopped while the command "
-                               "was running (exit code 137): docker compose up -d app\n")
-
-
 def test_gate_refusal_message() -> None:
-    from sidecar_gen.runtime.dispatch import _Dispatch
+    from sidecar_gen.runtime import diagnose, engine
 
-    dispatch = _Dispatch("php", [], None, None, {})
-    error = dispatch._engine_error(403, "sidecar gate: POST /containers/x/exec is not allowed")
+    refused = engine.EngineError(403, "sidecar gate: POST /containers/x/exec is not allowed",
+                                 "create an exec in container x")
+    error = diagnose.engine_error(refused, "x", "php")
     assert error.exit_code == 125
     assert error.message == ("permission denied by the Docker API gate: sidecar gate: "
                              "POST /containers/x/exec is not allowed")

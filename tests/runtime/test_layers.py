@@ -1,4 +1,5 @@
-"""Unit tests of the dispatcher's layers: JSON, framing, paths, transport, HTTP, route cache."""
+"""Unit tests of the dispatcher's layers: JSON, framing, paths, transport, HTTP, Engine API
+calls, the run plan, diagnoses, route cache."""
 
 from __future__ import annotations
 
@@ -9,14 +10,27 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar_gen.runtime import cache, frames, httpclient, jsonlite, killer, pathmap, transport
-from sidecar_gen.runtime.contract import Route, RouteTable
+from sidecar_gen.runtime import (
+    cache,
+    diagnose,
+    engine,
+    frames,
+    httpclient,
+    jsonlite,
+    killer,
+    pathmap,
+    transport,
+)
+from sidecar_gen.runtime.contract import FIELDS, Route, RouteTable
 from sidecar_gen.runtime.errors import DispatchError
+from sidecar_gen.runtime.plan import Plan
+from sidecar_gen.runtime.session import DETACH_BYTES, DETACH_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -241,6 +255,220 @@ def test_quote_is_percent_encoding() -> None:
     assert httpclient.quote('{"label":["a=b c/é"]}') == expected
 
 
+# -- Engine API calls --------------------------------------------------------------------------
+
+
+def _answer(status: str, body: bytes, content_type: str = "application/json") -> bytes:
+    return (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def test_engine_create_exec_returns_the_id_and_sends_the_config() -> None:
+    conn, thread, seen = _serve(_answer("201 Created", b'{"Id":"abc123"}'))
+    assert engine.create_exec(conn, "my app", {"Cmd": ["true"]}) == "abc123"
+    thread.join()
+    assert seen[0].startswith(b"POST /v1.41/containers/my%20app/exec HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize(("status", "body"), [
+    ("404 Not Found", b'{"message":"No such container: x"}'),
+    ("409 Conflict", b'{"message":"Container x is not running"}'),
+    ("403 Forbidden", b'{"message":"sidecar gate: not allowed"}'),
+    ("500 Internal Server Error", b"boom"),
+])
+def test_engine_error_statuses_carry_status_and_message(status: str, body: bytes) -> None:
+    conn, thread, _ = _serve(_answer(status, body))
+    with pytest.raises(engine.EngineError) as info:
+        engine.create_exec(conn, "x", {"Cmd": ["true"]})
+    thread.join()
+    code = int(status.split(maxsplit=1)[0])
+    assert (info.value.status, info.value.exit_code) == (code, 125)
+    assert info.value.explanation == (body.decode() if code == 500 else
+                                      json.loads(body)["message"])
+
+
+@pytest.mark.parametrize(("call", "body"), [
+    (lambda conn: engine.create_exec(conn, "x", {}), b'{"Id": 5}'),
+    (lambda conn: engine.create_exec(conn, "x", {}), b'{"Id": "../x"}'),
+    (lambda conn: engine.create_exec(conn, "x", {}), b"not json"),
+    (lambda conn: engine.list_containers(conn, {}), b'{"not": "a list"}'),
+    (lambda conn: engine.inspect_exec(conn, "abc"), b"[]"),
+])
+def test_engine_answers_of_the_wrong_shape_are_protocol_errors(call: Any, body: bytes) -> None:
+    status = "201 Created" if b"Id" in body or body == b"not json" else "200 OK"
+    conn, thread, _ = _serve(_answer(status, body))
+    with pytest.raises(httpclient.ProtocolError) as info:
+        call(conn)
+    thread.join()
+    assert info.value.exit_code == 125
+
+
+def test_engine_inspect_exec_reads_state() -> None:
+    conn, thread, _ = _serve(_answer("200 OK", b'{"Running":true,"ExitCode":null,"Pid":77}'))
+    state = engine.inspect_exec(conn, "abc")
+    thread.join()
+    assert (state.running, state.exit_code, state.pid) == (True, None, 77)
+    conn, thread, _ = _serve(_answer("200 OK", b'{"Running":false,"ExitCode":126}'))
+    state = engine.inspect_exec(conn, "abc")
+    thread.join()
+    assert (state.running, state.exit_code, state.pid) == (False, 126, 0)
+
+
+def test_engine_list_containers_sends_the_filters() -> None:
+    conn, thread, seen = _serve(_answer("200 OK", b'[{"Id":"a"}, "junk"]'))
+    assert engine.list_containers(conn, {"label": ["a=b"]}) == [{"Id": "a"}]
+    thread.join()
+    expected = "/v1.41/containers/json?all=1&filters=" + httpclient.quote('{"label":["a=b"]}')
+    assert seen[0].startswith(f"GET {expected} HTTP/1.1".encode())
+
+
+def test_engine_lost_connection_is_a_protocol_error() -> None:
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    import _socket
+
+    conn = httpclient.Connection(_socket.socket(fileno=ours.detach()))
+    with pytest.raises(httpclient.ProtocolError):
+        engine.inspect_exec(conn, "abc")
+
+
+# -- the run plan ------------------------------------------------------------------------------
+
+ROUTE = Route("app", ("php",), paths=(("/workspace", "/srv"),), user="${PUID}:${PGID}",
+              env=("APP_ENV",), tty="always", stdin="never", timeout=5.0)
+
+
+def _plan(route: Route = ROUTE, environ: dict[str, str] | None = None) -> Plan:
+    return Plan.build("php", ["/workspace/a.php"], route, ref="cid", container="shop-app-1",
+                      user="1000:1000" if route.user else None,
+                      endpoint=("unix", "/x.sock", 0), environ=environ or {"APP_ENV": "t"},
+                      cwd="/workspace/src")
+
+
+def test_plan_exec_config() -> None:
+    plan = _plan()
+    config = plan.exec_config()
+    token = plan.token
+    assert config == {
+        "AttachStdin": False, "AttachStdout": True, "AttachStderr": True, "Tty": True,
+        "Env": ["APP_ENV=t", "HOME=/tmp", f"SIDECAR_EXEC_TOKEN={token}"],
+        "Cmd": ["php", "/srv/a.php"], "WorkingDir": "/srv/src", "DetachKeys": DETACH_KEYS,
+        "User": "1000:1000"}
+    assert len(token) == killer.TOKEN_HEX_DIGITS and int(token, 16) >= 0
+    # No terminal: no detach keys (they only exist on a TTY); no user: no home is made up.
+    plain = _plan(Route("app", ("php",), tty="never", stdin="always"))
+    config = plain.exec_config()
+    assert "DetachKeys" not in config and "User" not in config
+    assert config["Env"] == [f"SIDECAR_EXEC_TOKEN={plain.token}"]
+    assert (config["Tty"], config["AttachStdin"]) == (False, True)
+
+
+def test_plan_is_read_only() -> None:
+    plan = _plan()
+    with pytest.raises(AttributeError):
+        plan.user = "0"  # type: ignore[misc]
+
+
+def test_detach_keys_are_ones_docker_accepts_and_nobody_types() -> None:
+    keys = DETACH_KEYS.split(",")
+    assert len(keys) >= 6
+    assert "ctrl-p" not in keys and "ctrl-q" not in keys
+    # Docker's names: ctrl-@ is NUL, ctrl-X is X's code - 0x40 (the daemon's term.ToBytes).
+    assert bytes(ord(k[-1]) - 0x40 for k in keys) == DETACH_BYTES
+
+
+@pytest.mark.parametrize(("source", "mode", "expected"), [
+    ("devnull", "auto", False), ("closed", "auto", False), ("pipe", "auto", True),
+    ("devnull", "always", True), ("pipe", "never", False), ("file", "auto", True),
+])
+def test_stdin_wanted(source: str, mode: str, expected: bool, tmp_path: Path) -> None:
+    script = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+              "from sidecar_gen.runtime.plan import stdin_wanted\n"
+              f"print(stdin_wanted({mode!r}))\n")
+    data = tmp_path / "in.txt"
+    data.write_text("x")
+    stdin: Any = {"devnull": subprocess.DEVNULL, "pipe": None, "closed": None,
+                  "file": data.open("rb")}[source]
+    argv = [sys.executable, "-I", "-S", "-c", script]
+    if source == "closed":
+        argv = ["sh", "-c", '"$@" <&-', "sh", *argv]
+    result = subprocess.run(argv, stdin=stdin, stdout=subprocess.PIPE, text=True, check=True,
+                            input="" if source == "pipe" else None)
+    assert result.stdout.strip() == str(expected)
+
+
+def test_home_for_uids_without_an_account() -> None:
+    from sidecar_gen.runtime.userspec import home_for
+
+    assert home_for("1000:1000") == "/tmp"
+    assert home_for("4242") == "/tmp"
+    assert home_for("www-data") is None  # a named user has an account, and its home
+    assert home_for("www-data:1000") is None
+    assert home_for("0:0") is None  # root's home always exists
+    assert home_for(None) is None
+    assert home_for("1000:1000", ("HOME",)) is None  # bridge.yaml passes HOME through
+
+
+# -- diagnoses ---------------------------------------------------------------------------------
+
+OCI = "OCI runtime exec failed: exec failed: unable to start container process: "
+
+
+@pytest.mark.parametrize(("text", "message", "code"), [
+    (OCI + 'exec: "nope": executable file not found in $PATH: unknown',
+     "nope: not found in container c", 127),
+    (OCI + 'exec: "/etc/passwd": permission denied: unknown',
+     "/etc/passwd: permission denied in container c", 126),
+    (OCI + 'chdir to cwd ("/x") set in config.json failed: no such file or directory: unknown',
+     "working directory /x does not exist in container c (fix `workdir`/`paths` in bridge.yaml)",
+     125),
+    ("unable to find user bob: no matching entries in passwd file",
+     "unable to find user bob: no matching entries in passwd file in container c"
+     " (fix `user` in bridge.yaml)", 125),
+    ("", "cannot execute in container c (exit code 127)", 127),
+    ("something new", "cannot execute in container c: something new", 126),
+])
+def test_start_failures(text: str, message: str, code: int) -> None:
+    error = diagnose.start_failure(text, "c", 127 if not text else 126)
+    assert (error.message, error.exit_code) == (message, code)
+
+
+def test_attach_failure_is_only_the_last_line() -> None:
+    line = b"exec attach failed: error on attach stdin: read escape sequence\r\n"
+    assert diagnose.attach_failure(line) == line.decode().strip()
+    assert diagnose.attach_failure(b"output\r\n" + line) == line.decode().strip()
+    assert diagnose.attach_failure(line + b"more\r\n") is None
+    assert diagnose.attach_failure(line.rstrip()) is None
+    assert diagnose.attach_failure(b"plain output\n") is None
+
+
+@pytest.mark.parametrize(("status", "message", "expected"), [
+    (403, "sidecar gate: no", "permission denied by the Docker API gate: sidecar gate: no"),
+    (404, "No such container: c", "container c does not exist: start it with `docker compose"
+     " up -d svc` or fix `container` in bridge.yaml (No such container: c)"),
+    (409, "Container c is paused, unpause the container", "container c is paused: docker"
+     " compose unpause svc"),
+    (409, "Container c is not running", "container c is not running: docker compose up -d svc"),
+    (500, "boom", "Docker engine error for container c: boom (HTTP 500)"),
+])
+def test_engine_error_messages(status: int, message: str, expected: str) -> None:
+    error = diagnose.engine_error(engine.EngineError(status, message, "x"), "c", "svc")
+    assert (error.message, error.exit_code) == (expected, 125)
+
+
+# -- the contract ------------------------------------------------------------------------------
+
+
+def test_schema_command_properties_are_the_route_fields() -> None:
+    schema = json.loads((REPO / "schemas" / "bridge.schema.json").read_text())
+    properties = set(schema["$defs"]["command"]["properties"])
+    assert properties - {"exec"} == set(FIELDS) - {"argv"}
+    for name in ("tty", "stdin"):
+        spec = schema["$defs"]["command"]["properties"][name]
+        assert spec["title"] and spec["description"]
+        assert spec["enum"] == ["auto", "always", "never"]
+
+
 # -- route cache -------------------------------------------------------------------------------
 
 
@@ -256,7 +484,8 @@ def test_find_config_lookup_order(tmp_path: Path) -> None:
 def test_cache_store_load_and_staleness(tmp_path: Path) -> None:
     env = {"XDG_CACHE_HOME": str(tmp_path / "c")}
     php = Route("php", ("php", "-d", "x=1"), workdir="/app", paths=(("/workspace", "/app"),),
-                user="${PUID}:${PGID}", env=("APP_ENV",), tty="never", timeout=2.5)
+                user="${PUID}:${PGID}", env=("APP_ENV",), tty="never", stdin="never",
+                timeout=2.5)
     table = RouteTable("/p/bridge.yaml", (1, 2, 3), {"php": php}, {"db": "x-db-1"},
                        default="php", project="shop")
     written = cache.store(table, env)
@@ -310,6 +539,9 @@ def test_hot_path_imports_only_stdlib_and_nothing_heavy() -> None:
         "import sidecar_gen.runtime.pathmap, sidecar_gen.runtime.contract\n"
         "import sidecar_gen.runtime.transport, sidecar_gen.runtime.jsonlite\n"
         "import sidecar_gen.runtime.killer, sidecar_gen.runtime.userspec\n"
+        "import sidecar_gen.runtime.engine, sidecar_gen.runtime.session\n"
+        "import sidecar_gen.runtime.plan, sidecar_gen.runtime.diagnose\n"
+        "import sidecar_gen.runtime.native, sidecar_gen.runtime.audit\n"
         "for name, mod in sorted(sys.modules.items()):\n"
         "    print(name, getattr(mod, '__file__', None) or 'builtin')\n"
     )
