@@ -163,6 +163,8 @@ def load_text(text: str, source: str) -> Loaded:
     except MarkedYAMLError as exc:
         line, col = _mark_pos(exc.problem_mark or exc.context_mark)
         problem = " ".join(str(exc.problem or exc.context or "syntax error").split())
+        if "'\\t'" in problem:  # the parser's words for a tab say nothing useful
+            problem = "a tab character: indent with spaces (YAML does not allow tabs here)"
         result.findings.append(Finding(source, line, col, "yaml-syntax", problem))
         return result
     except YAMLError as exc:
