@@ -60,11 +60,12 @@ class Proposal:
 
     @property
     def default_hint(self) -> str | None:
-        """The service to suggest as default_container: the one holding the whole project."""
+        """The service to suggest as default_container: the one holding the whole project (a
+        program found nowhere else most likely belongs there); None when none does."""
         for command in self.commands:
             if any(claude == self.workspace for claude, _ in command.paths):
                 return command.service
-        return self.commands[0].service if self.commands else None
+        return None
 
     @property
     def files(self) -> str:
