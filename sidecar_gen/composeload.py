@@ -202,8 +202,50 @@ def _canonical(value: Any, key: str, base: Path, environ: Mapping[str, str]) -> 
     return value
 
 
-def _canonical_service(raw: Any, base: Path, environ: Mapping[str, str]) -> dict[str, Any]:
-    spec = raw if isinstance(raw, dict) else {}
+# The shapes compose accepts for the fields read here; anything else is refused, as compose
+# refuses it (other fields are left to compose).
+_SHAPES: dict[str, tuple[type, ...]] = {
+    "image": (str,), "container_name": (str,), "working_dir": (str,), "user": (str, int),
+    "build": (str, dict), "volumes": (list,), "labels": (dict, list),
+    "depends_on": (list, dict), "profiles": (list,), "extends": (str, dict),
+}
+_BUILD_SHAPES: dict[str, tuple[type, ...]] = {
+    "context": (str,), "dockerfile": (str,), "dockerfile_inline": (str,), "target": (str,),
+    "args": (dict, list),
+}
+_KINDS = {str: "a string", int: "a number", dict: "a mapping", list: "a list"}
+
+
+def _check_shapes(spec: dict[str, Any], shapes: dict[str, tuple[type, ...]], where: str) -> None:
+    for key, kinds in shapes.items():
+        value = spec.get(key)
+        if value is None or value is RESET:
+            continue
+        inner = value.value if isinstance(value, _Override) else value
+        if not isinstance(inner, kinds) or isinstance(inner, bool):
+            wanted = " or ".join(_KINDS[k] for k in kinds)
+            raise InputError(where, f"{key} must be {wanted}")
+    for key in ("volumes", "profiles"):
+        items = spec.get(key)
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, str | dict) or (key == "profiles" and
+                                                   not isinstance(item, str)):
+                raise InputError(where, f"{key} entries must be strings"
+                                 + (" or mappings" if key == "volumes" else ""))
+    extends = spec.get("extends")
+    if isinstance(extends, dict) and not isinstance(extends.get("service"), str):
+        raise InputError(where, "extends.service must be a string")
+    build = spec.get("build")
+    if isinstance(build, dict):
+        _check_shapes(build, _BUILD_SHAPES, f"{where}.build")
+
+
+def _canonical_service(raw: Any, base: Path, environ: Mapping[str, str],
+                       where: str) -> dict[str, Any]:
+    if raw is not None and not isinstance(raw, dict):
+        raise InputError(where, "a service must be a mapping")
+    spec = raw or {}
+    _check_shapes(spec, _SHAPES, where)
     out = {key: _canonical(spec[key], key, base, environ)
            for key in (*_KEPT, "build", "volumes", "labels", "depends_on", "profiles")
            if key in spec}
@@ -282,7 +324,8 @@ def _extends_base(name: str, spec: dict[str, Any], services: dict[str, Any], fil
             raise InputError(str(file), f"cannot extend service {name!r}: service {ref!r} "
                                         f"not found in {other}")
         sub = _Context(ref_file.parent, ctx.environ, ctx.budget)
-        pool = {k: _canonical_service(v, sub.base, ctx.environ) for k, v in raw.items()}
+        pool = {k: _canonical_service(v, sub.base, ctx.environ, f"{ref_file}: services.{k}")
+                for k, v in raw.items()}
         return _resolve_extends(ref, pool, ref_file, sub, chain)
     if ref not in services:
         raise InputError(str(file), f"cannot extend service {name!r}: service {ref!r} not found")
@@ -304,10 +347,12 @@ def _resolve_extends(name: str, services: dict[str, Any], file: Path, ctx: _Cont
 
 
 def _include(entry: Any, ctx: _Context, into: dict[str, Any], file: Path) -> None:
-    spec = {"path": entry} if isinstance(entry, str) else dict(entry or {})
+    if not isinstance(entry, str | dict):
+        raise InputError(str(file), "an include entry must be a path or a mapping")
+    spec = {"path": entry} if isinstance(entry, str) else dict(entry)
     paths = spec.get("path")
-    paths = [paths] if isinstance(paths, str) else list(paths or [])
-    if not paths:
+    paths = [paths] if isinstance(paths, str) else paths
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
         raise InputError(str(file), "an include entry names no file")
     home = ctx.environ.get("HOME")
     files = [Path(_absolute(str(p), ctx.base, home)) for p in paths]
@@ -344,7 +389,8 @@ def _load_files(files: list[Path], ctx: _Context) -> dict[str, Any]:
             raise InputError(str(file), "'include' must be a list")
         for entry in include:
             _include(entry, ctx, included, file)
-        services = {str(k): _canonical_service(v, ctx.base, ctx.environ) for k, v in raw.items()}
+        services = {str(k): _canonical_service(v, ctx.base, ctx.environ, f"{file}: services.{k}")
+                    for k, v in raw.items()}
         for name in list(services):
             _resolve_extends(name, services, file, ctx)
         merged = model["services"]

@@ -85,18 +85,22 @@ class InitResult:
 
 
 def _mappings(service: Service, project_dir: Path, workspace: str) -> tuple[tuple[str, str], ...]:
-    """Claude path -> container path for each directory of the project bind-mounted."""
+    """Claude path -> container path for each directory of the project bind-mounted (a folder
+    mounted twice maps to one of its targets: the one holding working_dir, else the shortest)."""
     root = os.path.realpath(project_dir)
-    out = set()
+    found: dict[str, list[str]] = {}
     for bind in service.binds:
-        if bind.is_file:
+        if bind.is_file or not bind.target.startswith("/"):
             continue  # a single file is no place to work in, nor a folder to map
         rel = os.path.relpath(os.path.realpath(bind.source), root)
         if rel == os.pardir or rel.startswith(os.pardir + os.sep):
             continue  # outside the project (or its parent: that would freeze its folder name)
         claude = workspace if rel == os.curdir else posixpath.join(workspace, rel)
-        out.add((posixpath.normpath(claude), bind.target))
-    return tuple(sorted(out, key=lambda kv: (-len(kv[0]), kv[0])))
+        found.setdefault(posixpath.normpath(claude), []).append(bind.target)
+    own = posixpath.normpath(service.working_dir) if service.working_dir else None
+    out = {claude: min(targets, key=lambda t: (not (own and is_within(own, t)), len(t), t))
+           for claude, targets in found.items()}
+    return tuple(sorted(out.items(), key=lambda kv: (-len(kv[0]), kv[0])))
 
 
 def _workdir(service: Service, paths: tuple[tuple[str, str], ...],
@@ -105,7 +109,8 @@ def _workdir(service: Service, paths: tuple[tuple[str, str], ...],
     working_dir, else the image's WORKDIR) when that is mapped or nothing is; else the mapped
     directory closest to the project root (a workdir outside every mapping could never be the
     translation of Claude's own directory)."""
-    own = next((posixpath.normpath(w) for w in (service.working_dir, image_workdir) if w), None)
+    own = next((posixpath.normpath(w) for w in (service.working_dir, image_workdir)
+                if w and w.startswith("/")), None)
     if not paths:
         return own or "/"
     if own and any(is_within(own, target) for _, target in paths):

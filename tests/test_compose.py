@@ -7,11 +7,14 @@ compares everything init and validate use. Unit tests below pin the pieces (`.en
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sidecar_gen.compose import ComposeProject, load_project
 from sidecar_gen.composeenv import InterpolationError, interpolate, parse_dotenv
@@ -304,3 +307,43 @@ def test_dotenv_parsing_follows_compose() -> None:
                                                 ("ünï", "n")])
 def test_project_name_normalization(raw: str, expected: str) -> None:
     assert normalize_project_name(raw) == expected
+
+
+# --- hostile or broken projects: a clear InputError or a project, never anything else ----------
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5),
+                     st.sampled_from(["php:8.3", ".:/app", "./x:/y:ro", "~/a:/b", "/abs:/t",
+                                      "a=b", "${X:-1}", "$$", "${", "tools", "", "..", "/"]))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4),
+    st.dictionaries(st.sampled_from(["context", "dockerfile", "target", "args", "service",
+                                     "file", "type", "source", "target", "path", "x"]),
+                    inner, max_size=4)), max_leaves=12)
+_SERVICE = st.dictionaries(st.sampled_from(["image", "build", "volumes", "labels", "extends",
+                                            "working_dir", "container_name", "profiles",
+                                            "depends_on", "user", "ports"]),
+                           _VALUES, max_size=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(services=st.dictionaries(st.sampled_from(["a", "b", "c"]),
+                                st.one_of(_SERVICE, _SCALARS), max_size=3),
+       include=st.one_of(st.none(), _VALUES))
+def test_any_service_shape_is_a_project_or_an_input_error(tmp_path_factory: pytest.TempPathFactory,
+                                                           services: dict[str, Any],
+                                                           include: Any) -> None:
+    root = tmp_path_factory.mktemp("fuzz")
+    doc: dict[str, Any] = {"services": services}
+    if include is not None:
+        doc["include"] = include
+    (root / "compose.yaml").write_text(json.dumps(doc))
+    try:
+        project = load_project(root, prefer_cli=False, environ={"X": "v"})
+    except InputError as exc:
+        assert "\n" not in exc.message
+        return
+    assert project is not None
+    for service in project.services.values():
+        assert service.image is None or isinstance(service.image, str)
+        assert all(b.source.startswith("/") for b in service.binds)

@@ -6,21 +6,27 @@ installed; `compose_modes` gives the modes to compare.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from sidecar_gen.bridgecheck import validate_file
+from sidecar_gen.bridgecheck import validate_file, validate_text
 from sidecar_gen.cli import app
+from sidecar_gen.compose import load_project
 from sidecar_gen.config import load_bridge
 from sidecar_gen.errors import InputError
 from sidecar_gen.fileplan import Status as FileStatus
 from sidecar_gen.render import run_render
-from sidecar_gen.scaffold import InitResult, run_init
+from sidecar_gen.runtime.pathmap import is_within
+from sidecar_gen.scaffold import InitResult, propose, render_bridge, run_init
 from sidecar_gen.validate import CheckOptions, run_check
 
 REPO = Path(__file__).resolve().parent.parent
@@ -292,3 +298,36 @@ def test_init_from_another_directory_with_dir(tmp_path: Path, compose_cli: list[
     assert done.returncode == 0, done.stderr
     assert "via docker compose config" in done.stdout
     assert routes(project)["go"][3] == (("/workspace/cmd", "/src/cmd"),)
+
+
+_IMAGES = st.sampled_from(["php:8.3-fpm", "node:22", "postgres:16", "mariadb:11", "redis:7",
+                           "python:3.12", "golang:1.23", "axllent/mailpit", "busybox"])
+_FOLDERS = st.sampled_from([".", "./src", "./a b", "./ünï", "./deep/er", "./x.y", "./file.txt"])
+_TARGETS = st.sampled_from(["/app", "/app/src", "/srv", "/var/www/html", "/", "/a b", "/x:y"])
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(services=st.dictionaries(
+    st.from_regex(r"[a-z][a-z0-9_.-]{0,8}", fullmatch=True),
+    st.fixed_dictionaries({"image": _IMAGES}, optional={
+        "volumes": st.lists(st.tuples(_FOLDERS, _TARGETS), max_size=3),
+        "working_dir": _TARGETS}), min_size=1, max_size=4))
+def test_inits_own_output_passes_validate_strict(tmp_path_factory: pytest.TempPathFactory,
+                                                 services: dict[str, dict[str, Any]]) -> None:
+    root = tmp_path_factory.mktemp("proj")
+    (root / "file.txt").write_text("")
+    spec = {name: {**s, "volumes": [f"{a}:{b}" for a, b in s.get("volumes", [])]}
+            for name, s in services.items()}
+    (root / "compose.yaml").write_text(json.dumps({"services": spec}))
+    project = load_project(root, prefer_cli=False, environ={"PATH": os.environ["PATH"]})
+    assert project is not None
+    proposal = propose(project)
+    findings = validate_text(render_bridge(proposal), "bridge.yaml", project.names())
+    if proposal.commands:
+        assert findings == []
+        for command in proposal.commands:
+            targets = [t for _, t in command.paths]
+            assert not targets or any(is_within(command.workdir, t) for t in targets)
+    else:
+        assert [f.rule for f in findings] == ["schema-empty"]

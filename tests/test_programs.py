@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidecar_gen.bridgecheck import RESERVED_COMMANDS, RESERVED_PREFIX
 from sidecar_gen.dockerfile import installed_by, read_dockerfile
@@ -137,3 +139,19 @@ def test_an_unset_arg_in_from_is_no_base() -> None:
 ])
 def test_run_lines(run: str, expected: set[str]) -> None:
     assert installed_by(run) == expected
+
+
+_LINES = st.lists(st.one_of(
+    st.sampled_from(["FROM", "FROM php:8 AS", "FROM ${X}", "FROM ${X:?no}", "FROM base AS base",
+                     "ARG", "ARG X=${Y:-php}", "ENV", "ENV A", "ENV A=$B", "WORKDIR", "WORKDIR ..",
+                     "RUN <<EOF", "EOF", "RUN \\", "RUN apt-get install", "COPY --from",
+                     "COPY --from=x", "# escape=`", "RUN 'unbalanced", "RUN a && && b ||"]),
+    st.text(max_size=30)), max_size=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=_LINES, target=st.one_of(st.none(), st.sampled_from(["base", "x", ""])))
+def test_any_dockerfile_text_is_read_without_error(lines: list[str], target: str | None) -> None:
+    facts = read_dockerfile("\n".join(lines), {"X": "node:22"}, target)
+    assert facts.installed <= set(CATALOGUE)
+    assert facts.workdir is None or facts.workdir.startswith("/")
