@@ -20,12 +20,12 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from sidecar_gen import __version__, templating
 from sidecar_gen.compose import ComposeProject, find_compose_file, load_project
-from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME, load_bridge
 from sidecar_gen.errors import SidecarError
 from sidecar_gen.fileplan import Change, Status, apply, plan_edit, plan_generated, with_checksum
 from sidecar_gen.fsutil import read_text_file
 from sidecar_gen.model import Bridge
 from sidecar_gen.runtime import contract
+from sidecar_gen.runtime.cache import CONFIG_DIR, CONFIG_NAME
 from sidecar_gen.toolchains import allowed_domains
 from sidecar_gen.yamlio import load_text
 
@@ -188,6 +188,9 @@ def plan_render(directory: Path, *, config: Path | None = None, force: bool = Fa
             raise RenderError(f"{target_file}: cannot read it as YAML{where}")
         data = loaded.data
     _check_collisions(project, data)
+    # Validation (jsonschema) is imported here: `sidecar init` renders the allowlist without it.
+    from sidecar_gen.config import load_bridge
+
     bridge = load_bridge(config_path, project.names() if project else None)
     sidecar_dir = config_path.parent
     result.changes = [
