@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar_gen.composeenv import ComposeSetup, compose_setup, find_default_file
-from sidecar_gen.composeload import load_model, normalize_project_name, project_name
+from sidecar_gen.composeload import is_remote, load_model, normalize_project_name, project_name
 from sidecar_gen.errors import InputError
 from sidecar_gen.runtime.contract import PROTECTED_ROLES, ROLE_LABEL
 
@@ -83,7 +83,7 @@ class Build:
     @property
     def dockerfile_path(self) -> Path | None:
         """The Dockerfile on disk, None for a remote context or an inline one."""
-        if self.inline is not None or "://" in self.context or self.context.startswith("git@"):
+        if self.inline is not None or is_remote(self.context):
             return None
         return Path(self.context) / self.dockerfile
 

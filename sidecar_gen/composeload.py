@@ -123,7 +123,8 @@ def _absolute(path: str, base: Path, home: str | None) -> str:
     return posixpath.normpath(joined)
 
 
-def _is_remote(context: str) -> bool:
+def is_remote(context: str) -> bool:
+    """A build context compose fetches (git or URL) rather than a folder."""
     return "://" in context or context.startswith(("git@", "github.com/"))
 
 
@@ -181,7 +182,7 @@ def _canonical(value: Any, key: str, base: Path, environ: Mapping[str, str]) -> 
     if key == "build":
         build = {"context": value} if isinstance(value, str) else dict(value or {})
         context = str(build.get("context") or ".")
-        out: dict[str, Any] = {"context": context if _is_remote(context)
+        out: dict[str, Any] = {"context": context if is_remote(context)
                                else _absolute(context, base, home)}
         for name in ("dockerfile", "dockerfile_inline", "target"):
             if build.get(name) is not None:
