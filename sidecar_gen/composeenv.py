@@ -60,7 +60,10 @@ def _closing_brace(text: str, start: int) -> int:
     return -1
 
 
-def _braced(body: str, lookup: Lookup, whole: str) -> str:
+MAX_NESTING = 16  # `${A:-${B:-...}}` deeper than this is refused (bounded work per value)
+
+
+def _braced(body: str, lookup: Lookup, whole: str, depth: int) -> str:
     name_match = _NAME.match(body)
     if name_match is None:
         raise InterpolationError(f"invalid interpolation format in {whole!r}")
@@ -74,22 +77,24 @@ def _braced(body: str, lookup: Lookup, whole: str) -> str:
         raise InterpolationError(f"invalid interpolation format in {whole!r}")
     present = bool(value) if colon else value is not None
     if operator == "-":
-        return value or "" if present else interpolate(argument, lookup)
+        return value or "" if present else interpolate(argument, lookup, depth + 1)
     if operator == "+":
-        return interpolate(argument, lookup) if present else ""
+        return interpolate(argument, lookup, depth + 1) if present else ""
     if not present:
-        reason = interpolate(argument, lookup)
+        reason = interpolate(argument, lookup, depth + 1)
         raise InterpolationError(f"required variable {name} is missing a value"
                                  + (f": {reason}" if reason else ""))
     return value or ""
 
 
-def interpolate(text: str, lookup: Lookup) -> str:
+def interpolate(text: str, lookup: Lookup, depth: int = 0) -> str:
     """Compose's `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:+alt}`,
     `${VAR+alt}`, `${VAR:?err}`, `${VAR?err}` (defaults nest) and `$$` for a literal `$`.
 
     A missing variable is empty; raises InterpolationError where compose refuses the text.
     """
+    if depth > MAX_NESTING:
+        raise InterpolationError(f"defaults nested more than {MAX_NESTING} deep")
     out: list[str] = []
     i = 0
     while i < len(text):
@@ -106,7 +111,7 @@ def interpolate(text: str, lookup: Lookup) -> str:
             end = _closing_brace(text, i + 2)
             if end < 0:
                 raise InterpolationError(f"invalid interpolation format in {text!r}")
-            out.append(_braced(text[i + 2:end], lookup, text))
+            out.append(_braced(text[i + 2:end], lookup, text, depth))
             i = end + 1
         elif (match := _NAME.match(text, i + 1)) is not None:
             out.append(lookup(match.group()) or "")
@@ -132,11 +137,13 @@ def _unescape_double(value: str) -> str:
     return "".join(out)
 
 
-def _quoted(src: str, quote: str) -> tuple[str, str]:
-    """(raw value, rest) of a value starting with `quote`; a backslash escapes the quote."""
+def _quoted(src: str, start: int) -> tuple[str, int]:
+    """(raw value, index after it) of the value quoted by `src[start]`; a backslash escapes the
+    quote."""
+    quote = src[start]
     chars: list[str] = []
     escaped = False
-    for index in range(1, len(src)):
+    for index in range(start + 1, len(src)):
         char = src[index]
         if escaped:
             escaped = False
@@ -146,51 +153,64 @@ def _quoted(src: str, quote: str) -> tuple[str, str]:
         elif char == "\\":
             escaped = True
         elif char == quote:
-            return "".join(chars), src[index + 1:]
+            return "".join(chars), index + 1
         else:
             chars.append(char)
     raise ValueError("unterminated quoted value")
 
 
+_SPACE = re.compile(r"\s*")
+_EXPORT = re.compile(r"export[ \t]+")
+_BLANKS = re.compile(r"[ \t]*")
+
+
 def parse_dotenv(text: str, environ: Mapping[str, str]) -> dict[str, str]:
-    """Parse a `.env` file the way compose does; raises ValueError with the line at fault."""
+    """Parse a `.env` file the way compose does; raises ValueError with the line at fault.
+
+    One pass over the text (an index, no slicing), so a big file costs linear time.
+    """
     values: dict[str, str] = {}
 
     def lookup(name: str) -> str | None:
         return environ[name] if name in environ else values.get(name)
 
-    rest = text.replace("\r\n", "\n")
+    src = text.replace("\r\n", "\n")
+    i = 0
     while True:
-        rest = rest.lstrip()
-        if not rest:
+        i = _SPACE.match(src, i).end()  # type: ignore[union-attr]  # \s* always matches
+        if i >= len(src):
             return values
-        if rest.startswith("#"):
-            rest = rest.partition("\n")[2]
+        line_end = src.find("\n", i)
+        line_end = len(src) if line_end < 0 else line_end
+        if src[i] == "#":
+            i = line_end
             continue
-        line_no = text.count("\n", 0, len(text) - len(rest)) + 1
-        if re.match(r"export\s", rest):
-            rest = rest[len("export"):].lstrip(" \t")
-        key_match = _DOTENV_KEY.match(rest)
+        start = i
+        export = _EXPORT.match(src, i)
+        if export:
+            i = export.end()
+        key_match = _DOTENV_KEY.match(src, i)
         key = key_match.group() if key_match else ""
-        after = rest[len(key):].lstrip(" \t")
-        if not key or (after[:1] not in ("=", ":", "\n", "")):
-            raise ValueError(f"line {line_no}: cannot read a variable name in "
-                             f"{rest.partition(chr(10))[0]!r}")
-        if after[:1] in ("\n", ""):
+        j = _BLANKS.match(src, i + len(key)).end()  # type: ignore[union-attr]
+        separator = src[j:j + 1]
+        if not key or separator not in ("=", ":", "\n", ""):
+            raise ValueError(f"line {src.count(chr(10), 0, start) + 1}: cannot read a "
+                             f"variable name in {src[i:line_end]!r}")
+        if separator in ("\n", ""):
             if key in environ:  # a bare name takes the environment's value, if any
                 values[key] = environ[key]
-            rest = after
+            i = j
             continue
-        after = after[1:].lstrip(" \t")
+        j = _BLANKS.match(src, j + 1).end()  # type: ignore[union-attr]
         try:
-            if after[:1] in ("'", '"'):
-                raw, rest = _quoted(after, after[0])
-                value = raw if after[0] == "'" else interpolate(_unescape_double(raw), lookup)
+            if src[j:j + 1] in ("'", '"'):
+                raw, i = _quoted(src, j)
+                value = raw if src[j] == "'" else interpolate(_unescape_double(raw), lookup)
             else:
-                line, _, rest = after.partition("\n")
-                value = interpolate(line.partition(" #")[0].rstrip(), lookup)
+                i = line_end
+                value = interpolate(src[j:line_end].partition(" #")[0].rstrip(), lookup)
         except (ValueError, InterpolationError) as exc:
-            raise ValueError(f"line {line_no}: {exc}") from None
+            raise ValueError(f"line {src.count(chr(10), 0, start) + 1}: {exc}") from None
         values[key] = value
 
 

@@ -282,13 +282,15 @@ def test_unreadable_projects_are_input_errors(tmp_path: Path) -> None:
     ("${A:+alt}|${EMPTY:+alt}|${EMPTY+set}|${NONE+set}", "alt||set|"),
     ("${NONE:-${B:-${A}}}x", "1x"),
     ("a $ b $1 ${A}}", "a $ b $1 1}"),
+    ("${N:-" * 16 + "deep" + "}" * 16, "deep"),
 ])
 def test_interpolation(text: str, expected: str) -> None:
     env = {"A": "1", "EMPTY": ""}
     assert interpolate(text, env.get) == expected
 
 
-@pytest.mark.parametrize("text", ["${NONE:?say why}", "${1A}", "${A", "${A%x}"])
+@pytest.mark.parametrize("text", ["${NONE:?say why}", "${1A}", "${A", "${A%x}",
+                                  "${A:-" * 17 + "x" + "}" * 17])
 def test_interpolation_errors(text: str) -> None:
     with pytest.raises(InterpolationError):
         interpolate(text, {"A": "1"}.get)
