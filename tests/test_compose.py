@@ -290,7 +290,7 @@ def test_interpolation(text: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["${NONE:?say why}", "${1A}", "${A", "${A%x}",
-                                  "${A:-" * 17 + "x" + "}" * 17])
+                                  "${N:-" * 18 + "x" + "}" * 18])
 def test_interpolation_errors(text: str) -> None:
     with pytest.raises(InterpolationError):
         interpolate(text, {"A": "1"}.get)
