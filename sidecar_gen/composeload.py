@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
-
 from sidecar_gen.composeenv import (
     ComposeSetup,
     InterpolationError,
@@ -32,7 +30,7 @@ from sidecar_gen.composeenv import (
     read_bounded,
 )
 from sidecar_gen.errors import InputError
-from sidecar_gen.yamlio import load_text, to_plain
+from sidecar_gen.yamlio import Tagged, load_plain
 
 MAX_FILES = 64  # include/extends chains of a real project are a handful of files
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -61,24 +59,19 @@ def normalize_project_name(name: str) -> str:
 
 # --- one file -----------------------------------------------------------------------------------
 
-def _plain(node: Any) -> Any:
-    tag = getattr(getattr(node, "tag", None), "value", None)
-    if tag in ("!reset", "!override"):
-        if tag == "!reset":
+def _markers(data: Any) -> Any:
+    """Plain data with compose's `!reset` and `!override` turned into markers."""
+    if isinstance(data, Tagged):
+        if data.tag == "!reset":
             return RESET
-        untagged = node.value if isinstance(node, TaggedScalar) else node
-        return _Override(_plain_untagged(untagged))
-    return _plain_untagged(node)
-
-
-def _plain_untagged(node: Any) -> Any:
-    if isinstance(node, CommentedMap | dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, CommentedSeq | list):
-        return [_plain(v) for v in node]
-    if isinstance(node, TaggedScalar):
-        return node.value
-    return to_plain(node)
+        if data.tag == "!override":
+            return _Override(_markers(data.value))
+        return _markers(data.value)  # other tags: compose reads the value as it is
+    if isinstance(data, dict):
+        return {str(k): _markers(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_markers(v) for v in data]
+    return data
 
 
 def _interpolated(data: Any, lookup: Lookup, where: str) -> Any:
@@ -98,13 +91,13 @@ def _interpolated(data: Any, lookup: Lookup, where: str) -> Any:
 
 
 def _read_file(file: Path, lookup: Lookup) -> dict[str, Any]:
-    loaded = load_text(read_bounded(file), str(file))
-    errors = [f for f in loaded.findings if f.rule != "duplicate-key"]
-    if loaded.data is None or errors:
+    loaded = load_plain(read_bounded(file), str(file))
+    errors = loaded.findings  # duplicate keys included: compose refuses them too
+    if loaded.plain is None or errors:
         first = errors[0] if errors else None
         reason = f"line {first.line}: {first.message}" if first else "cannot read it as YAML"
         raise InputError(str(file), reason)
-    doc = _plain(loaded.data)
+    doc = _markers(loaded.plain)
     if not isinstance(doc, dict):
         raise InputError(str(file), "a compose file must be a mapping")
     try:

@@ -270,6 +270,10 @@ def test_unreadable_projects_are_input_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="invalid project name"):
         load_project(project, prefer_cli=False, environ={})
     (project / ".env").unlink()
+    (project / "compose.yaml").write_text("services:\n  a:\n    image: x\n    image: y\n")
+    with pytest.raises(InputError, match=r"line 4: duplicate key 'image' \(first defined on "
+                                         r"line 3\)"):
+        load_project(project, prefer_cli=False, environ={})
     (project / "compose.yaml").write_text("services:\n  a:\n    extends: b\n  b:\n"
                                           "    extends: a\n")
     with pytest.raises(InputError, match="circular extends"):
