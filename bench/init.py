@@ -2,8 +2,9 @@
 
 Runs `sidecar init --no-probe --force` on copies of corpus projects (tests/fixtures/real/),
 alternating: with the compose CLI on PATH (init asks `docker compose config`) and without it
-(init reads the files itself), plus `docker compose config --format json` alone as the floor of
-the CLI path. Prints medians and ratios; run it when the machine is quiet.
+(init reads the files itself), plus `docker compose config --format json` alone (the floor of
+the CLI path) and `sidecar --version` (the floor of any sidecar command: interpreter and CLI
+start-up). Prints medians and ratios; run it when the machine is quiet.
 
     .venv/bin/python bench/init.py [--runs 15] [PROJECT ...]
 """
@@ -35,7 +36,7 @@ def main() -> None:
     from ruamel.yaml import YAML
 
     print(f"{'project':24} {'commands':>8} {'own reader':>11} {'via CLI':>9} {'CLI alone':>10}"
-          f" {'own/via CLI':>12} {'own/CLI alone':>14}")
+          f" {'start-up':>9} {'own/via CLI':>12} {'own/CLI alone':>14}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.projects:
             source = YAML(typ="safe").load((CORPUS / name / "SOURCE").read_text())
@@ -52,12 +53,14 @@ def main() -> None:
                 "cli": (init, with_cli),
                 "config": (["sh", "-c", f"cd {shlex.quote(str(directory))} && exec "
                             f"{shlex.quote(docker)} compose config --format json"], with_cli),
+                "startup": ([sidecar, "--version"], with_cli),
             })
             commands = len((YAML(typ="safe").load(
                 (directory / ".sidecar" / "bridge.yaml").read_text()) or {}).get("commands")
                 or {})
             print(f"{name:24} {commands:>8} {medians['own'] * 1000:>9.0f}ms "
                   f"{medians['cli'] * 1000:>7.0f}ms {medians['config'] * 1000:>8.0f}ms "
+                  f"{medians['startup'] * 1000:>7.0f}ms "
                   f"{medians['own'] / medians['cli']:>12.2f} "
                   f"{medians['own'] / medians['config']:>14.2f}")
 
