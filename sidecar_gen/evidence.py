@@ -28,8 +28,9 @@ class Evidence:
 
 
 def _rel(path: Path | str, root: Path) -> str:
-    text = os.path.relpath(path, root)
-    return text if not text.startswith("..") else str(path)
+    # Relative even outside the project (`../x/Dockerfile`): an absolute path would write this
+    # machine's checkout into bridge.yaml.
+    return os.path.relpath(path, root)
 
 
 def from_image(image: str | None) -> Evidence:
