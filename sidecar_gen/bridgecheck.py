@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import json
 import posixpath
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -24,6 +23,7 @@ from sidecar_gen.compose import ProjectNames
 from sidecar_gen.findings import Finding, Severity, json_path_of
 from sidecar_gen.fsutil import read_text_file
 from sidecar_gen.model import split_exec
+from sidecar_gen.namecheck import container_findings
 from sidecar_gen.runtime.pathmap import is_within
 from sidecar_gen.yamlio import Loaded, load_text, position
 
@@ -31,7 +31,6 @@ from sidecar_gen.yamlio import Loaded, load_text, position
 # Claude's own shell, privilege tools or the dispatcher's interpreter into another container.
 RESERVED_COMMANDS = frozenset({"sh", "bash", "env", "sudo", "su", "claude", "python3", "runuser"})
 RESERVED_PREFIX = "sidecar"
-_CONTAINER_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass
@@ -250,36 +249,12 @@ def semantic_findings(loaded: Loaded, names: ProjectNames | None = None) -> Iter
         return
     data = loaded.data
     src = loaded.path
-    containers = _mapping(doc.get("containers"))
     commands = _mapping(doc.get("commands"))
 
     def at(parts: tuple[str | int, ...], *, key: bool = False) -> tuple[int, int]:
         return position(data, parts, key=key)
 
-    def known(ref: str) -> bool:
-        if ref in containers or not _CONTAINER_REF.match(ref):
-            return True  # in the map, or already a schema error
-        if names is None:
-            return True  # may be a literal container name; nothing to check it against
-        return ref in names.services or ref in names.containers
-
-    def unknown_container(ref: str, parts: tuple[str | int, ...]) -> Finding:
-        options = sorted(set(containers) | (names.services if names else set()))
-        close = difflib.get_close_matches(ref, options, n=1, cutoff=0.6)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        where = f" or in {names.source}" if names and names.source else ""
-        line, col = at(parts)
-        return Finding(src, line, col, "unknown-container",
-                       f"container '{ref}' is not in containers{where}{hint}",
-                       json_path=json_path_of(parts))
-
-    default = doc.get("default_container")
-    if isinstance(default, str) and not known(default):
-        yield unknown_container(default, ("default_container",))
-
-    used: set[str] = set()
-    if isinstance(default, str):
-        used.add(default)
+    yield from container_findings(loaded, names)
     for name, spec in commands.items():
         problem = _command_name_problem(str(name))
         if problem:
@@ -289,11 +264,6 @@ def semantic_findings(loaded: Loaded, names: ProjectNames | None = None) -> Iter
                           json_path=json_path_of(("commands", name)))
         if not isinstance(spec, dict):
             continue
-        container = spec.get("container")
-        if isinstance(container, str):
-            used.add(container)
-            if not known(container):
-                yield unknown_container(container, ("commands", name, "container"))
         exec_value = spec.get("exec")
         if isinstance(exec_value, str | list) and exec_value:
             yield from _exec_findings(src, at, name, exec_value)
@@ -327,12 +297,6 @@ def semantic_findings(loaded: Loaded, names: ProjectNames | None = None) -> Iter
                               f"({', '.join(targets)}): no mapped directory can ever be it",
                               Severity.WARNING,
                               json_path=json_path_of(("commands", name, "workdir")))
-    for logical in containers:
-        if logical not in used:
-            line, col = at(("containers", logical), key=True)
-            yield Finding(src, line, col, "unused-container",
-                          f"container '{logical}' is not used by any command", Severity.WARNING,
-                          json_path=json_path_of(("containers", logical)))
 
 
 def _exec_findings(src: str, at: Any, name: str, exec_value: str | list[Any]) -> Iterator[Finding]:

@@ -1,7 +1,10 @@
-"""Reading the user's compose project: services, container names, bind mounts.
+"""The user's compose project as init, validate and render see it.
 
-Prefers `docker compose config --format json` (it resolves interpolation, extends, profiles)
-and falls back to reading the YAML directly, with the usual `${VAR:-default}` interpolation.
+`load_project` reads what `docker compose` reads in the project folder (`composeenv`: the file
+set and the environment) and resolves it through `docker compose config --format json` when the
+compose CLI is there, else with our own reader (`composeload`), which proposes the same thing.
+Either model becomes the same `ComposeProject`. The sidecar's own services (those `sidecar
+render` generated, recognised by their role label) are set apart, never offered as targets.
 """
 
 from __future__ import annotations
@@ -17,21 +20,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sidecar_gen.composeenv import ComposeSetup, compose_setup, find_default_file
+from sidecar_gen.composeload import is_remote, load_model, normalize_project_name, project_name
 from sidecar_gen.errors import InputError
-from sidecar_gen.fsutil import read_text_file
-from sidecar_gen.yamlio import load_text
+from sidecar_gen.runtime.contract import PROTECTED_ROLES, ROLE_LABEL
 
-COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
-_INTERPOLATION = re.compile(r"\$(?:\$|\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+__all__ = ["Bind", "Build", "ComposeProject", "ProjectNames", "Service", "find_compose_file",
+           "load_project", "normalize_project_name"]
+
+CLI_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
 class ProjectNames:
-    """Names known from the compose project, for the unknown-container rule."""
+    """The names a bridge.yaml may use for containers of this compose project (validate)."""
 
     services: frozenset[str] = frozenset()
-    containers: frozenset[str] = frozenset()
-    source: str = ""
+    containers: frozenset[str] = frozenset()  # `container_name` values
+    project: str = ""  # the compose project name in this checkout
+    name_source: str = ""  # "environment", "name" or "folder"
+    source: str = ""  # the file named in messages
+
+    def generated_by(self, name: str) -> str | None:
+        """The service compose names `name` after (`<project>-<service>-<n>`), if any."""
+        if not self.project:
+            return None
+        for service in self.services:
+            for sep in "-_":  # `_` is compose v1's (and --compatibility's) separator
+                prefix = f"{self.project}{sep}{service}{sep}"
+                if name.startswith(prefix) and re.fullmatch(r"[1-9][0-9]*", name[len(prefix):]):
+                    return service
+        return None
+
+    def creates(self, name: str) -> bool:
+        """True when compose creates a container called `name` for this project."""
+        return name in self.containers or self.generated_by(name) is not None
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,29 @@ class Bind:
     source: str
     target: str
 
+    @property
+    def is_file(self) -> bool:
+        """A single-file mount (a missing source is created as a directory by Docker)."""
+        return os.path.isfile(self.source)
+
+
+@dataclass(frozen=True)
+class Build:
+    """Where a build-only service's image comes from."""
+
+    context: str  # absolute folder, or a remote (git/URL) context
+    dockerfile: str = "Dockerfile"  # relative to the context
+    inline: str | None = None  # dockerfile_inline
+    target: str | None = None
+    args: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def dockerfile_path(self) -> Path | None:
+        """The Dockerfile on disk, None for a remote context or an inline one."""
+        if self.inline is not None or is_remote(self.context):
+            return None
+        return Path(self.context) / self.dockerfile
+
 
 @dataclass(frozen=True)
 class Service:
@@ -48,196 +94,190 @@ class Service:
 
     name: str
     image: str | None
-    container_name: str
+    container_name: str | None = None
     binds: tuple[Bind, ...] = ()
+    volumes: tuple[str, ...] = ()  # targets of named and anonymous volumes
     working_dir: str | None = None
-    has_build: bool = False
+    build: Build | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    user: str | None = None
+
+    @property
+    def has_build(self) -> bool:
+        """True when compose builds the image (a `build:` section)."""
+        return self.build is not None
 
 
 @dataclass(frozen=True)
 class ComposeProject:
-    """A compose project as read from its file."""
+    """A compose project as compose resolves it in its folder."""
 
     name: str
-    directory: Path
-    file: Path
+    directory: Path  # the project folder (where compose runs)
+    files: tuple[Path, ...]  # the compose files compose loads, in order
     services: dict[str, Service] = field(default_factory=dict)
-    networks: tuple[str, ...] = ()
+    sidecar_services: tuple[str, ...] = ()  # generated by `sidecar render`: never targets
+    name_source: str = "folder"
     via_cli: bool = False
+    cli_error: str | None = None  # why `docker compose config` was not used, when it failed
+
+    @property
+    def file(self) -> Path:
+        """The main compose file."""
+        return self.files[0]
 
     def names(self) -> ProjectNames:
         """Service and container names, for validation."""
         return ProjectNames(
             services=frozenset(self.services),
-            containers=frozenset(s.container_name for s in self.services.values()),
+            containers=frozenset(s.container_name for s in self.services.values()
+                                 if s.container_name),
+            project=self.name,
+            name_source=self.name_source,
             source=self.file.name,
         )
 
 
-def normalize_project_name(name: str) -> str:
-    """Normalize like compose: lowercase, keep [a-z0-9_-], strip leading '_' and '-'."""
-    kept = "".join(c for c in name.lower() if c.isascii() and (c.isalnum() or c in "-_"))
-    return kept.lstrip("_-")
-
-
 def find_compose_file(directory: Path) -> Path | None:
-    """The compose file compose itself would pick in `directory`, if any."""
-    for name in COMPOSE_FILES:
-        candidate = directory / name
-        if candidate.is_file():
-            return candidate
-    return None
+    """The main compose file compose picks in `directory` (not COMPOSE_FILE), if any."""
+    return find_default_file(directory)
 
 
-def interpolate(value: str, env: Mapping[str, str]) -> str:
-    """Compose-style `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}` and `$$`."""
+# --- model -> project ---------------------------------------------------------------------------
 
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        expr = match.group(1) if match.group(1) is not None else match.group(2)
-        for sep in (":-", "-", ":?", "?", ":+", "+"):
-            if sep in expr:
-                name, _, default = expr.partition(sep)
-                current = env.get(name)
-                if sep == ":-":
-                    return current if current else default
-                if sep == "-":
-                    return current if current is not None else default
-                if sep in (":+", "+"):
-                    return default if (current if sep == ":+" else current is not None) else ""
-                return current or ""
-        return env.get(expr, "")
-
-    return _INTERPOLATION.sub(replace, value)
+def _unescape(value: Any) -> Any:
+    # `docker compose config` prints a literal `$` as `$$`.
+    if isinstance(value, str):
+        return value.replace("$$", "$")
+    if isinstance(value, dict):
+        return {k: _unescape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unescape(v) for v in value]
+    return value
 
 
-def _interpolate_tree(data: Any, env: Mapping[str, str]) -> Any:
-    if isinstance(data, dict):
-        return {k: _interpolate_tree(v, env) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_interpolate_tree(v, env) for v in data]
-    if isinstance(data, str):
-        return interpolate(data, env)
-    return data
-
-
-def _parse_short_volume(spec: str) -> tuple[str, str] | None:
-    # "SRC:TARGET[:MODE]"; a bare "TARGET" is an anonymous volume.
-    parts = spec.split(":")
-    if len(parts) < 2:
+def _build(raw: Any) -> Build | None:
+    if not isinstance(raw, dict) or not raw.get("context"):
         return None
-    return parts[0], parts[1]
+    raw_args = raw.get("args")
+    args: dict[str, Any] = raw_args if isinstance(raw_args, dict) else {}
+    return Build(context=str(raw["context"]), dockerfile=str(raw.get("dockerfile") or
+                                                             "Dockerfile"),
+                 inline=raw.get("dockerfile_inline"), target=raw.get("target"),
+                 args=tuple(sorted((str(k), "" if v is None else str(v))
+                                   for k, v in args.items())))
 
 
-def _binds(raw_volumes: Any, base: Path) -> tuple[Bind, ...]:
+def _service(name: str, spec: Mapping[str, Any]) -> Service:
     binds: list[Bind] = []
-    for entry in raw_volumes or []:
-        source: str | None = None
-        target: str | None = None
-        if isinstance(entry, str):
-            parsed = _parse_short_volume(entry)
-            if parsed:
-                source, target = parsed
-                if not source.startswith((".", "/", "~")):
-                    continue  # a named volume
-        elif isinstance(entry, dict) and entry.get("type", "bind") == "bind":
-            source, target = entry.get("source"), entry.get("target")
-        if not source or not target:
+    volumes: list[str] = []
+    for volume in spec.get("volumes") or []:
+        if not isinstance(volume, dict) or not volume.get("target"):
             continue
-        if source.startswith("~"):
-            source = os.path.expanduser(source)
-        resolved = (base / source).resolve() if not source.startswith("/") else Path(source)
-        binds.append(Bind(str(resolved), posixpath.normpath(str(target))))
-    return tuple(binds)
-
-
-def _service(name: str, spec: Mapping[str, Any], project: str, base: Path) -> Service:
+        target = posixpath.normpath(str(volume["target"]))
+        if volume.get("type") == "bind" and volume.get("source"):
+            binds.append(Bind(posixpath.normpath(str(volume["source"])), target))
+        elif volume.get("type") in ("volume", None):
+            volumes.append(target)
+    raw_labels = spec.get("labels")
+    labels: dict[str, Any] = raw_labels if isinstance(raw_labels, dict) else {}
     image = spec.get("image")
-    container_name = spec.get("container_name") or f"{project}-{name}-1"
     return Service(
         name=name,
         image=str(image) if image else None,
-        container_name=str(container_name),
-        binds=_binds(spec.get("volumes"), base),
-        working_dir=spec.get("working_dir"),
-        has_build="build" in spec,
+        container_name=str(spec["container_name"]) if spec.get("container_name") else None,
+        binds=tuple(sorted(set(binds), key=lambda b: (b.target, b.source))),
+        volumes=tuple(sorted(set(volumes))),
+        working_dir=str(spec["working_dir"]) if spec.get("working_dir") else None,
+        build=_build(spec.get("build")),
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        user=str(spec["user"]) if spec.get("user") is not None else None,
     )
 
 
-def _project_from_doc(doc: Mapping[str, Any], file: Path, *, via_cli: bool) -> ComposeProject:
-    directory = file.parent.resolve()
-    env_name = os.environ.get("COMPOSE_PROJECT_NAME")
-    name = normalize_project_name(str(doc.get("name") or env_name or directory.name))
-    services = doc.get("services") or {}
-    if not isinstance(services, dict):
-        raise InputError(str(file), "'services' must be a mapping")
-    parsed = {
-        str(svc): _service(str(svc), spec if isinstance(spec, dict) else {}, name, directory)
-        for svc, spec in services.items()
-    }
-    networks = tuple(str(n) for n in (doc.get("networks") or {}))
-    return ComposeProject(name=name, directory=directory, file=file.resolve(),
-                          services=parsed, networks=networks, via_cli=via_cli)
+def project_from_model(model: Mapping[str, Any], setup: ComposeSetup, *, via_cli: bool,
+                       name_source: str, cli_error: str | None = None) -> ComposeProject:
+    """Turn a resolved model (ours or `docker compose config`'s) into a `ComposeProject`."""
+    raw = model.get("services") or {}
+    if not isinstance(raw, dict):
+        raise InputError(str(setup.files[0]), "'services' must be a mapping")
+    services: dict[str, Service] = {}
+    ours: list[str] = []
+    for name, spec in sorted(raw.items()):
+        service = _service(str(name), spec if isinstance(spec, dict) else {})
+        if dict(service.labels).get(ROLE_LABEL) in PROTECTED_ROLES:
+            ours.append(service.name)
+        else:
+            services[service.name] = service
+    return ComposeProject(name=str(model.get("name") or ""), directory=setup.directory,
+                          files=setup.files, services=services, sidecar_services=tuple(ours),
+                          name_source=name_source, via_cli=via_cli, cli_error=cli_error)
 
 
-def _dotenv(directory: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    env_file = directory / ".env"
-    try:
-        lines = env_file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return values
-    for raw in lines:
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        values[key.removeprefix("export ").strip()] = value.strip().strip("'\"")
-    return values
+# --- the two readers ----------------------------------------------------------------------------
+
+def _cli_failure(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    # compose logs warnings as `time=... level=warning msg=...`; the error is what is left.
+    errors = [ln for ln in lines if "level=warning" not in ln]
+    text = (errors or lines or ["no output"])[-1]
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
-def read_compose_yaml(file: Path) -> ComposeProject:
-    """Read a compose file directly (no compose CLI), with env interpolation."""
-    text = read_text_file(file)
-    loaded = load_text(text, str(file))
-    if loaded.plain is None or not isinstance(loaded.plain, dict):
-        reason = loaded.findings[0].message if loaded.findings else "not a mapping"
-        line = loaded.findings[0].line if loaded.findings else 1
-        raise InputError(str(file), f"line {line}: {reason}")
-    env = {**_dotenv(file.parent), **os.environ}
-    doc = _interpolate_tree(loaded.plain, env)
-    return _project_from_doc(doc, file, via_cli=False)
-
-
-def read_compose_cli(file: Path, timeout: float = 30.0) -> ComposeProject | None:
-    """Ask `docker compose config` for the resolved model; None when the CLI is unavailable."""
+def read_cli(setup: ComposeSetup, explicit: bool) -> tuple[dict[str, Any] | None, str | None]:
+    """(`docker compose config`'s model, None) or (None, why not); (None, None) without a CLI."""
     if shutil.which("docker") is None:
-        return None
+        return None, None
+    command = ["docker", "compose"]
+    for file in setup.files if explicit else ():
+        command += ["-f", str(file)]
     try:
-        result = subprocess.run(
-            ["docker", "compose", "-f", str(file), "config", "--format", "json"],
-            capture_output=True, text=True, timeout=timeout, cwd=file.parent, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+        result = subprocess.run([*command, "config", "--format", "json"], capture_output=True,
+                                text=True, timeout=CLI_TIMEOUT, cwd=setup.directory,
+                                env=setup.process_environ, check=False)
+    except subprocess.TimeoutExpired:
+        return None, f"docker compose config did not answer within {CLI_TIMEOUT:.0f} s"
+    except OSError as exc:
+        return None, f"cannot run docker compose: {exc.strerror or exc}"
     if result.returncode != 0:
-        return None
+        if "is not a docker command" in result.stderr or "unknown command" in result.stderr:
+            return None, None  # Docker without the compose plugin: nothing to compare against
+        return None, _cli_failure(result.stderr)
     try:
         doc = json.loads(result.stdout)
     except json.JSONDecodeError:
-        return None
+        return None, "docker compose config printed something that is not JSON"
     if not isinstance(doc, dict):
+        return None, "docker compose config printed something that is not a mapping"
+    return _unescape(doc), None
+
+
+def load_project(directory: Path, files: tuple[Path, ...] = (), *, prefer_cli: bool = True,
+                 environ: Mapping[str, str] | None = None) -> ComposeProject | None:
+    """The compose project in `directory` (`files`: like `docker compose -f`), None without one.
+
+    Uses `docker compose config` when `prefer_cli` and the CLI works; when it fails, the reason
+    is kept in `cli_error` and our own reader answers. Raises InputError when the project
+    cannot be read at all (a file over the size limit, bad YAML, a required variable unset).
+    """
+    setup = compose_setup(directory, files, environ)
+    if not setup.files:
         return None
-    return _project_from_doc(doc, file, via_cli=True)
-
-
-def load_project(file: Path, *, prefer_cli: bool = True) -> ComposeProject:
-    """Read a compose project, through the compose CLI when asked and available."""
-    if not file.is_file():
-        raise InputError(str(file), "no such compose file")
+    cli_error = None
     if prefer_cli:
-        project = read_compose_cli(file)
-        if project is not None:
-            return project
-    return read_compose_yaml(file)
+        doc, cli_error = read_cli(setup, bool(files))
+        if doc is not None:
+            return project_from_model(doc, setup, via_cli=True,
+                                      name_source=_cli_name_source(setup, doc))
+    model = load_model(setup)
+    _, source = project_name(setup, model.get("declared_name"))
+    return project_from_model(model, setup, via_cli=False, name_source=source,
+                              cli_error=cli_error)
+
+
+def _cli_name_source(setup: ComposeSetup, doc: Mapping[str, Any]) -> str:
+    # Only a warning's wording depends on it (validate reads with our own reader, which knows).
+    if setup.environ.get("COMPOSE_PROJECT_NAME"):
+        return "environment"
+    folder = normalize_project_name(setup.working_dir.name)
+    return "folder" if doc.get("name") == folder else "name"

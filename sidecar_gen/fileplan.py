@@ -6,13 +6,17 @@ by hand is recognised and kept unless they pass --force.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
+import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from sidecar_gen.errors import ExitCode, SidecarError
 from sidecar_gen.fsutil import write_atomic
+from sidecar_gen.runtime import atomic
 
 CHECKSUM_PREFIX = "# sidecar-checksum: sha256:"
 
@@ -111,8 +115,88 @@ def plan_edit(path: Path, old: str | None, new: str) -> Change:
     return Change(path, Status.CREATED if old is None else Status.CHANGED, old, new)
 
 
+class WriteError(SidecarError):
+    """A planned file cannot be written; nothing was changed (exit 2)."""
+
+    def __init__(self, path: Path, reason: str, *, restored: bool = False) -> None:
+        tail = ("; the files written before it were restored" if restored
+                else "; nothing was changed")
+        super().__init__(f"cannot write {path}: {reason}{tail}", exit_code=ExitCode.USAGE)
+
+
+def _first_existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _blocker(path: Path) -> str | None:
+    """Why `path` cannot be written atomically (a temporary file in its folder, then a rename);
+    None when nothing says it cannot (the write itself may still fail: see `apply`)."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        return "it is not a regular file"
+    folder = _first_existing(path.parent)
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"permission denied (folder {folder} is not writable)"
+    return None
+
+
+@dataclass
+class _Undo:
+    """How to put one target back: its old bytes and mode (None: it did not exist), and the
+    folders the write created."""
+
+    path: Path
+    old: bytes | None = None
+    mode: int | None = None
+    made_dirs: tuple[Path, ...] = ()
+
+    @classmethod
+    def before(cls, path: Path) -> _Undo:
+        missing = []
+        folder = path.parent
+        while not folder.exists() and folder.parent != folder:
+            missing.append(folder)
+            folder = folder.parent
+        if not path.exists():
+            return cls(path, made_dirs=tuple(missing))
+        return cls(path, path.read_bytes(), path.stat().st_mode & 0o7777)
+
+    def restore(self, *, content: bool = True) -> None:
+        if content and self.old is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        elif content and self.old is not None:
+            atomic.write_atomic(str(self.path), self.old, self.mode)
+        for folder in self.made_dirs:  # deepest first; only while still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
 def apply(changes: list[Change]) -> None:
-    """Write every change that writes, atomically, one file at a time."""
-    for change in changes:
-        if change.writes:
+    """Write every change that writes, all or nothing.
+
+    Every target is checked before the first write; if a write still fails, the files already
+    written are put back as they were (created ones removed). Raises WriteError (exit 2).
+    """
+    writes = [c for c in changes if c.writes]
+    for change in writes:
+        reason = _blocker(change.path)
+        if reason:
+            raise WriteError(change.path, reason)
+    done: list[_Undo] = []
+    for change in writes:
+        undo = _Undo(change.path)
+        try:
+            undo = _Undo.before(change.path)
             write_atomic(change.path, change.new)
+        except OSError as exc:
+            undo.restore(content=False)
+            for earlier in reversed(done):
+                with contextlib.suppress(OSError):
+                    earlier.restore()
+            raise WriteError(change.path, exc.strerror or str(exc),
+                             restored=bool(done)) from None
+        done.append(undo)

@@ -27,8 +27,10 @@ def format_text(findings: Sequence[Finding], files: Sequence[str], *, color: boo
     warnings = len(findings) - errors
     if findings:
         lines.append(f"{errors} error(s), {warnings} warning(s) in {len(files)} file(s)")
-    else:
+    elif files:
         lines.append(f"{len(files)} file(s) valid")
+    else:
+        return ""  # nothing was read: the errors saying why are all there is to say
     return "\n".join(lines) + "\n"
 
 

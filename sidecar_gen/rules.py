@@ -48,8 +48,21 @@ RULES: tuple[Rule, ...] = (
     Rule("schema", E, "any other JSON Schema violation"),
     Rule("version", E, "`version` must be the string \"1\""),
     # rules the schema cannot express
+    # container references, checked against the compose project (`namecheck`)
     Rule("unknown-container", E, "a command's `container` (or `default_container`) is neither "
-         "in `containers` nor a compose service or container name"),
+         "in `containers`, nor a compose service, nor a container compose creates (with "
+         "\"did you mean\")"),
+    Rule("unknown-container-name", E, "a `containers:` value is a name compose never creates "
+         "in this project (e.g. another checkout's `<folder>-php-1`): route by service instead"),
+    Rule("project-mismatch", E, "`sidecar.project` is not the compose project's name, so no "
+         "service would be found"),
+    Rule("folder-dependent-name", W, "a container name or `sidecar.project` that comes from "
+         "the checkout's folder name: a checkout under another name breaks it"),
+    Rule("container-unchecked", W, "no compose project was read, so a reference outside "
+         "`containers:` could not be checked (with \"did you mean\")"),
+    Rule("compose-unreadable", W, "the compose project next to the file could not be read (the "
+         "reason is given); names were not checked"),
+    # other rules the schema cannot express
     Rule("command-name", E, "a command name that cannot be a file name (`/`, empty, `.`, "
          "`..`) or typed (leading `-`, spaces)"),
     Rule("reserved-command", E, "`sh`, `bash`, `env`, `sudo`, `su`, `runuser`, `claude`, "
@@ -63,8 +76,6 @@ RULES: tuple[Rule, ...] = (
     Rule("exec-syntax", E, "`exec` has unbalanced quotes"),
     Rule("empty-exec", E, "`exec` names no program after splitting into words"),
     Rule("unused-container", W, "a `containers` entry no command uses"),
-    Rule("compose-unreadable", W, "the compose file next to the project could not be read; "
-         "names were not checked"),
 )
 
 RULE_BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}

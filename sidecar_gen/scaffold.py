@@ -1,18 +1,29 @@
-"""`sidecar init`: propose bridge.yaml and allowed-domains.txt from the real compose project."""
+"""`sidecar init`: propose bridge.yaml and allowed-domains.txt from the real compose project.
+
+Every command is routed by compose service (`container: php`), never by a container name: the
+names compose gives containers depend on the checkout's folder, the service does not, and the
+gate scopes a service to its own compose project at run time.
+"""
 
 from __future__ import annotations
 
+import os
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar_gen import __version__, resources, templating
-from sidecar_gen.compose import ComposeProject, Service, find_compose_file, load_project
-from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
+from sidecar_gen.compose import ComposeProject, Service, load_project
+from sidecar_gen.evidence import Evidence, from_probe, knowledge
 from sidecar_gen.fileplan import Change, apply, plan_user_file
 from sidecar_gen.model import DEFAULT_WORKSPACE
+from sidecar_gen.programs import CATALOGUE, DB_CLIENTS
 from sidecar_gen.render import DOMAINS_NAME, domains_text
-from sidecar_gen.toolchains import commands_for
+from sidecar_gen.runtime.cache import CONFIG_DIR, CONFIG_NAME
+from sidecar_gen.runtime.pathmap import is_within
+
+RUN_AS_USER = "${PUID}:${PGID}"
 
 
 @dataclass(frozen=True)
@@ -22,8 +33,18 @@ class ProposedCommand:
     name: str
     service: str
     exec: str
-    workdir: str | None
+    workdir: str
     paths: tuple[tuple[str, str], ...]
+    user: str | None
+    source: str  # where init found the program (a comment in bridge.yaml)
+
+
+@dataclass(frozen=True)
+class UnknownService:
+    """A service init found no program in: it gets a commented example."""
+
+    name: str
+    looked_at: str
 
 
 @dataclass
@@ -32,18 +53,27 @@ class Proposal:
 
     project: ComposeProject | None
     workspace: str
-    containers: dict[str, str] = field(default_factory=dict)
     commands: list[ProposedCommand] = field(default_factory=list)
-    unrouted: list[Service] = field(default_factory=list)
+    unknown: list[UnknownService] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    probed: tuple[str, ...] = ()  # services whose running container was asked
 
     @property
-    def default_hint(self) -> str:
-        """The container to suggest as default_container: the one holding the whole project."""
+    def default_hint(self) -> str | None:
+        """The service to suggest as default_container: the one holding the whole project (a
+        program found nowhere else most likely belongs there); None when none does."""
         for command in self.commands:
             if any(claude == self.workspace for claude, _ in command.paths):
                 return command.service
-        return next(iter(self.containers), "app")
+        return None
+
+    @property
+    def files(self) -> str:
+        """The compose files read, relative to the project folder, for the header."""
+        if self.project is None:
+            return ""
+        names = [os.path.relpath(f, self.project.directory) for f in self.project.files]
+        return ", ".join(names)
 
 
 @dataclass
@@ -54,53 +84,100 @@ class InitResult:
     files: list[Change]
 
 
-def _mappings(service: Service, project_dir: Path, workspace: str) -> list[tuple[str, str]]:
-    """Claude path -> container path for each bind mount of the project or a folder in it."""
-    out = []
-    root = project_dir.resolve()
+def _mappings(service: Service, project_dir: Path, workspace: str) -> tuple[tuple[str, str], ...]:
+    """Claude path -> container path for each directory of the project bind-mounted (a folder
+    mounted twice maps to one of its targets: the one holding working_dir, else the shortest)."""
+    root = os.path.realpath(project_dir)
+    found: dict[str, list[str]] = {}
     for bind in service.binds:
-        source = Path(bind.source)
-        try:
-            rel = source.relative_to(root)
-        except ValueError:
-            continue
-        claude = posixpath.join(workspace, rel.as_posix()) if rel.parts else workspace
-        out.append((posixpath.normpath(claude), bind.target))
-    return sorted(set(out), key=lambda kv: (-len(kv[0]), kv[0]))
+        if bind.is_file or not bind.target.startswith("/"):
+            continue  # a single file is no place to work in, nor a folder to map
+        rel = os.path.relpath(os.path.realpath(bind.source), root)
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            continue  # outside the project (or its parent: that would freeze its folder name)
+        claude = workspace if rel == os.curdir else posixpath.join(workspace, rel)
+        found.setdefault(posixpath.normpath(claude), []).append(bind.target)
+    own = posixpath.normpath(service.working_dir) if service.working_dir else None
+    out = {claude: min(targets, key=lambda t: (not (own and is_within(own, t)), len(t), t))
+           for claude, targets in found.items()}
+    return tuple(sorted(out.items(), key=lambda kv: (-len(kv[0]), kv[0])))
 
 
-def propose(project: ComposeProject | None, workspace: str = DEFAULT_WORKSPACE) -> Proposal:
-    """Derive containers, commands and path mappings from a compose project."""
-    proposal = Proposal(project=project, workspace=workspace)
+def _workdir(service: Service, paths: tuple[tuple[str, str], ...],
+             image_workdir: str | None) -> str:
+    """A directory that exists in the container: where `docker compose exec` runs (compose's
+    working_dir, else the image's WORKDIR) when that is mapped or nothing is; else the mapped
+    directory closest to the project root (a workdir outside every mapping could never be the
+    translation of Claude's own directory)."""
+    own = next((posixpath.normpath(w) for w in (service.working_dir, image_workdir)
+                if w and w.startswith("/")), None)
+    if not paths:
+        return own or "/"
+    if own and any(is_within(own, target) for _, target in paths):
+        return own
+    return min(paths, key=lambda kv: (len(kv[0]), kv[0]))[1]
+
+
+def _volume_notes(service: Service, paths: tuple[tuple[str, str], ...]) -> list[str]:
+    notes = []
+    for target in service.volumes:
+        if any(is_within(target, t) for _, t in paths):
+            notes.append(f"{service.name} keeps {target} in a volume: with user "
+                         f'"{RUN_AS_USER}" your uid must be able to write there')
+    return notes
+
+
+def _evidence(project: ComposeProject, probed: Mapping[str, frozenset[str]]
+              ) -> dict[str, Evidence]:
+    out = {}
+    for name, service in project.services.items():
+        known = knowledge(service, project.directory)
+        out[name] = from_probe(probed[name], known) if name in probed else known
+    return out
+
+
+def propose(project: ComposeProject | None, workspace: str = DEFAULT_WORKSPACE,
+            probed: Mapping[str, frozenset[str]] | None = None) -> Proposal:
+    """Derive commands and path mappings from a compose project (and what its running
+    containers said they have: `probed`)."""
+    proposal = Proposal(project=project, workspace=workspace, probed=tuple(sorted(probed or {})))
     if project is None:
         return proposal
-    taken: dict[str, str] = {}
-    # Sorted, so the YAML reader and `docker compose config` (which sorts) propose the same file.
-    for service in sorted(project.services.values(), key=lambda s: s.name):
-        names = commands_for(service.image, service.name)
-        if not names:
-            proposal.unrouted.append(service)
+    evidence = _evidence(project, probed or {})
+    paths = {n: _mappings(s, project.directory, workspace) for n, s in project.services.items()}
+    # Who gets a program several services have: the image whose own toolchain it is, then a
+    # service with the project mounted, then the first by name.
+    owner: dict[str, str] = {}
+    also: dict[tuple[str, str], list[str]] = {}  # (other service, owner) -> programs
+    for program in CATALOGUE:
+        having = [n for n in sorted(project.services) if program in evidence[n].programs]
+        if having:
+            owner[program] = min(having, key=lambda n: (program not in evidence[n].primary,
+                                                        not paths[n], n))
+            for other in having:
+                if other != owner[program]:
+                    also.setdefault((other, owner[program]), []).append(program)
+    for (other, chosen), programs in also.items():
+        names = ", ".join(f"'{p}'" for p in programs)
+        verb = "is" if len(programs) == 1 else "are"
+        proposal.notes.append(f"{names} {verb} also in service '{other}'; routed to '{chosen}'")
+    for name in sorted(project.services):
+        service, found = project.services[name], evidence[name]
+        if not found.programs:
+            proposal.unknown.append(UnknownService(name, found.unknown))
             continue
-        paths = tuple(_mappings(service, project.directory, workspace))
-        root_target = next((target for claude, target in paths if claude == workspace), None)
-        # Without a working_dir or a mount of the whole project, a single mount is the obvious
-        # place to run in (a cwd outside every mapping would not exist in the container).
-        only_target = paths[0][1] if len(paths) == 1 else None
-        # A service without the project mounted: run in its root, since Claude's cwd
-        # (/workspace/...) would not exist there.
-        workdir = service.working_dir or root_target or only_target or "/"
-        added = False
-        for name in names:
-            if name in taken:
-                proposal.notes.append(
-                    f"'{name}' is also in service '{service.name}'; routed to '{taken[name]}'")
-                continue
-            taken[name] = service.name
+        # A database's client works on the database, not on project files: no mapping, and no
+        # user (client tools refuse a uid without a passwd entry).
+        mapped = () if set(found.programs) <= DB_CLIENTS else paths[name]
+        workdir = _workdir(service, mapped, found.workdir)
+        user = RUN_AS_USER if mapped else None
+        mine = [p for p in found.programs if owner.get(p) == name]
+        for program in mine:
             proposal.commands.append(ProposedCommand(
-                name=name, service=service.name, exec=name, workdir=workdir, paths=paths))
-            added = True
-        if added:
-            proposal.containers[service.name] = service.container_name
+                name=program, service=name, exec=program, workdir=workdir, paths=mapped,
+                user=user, source=found.sources[program]))
+        if mine and user:
+            proposal.notes.extend(_volume_notes(service, mapped))
     return proposal
 
 
@@ -115,19 +192,22 @@ def render_bridge(proposal: Proposal) -> str:
     )
 
 
-def locate_compose(directory: Path, explicit: Path | None) -> Path | None:
-    """The compose file to read: `--compose`, else the one compose would pick."""
-    if explicit is not None:
-        return explicit
-    return find_compose_file(directory)
+def run_init(directory: Path, compose_files: tuple[Path, ...] = (), *, force: bool = False,
+             prefer_cli: bool = True, probe: bool = True,
+             environ: Mapping[str, str] | None = None) -> InitResult:
+    """Scaffold `.sidecar/` in `directory` from its compose project.
 
+    `compose_files` are like `docker compose -f`; without them, the files compose itself loads
+    in that folder. With `probe`, the project's running containers are asked which programs
+    they have.
+    """
+    project = load_project(directory, compose_files, prefer_cli=prefer_cli, environ=environ)
+    probed: dict[str, frozenset[str]] = {}
+    if probe and project is not None and project.services:
+        from sidecar_gen.probe import probe_services
 
-def run_init(directory: Path, compose_file: Path | None = None, *, force: bool = False,
-             prefer_cli: bool = True) -> InitResult:
-    """Scaffold `.sidecar/` in `directory` from its compose project."""
-    file = locate_compose(directory, compose_file)
-    project = load_project(file, prefer_cli=prefer_cli) if file else None
-    proposal = propose(project)
+        probed = probe_services(project, CATALOGUE)
+    proposal = propose(project, probed=probed)
     target = directory / CONFIG_DIR
     # Both files are the user's once they exist: init never overwrites without --force.
     changes = [

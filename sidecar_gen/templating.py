@@ -34,6 +34,12 @@ def yaml_scalar(value: object) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def yaml_comment(value: object, limit: int = 120) -> str:
+    """Text safe inside a `#` comment: one line (no line break YAML knows), bounded."""
+    text = "".join(c if c.isprintable() else "?" for c in str(value))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class TemplateError(SidecarError):
     """A template failed to render: names the template and line."""
 
@@ -54,6 +60,7 @@ def environment() -> jinja2.Environment:
         autoescape=False,  # noqa: S701 - we render YAML and shell, never HTML
     )
     env.filters["yaml"] = yaml_scalar
+    env.filters["comment"] = yaml_comment
     env.filters["tojson"] = lambda v: json.dumps(v, ensure_ascii=False)
     return env
 

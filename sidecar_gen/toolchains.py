@@ -1,25 +1,8 @@
-"""What init proposes per image, and which package-registry domains each toolchain needs."""
+"""Which package-registry domains each toolchain needs (the egress allowlist's presets)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-# Image (or service) name -> commands to route, in the order they are proposed.
-IMAGE_COMMANDS: dict[str, tuple[str, ...]] = {
-    "php": ("php", "composer"),
-    "composer": ("composer",),
-    "node": ("node", "npm", "npx"),
-    "nodejs": ("node", "npm", "npx"),
-    "golang": ("go", "gofmt"),
-    "go": ("go", "gofmt"),
-    "python": ("python", "pip", "pytest"),
-    "ruby": ("ruby", "bundle"),
-    "rust": ("cargo",),
-    "postgres": ("psql",),
-    "postgresql": ("psql",),
-    "mysql": ("mysql",),
-    "mariadb": ("mysql",),
-}
 
 # Domains Claude Code itself needs (API, login, telemetry) and the npm registry it updates from.
 DEFAULT_DOMAINS: tuple[tuple[str, str], ...] = (
@@ -34,7 +17,7 @@ DEFAULT_DOMAINS: tuple[tuple[str, str], ...] = (
 
 # Toolchain preset -> (commands that select it, domains it needs).
 PRESETS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
-    "npm": (frozenset({"node", "npm", "npx", "yarn", "pnpm"}),
+    "npm": (frozenset({"node", "npm", "npx", "yarn", "pnpm", "bun"}),
             ("registry.npmjs.org", "registry.yarnpkg.com")),
     "pypi": (frozenset({"python", "pip", "pytest", "uv", "poetry", "pipenv"}),
              ("pypi.org", "files.pythonhosted.org")),
@@ -43,30 +26,14 @@ PRESETS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
     "go": (frozenset({"go", "gofmt"}), ("proxy.golang.org", "sum.golang.org")),
     "crates": (frozenset({"cargo", "rustc", "rustup"}),
                ("crates.io", "index.crates.io", "static.crates.io")),
-    "rubygems": (frozenset({"ruby", "bundle", "gem", "rails"}),
+    "rubygems": (frozenset({"ruby", "bundle", "gem", "rails", "rake"}),
                  ("rubygems.org", "index.rubygems.org")),
     "maven": (frozenset({"mvn", "gradle", "java"}),
               ("repo.maven.apache.org", "repo1.maven.org")),
+    "nuget": (frozenset({"dotnet"}), ("api.nuget.org",)),
+    "hex": (frozenset({"mix", "elixir"}), ("hex.pm", "repo.hex.pm")),
+    "deno": (frozenset({"deno"}), ("deno.land", "jsr.io")),
 }
-
-
-def _image_key(image: str) -> str:
-    """`docker.io/library/php:8.3-fpm@sha256:..` -> `php`."""
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return last.split(":", 1)[0].lower()
-
-
-def commands_for(image: str | None, service: str) -> tuple[str, ...]:
-    """Commands to propose for a service, from its image, else from its name."""
-    for candidate in (image, service):
-        if not candidate:
-            continue
-        key = _image_key(candidate)
-        for known in sorted(IMAGE_COMMANDS, key=len, reverse=True):
-            if key == known or key.startswith((known + "-", known + "_")):
-                return IMAGE_COMMANDS[known]
-    return ()
 
 
 def presets_for(commands: Iterable[str]) -> list[str]:

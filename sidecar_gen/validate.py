@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar_gen.bridgecheck import Report, validate_file
-from sidecar_gen.compose import ProjectNames, find_compose_file, load_project
+from sidecar_gen.compose import ProjectNames, load_project
 from sidecar_gen.config import CONFIG_DIR, find_config
 from sidecar_gen.errors import ExitCode, InputError
 from sidecar_gen.findings import Finding, Severity
@@ -40,11 +40,10 @@ def _names_for(config: Path, explicit: ProjectNames | None) -> tuple[ProjectName
                                                                        Finding | None]:
     if explicit is not None:
         return explicit, None
-    compose = find_compose_file(project_dir_of(config))
-    if compose is None:
-        return None, None
     try:
-        return load_project(compose, prefer_cli=False).names(), None
+        # What docker compose reads in the project folder: override files, COMPOSE_FILE, ...
+        project = load_project(project_dir_of(config), prefer_cli=False)
+        return (project.names() if project else None), None
     except InputError as exc:
         return None, Finding(str(config), 1, 1, "compose-unreadable",
                              f"container names not checked: {exc.message}", Severity.WARNING)
@@ -53,7 +52,10 @@ def _names_for(config: Path, explicit: ProjectNames | None) -> tuple[ProjectName
 def run_check(options: CheckOptions) -> CheckResult:
     """Validate every file; an unreadable file does not stop the others."""
     files = options.files or [find_config()]
-    explicit = load_project(options.compose, prefer_cli=False).names() if options.compose else None
+    explicit = None
+    if options.compose:
+        project = load_project(options.compose.parent, (options.compose,), prefer_cli=False)
+        explicit = project.names() if project else None
     report = Report()
     unreadable: list[str] = []
     for path in files:

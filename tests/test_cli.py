@@ -74,7 +74,8 @@ def test_validate_formats_and_exit_code(fmt: str) -> None:
 def test_validate_usage_errors_exit_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2
-    assert "no such file" in result.output
+    # Nothing was read, so nothing is "valid": the one line is the error.
+    assert result.output == f"sidecar: error: {tmp_path / 'nope.yaml'}: no such file\n"
     result = runner.invoke(app, ["validate", "--format", "xml", str(tmp_path)])
     assert result.exit_code == 2
     result = runner.invoke(app, ["validate", str(tmp_path)])
@@ -89,8 +90,9 @@ def test_validate_compose_option(tmp_path: Path) -> None:
     compose.write_text("services:\n  php:\n    image: php\n")
     result = runner.invoke(app, ["validate", "--compose", str(compose), str(config)])
     assert result.exit_code == 1
-    assert f"{config}:4:16: error: container 'phq' is not in containers or in other.yaml; " \
-           "did you mean 'php'? [unknown-container]" in result.output
+    assert f"{config}:4:16: error: container 'phq' is not in containers or a service of " \
+           "other.yaml, nor a container compose creates; did you mean 'php'? " \
+           "[unknown-container]" in result.output
     result = runner.invoke(app, ["validate", "--compose", str(tmp_path / "x.yaml"), str(config)])
     assert result.exit_code == 2
 

@@ -69,12 +69,15 @@ def _override(services: dict[str, Any], commands: dict[str, list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _bridge_for_test(path: Path, image: str) -> dict[str, list[str]]:
+def _bridge_for_test(path: Path, image: str, project: str) -> dict[str, list[str]]:
     """Point the stack at the locally built image, firewall off (its own suite tests it), and
     run the commands as PUID:PGID; return service -> routed command names."""
     yaml = YAML()
     data = yaml.load(path.read_text())
     data["sidecar"]["image"] = image
+    # init writes no project name (the gate is to scope services to the compose project it
+    # runs in); pinned here so parallel runs of the same example cannot reach each other.
+    data["sidecar"]["project"] = project
     data["sidecar"]["firewall"] = {"enabled": False}
     routed: dict[str, list[str]] = {}
     for name, spec in data["commands"].items():
@@ -102,7 +105,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, claude_image: str,
     init = subprocess.run([*sidecar_cli, "init"], cwd=root, env=env, capture_output=True,
                           text=True)
     assert init.returncode == 0, init.stderr
-    routed = _bridge_for_test(root / ".sidecar" / "bridge.yaml", claude_image)
+    routed = _bridge_for_test(root / ".sidecar" / "bridge.yaml", claude_image, project)
     render = subprocess.run([*sidecar_cli, "render"], cwd=root, env=env, capture_output=True,
                             text=True)
     assert render.returncode == 0, render.stdout + render.stderr

@@ -59,8 +59,8 @@ def test_multiple_documents() -> None:
 
 def test_tags_and_anchors_do_not_escape(tmp_path: Path) -> None:
     # A python tag on a mapping is read as the plain mapping it tags: valid, nothing constructed.
-    text = ('version: "1"\ncommands:\n  php: !!python/object:os.system {container: app, '
-            "exec: php}\n")
+    text = ('version: "1"\ncontainers: {app: x}\ncommands:\n'
+            '  php: !!python/object:os.system {container: app, exec: php}\n')
     assert validate_text(text, "b.yaml") == []
     # One that would run a command if constructed: it stays data (a list, so a type error),
     # and the command never ran.

@@ -1,144 +1,333 @@
-"""`sidecar init`: proposals from compose projects, idempotency, safety, and the examples."""
+"""`sidecar init`: what it proposes for a compose project, in both modes, and how it writes it.
+
+Both readers (the compose CLI and our own) run on the same projects wherever the compose CLI is
+installed; `compose_modes` gives the modes to compare.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from sidecar_gen.bridgecheck import validate_file
-from sidecar_gen.compose import interpolate, normalize_project_name, read_compose_yaml
+from sidecar_gen.bridgecheck import validate_file, validate_text
+from sidecar_gen.cli import app
+from sidecar_gen.compose import load_project
 from sidecar_gen.config import load_bridge
+from sidecar_gen.errors import InputError
 from sidecar_gen.fileplan import Status as FileStatus
-from sidecar_gen.scaffold import InitResult, run_init
-from sidecar_gen.toolchains import commands_for
+from sidecar_gen.render import run_render
+from sidecar_gen.runtime.pathmap import is_within
+from sidecar_gen.scaffold import InitResult, propose, render_bridge, run_init
+from sidecar_gen.validate import CheckOptions, run_check
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p.parent for p in REPO.glob("examples/*/compose.yaml"))
+runner = CliRunner()
 
 
-def _init_example(example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                  prefer_cli: bool) -> InitResult:
-    for name in ("PHP_IMAGE", "DB_IMAGE", "NODE_IMAGE", "REDIS_IMAGE", "GO_IMAGE",
-                 "POSTGRES_IMAGE", "COMPOSE_PROJECT_NAME"):
-        monkeypatch.delenv(name, raising=False)
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A shell environment without the developer's COMPOSE_* or image variables."""
+    return {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home"), **extra}
+
+
+@pytest.fixture(params=["cli", "own"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each test that takes `mode` runs with `docker compose config` and with our reader."""
+    if request.param == "cli":
+        request.getfixturevalue("compose_cli")
+    return str(request.param)
+
+
+def init(directory: Path, mode: str, env: dict[str, str], **kwargs: object) -> InitResult:
+    result = run_init(directory, prefer_cli=mode == "cli", probe=False, environ=env,
+                      **kwargs)  # type: ignore[arg-type]
+    project = result.proposal.project
+    if project is not None:
+        assert project.via_cli is (mode == "cli"), project.cli_error
+    return result
+
+
+def routes(directory: Path) -> dict[str, tuple[object, ...]]:
+    bridge = load_bridge(directory / ".sidecar" / "bridge.yaml")
+    return {name: (r.container, r.argv, r.workdir, r.paths, r.user)
+            for name, r in bridge.commands.items()}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_examples_hold_what_init_writes(example: Path, tmp_path: Path, mode: str) -> None:
     copy = tmp_path / example.name
     shutil.copytree(example, copy, ignore=shutil.ignore_patterns(".sidecar"))
-    result = run_init(copy, prefer_cli=prefer_cli)
+    result = init(copy, mode, clean_env(tmp_path))
     assert [f.status for f in result.files] == [FileStatus.CREATED, FileStatus.CREATED]
     for name in ("bridge.yaml", "allowed-domains.txt"):
         written = (copy / ".sidecar" / name).read_text()
         assert written == (example / ".sidecar" / name).read_text(), name
-    assert validate_file(copy / ".sidecar" / "bridge.yaml") == []
-    return result
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
-def test_examples_hold_what_init_writes(example: Path, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    result = _init_example(example, tmp_path, monkeypatch, prefer_cli=False)
-    assert result.proposal.project is not None and not result.proposal.project.via_cli
+def test_routes_by_service_never_by_folder_dependent_names(tmp_path: Path, mode: str) -> None:
+    # Two checkouts of one project under different folder names get the same bridge.yaml.
+    texts = []
+    for folder in ("shop", "Shop Copy"):
+        root = tmp_path / folder
+        root.mkdir()
+        (root / "compose.yaml").write_text(
+            "services:\n  php:\n    image: php:8.3-fpm\n    volumes: ['.:/app']\n"
+            "  api:\n    image: golang:1.23\n    container_name: shop-api\n")
+        init(root, mode, clean_env(tmp_path))
+        texts.append((root / ".sidecar" / "bridge.yaml").read_text())
+    assert texts[0] == texts[1]
+    bridge = load_bridge(tmp_path / "shop" / ".sidecar" / "bridge.yaml")
+    assert bridge.containers == {}
+    assert bridge.stack.project is None
+    assert {r.container for r in bridge.commands.values()} == {"php", "api"}
+    assert "shop-api" not in texts[0] and "shop-php-1" not in texts[0]
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
-def test_compose_cli_proposes_the_same_file(example: Path, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch,
-                                            compose_cli: list[str]) -> None:
-    result = _init_example(example, tmp_path, monkeypatch, prefer_cli=True)
-    assert result.proposal.project is not None and result.proposal.project.via_cli
+def test_override_files_and_profiles_are_read(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "compose.yaml").write_text("services:\n  db:\n    image: postgres:16\n")
+    (tmp_path / "compose.override.yaml").write_text(
+        "services:\n  app:\n    image: node:20\n    volumes: ['./src:/srv/app']\n"
+        "  tools:\n    image: python:3.12\n    profiles: [tools]\n")
+    init(tmp_path, mode, clean_env(tmp_path))
+    assert set(routes(tmp_path)) == {"psql", "pg_dump", "node", "npm", "npx", "yarn"}
+    (tmp_path / ".env").write_text("COMPOSE_PROFILES=tools\n")
+    init(tmp_path, mode, clean_env(tmp_path), force=True)
+    assert {"python", "pip"} <= set(routes(tmp_path))
 
 
-def test_laravel_proposal() -> None:
-    project = read_compose_yaml(REPO / "examples" / "laravel" / "compose.yaml")
-    bridge = load_bridge(REPO / "examples" / "laravel" / ".sidecar" / "bridge.yaml")
-    assert project.name == "laravel"
-    assert bridge.containers == {"db": "laravel-db-1", "php": "laravel-php-1"}
-    php = bridge.commands["php"]
-    assert (php.container, php.argv, php.workdir) == ("php", ("php",), "/var/www/html")
-    assert php.paths == (("/workspace", "/var/www/html"),)
-    assert set(bridge.commands) == {"php", "composer", "mysql"}
-    assert bridge.stack.project == "laravel"
+def test_compose_file_from_dotenv_with_its_separator(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "base.yml").write_text("services:\n  web:\n    image: ruby:3.3\n")
+    (tmp_path / "dev").mkdir()
+    # Paths in a later file are relative to the project folder, not to that file's folder.
+    (tmp_path / "dev" / "extra.yml").write_text(
+        "services:\n  web:\n    volumes: ['./app:/rails']\n    working_dir: /rails\n")
+    (tmp_path / ".env").write_text(
+        "COMPOSE_PATH_SEPARATOR=;\nCOMPOSE_FILE=base.yml;dev/extra.yml\n")
+    result = init(tmp_path, mode, clean_env(tmp_path))
+    assert result.proposal.files == "base.yml, dev/extra.yml"
+    ruby = routes(tmp_path)["ruby"]
+    assert ruby == ("web", ("ruby",), "/rails", (("/workspace/app", "/rails"),),
+                    "${PUID}:${PGID}")
 
 
-def test_container_name_and_subdirectory_mounts(tmp_path: Path) -> None:
-    (tmp_path / "frontend").mkdir()
-    (tmp_path / "compose.yml").write_text(
-        "name: My_Shop\nservices:\n"
-        "  node:\n    image: node:20\n    container_name: shop-node\n"
-        "    volumes: ['./frontend:/app', 'cache:/root/.npm', '/etc/hosts:/x:ro']\n"
-        "  worker:\n    build: .\n")
-    result = run_init(tmp_path, prefer_cli=False)
-    bridge = load_bridge(tmp_path / ".sidecar" / "bridge.yaml")
-    assert result.proposal.project is not None
-    assert result.proposal.project.name == "my_shop"
-    assert bridge.containers == {"node": "shop-node"}
-    assert bridge.commands["npm"].paths == (("/workspace/frontend", "/app"),)
-    assert bridge.commands["npm"].workdir == "/app"
+def test_pwd_binds_do_not_follow_the_callers_directory(tmp_path: Path, mode: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "compose.yaml").write_text(
+        "services:\n  php:\n    image: php:8.3\n    volumes: ['${PWD}:/var/www/html']\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    init(project, mode, clean_env(tmp_path, PWD=str(elsewhere)))
+    assert routes(project)["php"][3] == (("/workspace", "/var/www/html"),)
+
+
+def test_a_single_file_mount_is_never_the_workdir(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "init.sql").write_text("select 1;\n")
+    (tmp_path / "php.ini").write_text("")
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  db:\n    image: mysql:8.0\n"
+        "    volumes: ['./init.sql:/docker-entrypoint-initdb.d/init.sql']\n"
+        "  php:\n    image: php:8.3-cli\n"
+        "    volumes: ['./php.ini:/usr/local/etc/php/php.ini', './src:/app/src',"
+        " './tests:/app/tests']\n")
+    init(tmp_path, mode, clean_env(tmp_path))
+    found = routes(tmp_path)
+    assert found["mysql"][2:4] == ("/", ())
+    # No working_dir and two mounted folders: the workdir is one of them, never "/".
+    assert found["php"][2] == "/app/src"
+    assert found["php"][3] == (("/workspace/tests", "/app/tests"), ("/workspace/src", "/app/src"))
+    strict = run_check(CheckOptions(files=[tmp_path / ".sidecar" / "bridge.yaml"], strict=True))
+    assert strict.exit_code == 0, strict.report.findings
+
+
+def test_user_only_where_the_project_is_mounted(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  app:\n    image: python:3.12\n    volumes: ['.:/code']\n"
+        "  db:\n    image: postgres:16\n    volumes: ['./pgdata:/var/lib/postgresql/data']\n"
+        "  job:\n    image: python:3.12\n")
+    result = init(tmp_path, mode, clean_env(tmp_path))
+    found = routes(tmp_path)
+    assert found["python"][4] == "${PUID}:${PGID}"
+    # A database service's clients work on the database, not on files: no user, no mapping.
+    assert found["psql"][2:] == ("/", (), None)
+    assert result.proposal.notes == ["'python', 'pip' are also in service 'job'; routed to 'app'"]
+
+
+def test_versions_decide_the_commands(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  new:\n    image: mariadb:11.4\n  old:\n    image: mariadb:10.11\n"
+        "  php:\n    image: php:8.3-fpm\n  py:\n    image: python:3.12-slim\n")
+    init(tmp_path, mode, clean_env(tmp_path))
+    found = routes(tmp_path)
+    assert found["mariadb"][0] == found["mariadb-dump"][0] == "new"
+    assert found["mysql"][0] == found["mysqldump"][0] == "old"
+    assert "composer" not in found and "pytest" not in found
+
+
+def test_build_only_services_are_read_from_their_dockerfile(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "php.Dockerfile").write_text(
+        "ARG PHP=8.2\nFROM mimidots/php${PHP}-fpm AS base\nWORKDIR /var/www\n"
+        "FROM base AS dev\nCOPY --from=composer:2 /usr/bin/composer /usr/local/bin/composer\n"
+        "RUN apt-get update && apt-get install -y --no-install-recommends \\\n"
+        "    default-mysql-client \\\n    && rm -rf /var/lib/apt/lists/*\n"
+        "FROM base AS prod\n")
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  app:\n    build: {context: ., dockerfile: docker/php.Dockerfile, "
+        "target: dev}\n    volumes: ['.:/var/www']\n")
+    init(tmp_path, mode, clean_env(tmp_path))
     text = (tmp_path / ".sidecar" / "bridge.yaml").read_text()
-    assert "# worker: my_shop-worker-1" in text
+    assert set(routes(tmp_path)) == {"php", "composer", "mysql", "mysqldump"}
+    assert "php:  # docker/php.Dockerfile: FROM mimidots/php8.2-fpm\n" in text
+    assert routes(tmp_path)["php"][2] == "/var/www"
 
 
-def test_no_compose_file_gives_a_valid_starter(tmp_path: Path) -> None:
-    result = run_init(tmp_path)
+def test_unknown_services_get_a_commented_example_never_a_placeholder(tmp_path: Path,
+                                                                     mode: str) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  mail:\n    image: axllent/mailpit\n  search:\n    build: ./search\n")
+    init(tmp_path, mode, clean_env(tmp_path))
+    config = tmp_path / ".sidecar" / "bridge.yaml"
+    text = config.read_text()
+    assert "  # mail (image axllent/mailpit): no program init knows" in text
+    assert "  #   TOOL: {container: mail, exec: TOOL}" in text
+    assert "  # search (build search: Dockerfile does not exist)" in text
+    # Nothing routed: validate says so instead of accepting a made-up container.
+    assert [f.rule for f in validate_file(config)] == ["schema-empty"]
+
+
+def test_rerun_after_render_leaves_the_sidecar_out(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  web:\n    image: node:22\n    volumes: ['.:/app']\n")
+    env = clean_env(tmp_path)
+    init(tmp_path, mode, env)
+    first = (tmp_path / ".sidecar" / "bridge.yaml").read_text()
+    config = (tmp_path / ".sidecar" / "bridge.yaml")
+    config.write_text(first.replace("  workspace: /workspace\n",
+                                    "  workspace: /workspace\n  viewer: {enabled: true}\n"))
+    run_render(tmp_path)
+    result = init(tmp_path, mode, env, force=True)
+    project = result.proposal.project
+    assert project is not None
+    assert sorted(project.sidecar_services) == ["claude", "sidecar-gate", "viewer"]
+    assert set(project.services) == {"web"}
+    assert all(c.service == "web" for c in result.proposal.commands)
+
+
+def test_cli_failure_is_explained_and_our_reader_answers_alike(tmp_path: Path,
+                                                              compose_cli: list[str]) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  app:\n    image: ${APP_IMAGE:-php:8.3}\n    env_file: missing.env\n")
+    result = run_init(tmp_path, probe=False, environ=clean_env(tmp_path))
+    project = result.proposal.project
+    assert project is not None and not project.via_cli
+    assert project.cli_error is not None and "missing.env" in project.cli_error
+    assert "\n" not in project.cli_error
+    assert set(routes(tmp_path)) == {"php"}
+    cli = runner.invoke(app, ["init", "--dir", str(tmp_path), "--force", "--no-probe"])
+    assert cli.exit_code == 0
+    assert cli.output.splitlines()[0].startswith("docker compose config failed: ")
+
+
+def test_both_readers_refuse_what_compose_refuses(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  app:\n    image: php\n    environment:\n      KEY: ${KEY:?set KEY}\n")
+    with pytest.raises(InputError, match="required variable KEY is missing a value: set KEY"):
+        init(tmp_path, mode, clean_env(tmp_path))
+    assert not (tmp_path / ".sidecar").exists()
+
+
+def test_a_compose_file_over_the_render_limit_is_refused(tmp_path: Path) -> None:
+    big = "services:\n  app:\n    image: php\n" + "# padding\n" * 110_000
+    (tmp_path / "compose.yaml").write_text(big)
+    result = runner.invoke(app, ["init", "--dir", str(tmp_path), "--no-probe"])
+    assert result.exit_code == 2
+    assert "compose.yaml: file is larger than 1024 KiB" in result.output
+    assert not (tmp_path / ".sidecar").exists()
+
+
+def test_no_compose_file_gives_a_starter_that_says_what_is_missing(tmp_path: Path) -> None:
+    result = run_init(tmp_path, probe=False, environ=clean_env(tmp_path))
     assert result.proposal.project is None
-    bridge_path = tmp_path / ".sidecar" / "bridge.yaml"
-    text = bridge_path.read_text()
+    config = tmp_path / ".sidecar" / "bridge.yaml"
+    text = config.read_text()
     assert text.startswith("# yaml-language-server: $schema=")
     assert "No compose file was found" in text
-    assert validate_file(bridge_path) == []
+    assert [f.rule for f in validate_file(config)] == ["schema-empty"]
 
 
 def test_idempotent_and_safe(tmp_path: Path) -> None:
     (tmp_path / "compose.yaml").write_text("services:\n  php:\n    image: php\n")
-    run_init(tmp_path, prefer_cli=False)
+    env = clean_env(tmp_path)
+    run_init(tmp_path, prefer_cli=False, probe=False, environ=env)
     bridge = tmp_path / ".sidecar" / "bridge.yaml"
     before = bridge.stat().st_mtime_ns
-    again = run_init(tmp_path, prefer_cli=False)
+    again = run_init(tmp_path, prefer_cli=False, probe=False, environ=env)
     assert [f.status for f in again.files] == [FileStatus.OK, FileStatus.OK]
     assert bridge.stat().st_mtime_ns == before
     bridge.write_text("mine\n")
-    kept = run_init(tmp_path, prefer_cli=False)
+    kept = run_init(tmp_path, prefer_cli=False, probe=False, environ=env)
     assert kept.files[0].status is FileStatus.SKIPPED
     assert bridge.read_text() == "mine\n"
-    forced = run_init(tmp_path, prefer_cli=False, force=True)
+    forced = run_init(tmp_path, prefer_cli=False, probe=False, environ=env, force=True)
     assert forced.files[0].status is FileStatus.CHANGED
-    leftovers = [p.name for p in bridge.parent.iterdir() if p.name.endswith(".tmp")]
-    assert leftovers == []
+    assert [p.name for p in bridge.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_atomic_write_keeps_mode(tmp_path: Path) -> None:
-    from sidecar_gen.fsutil import write_atomic
-
-    target = tmp_path / "f.txt"
-    target.write_text("old")
-    os.chmod(target, 0o600)
-    write_atomic(target, "new")
-    assert target.read_text() == "new"
-    assert target.stat().st_mode & 0o777 == 0o600
-
-
-def test_interpolation() -> None:
-    env = {"A": "1", "EMPTY": ""}
-    assert interpolate("${A}-$A-${B:-dflt}-${EMPTY:-e}-${EMPTY-f}-$$A", env) == "1-1-dflt-e--$A"
+def test_init_from_another_directory_with_dir(tmp_path: Path, compose_cli: list[str],
+                                              sidecar_cli: list[str]) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "compose.yaml").write_text(
+        "services:\n  go:\n    image: golang:1.23\n    volumes: ['${PWD}/cmd:/src/cmd']\n")
+    env = clean_env(tmp_path)
+    done = subprocess.run([*sidecar_cli, "init", "--dir", str(project), "--no-probe"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "via docker compose config" in done.stdout
+    assert routes(project)["go"][3] == (("/workspace/cmd", "/src/cmd"),)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("My Project", "myproject"), ("_x-Y.z", "x-yz"),
-                                                ("ünï", "n")])
-def test_project_name_normalization(raw: str, expected: str) -> None:
-    assert normalize_project_name(raw) == expected
+_IMAGES = st.sampled_from(["php:8.3-fpm", "node:22", "postgres:16", "mariadb:11", "redis:7",
+                           "python:3.12", "golang:1.23", "axllent/mailpit", "busybox"])
+_FOLDERS = st.sampled_from([".", "./src", "./a b", "./ünï", "./deep/er", "./x.y", "./file.txt"])
+_TARGETS = st.sampled_from(["/app", "/app/src", "/srv", "/var/www/html", "/", "/a b", "/x:y"])
 
 
-@pytest.mark.parametrize(("image", "service", "expected"), [
-    ("php:8.3-fpm", "app", ("php", "composer")),
-    ("docker.io/library/golang:1.23@sha256:abc", "api", ("go", "gofmt")),
-    ("bitnami/postgresql:16", "db", ("psql",)),
-    ("mariadb:11", "db", ("mysql",)),
-    ("gotenberg/gotenberg:8", "pdf", ()),
-    ("sidecar-test/busybox:latest", "node", ("node", "npm", "npx")),
-    (None, "python", ("python", "pip", "pytest")),
-])
-def test_commands_for_images(image: str | None, service: str,
-                             expected: tuple[str, ...]) -> None:
-    assert commands_for(image, service) == expected
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(services=st.dictionaries(
+    st.from_regex(r"[a-z][a-z0-9_.-]{0,8}", fullmatch=True),
+    st.fixed_dictionaries({"image": _IMAGES}, optional={
+        "volumes": st.lists(st.tuples(_FOLDERS, _TARGETS), max_size=3),
+        "working_dir": _TARGETS}), min_size=1, max_size=4))
+def test_inits_own_output_passes_validate_strict(tmp_path_factory: pytest.TempPathFactory,
+                                                 services: dict[str, dict[str, Any]]) -> None:
+    root = tmp_path_factory.mktemp("proj")
+    (root / "file.txt").write_text("")
+    spec = {name: {**s, "volumes": [f"{a}:{b}" for a, b in s.get("volumes", [])]}
+            for name, s in services.items()}
+    (root / "compose.yaml").write_text(json.dumps({"services": spec}))
+    project = load_project(root, prefer_cli=False, environ={"PATH": os.environ["PATH"]})
+    assert project is not None
+    proposal = propose(project)
+    findings = validate_text(render_bridge(proposal), "bridge.yaml", project.names())
+    if proposal.commands:
+        assert findings == []
+        for command in proposal.commands:
+            targets = [t for _, t in command.paths]
+            assert not targets or any(is_within(command.workdir, t) for t in targets)
+    else:
+        assert [f.rule for f in findings] == ["schema-empty"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -104,6 +105,7 @@ def test_existing_include_list_gains_one_line(tmp_path: Path) -> None:
 
 def test_flow_include_is_left_to_the_user(tmp_path: Path) -> None:
     root = project(tmp_path, compose=USER_COMPOSE + "include: [other.yml]\n")
+    (root / "other.yml").write_text("services: {}\n")
     with pytest.raises(RenderError, match=r"add `\.sidecar/compose\.yml` to its include"):
         run_render(root)
 
@@ -216,3 +218,112 @@ def test_rendered_examples_pass_docker_compose_config(example: str, tmp_path: Pa
     mounts = {v["target"]: v.get("source") for v in model["services"]["claude"]["volumes"]}
     assert Path(mounts["/workspace"]) == root.resolve()
     assert Path(mounts["/workspace/.sidecar"]) == (root / ".sidecar").resolve()
+
+
+# --- the user's file keeps its line ends, byte order mark and final newline -----------------------
+
+@pytest.mark.parametrize("include", [False, True])
+def test_crlf_files_get_crlf_lines(tmp_path: Path, include: bool) -> None:
+    compose = USER_COMPOSE + ("include:\n  - other.yml\n" if include else "")
+    root = project(tmp_path, compose=compose.replace("\n", "\r\n"))
+    (root / "other.yml").write_text("services: {}\n")
+    run_render(root)
+    raw = (root / "compose.yaml").read_bytes()
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # every line ends with CRLF
+    assert raw.count(b"- .sidecar/compose.yml\r\n") == 1
+    assert load(root / "compose.yaml")["include"][0] == ".sidecar/compose.yml"
+    assert run_render(root).changes[2].status is Status.OK
+
+
+def test_bom_and_missing_final_newline_are_kept(tmp_path: Path) -> None:
+    original = "\ufeff" + USER_COMPOSE.rstrip("\n")
+    root = project(tmp_path, compose=original)
+    run_render(root)
+    text = (root / "compose.yaml").read_bytes().decode("utf-8")
+    assert text.startswith(original + "\n\n# The Claude Code sidecar")
+    assert text.endswith("include:\n  - .sidecar/compose.yml")
+    assert run_render(root).changes[2].status is Status.OK
+
+
+# --- all or nothing ---------------------------------------------------------------------------
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def _read_only_render(root: Path, sidecar_cli: list[str]) -> subprocess.CompletedProcess[str]:
+    """`sidecar render` with the project read-only: a read-only bind mount of it for root (whom
+    permissions do not stop), plain permissions for anyone else."""
+    command = [*sidecar_cli, "render", "--dir", str(root)]
+    if os.geteuid() != 0:
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            return subprocess.run(command, capture_output=True, text=True)
+        finally:
+            for path in [root, *root.rglob("*")]:
+                path.chmod(0o755 if path.is_dir() else 0o644)
+    script = ('mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"')
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(root), "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"root without a way to make a folder read-only here: {probe.stderr}")
+    return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(root), *command],
+                          capture_output=True, text=True)
+
+
+def test_a_read_only_project_changes_nothing_and_exits_2(tmp_path: Path,
+                                                       sidecar_cli: list[str]) -> None:
+    root = project(tmp_path)
+    before = _snapshot(root)
+    result = _read_only_render(root, sidecar_cli)
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("sidecar: error: cannot write ")
+    assert line.endswith("; nothing was changed")
+    assert "internal error" not in line
+    assert _snapshot(root) == before
+
+
+def test_a_target_that_is_not_a_file_stops_render_before_any_write(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root / ".sidecar" / "allowed-domains.txt").mkdir()
+    # Unreadable, it counts as edited by hand: kept (exit 1) unless --force writes over it.
+    assert runner.invoke(app, ["render", "--dir", str(root)]).exit_code == 1
+    (root / "compose.yaml").write_text(USER_COMPOSE)
+    (root / ".sidecar" / "compose.yml").unlink()
+    before = _snapshot(root)
+    result = runner.invoke(app, ["render", "--dir", str(root), "--force"])
+    assert result.exit_code == 2
+    assert "allowed-domains.txt: it is not a regular file; nothing was changed" in result.output
+    assert _snapshot(root) == before
+    assert not (root / ".sidecar" / "compose.yml").exists()
+
+
+def test_a_failing_write_puts_back_what_was_written(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    root = project(tmp_path)
+    run_render(root)
+    # Change every target, then let the last write fail (a full disk, say).
+    (root / ".sidecar" / "bridge.yaml").write_text(
+        BRIDGE + "  firewall: {enabled: true, domains: [api.example.com]}\n")
+    (root / "compose.yaml").write_text(USER_COMPOSE)
+    os.chmod(root / ".sidecar" / "compose.yml", 0o640)
+    before = _snapshot(root)
+    from sidecar_gen import fileplan
+
+    real = fileplan.write_atomic
+
+    def failing(path: Path, text: str, **kwargs: Any) -> None:
+        if path.name == "compose.yaml":
+            raise OSError(28, "No space left on device")
+        real(path, text, **kwargs)
+
+    monkeypatch.setattr(fileplan, "write_atomic", failing)
+    result = runner.invoke(app, ["render", "--dir", str(root), "--force"])
+    assert result.exit_code == 2
+    assert "cannot write" in result.output and "No space left on device" in result.output
+    assert "the files written before it were restored" in result.output
+    assert _snapshot(root) == before
+    assert (root / ".sidecar" / "compose.yml").stat().st_mode & 0o777 == 0o640

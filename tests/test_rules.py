@@ -8,6 +8,7 @@ from pathlib import Path
 from sidecar_gen.bridgecheck import validate_file
 from sidecar_gen.reporters import format_sarif
 from sidecar_gen.rules import RULE_BY_ID, RULES, markdown_table
+from sidecar_gen.validate import CheckOptions, run_check
 
 REPO = Path(__file__).resolve().parent.parent
 INVALID = sorted((REPO / "tests" / "fixtures" / "invalid").glob("*.yaml"))
@@ -36,7 +37,9 @@ def test_every_emitted_finding_is_in_the_catalog_with_its_severity() -> None:
 
 
 def test_sarif_rules_carry_the_catalog_text() -> None:
-    findings = validate_file(REPO / "tests" / "fixtures" / "invalid" / "duplicates.yaml")
+    # Read with the compose project next to the fixture, as `sidecar validate` reads it.
+    path = REPO / "tests" / "fixtures" / "invalid" / "duplicates.yaml"
+    findings = run_check(CheckOptions(files=[path])).report.findings
     doc = json.loads(format_sarif(findings, ["x"]))
     rules = doc["runs"][0]["tool"]["driver"]["rules"]
     assert {r["id"] for r in rules} == {"duplicate-key", "key-not-string"}

@@ -63,10 +63,14 @@ def validate(
 def init(
     directory: Annotated[Path, typer.Option("--dir", "-C", help="Project directory.",
                                             file_okay=False)] = Path("."),
-    compose: Annotated[Path | None, typer.Option(
-        help="Compose file to read [default: compose.yaml, compose.yml, docker-compose.yml, "
-             "docker-compose.yaml in the project directory].")] = None,
+    compose: Annotated[list[Path] | None, typer.Option(
+        help="Compose file to read, like `docker compose -f` (repeatable) [default: the files "
+             "docker compose reads in the project directory: COMPOSE_FILE, else compose.yaml "
+             "(or compose.yml, docker-compose.yml, docker-compose.yaml) and its override "
+             "file].", show_default=False)] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
+    probe: Annotated[bool, typer.Option(
+        help="Ask the project's running containers which programs they have.")] = True,
 ) -> None:
     """Scaffold .sidecar/bridge.yaml and .sidecar/allowed-domains.txt from your compose project."""
     from sidecar_gen.fileplan import Status
@@ -74,14 +78,25 @@ def init(
 
     if not directory.is_dir():
         raise SidecarError(f"{directory}: no such directory")
-    result = run_init(directory, compose, force=force)
-    project = result.proposal.project
+    result = run_init(directory, tuple(compose or ()), force=force, probe=probe)
+    proposal = result.proposal
+    project = proposal.project
     if project is None:
         typer.echo("no compose file found: wrote a commented starter")
     else:
-        via = "docker compose config" if project.via_cli else "the YAML"
-        typer.echo(f"read {project.file.name} (project {project.name}, "
-                   f"{len(project.services)} services, via {via})")
+        if project.cli_error:
+            typer.echo(f"docker compose config failed: {project.cli_error}; "
+                       "read the compose files directly instead")
+        via = "docker compose config" if project.via_cli else "sidecar's own compose reader"
+        ours = f", {len(project.sidecar_services)} of the sidecar's own left out" if \
+            project.sidecar_services else ""
+        typer.echo(f"read {proposal.files} (project {project.name}, "
+                   f"{len(project.services)} services{ours}, via {via})")
+        if proposal.probed:
+            typer.echo(f"asked the running containers of {', '.join(proposal.probed)} "
+                       "which programs they have")
+        typer.echo(f"proposed {len(proposal.commands)} commands; "
+                   f"{len(proposal.unknown)} services without a known program")
     for item in result.files:
         status = str(item.status) + (f" ({item.reason})" if item.reason else "")
         typer.echo(f"{status:<10} {item.path}")
