@@ -32,6 +32,12 @@ _ORDER = {name: index for index, name in enumerate(CATALOGUE)}
 DB_CLIENTS = frozenset({"psql", "pg_dump", "mysql", "mysqldump", "mariadb", "mariadb-dump",
                         "mongosh", "mongo", "redis-cli", "valkey-cli"})
 
+# Programs that never read their standard input: init proposes `stdin: never` for them, so a
+# routed call inside a `while read` loop cannot eat the loop's input. Few qualify: interpreters,
+# package managers and test runners read it (scripts, prompts such as `pip uninstall`'s,
+# debuggers), database shells read SQL from it; the dump tools only write.
+NO_STDIN = frozenset({"pg_dump", "mysqldump", "mariadb-dump"})
+
 
 def in_order(programs: set[str] | frozenset[str]) -> tuple[str, ...]:
     """`programs` that init knows, in catalogue order."""

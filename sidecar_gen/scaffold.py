@@ -18,7 +18,7 @@ from sidecar_gen.compose import ComposeProject, Service, load_project
 from sidecar_gen.evidence import Evidence, from_probe, knowledge
 from sidecar_gen.fileplan import Change, apply, plan_user_file
 from sidecar_gen.model import DEFAULT_WORKSPACE
-from sidecar_gen.programs import CATALOGUE, DB_CLIENTS
+from sidecar_gen.programs import CATALOGUE, DB_CLIENTS, NO_STDIN
 from sidecar_gen.render import DOMAINS_NAME, domains_text
 from sidecar_gen.runtime.cache import CONFIG_DIR, CONFIG_NAME
 from sidecar_gen.runtime.pathmap import is_within
@@ -37,6 +37,7 @@ class ProposedCommand:
     paths: tuple[tuple[str, str], ...]
     user: str | None
     source: str  # where init found the program (a comment in bridge.yaml)
+    stdin: str | None = None  # "never" for programs known not to read it
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,8 @@ def propose(project: ComposeProject | None, workspace: str = DEFAULT_WORKSPACE,
         for program in mine:
             proposal.commands.append(ProposedCommand(
                 name=program, service=name, exec=program, workdir=workdir, paths=mapped,
-                user=user, source=found.sources[program]))
+                user=user, source=found.sources[program],
+                stdin="never" if program in NO_STDIN else None))
         if mine and user:
             proposal.notes.extend(_volume_notes(service, mapped))
     return proposal
