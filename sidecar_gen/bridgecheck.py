@@ -78,8 +78,13 @@ def validate_text(text: str, source: str, names: ProjectNames | None = None) -> 
 
 def load_validated(path: Path, names: ProjectNames | None = None) -> tuple[Loaded, list[Finding]]:
     """Load and validate one file, returning the document too (for callers that build a model)."""
-    text = read_text_file(path)
-    loaded = load_text(text, str(path))
+    return load_validated_text(read_text_file(path), str(path), names)
+
+
+def load_validated_text(text: str, source: str,
+                        names: ProjectNames | None = None) -> tuple[Loaded, list[Finding]]:
+    """`load_validated` for text already read (`source` names it in findings)."""
+    loaded = load_text(text, source)
     findings = list(loaded.findings)
     if loaded.plain is not None:
         findings.extend(schema_findings(loaded))

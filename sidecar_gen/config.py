@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sidecar_gen.bridgecheck import load_validated
+from sidecar_gen.bridgecheck import load_validated, load_validated_text
 from sidecar_gen.compose import ProjectNames
 from sidecar_gen.errors import ConfigError
-from sidecar_gen.findings import Severity
+from sidecar_gen.findings import Finding, Severity
 from sidecar_gen.model import Bridge, bridge_from_plain
 from sidecar_gen.runtime import cache
 
@@ -32,10 +32,20 @@ def load_bridge(path: Path, names: ProjectNames | None = None) -> Bridge:
     `.findings`) when it has errors. Warnings do not stop loading.
     """
     loaded, findings = load_validated(path, names)
+    return _bridge(str(path), loaded.plain, findings)
+
+
+def bridge_from_text(text: str, source: str) -> Bridge:
+    """`load_bridge` for text already read (the gate hashes exactly the bytes it loads)."""
+    loaded, findings = load_validated_text(text, source)
+    return _bridge(source, loaded.plain, findings)
+
+
+def _bridge(source: str, plain: object, findings: list[Finding]) -> Bridge:
     errors = [f for f in findings if f.severity is Severity.ERROR]
-    if errors or not isinstance(loaded.plain, dict):
+    if errors or not isinstance(plain, dict):
         first = errors[0] if errors else None
         summary = (f"{len(errors)} error(s), first at line {first.line}: {first.message}"
                    if first else "not a valid bridge.yaml")
-        raise ConfigError(str(path), summary, list(errors))
-    return bridge_from_plain(loaded.plain)
+        raise ConfigError(source, summary, list(errors))
+    return bridge_from_plain(plain)

@@ -79,13 +79,26 @@ def exec_command(
 @app.command("proxy")
 @handle_errors
 def proxy_command(
+    *,
     listen: Annotated[str, typer.Option(
         help="Where to listen: tcp://HOST:PORT or unix:///path.")] = "tcp://0.0.0.0:2375",
     upstream: Annotated[str, typer.Option(
-        help="The real engine: unix:///path/to/docker.sock.")] = "unix:///var/run/docker.sock",
+        help="The real engine: unix:///path/to/docker.sock or tcp://HOST:PORT.")
+    ] = "unix:///var/run/docker.sock",
     config: Annotated[Path | None, typer.Option(
-        help="bridge.yaml [default: $BRIDGE_CONFIG, else $SIDECAR_CONFIG_DIR/bridge.yaml, "
-             "else ./.sidecar/bridge.yaml]; re-read when it changes.")] = None,
+        help="The approved bridge.yaml (in the stack: /run/sidecar/policy/bridge.yaml, "
+             "filled by `sidecar up`) [default: $BRIDGE_CONFIG, else "
+             "$SIDECAR_CONFIG_DIR/bridge.yaml, else ./.sidecar/bridge.yaml]. Read at start "
+             "and on SIGHUP only; missing or invalid, every request is refused.")] = None,
+    workspace_config: Annotated[Path | None, typer.Option(
+        help="The workspace's bridge.yaml: only compared with --config, to log one line "
+             "when it is not the approved one.")] = None,
+    project: Annotated[str | None, typer.Option(
+        help="Serve only the containers of this compose project when the gate does not run "
+             "in one itself (in one, its own project is used).")] = None,
+    max_connections: Annotated[int, typer.Option(
+        min=1, max=65536, help="Client connections at once (exec streams included); "
+        "beyond, a 503 and close.")] = 256,
     log: Annotated[Path | None, typer.Option(
         help="Decision log, one JSON line per request (appended) [default: "
              "$SIDECAR_GATE_LOG, else stderr].", envvar="SIDECAR_GATE_LOG")] = None,
@@ -94,7 +107,7 @@ def proxy_command(
 ) -> None:
     """Run the Docker API gate: allow exec into the configured containers and nothing else.
 
-    Exit codes: 0 stopped (SIGTERM/SIGINT), 1 invalid bridge.yaml, 2 usage or I/O error.
+    Exit codes: 0 stopped (SIGTERM/SIGINT), 2 usage or I/O error. SIGHUP reloads --config.
     """
     from sidecar_gen.config import find_config
     from sidecar_gen.errors import InputError
@@ -107,11 +120,13 @@ def proxy_command(
         except OSError as exc:
             raise InputError(str(log), f"cannot open the decision log: {exc.strerror}") from exc
     options = GateOptions(listen=listen, upstream=upstream, config=find_config(config),
-                          strict=strict, log=stream)
+                          workspace=workspace_config, project=project, strict=strict,
+                          log=stream, max_connections=max_connections)
     try:
         code = run_gate(options, ready=lambda address: typer.echo(
             f"sidecar gate: listening on {address}, upstream {upstream}, "
-            f"config {options.config}{', strict' if strict else ''}", err=True))
+            f"config {options.config}{', strict' if strict else ''}, "
+            f"at most {max_connections} connections", err=True))
     finally:
         if stream is not None:
             stream.close()

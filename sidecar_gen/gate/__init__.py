@@ -1,12 +1,26 @@
 """The Docker API gate: a least-privilege proxy between the dispatcher and the engine.
 
 `run_gate(GateOptions(...))` is the one entry point (the `sidecar proxy` command calls it).
-The policy (`policy`), path canonicalization (`paths`), exec registry (`registry`), decision log
-(`audit`) and upstream transport (`upstream`) are separate modules, each testable alone.
+Layers: `urlpath` (canonical request targets), `policy` and `listing` (pure decisions),
+`endpoints` (the table of allowed requests and their handlers), `engine` (the upstream, on the
+shared Engine API client), `http` (h11 parsing and responses), `relay` (exec streams),
+`server` (binding and the event loop), `policyfile` (the approved policy), `audit` (the
+decision log), `registry` (the execs this gate created), `health` (the container healthcheck).
 """
 
 from __future__ import annotations
 
-from sidecar_gen.gate.server import Gate, GateOptions, run_gate
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from sidecar_gen.gate.server import Gate, GateOptions, run_gate
 
 __all__ = ["Gate", "GateOptions", "run_gate"]
+
+
+def __getattr__(name: str) -> object:
+    # Lazy: `python -m sidecar_gen.gate.health` (the healthcheck) must not load the server.
+    if name in __all__:
+        from sidecar_gen.gate import server
+
+        return getattr(server, name)
+    raise AttributeError(name)

@@ -1,9 +1,9 @@
-"""The gate's policy: pure functions from a request (and the engine's container list) to a
-decision. Nothing here does I/O; the server feeds it data and acts on the answer.
+"""The gate's policy: pure functions from a request and a fresh container listing to a decision.
 
-Rules (issue 4): only `/_ping`, `/version`, the container list (filtered), inspect of a target,
-exec create into a target with a checked body, and start/resize/inspect of exec ids this gate
-created. Everything else is refused.
+Nothing here does I/O: the endpoints feed it data (the policy from bridge.yaml, the engine's
+container listing of this very request) and act on the answer. Which containers are targets
+(`resolve`), which reference names one (`lookup`), what an exec may carry (`parse_exec`,
+`allow_exec`), how an exec is started or resized (`parse_start`, `resize_size`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,16 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from sidecar_gen.gate.urlpath import PathRejectedError, Target, canonicalize
 from sidecar_gen.model import Bridge
-from sidecar_gen.runtime.contract import is_protected, service_members
+from sidecar_gen.runtime.contract import (
+    PROJECT_LABEL,
+    ROLE_LABEL,
+    is_protected,
+    labels_of,
+    service_members,
+)
 from sidecar_gen.runtime.killer import KILL_SCRIPT, TOKEN_ENV, TOKEN_HEX_DIGITS
 from sidecar_gen.runtime.userspec import FALLBACK_HOME, HOME_ENV, expand_user
 
@@ -26,14 +31,12 @@ KILL_CMD = ("sh", "-c", KILL_SCRIPT, "sh")
 MAX_EXEC_BODY = 64 * 1024
 MAX_START_BODY = 4 * 1024
 
-ExecKeys = frozenset({"Detach", "AttachStdin", "AttachStdout", "AttachStderr", "DetachKeys",
-                      "Tty", "Env", "Cmd", "Privileged", "User", "WorkingDir", "ConsoleSize"})
-StartKeys = frozenset({"Detach", "Tty", "ConsoleSize"})
+EXEC_KEYS = frozenset({"Detach", "AttachStdin", "AttachStdout", "AttachStderr", "DetachKeys",
+                       "Tty", "Env", "Cmd", "Privileged", "User", "WorkingDir", "ConsoleSize"})
+START_KEYS = frozenset({"Detach", "Tty", "ConsoleSize"})
 
-Kind = Literal["ping", "version", "list", "inspect", "exec_create", "exec_start", "exec_resize",
-               "exec_json"]
-
-_EXEC_ID = re.compile(r"[0-9a-f]{64}")
+EXEC_ID = re.compile(r"[0-9a-f]{64}")
+_FULL_ID = EXEC_ID  # container ids have the same shape
 _TOKEN_VALUE = re.compile(f"[0-9a-f]{{{TOKEN_HEX_DIGITS}}}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -47,91 +50,13 @@ class RefusedError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Route:
-    """An allowed request shape: what kind, which container ref or exec id, canonical target."""
+class NoSuchContainerError(Exception):
+    """A configured name, or a list filter's reference, with no target behind it: answered
+    like the engine answers a missing container (404), whatever else exists on the host."""
 
-    kind: Kind
-    target: Target
-    ref: str | None = None  # container reference (name, id, id prefix) or exec id
-
-
-_ROUTES: dict[tuple[str, ...], tuple[Kind, frozenset[str]]] = {
-    ("_ping",): ("ping", frozenset({"GET", "HEAD"})),
-    ("version",): ("version", frozenset({"GET"})),
-    ("containers", "json"): ("list", frozenset({"GET"})),
-    ("containers", "*", "json"): ("inspect", frozenset({"GET"})),
-    ("containers", "*", "exec"): ("exec_create", frozenset({"POST"})),
-    ("exec", "*", "start"): ("exec_start", frozenset({"POST"})),
-    ("exec", "*", "resize"): ("exec_resize", frozenset({"POST"})),
-    ("exec", "*", "json"): ("exec_json", frozenset({"GET"})),
-}
-
-_EXEC_KINDS = frozenset({"exec_start", "exec_resize", "exec_json"})
-_LIST_QUERY = frozenset({"all", "filters", "limit", "size"})
-_BOOL_WORDS = frozenset({"0", "1", "true", "false", "True", "False"})
-
-
-def classify(method: str, raw_target: str) -> Route:
-    """Match a request line against the allowlist; raise `RefusedError` for anything else.
-
-    Methods are compared case-sensitively, the target must be canonical (see `paths`), and
-    query strings are refused except the documented ones, which are validated.
-    """
-    try:
-        target = canonicalize(raw_target)
-    except PathRejectedError as exc:
-        raise RefusedError(f"non-canonical path: {exc.reason}") from exc
-    segs = target.segments
-    shape: tuple[str, ...] = segs
-    ref: str | None = None
-    if len(segs) == 3:
-        shape = (segs[0], "*", segs[2])
-        ref = segs[1]
-    entry = _ROUTES.get(shape)
-    if entry is None or (len(segs) == 3 and segs[0] not in ("containers", "exec")):
-        raise RefusedError("endpoint not in the allowlist")
-    kind, methods = entry
-    if method not in methods:
-        raise RefusedError(f"method {method} not allowed on this endpoint")
-    if kind in _EXEC_KINDS and (ref is None or not _EXEC_ID.fullmatch(ref)):
-        raise RefusedError("exec id must be a full 64-character lowercase hex id")
-    _check_query(kind, target)
-    return Route(kind=kind, target=target, ref=ref)
-
-
-def _check_query(kind: Kind, target: Target) -> None:
-    if target.raw_query is None:
-        if kind == "exec_resize":
-            raise RefusedError("resize needs h and w", status=400)
-        return
-    params = dict(target.query)
-    if kind == "list":
-        unknown = set(params) - _LIST_QUERY
-        if unknown:
-            raise RefusedError(f"query parameter {sorted(unknown)[0]!r} not allowed")
-        for key in ("all", "size"):
-            if key in params and params[key] not in _BOOL_WORDS:
-                raise RefusedError(f"query parameter {key!r} must be a boolean")
-        if "limit" in params and not (params["limit"].lstrip("-").isdigit()):
-            raise RefusedError("query parameter 'limit' must be an integer")
-        if "filters" in params:
-            try:
-                filters = json.loads(params["filters"])
-            except ValueError as exc:
-                raise RefusedError("query parameter 'filters' is not JSON") from exc
-            if not isinstance(filters, dict):
-                raise RefusedError("query parameter 'filters' is not a JSON object")
-        return
-    if kind == "exec_resize":
-        if set(params) != {"h", "w"}:
-            raise RefusedError("resize takes exactly the query parameters h and w")
-        for key in ("h", "w"):
-            value = params[key]
-            if not value.isdigit() or len(value) > 5 or int(value) > 65535:
-                raise RefusedError(f"resize parameter {key!r} must be an integer 0-65535")
-        return
-    raise RefusedError("query string not allowed on this endpoint")
+    def __init__(self, ref: str) -> None:
+        super().__init__(ref)
+        self.ref = ref
 
 
 @dataclass(frozen=True)
@@ -185,87 +110,122 @@ class Policy:
 
     @classmethod
     def deny_all(cls) -> Policy:
-        """A policy with no targets (used while bridge.yaml is missing or invalid)."""
+        """A policy with no targets (used while no usable approved bridge.yaml is loaded)."""
         return cls(rules={})
+
+    def configured_names(self) -> frozenset[str]:
+        """Every name bridge.yaml uses for a container: logical names and literal names."""
+        return frozenset(self.rules) | frozenset(self.containers.values())
+
+
+# -- which containers are targets -----------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Resolution:
-    """Targets resolved against the engine's container list at one instant."""
+    """The targets among one container listing, in the engine's order (newest first)."""
 
+    entries: tuple[Mapping[str, Any], ...]  # the listing entries of the targets
     by_id: Mapping[str, TargetRule]  # full container id -> rule
-    names: Mapping[str, str]  # every container name (no leading '/') -> full id
-    ids: tuple[str, ...]  # every container id (for prefix lookups)
-    literal_missing: frozenset[str]  # configured literal names with no container
+    names: Mapping[str, str]  # every name of a target (no leading '/') -> full id
+    # Configured names whose containers in the listing are never targets -> why (the user
+    # wrote these names: saying why beats a misleading "no such container").
+    excluded: Mapping[str, str] = field(default_factory=dict)
 
 
-def _names(container: Mapping[str, Any]) -> list[str]:
+def names_of(container: Mapping[str, Any]) -> list[str]:
+    """The names of a listing entry without their leading '/'."""
     names = container.get("Names")
     if not isinstance(names, list):
         return []
-    return [n[1:] if isinstance(n, str) and n.startswith("/") else str(n) for n in names]
+    return [n[1:] if n.startswith("/") else n for n in names if isinstance(n, str)]
 
 
-def resolve(policy: Policy, containers: Iterable[Mapping[str, Any]],
-            self_ids: Iterable[str] = ()) -> Resolution:
-    """Resolve the policy's logical container names to container ids.
+def resolve(policy: Policy, listing: Iterable[Mapping[str, Any]], *,
+            self_ids: Iterable[str] = (), scope: str | None = None) -> Resolution:
+    """The targets of `policy` among `listing` (a `GET /containers/json?all=1` answer).
 
-    `containers` is the engine's `GET /containers/json?all=1` answer. A logical name maps
-    through `containers:` to a literal name; otherwise to every member of the compose service
-    with that name (`contract.service_members`: the configured project, no one-off
-    containers; the dispatcher picks one of the same members); otherwise it is a literal name.
-    Containers labelled with a protected role and the gate's own container (`self_ids`, full
-    ids or prefixes) are never targets.
+    A logical name maps through `containers:` to a literal name; otherwise to every member of
+    the compose service with that name (`contract.service_members`: one-off containers
+    excluded; the dispatcher picks one of the same members); otherwise it is a literal name.
+    Never targets: containers labelled with a protected role, the gate's own container
+    (`self_ids`, full ids or prefixes) and, when the gate runs in compose project `scope`,
+    every container not labelled with that project (literal names included).
     """
-    listing = [c for c in containers if isinstance(c.get("Id"), str)]
-    names: dict[str, str] = {}
-    for c in listing:
-        for n in _names(c):
-            names[n] = c["Id"]
+    entries = [c for c in listing if isinstance(c.get("Id"), str)]
     selves = tuple(s for s in self_ids if s)
+    project = scope or policy.project
+    by_name = {name: c for c in entries for name in names_of(c)}
 
-    def protected(c: Mapping[str, Any]) -> bool:
-        cid: str = c["Id"]
-        return is_protected(c) or any(cid.startswith(s) for s in selves)
+    def never(c: Mapping[str, Any]) -> str | None:
+        if any(str(c["Id"]).startswith(s) for s in selves):
+            return "it is the gate's own container"
+        if is_protected(c):
+            return f"it is protected (role {labels_of(c).get(ROLE_LABEL)})"
+        project = labels_of(c).get(PROJECT_LABEL)
+        if scope is not None and project != scope:
+            return f"it is not in compose project {scope}, the gate's own"
+        return None
 
     by_id: dict[str, TargetRule] = {}
-    missing: set[str] = set()
+    excluded: dict[str, str] = {}
 
-    def grant(c: Mapping[str, Any], rule: TargetRule) -> None:
-        if protected(c):
-            return
-        cid = c["Id"]
-        by_id[cid] = by_id[cid].merge(rule) if cid in by_id else rule
+    def grant(c: Mapping[str, Any], rule: TargetRule) -> str | None:
+        why = never(c)
+        if why is None:
+            cid = str(c["Id"])
+            by_id[cid] = by_id[cid].merge(rule) if cid in by_id else rule
+        return why
 
-    by_cid = {c["Id"]: c for c in listing}
     for logical, rule in policy.rules.items():
-        if logical in policy.containers:
-            literal = policy.containers[logical]
-        else:
-            service = service_members(listing, logical, policy.project)
-            if service:
-                for c in service:
-                    grant(c, rule)
+        literal = policy.containers.get(logical)
+        if literal is None:
+            # Members are looked for among all containers, protected ones included: a service
+            # whose only members are protected has no targets (it never falls back to a
+            # container that happens to carry the service's name).
+            members = service_members(entries, logical, project)
+            if members:
+                reasons = [grant(c, rule) for c in members]
+                if all(reasons):
+                    excluded[logical] = str(reasons[0])
                 continue
             literal = logical
-        if literal in names:
-            grant(by_cid[names[literal]], rule)
-        else:
-            missing.add(literal)
-    return Resolution(by_id=by_id, names=names, ids=tuple(by_cid), literal_missing=frozenset(
-        missing))
+        if literal in by_name:
+            why = grant(by_name[literal], rule)
+            if why:
+                excluded[literal] = why
+    targets = tuple(c for c in entries if c["Id"] in by_id)
+    names = {name: str(c["Id"]) for c in targets for name in names_of(c)}
+    return Resolution(entries=targets, by_id=by_id, names=names,
+                      excluded={k: v for k, v in excluded.items() if k not in names})
 
 
 def lookup(resolution: Resolution, ref: str) -> str | None:
-    """The full id Docker would pick for `ref` (full id, exact name, unique id prefix)."""
-    if ref in resolution.ids:
+    """The target a container reference names, as Docker resolves references (full id, then
+    exact name, then id prefix), among the targets only; None when it names none.
+
+    A prefix shared by two targets is refused as the engine refuses an ambiguous prefix. A
+    prefix the engine might resolve differently (another container's name, or an id prefix it
+    shares with a non-target) is for the caller to confirm with the engine.
+    """
+    if ref in resolution.by_id:
         return ref
     if ref in resolution.names:
         return resolution.names[ref]
-    matches = [cid for cid in resolution.ids if cid.startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    return None
+    if not re.fullmatch(r"[0-9a-f]{1,63}", ref):
+        return None
+    matches = [cid for cid in resolution.by_id if cid.startswith(ref)]
+    if len(matches) > 1:
+        raise RefusedError("ambiguous container id prefix")
+    return matches[0] if matches else None
+
+
+def is_full_id(ref: str) -> bool:
+    """A 64-character lowercase hex container (or exec) id."""
+    return _FULL_ID.fullmatch(ref) is not None
+
+
+# -- request bodies ---------------------------------------------------------------------------
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -300,79 +260,118 @@ def _is_str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
+def _is_size(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535
+                    for v in value))
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    """An exec-create body that passed the shape checks, and what the decision log shows."""
+
+    doc: dict[str, Any]  # only known keys with checked types: what is forwarded
+
+    @property
+    def cmd(self) -> list[str]:
+        """The command line."""
+        return list(self.doc["Cmd"])
+
+    @property
+    def user(self) -> str | None:
+        """The requested user (None or empty: the container's default)."""
+        user: str | None = self.doc.get("User")
+        return user
+
+    @property
+    def env_names(self) -> list[str]:
+        """The names of the environment entries (their values never leave the gate)."""
+        return [entry.partition("=")[0] for entry in self.doc.get("Env") or []]
+
+    def audit(self) -> dict[str, Any]:
+        """The decision log's `exec` object: argv, user, variable names, workdir, tty."""
+        return {"cmd": self.cmd, "user": self.user or None, "env": self.env_names,
+                "workdir": self.doc.get("WorkingDir") or None, "tty": bool(self.doc.get("Tty"))}
+
+
+def parse_exec(body: bytes) -> ExecRequest:
+    """Check an exec-create body's shape (container-independent); raise `RefusedError`."""
+    doc = parse_json_object(body, MAX_EXEC_BODY)
+    unknown = set(doc) - EXEC_KEYS
+    if unknown:
+        raise RefusedError(f"exec body key {sorted(unknown)[0]!r} not allowed")
+    for key in ("Detach", "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "Privileged"):
+        if key in doc and not isinstance(doc[key], bool):
+            raise RefusedError(f"exec body {key} must be a boolean")
+    for key in ("DetachKeys", "WorkingDir"):
+        if key in doc and not isinstance(doc[key], str):
+            raise RefusedError(f"exec body {key} must be a string")
+    if doc.get("ConsoleSize") is not None and not _is_size(doc["ConsoleSize"]):
+        raise RefusedError("exec body ConsoleSize must be [rows, columns]")
+    if doc.get("User") is not None and not isinstance(doc["User"], str):
+        raise RefusedError("exec body User must be a string")
+    env = doc.get("Env")
+    if env is not None:
+        if not _is_str_list(env):
+            raise RefusedError("exec body Env must be a list of strings")
+        for entry in env:
+            if not _ENV_NAME.fullmatch(entry.partition("=")[0]):
+                raise RefusedError(
+                    f"environment entry {entry.partition('=')[0]!r} is not a variable name")
+    cmd = doc.get("Cmd")
+    if not _is_str_list(cmd) or not cmd:
+        raise RefusedError("exec body Cmd must be a non-empty list of strings")
+    if any("\x00" in part for part in cmd):
+        raise RefusedError("exec body Cmd contains a NUL byte")
+    return ExecRequest(doc)
+
+
 def _is_kill_cmd(policy: Policy, cmd: list[str]) -> bool:
     n = len(policy.kill_cmd)
     return (len(cmd) == n + 1 and tuple(cmd[:n]) == policy.kill_cmd
             and _TOKEN_VALUE.fullmatch(cmd[n]) is not None)
 
 
-def check_exec_create(policy: Policy, rule: TargetRule, body: bytes) -> dict[str, Any]:
-    """Check an exec-create body for a target; return the body to forward or raise `RefusedError`.
-
-    The returned dict holds only known keys with checked types; the server re-serializes it, so
-    the engine never sees bytes the gate did not understand.
-    """
-    doc = parse_json_object(body, MAX_EXEC_BODY)
-    unknown = set(doc) - ExecKeys
-    if unknown:
-        raise RefusedError(f"exec body key {sorted(unknown)[0]!r} not allowed")
-    for key in ("Detach", "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "Privileged"):
-        if key in doc and not isinstance(doc[key], bool):
-            raise RefusedError(f"exec body {key} must be a boolean")
+def allow_exec(policy: Policy, rule: TargetRule, request: ExecRequest) -> None:
+    """Check an exec against the target's rule; raise `RefusedError` when it asks for more."""
+    doc = request.doc
     if doc.get("Privileged"):
         raise RefusedError("privileged exec not allowed")
     if doc.get("Detach"):
         # The docker CLI sends `Detach: false`; a detached exec could never be stopped.
         raise RefusedError("detached exec not allowed")
-    for key in ("DetachKeys", "WorkingDir"):
-        if key in doc and not isinstance(doc[key], str):
-            raise RefusedError(f"exec body {key} must be a string")
-    if "ConsoleSize" in doc and doc["ConsoleSize"] is not None:
-        size = doc["ConsoleSize"]
-        if not (isinstance(size, list) and len(size) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535
-                        for v in size)):
-            raise RefusedError("exec body ConsoleSize must be [rows, columns]")
-    user = doc.get("User")
-    if user is not None and not isinstance(user, str):
-        raise RefusedError("exec body User must be a string")
+    user = request.user
     if user and user not in rule.users:
         raise RefusedError(f"user {user!r} is not a configured user of this container")
-    env = doc.get("Env")
-    if env is not None:
-        if not _is_str_list(env):
-            raise RefusedError("exec body Env must be a list of strings")
-        for entry in env:
-            name, _, value = entry.partition("=")
-            if not _ENV_NAME.fullmatch(name):
-                raise RefusedError(f"environment entry {name!r} is not a variable name")
-            if name == TOKEN_ENV:
-                if not _TOKEN_VALUE.fullmatch(value):
-                    raise RefusedError(f"{TOKEN_ENV} must be a hex token")
-                continue
-            if name == HOME_ENV and value == FALLBACK_HOME:
-                continue  # what the dispatcher gives a uid without a home (runtime.userspec)
-            if name not in rule.env:
-                raise RefusedError(
-                    f"environment variable {name} is not configured for this container")
-    cmd = doc.get("Cmd")
-    if not _is_str_list(cmd) or not cmd:
-        raise RefusedError("exec body Cmd must be a non-empty list of strings")
-    if any("\x00" in part for part in cmd):
-        raise RefusedError("exec body Cmd contains a NUL byte")
+    for entry in doc.get("Env") or []:
+        name, _, value = entry.partition("=")
+        if name == TOKEN_ENV:
+            if not _TOKEN_VALUE.fullmatch(value):
+                raise RefusedError(f"{TOKEN_ENV} must be a hex token")
+        elif name == HOME_ENV and value == FALLBACK_HOME:
+            continue  # what the dispatcher gives a uid without a home (runtime.userspec)
+        elif name not in rule.env:
+            raise RefusedError(f"environment variable {name} is not configured for this container")
+    cmd = request.cmd
     if policy.strict and not rule.any_argv and not _is_kill_cmd(policy, cmd) and not any(
             tuple(cmd[:len(p)]) == p for p in rule.argv_prefixes):
         raise RefusedError(
             "strict mode: Cmd does not start with a configured exec of this container")
-    return doc
 
 
-def check_exec_start(body: bytes) -> dict[str, Any]:
+def check_exec_create(policy: Policy, rule: TargetRule, body: bytes) -> dict[str, Any]:
+    """`parse_exec` and `allow_exec` together: the body to forward, or `RefusedError`."""
+    request = parse_exec(body)
+    allow_exec(policy, rule, request)
+    return request.doc
+
+
+def parse_start(body: bytes) -> dict[str, Any]:
     """Check an exec-start body: attached (not detached), optional Tty and ConsoleSize."""
     if not body.strip():
         return {}
     doc = parse_json_object(body, MAX_START_BODY)
-    unknown = set(doc) - StartKeys
+    unknown = set(doc) - START_KEYS
     if unknown:
         raise RefusedError(f"exec start key {sorted(unknown)[0]!r} not allowed")
     for key in ("Detach", "Tty"):
@@ -380,20 +379,25 @@ def check_exec_start(body: bytes) -> dict[str, Any]:
             raise RefusedError(f"exec start {key} must be a boolean")
     if doc.get("Detach"):
         raise RefusedError("detached exec start not allowed (the dispatcher could not stop it)")
-    size = doc.get("ConsoleSize")
-    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535 for v in size)):
+    if doc.get("ConsoleSize") is not None and not _is_size(doc["ConsoleSize"]):
         raise RefusedError("exec start ConsoleSize must be [rows, columns]")
     return doc
 
 
-def filter_listing(listing: Any, allowed_ids: Iterable[str]) -> list[Any]:
-    """Keep only the entries of a `/containers/json` answer whose Id is an allowed target."""
-    allowed = set(allowed_ids)
-    if not isinstance(listing, list):
-        return []
-    return [c for c in listing if isinstance(c, dict) and c.get("Id") in allowed]
+def resize_size(query: Mapping[str, str]) -> dict[str, int]:
+    """The `h` and `w` of an exec resize: exactly these two, integers 0-65535."""
+    if set(query) != {"h", "w"}:
+        raise RefusedError("resize takes exactly the query parameters h and w")
+    size = {}
+    for key in ("h", "w"):
+        value = query[key]
+        if not value.isdigit() or len(value) > 5 or int(value) > 65535:
+            raise RefusedError(f"resize parameter {key!r} must be an integer 0-65535")
+        size[key] = int(value)
+    return size
 
+
+# -- the gate's own container -------------------------------------------------------------------
 
 _MOUNT_ID = re.compile(r"/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.conf)")
 _CGROUP_ID = re.compile(r"(?:docker[-/])([0-9a-f]{64})")

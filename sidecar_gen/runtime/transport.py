@@ -14,8 +14,10 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 Endpoint = tuple[str, str, int]  # (scheme, path or host, port)
 
 
-def parse_host(value: str | None) -> Endpoint:
-    """Parse DOCKER_HOST (`unix:///path` or `tcp://host:port`); exit 125 for anything else."""
+def parse_host(value: str | None, *, any_port: bool = False) -> Endpoint:
+    """Parse DOCKER_HOST (`unix:///path` or `tcp://host:port`); exit 125 for anything else.
+
+    `any_port`: port 0 is accepted (a listening address: the system picks a free port)."""
     host = value or DEFAULT_HOST
     if host.startswith("unix://"):
         path = host[len("unix://") :]
@@ -28,7 +30,8 @@ def parse_host(value: str | None) -> Endpoint:
         if not sep:
             name, port = rest, "2375"
         name = name.strip("[]")
-        if not name or not port.isdigit() or not 0 < int(port) < 65536:
+        lowest = 0 if any_port else 1
+        if not name or not port.isdigit() or not lowest <= int(port) < 65536:
             raise DispatchError(f"DOCKER_HOST={host}: expected tcp://HOST:PORT")
         return ("tcp", name, int(port))
     raise DispatchError(

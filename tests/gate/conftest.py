@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,19 +15,25 @@ from sidecar_gen.model import Bridge, bridge_from_plain
 
 
 class RunningGate:
-    """A gate serving in a background thread, with its decision log in a file."""
+    """A gate serving in a background thread, its decision log and notices in files."""
 
-    def __init__(self, gate: Gate, log_path: Path) -> None:
+    def __init__(self, gate: Gate, log_path: Path, notices_path: Path) -> None:
         self.gate = gate
         self.address = gate.address
         self.log_path = log_path
+        self.notices_path = notices_path
         self._thread = threading.Thread(target=gate.serve_forever, daemon=True)
         self._thread.start()
 
     def log_lines(self) -> list[dict[str, Any]]:
-        import json
-
         return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
+
+    def notices(self) -> list[str]:
+        return self.notices_path.read_text().splitlines()
+
+    def reload(self) -> None:
+        """What SIGHUP does (signals reach only the main thread)."""
+        self.gate.reload()
 
     def stop(self) -> None:
         self.gate.shutdown()
@@ -36,17 +43,20 @@ class RunningGate:
 def start_gate(tmp: Path, *, bridge: Bridge | dict[str, Any] | None = None,
                config: Path | None = None, strict: bool = False,
                self_ids: frozenset[str] | None = frozenset(), listen: str = "tcp://127.0.0.1:0",
-               proc_root: Path | None = None) -> RunningGate:
-    """Start a gate on a free port; `self_ids=None` detects them from `proc_root`."""
+               proc_root: Path | None = None, **options: Any) -> RunningGate:
+    """Start a gate on a free port; `self_ids=None` detects them from `proc_root`; other
+    keywords are `GateOptions` fields (limits, workspace, project)."""
     if isinstance(bridge, dict):
         bridge = bridge_from_plain(bridge)
-    log_path = tmp / f"gate-{threading.get_ident()}-{id(bridge)}.log"
+    stem = f"gate-{threading.get_ident()}-{id(bridge)}-{id(options)}"
+    log_path, notices_path = tmp / f"{stem}.log", tmp / f"{stem}.notices"
     stream = log_path.open("a", encoding="utf-8")
-    options = GateOptions(listen=listen, bridge=bridge, config=config, strict=strict,
-                          log=stream, self_ids=self_ids)
+    notices = notices_path.open("a", encoding="utf-8")
+    gate_options = GateOptions(listen=listen, bridge=bridge, config=config, strict=strict,
+                               log=stream, notices=notices, self_ids=self_ids, **options)
     if proc_root is not None:
-        options.proc_root = proc_root
-    return RunningGate(Gate(options), log_path)
+        gate_options.proc_root = proc_root
+    return RunningGate(Gate(gate_options), log_path, notices_path)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import hashlib
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -157,26 +156,35 @@ def test_decision_log_is_json_lines(gate: RunningGate, target: Any) -> None:
     assert denied[-1]["peer"].startswith("127.0.0.1:")
 
 
-def test_config_reload_on_change(tmp_path: Path, gate_factory: Callable[..., RunningGate],
-                                 make_container: Callable[..., Any]) -> None:
+def test_config_is_read_once_and_reloaded_on_request(
+        tmp_path: Path, gate_factory: Callable[..., RunningGate],
+        make_container: Callable[..., Any]) -> None:
     first, second = make_container(), make_container()
     config = tmp_path / "bridge.yaml"
     gate = gate_factory(config=config)
-    # No file yet: everything is refused, with the reason.
+    # No file yet: everything is refused, with how to fix it.
     reply = request(gate.address, "POST", f"/containers/{first.name}/exec", {"Cmd": ["true"]})
-    assert reply.status == 403 and "bridge.yaml unusable" in reply.json()["message"]
+    assert reply.status == 403 and "run `sidecar up` on the host" in reply.json()["message"]
     config.write_text(f"version: '1'\ncontainers: {{app: {first.name}}}\n"
                       "commands: {tool: {container: app, exec: sh}}\n")
+    assert request(gate.address, "POST", f"/containers/{first.name}/exec",
+                   {"Cmd": ["true"]}).status == 403  # no hot reload
+    gate.reload()
     assert run_exec(gate.address, first.name, ["true"])[0] == 0
-    time.sleep(0.01)  # a distinct mtime even on coarse file systems
     config.write_text(f"version: '1'\ncontainers: {{app: {second.name}}}\n"
                       "commands: {tool: {container: app, exec: sh}}\n")
+    assert run_exec(gate.address, first.name, ["true"])[0] == 0  # still the loaded policy
+    gate.reload()
     assert request(gate.address, "POST", f"/containers/{first.name}/exec",
                    {"Cmd": ["true"]}).status == 403
     assert run_exec(gate.address, second.name, ["true"])[0] == 0
     config.write_text("commands: [not, valid\n")
+    gate.reload()
     reply = request(gate.address, "POST", f"/containers/{second.name}/exec", {"Cmd": ["true"]})
-    assert reply.status == 403 and "bridge.yaml unusable" in reply.json()["message"]
+    assert reply.status == 403 and "unusable" in reply.json()["message"]
+    notices = gate.notices()
+    assert [n.split(":")[1].strip()[:6] for n in notices if "policy" in n] == \
+        ["no app", "policy", "policy", "the ap"]
 
 
 def test_compose_service_resolution(gate_factory: Callable[..., RunningGate],
@@ -281,6 +289,7 @@ def test_exec_start_refused_when_the_container_stopped_being_a_target(
     exec_id = created.json()["Id"]
     config.write_text("version: '1'\ncontainers: {app: elsewhere}\n"
                       "commands: {tool: {container: app, exec: sh}}\n")
+    gate.reload()
     reply = request(gate.address, "POST", f"/exec/{exec_id}/start", {"Detach": False},
                     headers={"Connection": "Upgrade", "Upgrade": "tcp"})
     assert reply.status == 403

@@ -10,20 +10,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidecar_gen.gate.endpoints import classify
+from sidecar_gen.gate.http import MalformedError, prescan, split_head
 from sidecar_gen.gate.policy import (
     Policy,
     RefusedError,
     TargetRule,
     check_exec_create,
-    check_exec_start,
-    classify,
-    filter_listing,
     lookup,
+    parse_exec,
+    parse_start,
     resolve,
     self_container_ids,
 )
 from sidecar_gen.gate.registry import ExecRegistry
-from sidecar_gen.gate.server import MalformedError, _prescan, _split_head
 from sidecar_gen.gate.urlpath import PathRejectedError, canonicalize
 from sidecar_gen.model import bridge_from_plain
 from sidecar_gen.runtime.killer import kill_command
@@ -70,13 +70,14 @@ def test_upstream_path_is_rebuilt_from_parts() -> None:
 @pytest.mark.parametrize(("method", "target", "kind"), [
     ("GET", "/_ping", "ping"), ("HEAD", "/v1.41/_ping", "ping"), ("GET", "/version", "version"),
     ("GET", "/v1.41/containers/json?all=1&filters=%7B%7D", "list"),
+    ("GET", "/containers/json?all=yes&limit=-1&size=0&trunc_cmd=0", "list"),
     ("GET", "/containers/php/json", "inspect"), ("POST", "/containers/php/exec", "exec_create"),
     ("POST", f"/exec/{EXEC_ID}/start", "exec_start"),
     ("POST", f"/v1.41/exec/{EXEC_ID}/resize?h=24&w=80", "exec_resize"),
     ("GET", f"/exec/{EXEC_ID}/json", "exec_json"),
 ])
 def test_allowed_shapes(method: str, target: str, kind: str) -> None:
-    assert classify(method, target).kind == kind
+    assert classify(method, target) == kind
 
 
 @pytest.mark.parametrize(("method", "target"), [
@@ -88,7 +89,7 @@ def test_allowed_shapes(method: str, target: str, kind: str) -> None:
     ("POST", f"/exec/{EXEC_ID}/resize"), ("POST", f"/exec/{EXEC_ID}/resize?h=1"),
     ("POST", f"/exec/{EXEC_ID}/resize?h=1&w=x"), ("POST", f"/exec/{EXEC_ID}/resize?h=1&w=99999"),
     ("POST", f"/exec/{EXEC_ID}/resize?h=1&w=2&x=3"), ("GET", "/containers/json?since=x"),
-    ("GET", "/containers/json?all=yes"), ("GET", "/containers/json?filters=%5B%5D"),
+    ("GET", "/containers/json?before=x"), ("GET", "/containers/json?filters=%5B%5D"),
     ("GET", "/containers/json?filters=nope"), ("GET", "/_ping?x=1"),
     ("POST", "/containers/php/exec?x=1"), ("GET", "/images/json"), ("GET", "/info"),
     ("GET", "/containers/a/b/json"), ("POST", "/volumes/php/exec"),
@@ -174,12 +175,22 @@ def test_strict_mode_prefixes_and_kill_command() -> None:
 
 
 def test_exec_start_bodies() -> None:
-    assert check_exec_start(b"") == {}
-    assert check_exec_start(b'{"Detach":false,"Tty":true}') == {"Detach": False, "Tty": True}
+    assert parse_start(b"") == {}
+    assert parse_start(b'{"Detach":false,"Tty":true}') == {"Detach": False, "Tty": True}
     for raw in (b'{"Detach":true}', b'{"Detach":"no"}', b'{"Privileged":true}', b"[]",
                 b'{"ConsoleSize":[1,2,3]}'):
         with pytest.raises(RefusedError):
-            check_exec_start(raw)
+            parse_start(raw)
+
+
+def test_exec_audit_shows_names_never_values() -> None:
+    request = parse_exec(_body(User="app", Env=["APP=s3cret", "TOKEN=x=y"], WorkingDir="/srv",
+                               Tty=True))
+    assert request.audit() == {"cmd": ["php"], "user": "app", "env": ["APP", "TOKEN"],
+                               "workdir": "/srv", "tty": True}
+    assert "s3cret" not in json.dumps(request.audit())
+    assert parse_exec(_body()).audit() == {"cmd": ["php"], "user": None, "env": [],
+                                           "workdir": None, "tty": False}
 
 
 def _c(cid: str, name: str, **labels: str) -> dict[str, Any]:
@@ -208,9 +219,11 @@ def test_resolution_follows_the_dispatcher_order() -> None:
                      "go": {"container": "gobox", "exec": "go"}}}))
     res = resolve(policy, LISTING)
     # containers map; compose service in the project (both replicas); the claude role never;
-    # a literal name with no container is remembered as missing.
+    # a literal name with no container is a configured name without a target.
     assert set(res.by_id) == {"1" * 64, "2" * 64, "3" * 64}
-    assert res.literal_missing == {"gobox"}
+    assert [c["Id"] for c in res.entries] == ["1" * 64, "2" * 64, "3" * 64]  # listing order
+    assert "gobox" in policy.configured_names()
+    assert "gobox" not in res.names
     without_project = Policy(rules=policy.rules, containers=policy.containers, project=None)
     assert "4" * 64 in resolve(without_project, LISTING).by_id
 
@@ -243,13 +256,38 @@ def test_lookup_like_docker() -> None:
     assert lookup(res, "shop-php-1") == "1" * 64
     assert lookup(res, "1111") == "1" * 64
     assert lookup(res, "nope") is None
+    assert lookup(res, "6" * 64) is None  # exists, not a target: like a missing one
+    assert lookup(res, "unrelated") is None
+    both = Policy.from_bridge(bridge_from_plain({"commands": {
+        "a": {"container": "x", "exec": "a"}, "b": {"container": "y", "exec": "b"}}}))
     listing = [_c("ab" + "0" * 62, "x"), _c("ac" + "0" * 62, "y")]
-    assert lookup(resolve(POLICY, listing), "a") is None  # ambiguous prefix
+    with pytest.raises(RefusedError, match="ambiguous"):
+        lookup(resolve(both, listing), "a")
+    assert lookup(resolve(both, listing), "ab") == "ab" + "0" * 62
 
 
-def test_filter_listing() -> None:
-    assert filter_listing(LISTING, {"1" * 64}) == [LISTING[0]]
-    assert filter_listing({"not": "a list"}, {"1" * 64}) == []
+def test_scope_limits_targets_to_the_gate_project() -> None:
+    policy = Policy.from_bridge(bridge_from_plain({
+        "containers": {"php": "shop-php-1"}, "sidecar": {"project": "elsewhere"},
+        "commands": {"php": {"container": "php", "exec": "php"},
+                     "npm": {"container": "node", "exec": "npm"},
+                     "u": {"container": "unrelated", "exec": "u"}}}))
+    # Scoped to "shop": its node members only; literal names of unlabelled containers and of
+    # other projects are never targets; the scope wins over bridge.yaml's project.
+    assert set(resolve(policy, LISTING, scope="shop").by_id) == {"2" * 64, "3" * 64}
+    assert set(resolve(policy, LISTING, scope="other").by_id) == {"4" * 64}
+    assert set(resolve(policy, LISTING, scope="nobody").by_id) == set()
+    # Unscoped, bridge.yaml's project has no `node` service: the literal name applies.
+    assert set(resolve(policy, LISTING).by_id) == {"1" * 64, "2" * 64, "6" * 64}
+
+
+def test_service_of_protected_members_never_falls_back_to_a_literal_name() -> None:
+    policy = Policy.from_bridge(bridge_from_plain({
+        "commands": {"x": {"container": "claude", "exec": "x"}}}))
+    listing = [_c("5", "proj-claude-1", **{"com.docker.compose.service": "claude",
+                                           "dev.claude-sidecar.role": "claude"}),
+               _c("6", "claude")]
+    assert resolve(policy, listing).by_id == {}
 
 
 def test_self_container_ids() -> None:
@@ -286,15 +324,15 @@ def test_registry_bounds_and_expiry() -> None:
 ])
 def test_prescan_rejects(head: bytes) -> None:
     with pytest.raises(MalformedError):
-        _prescan(head)
+        prescan(head)
 
 
 def test_prescan_and_split_accept_plain_requests() -> None:
     raw = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"
-    end = _split_head(raw)
+    end = split_head(raw)
     assert raw[end:] == b"{}"
-    _prescan(raw[:end])
-    assert _split_head(b"GET / HTTP/1.1\r\nHost: a\r\n") == -1
+    prescan(raw[:end])
+    assert split_head(b"GET / HTTP/1.1\r\nHost: a\r\n") == -1
 
 
 def test_target_rule_merge() -> None:

@@ -1,0 +1,218 @@
+"""HTTP/1.1 on the client side: requests assembled from bytes as they arrive, responses rendered.
+
+No sockets here: the server feeds received bytes in and writes what comes out. Requests are
+parsed with h11 after a stricter pre-scan (h11 is lenient about bare LF, obsolete folding and
+Content-Length together with Transfer-Encoding: parsers that disagree are how requests get
+smuggled), with bounded head and body sizes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import h11
+
+MAX_HEAD = 16 * 1024
+MAX_BODY = 64 * 1024
+_REASONS = {400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 408: b"Request Timeout",
+            502: b"Bad Gateway", 503: b"Service Unavailable"}
+
+
+class MalformedError(Exception):
+    """Bad HTTP from the client: answered 400 and the connection closed."""
+
+
+@dataclass
+class Request:
+    """One complete request, and the h11 connection its response must be rendered with."""
+
+    method: str
+    target: str
+    headers: dict[bytes, bytes]  # lower-case names
+    body: bytes
+    conn: h11.Connection
+
+    def leftover(self) -> bytes | None:
+        """Bytes received after this request (the next one), or None when the connection must
+        close after the response."""
+        if self.conn.our_state is not h11.DONE or self.conn.their_state is not h11.DONE:
+            return None
+        data, closed = self.conn.trailing_data
+        return None if closed else bytes(data)
+
+
+def json_message(message: str) -> bytes:
+    """An engine-style error body."""
+    return json.dumps({"message": message}).encode()
+
+
+def split_head(buf: bytes | bytearray) -> int:
+    """End offset of the request head (after the blank line), or -1 when incomplete."""
+    crlf = buf.find(b"\r\n\r\n")
+    lf = buf.find(b"\n\n")
+    ends = [i + 4 for i in (crlf,) if i >= 0] + [i + 2 for i in (lf,) if i >= 0]
+    return min(ends) if ends else -1
+
+
+def prescan(head: bytes) -> None:
+    """Checks h11 is lenient about: bare LF, obsolete folding, CL together with TE."""
+    lines = head.split(b"\r\n")
+    if any(b"\n" in line or b"\r" in line for line in lines):
+        raise MalformedError("bare CR or LF in the request head")
+    names: list[bytes] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            raise MalformedError("obsolete header line folding")
+        names.append(line.split(b":", 1)[0].strip().lower())
+    if b"content-length" in names and b"transfer-encoding" in names:
+        raise MalformedError("both Content-Length and Transfer-Encoding")
+    if names.count(b"content-length") > 1 or names.count(b"transfer-encoding") > 1:
+        raise MalformedError("repeated Content-Length or Transfer-Encoding")
+
+
+class RequestReader:
+    """Assembles one request from the bytes received so far (non-blocking, bounded).
+
+    `feed` the bytes; `poll` returns the `Request` once complete, None while more is needed,
+    and raises `MalformedError` for bad HTTP. `reply_now` holds bytes to send at once (a
+    `100 Continue`).
+    """
+
+    def __init__(self, data: bytes = b"", *, max_body: int = MAX_BODY) -> None:
+        self._buf = bytearray(data)
+        self._max_body = max_body
+        self._h11: h11.Connection | None = None
+        self._event: h11.Request | None = None
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._continued = False
+        self.reply_now = b""
+
+    @property
+    def started(self) -> bool:
+        """True once any byte of the request arrived."""
+        return bool(self._buf) or self._h11 is not None
+
+    @property
+    def head_done(self) -> bool:
+        """True once the request head was parsed (the body may still be arriving)."""
+        return self._event is not None
+
+    @property
+    def conn(self) -> h11.Connection | None:
+        """The h11 connection (for rendering an answer to a half-read request)."""
+        return self._h11
+
+    @property
+    def method_and_target(self) -> tuple[str, str]:
+        """For the log: what the head said, or '-' before it was parsed."""
+        if self._event is None:
+            return "-", "-"
+        return (self._event.method.decode("ascii", "replace"),
+                self._event.target.decode("ascii", "replace"))
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes (empty bytes: the client closed its side)."""
+        if self._h11 is None:
+            self._buf += data
+        else:
+            self._h11.receive_data(data)
+
+    def poll(self) -> Request | None:
+        """Advance as far as the bytes allow."""
+        try:
+            if self._h11 is None and not self._parse_head():
+                return None
+            return self._parse_body()
+        except h11.RemoteProtocolError as exc:
+            raise MalformedError(f"bad HTTP: {exc}") from exc
+
+    def _parse_head(self) -> bool:
+        end = split_head(self._buf)
+        if end < 0:
+            if len(self._buf) > MAX_HEAD:
+                raise MalformedError("request head too large")
+            return False
+        if end > MAX_HEAD:
+            raise MalformedError("request head too large")
+        prescan(bytes(self._buf[:end]))
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        conn.receive_data(bytes(self._buf))
+        self._buf.clear()
+        self._h11 = conn
+        event = conn.next_event()
+        if not isinstance(event, h11.Request):
+            raise MalformedError("incomplete request")
+        headers = {k.lower(): v for k, v in event.headers}
+        if event.http_version == b"1.0" and b"host" not in headers:
+            raise MalformedError("HTTP/1.0 request without Host")
+        self._event = event
+        return True
+
+    def _parse_body(self) -> Request | None:
+        assert self._h11 is not None and self._event is not None
+        while True:
+            event = self._h11.next_event()
+            if event is h11.NEED_DATA:
+                if self._h11.they_are_waiting_for_100_continue and not self._continued:
+                    self._continued = True
+                    self.reply_now = self._h11.send(
+                        h11.InformationalResponse(status_code=100, headers=[])) or b""
+                return None
+            if isinstance(event, h11.Data):
+                self._size += len(event.data)
+                if self._size > self._max_body:
+                    raise MalformedError(f"request body larger than {self._max_body} bytes")
+                self._chunks.append(bytes(event.data))
+                continue
+            if isinstance(event, h11.EndOfMessage):
+                return Request(method=self._event.method.decode("ascii", "replace"),
+                               target=self._event.target.decode("ascii", "replace"),
+                               headers={k.lower(): v for k, v in self._event.headers},
+                               body=b"".join(self._chunks), conn=self._h11)
+            if isinstance(event, h11.ConnectionClosed):
+                raise MalformedError("connection closed inside the request")
+            raise MalformedError("unexpected event in the request")
+
+
+def render(conn: h11.Connection | None, status: int, body: bytes, *,
+           headers: list[tuple[bytes, bytes]] | None = None, head_only: bool = False,
+           length: bytes | None = None, close: bool = False) -> bytes:
+    """A complete response; `head_only` for HEAD (Content-Length `length`, no body)."""
+    hdrs = list(headers if headers is not None else [(b"Content-Type", b"application/json")])
+    hdrs.append((b"Content-Length", length if head_only and length else str(len(body)).encode()))
+    if close:
+        hdrs.append((b"Connection", b"close"))
+    if conn is not None:
+        try:
+            out = conn.send(h11.Response(status_code=status, headers=hdrs)) or b""
+            if body and not head_only:
+                out += conn.send(h11.Data(data=body)) or b""
+            out += conn.send(h11.EndOfMessage()) or b""
+            return out
+        except h11.LocalProtocolError:
+            pass  # no usable request line to answer through h11: answer by hand
+    return raw_response(status, body)
+
+
+def raw_response(status: int, body: bytes) -> bytes:
+    """A response that closes the connection, for when no request was parsed."""
+    reason = _REASONS.get(status, b"Error")
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % (status, reason, len(body))) + body
+
+
+def render_upgrade(conn: h11.Connection, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The `101 UPGRADED` that hands the connection over to the raw exec stream."""
+    hdrs = [*headers, (b"Connection", b"Upgrade"), (b"Upgrade", b"tcp")]
+    return conn.send(h11.InformationalResponse(status_code=101, headers=hdrs,
+                                               reason=b"UPGRADED")) or b""
+
+
+def upgrade_leftover(conn: h11.Connection) -> bytes:
+    """Bytes the client sent after its upgrade request (already stream bytes)."""
+    data, _closed = conn.trailing_data
+    return bytes(data)
