@@ -112,6 +112,7 @@ def proxy_command(
     from sidecar_gen.config import find_config
     from sidecar_gen.errors import InputError
     from sidecar_gen.gate import GateOptions, run_gate
+    from sidecar_gen.gate.server import Limits
 
     stream = None
     if log is not None:
@@ -121,7 +122,7 @@ def proxy_command(
             raise InputError(str(log), f"cannot open the decision log: {exc.strerror}") from exc
     options = GateOptions(listen=listen, upstream=upstream, config=find_config(config),
                           workspace=workspace_config, project=project, strict=strict,
-                          log=stream, max_connections=max_connections)
+                          log=stream, limits=Limits(max_connections=max_connections))
     try:
         code = run_gate(options, ready=lambda address: typer.echo(
             f"sidecar gate: listening on {address}, upstream {upstream}, "

@@ -4,15 +4,16 @@
 Layers: `urlpath` (canonical request targets), `policy` and `listing` (pure decisions),
 `endpoints` (the table of allowed requests and their handlers), `engine` (the upstream, on the
 shared Engine API client), `http` (h11 parsing and responses), `relay` (exec streams),
-`server` (binding and the event loop), `policyfile` (the approved policy), `audit` (the
-decision log), `registry` (the execs this gate created), `health` (the container healthcheck).
+`server` (binding and the event loop), `service` (the wiring), `policyfile` (the approved
+policy), `audit` (the decision log), `registry` (the execs this gate created), `health` (the
+container healthcheck).
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from sidecar_gen.gate.server import Gate, GateOptions, run_gate
+    from sidecar_gen.gate.service import Gate, GateOptions, run_gate
 
 __all__ = ["Gate", "GateOptions", "run_gate"]
 
@@ -20,7 +21,7 @@ __all__ = ["Gate", "GateOptions", "run_gate"]
 def __getattr__(name: str) -> object:
     # Lazy: `python -m sidecar_gen.gate.health` (the healthcheck) must not load the server.
     if name in __all__:
-        from sidecar_gen.gate import server
+        from sidecar_gen.gate import service
 
-        return getattr(server, name)
+        return getattr(service, name)
     raise AttributeError(name)

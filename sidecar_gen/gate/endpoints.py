@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar_gen.gate import listing
-from sidecar_gen.gate.engine import Engine, Reply, Upgraded, UpstreamError
-from sidecar_gen.gate.http import json_message
+from sidecar_gen.gate.engine import Engine, Reply, UpstreamError
+from sidecar_gen.gate.http import Answer, Switch, json_message
 from sidecar_gen.gate.policy import (
     EXEC_ID,
     ExecRequest,
@@ -37,26 +37,6 @@ from sidecar_gen.gate.registry import ExecRegistry
 from sidecar_gen.gate.urlpath import PathRejectedError, Target, canonicalize
 
 POLICY_HEADER = b"X-Sidecar-Policy"
-JSON = [(b"Content-Type", b"application/json")]
-
-
-@dataclass
-class Answer:
-    """A complete response."""
-
-    status: int
-    body: bytes
-    headers: list[tuple[bytes, bytes]] = field(default_factory=lambda: list(JSON))
-    length: bytes | None = None  # HEAD: the Content-Length of the body not sent
-    close: bool = False
-
-
-@dataclass
-class Switch:
-    """A `101 UPGRADED`: the client connection is relayed to `upstream` from now on."""
-
-    headers: list[tuple[bytes, bytes]]
-    upstream: Upgraded
 
 
 Outcome = Answer | Switch
@@ -216,7 +196,7 @@ def _exec_start(gk: Gatekeeper, call: Call, _query: None, doc: dict[str, Any]) -
         return _forward(result)
     headers = [(b"Content-Type", v.encode("latin-1"))
                for k, v in result.headers.items() if k == "content-type"]
-    return Switch(headers, result)
+    return Switch(headers, result.conn.sock, bytes(result.conn.buf))
 
 
 def _exec_resize(gk: Gatekeeper, call: Call, size: dict[str, int], _body: None) -> Outcome:

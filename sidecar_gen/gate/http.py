@@ -8,8 +8,9 @@ smuggled), with bounded head and body sizes.
 
 from __future__ import annotations
 
+import _socket
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import h11
 
@@ -19,8 +20,31 @@ _REASONS = {400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 408: b"Re
             502: b"Bad Gateway", 503: b"Service Unavailable"}
 
 
+JSON_TYPE = [(b"Content-Type", b"application/json")]
+
+
 class MalformedError(Exception):
     """Bad HTTP from the client: answered 400 and the connection closed."""
+
+
+@dataclass
+class Answer:
+    """A complete response to send."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]] = field(default_factory=lambda: list(JSON_TYPE))
+    length: bytes | None = None  # HEAD: the Content-Length of the body not sent
+    close: bool = False
+
+
+@dataclass
+class Switch:
+    """A `101 UPGRADED`: from now on the client connection is relayed to `upstream`."""
+
+    headers: list[tuple[bytes, bytes]]
+    upstream: _socket.socket
+    early: bytes = b""  # stream bytes the engine sent along with its 101
 
 
 @dataclass

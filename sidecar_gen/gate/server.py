@@ -2,10 +2,10 @@
 
 One thread (the loop) owns all client I/O: it accepts (beyond `max_connections`, a fast 503
 and close), reads requests with deadlines for slow heads, bodies and idle connections, writes
-answers, and relays every upgraded exec stream. A small pool of worker threads takes each
-complete request through the decisions (`endpoints.decide`), which wait on the engine. So a
-flood of connections costs a few KiB each, never a thread, and cannot delay the next command
-once it is gone.
+answers, and relays every upgraded exec stream. A small pool of worker threads runs each
+complete request through `handle` (the decisions, which wait on the engine) and sends the
+answer. So a flood of connections costs a few KiB each, never a thread, and cannot delay the
+next command once it is gone. Nothing here knows what is allowed.
 """
 
 from __future__ import annotations
@@ -16,37 +16,29 @@ import heapq
 import itertools
 import os
 import selectors
-import signal
 import socket
 import stat
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO
+from dataclasses import dataclass
 
 from sidecar_gen.errors import InputError
-from sidecar_gen.gate import policyfile
-from sidecar_gen.gate.audit import DecisionLog
-from sidecar_gen.gate.endpoints import Answer, Gatekeeper, Switch, decide
-from sidecar_gen.gate.engine import Engine, UpstreamError
 from sidecar_gen.gate.http import (
+    Answer,
     MalformedError,
     Request,
     RequestReader,
+    Switch,
     json_message,
     raw_response,
     render,
     render_upgrade,
     upgrade_leftover,
 )
-from sidecar_gen.gate.policy import self_container_ids
 from sidecar_gen.gate.relay import READ, WRITE, Relay, sync_interest
-from sidecar_gen.model import Bridge
 from sidecar_gen.runtime import transport
 from sidecar_gen.runtime.errors import DispatchError
 
@@ -54,39 +46,19 @@ RECV = 65536
 BUSY = raw_response(503, json_message("sidecar gate: too many connections; try again"))
 
 
-@dataclass
-class GateOptions:
-    """Everything `Gate` needs; the CLI fills it from flags."""
+@dataclass(frozen=True)
+class Limits:
+    """What one client may hold, and for how long."""
 
-    listen: str
-    upstream: str = "unix:///var/run/docker.sock"
-    config: Path | None = None  # the approved bridge.yaml, read at start and on SIGHUP
-    bridge: Bridge | None = None  # a fixed policy (tests), instead of `config`
-    workspace: Path | None = None  # the workspace's bridge.yaml, only compared with `config`
-    project: str | None = None  # the compose project to serve when not running in one
-    strict: bool = False
-    log: IO[str] | None = None  # decision log stream; None: stderr
-    notices: IO[str] | None = None  # one-line notices (policy, scope); None: stderr
-    self_ids: frozenset[str] | None = None  # the gate's own container; None: detect
-    proc_root: Path = field(default_factory=lambda: Path("/proc/self"))
-    max_connections: int = 256
+    max_connections: int = 256  # client connections at once, exec streams included
     head_timeout: float = 10.0  # a request head must be complete this long after it started
     body_timeout: float = 30.0  # ... and its body this long after the head
     idle_timeout: float = 60.0  # a kept-alive connection may wait this long for a request
     write_timeout: float = 30.0  # the client must take an answer within this time
-    workers: int = 16
+    workers: int = 16  # threads deciding requests (they wait on the engine)
 
 
-def detect_self_ids(proc_root: Path = Path("/proc/self")) -> frozenset[str]:
-    """The gate's own container id(s), from mountinfo, cgroup and hostname (empty on a host)."""
-
-    def read(name: str) -> str:
-        try:
-            return (proc_root / name).read_text(errors="replace")
-        except OSError:
-            return ""
-
-    return self_container_ids(read("mountinfo"), read("cgroup"), socket.gethostname())
+Handler = Callable[[Request, str], Answer | Switch]  # (request, peer) -> what to answer
 
 
 def bind(listen: str) -> tuple[socket.socket, str]:
@@ -131,79 +103,45 @@ class _Client:
         self.deadline = 0.0
 
 
-class Gate:
-    """A running gate: a listening socket, its event loop and its workers."""
+class Server:
+    """The event loop serving one listening socket; `handle` runs in the worker threads.
 
-    def __init__(self, options: GateOptions) -> None:
-        self._options = options
-        self._notices = options.notices if options.notices is not None else sys.stderr
-        self._log = DecisionLog(options.log if options.log is not None else sys.stderr)
-        try:
-            engine = Engine(options.upstream)
-        except ValueError as exc:
-            raise InputError(options.upstream, f"the upstream must be unix:///path or "
-                                               f"tcp://HOST:PORT ({exc})") from None
-        self._sock, self.address = bind(options.listen)
+    `log` writes the decision log's connection-level lines (refused connections, malformed
+    or incomplete requests), each with the `policy()` in force.
+    """
+
+    def __init__(self, sock: socket.socket, address: str, *, handle: Handler,
+                 log: Callable[..., None], policy: Callable[[], str],
+                 limits: Limits | None = None) -> None:
+        self.address = address
+        self._sock = sock
         self._sock.setblocking(False)
-        self.self_ids = (options.self_ids if options.self_ids is not None
-                         else detect_self_ids(options.proc_root))
-        self.keeper = Gatekeeper(engine, self._load(), self_ids=self.self_ids,
-                                 project=options.project)
+        self._handle = handle
+        self._log = log
+        self._policy = policy
+        self._limits = limits or Limits()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         for end in (self._wake_r, self._wake_w):
             end.setblocking(False)
-        self._workers = ThreadPoolExecutor(max_workers=max(1, options.workers),
+        self._workers = ThreadPoolExecutor(max_workers=max(1, self._limits.workers),
                                            thread_name_prefix="sidecar-gate")
         self._done: deque[tuple[_Client, bytes, Callable[[], None]]] = deque()
         self._clients: set[_Client] = set()
         self._relays: dict[Relay, dict[_socket.socket, int]] = {}
-        self._deadlines: list[tuple[float, int, _Client]] = []
+        self._deadlines: list[tuple[float, int, _Client | Relay]] = []  # lazily superseded
         self._seq = itertools.count()
         self._refused = 0
         self._refused_since = time.monotonic()
         self._stop = threading.Event()
-        self._reload_asked = False
+        self._between: list[Callable[[], None]] = []  # run in the loop's thread (signals)
         self._accepting = True
         self._resume_at = 0.0
-        self._note_scope()
 
-    # -- policy ----------------------------------------------------------------------------
-
-    def _notice(self, line: str) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self._notices.write(line + "\n")
-            self._notices.flush()
-
-    def _load(self) -> policyfile.PolicyState:
-        options = self._options
-        if options.bridge is not None:
-            return policyfile.from_bridge(options.bridge, strict=options.strict,
-                                          environ=os.environ)
-        state, line = policyfile.load(options.config, strict=options.strict,
-                                      environ=os.environ)
-        self._notice(line)
-        differs = policyfile.compare_workspace(state, options.workspace)
-        if differs:
-            self._notice(differs)
-        return state
-
-    def reload(self) -> None:
-        """Read the approved policy again (what SIGHUP does); never on a file change."""
-        self.keeper.state = self._load()
-
-    def _note_scope(self) -> None:
-        try:
-            scope = self.keeper.scope()
-        except UpstreamError as exc:
-            self._notice(f"sidecar gate: {exc}; the compose project is determined on the first "
-                         "request")
-            return
-        if scope:
-            self._notice(f"sidecar gate: targets are limited to compose project {scope}")
-        else:
-            self._notice("sidecar gate: not in a compose project: targets are not limited to "
-                         "one (pass --project to limit them)")
+    @property
+    def connections(self) -> int:
+        """Client connections held now (exec streams included)."""
+        return len(self._clients) + len(self._relays)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -219,9 +157,8 @@ class Gate:
                     self._on_event(key.data, mask, now)
                 self._finish_done()
                 self._expire(time.monotonic())
-                if self._reload_asked:
-                    self._reload_asked = False
-                    self.reload()
+                while self._between:
+                    self._between.pop(0)()
         finally:
             self._close_all()
 
@@ -230,9 +167,9 @@ class Gate:
         self._stop.set()
         self._wake()
 
-    def ask_reload(self) -> None:
-        """Reload the policy in the loop's thread (safe from a signal handler)."""
-        self._reload_asked = True
+    def call_soon(self, action: Callable[[], None]) -> None:
+        """Run `action` in the loop's thread (safe from a signal handler)."""
+        self._between.append(action)
         self._wake()
 
     def _wake(self) -> None:
@@ -241,12 +178,7 @@ class Gate:
 
     def _timeout(self) -> float:
         now = time.monotonic()
-        soonest = now + 1.0
-        if self._deadlines:
-            soonest = min(soonest, self._deadlines[0][0])
-        for stream in self._relays:
-            if stream.drain_until is not None:
-                soonest = min(soonest, stream.drain_until)
+        soonest = min(now + 1.0, self._deadlines[0][0] if self._deadlines else now + 1.0)
         if not self._accepting:
             soonest = min(soonest, self._resume_at)
         return max(0.0, soonest - now)
@@ -261,7 +193,6 @@ class Gate:
         self._selector.close()
         for sock in (self._sock, self._wake_r, self._wake_w):
             sock.close()
-        self.keeper.engine.close()
         if self.address.startswith("unix://"):
             with contextlib.suppress(OSError):
                 os.unlink(self.address[len("unix://"):])
@@ -281,8 +212,7 @@ class Gate:
             if mask & WRITE and data.phase == "write":
                 self._write(data, now)
         elif isinstance(data, Relay):
-            data.pump(now)
-            self._sync_relay(data, now)
+            self._pump_relay(data, now)
 
     def _accept(self, now: float) -> None:
         while True:
@@ -296,7 +226,7 @@ class Gate:
                 self._selector.unregister(self._sock)
                 self._accepting, self._resume_at = False, now + 0.1
                 return
-            if len(self._clients) + len(self._relays) >= self._options.max_connections:
+            if self.connections >= self._limits.max_connections:
                 self._turn_away(sock)
                 continue
             sock.setblocking(False)
@@ -307,7 +237,7 @@ class Gate:
             client = _Client(sock, peer)
             self._clients.add(client)
             self._selector.register(sock, READ, client)
-            self._arm(client, now + self._options.head_timeout)
+            self._arm(client, now + self._limits.head_timeout)
 
     def _turn_away(self, sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
@@ -326,10 +256,10 @@ class Gate:
         now = time.monotonic()
         if not self._refused or (not force and now - self._refused_since < 1.0):
             return
-        cap = self._options.max_connections
-        self._log.record(peer="-", method="-", path="-", decision="deny",
-                         reason=f"connection cap ({cap}) reached: answered 503 and closed",
-                         status=503, policy=self.keeper.state.header, count=self._refused)
+        cap = self._limits.max_connections
+        self._log(peer="-", method="-", path="-", decision="deny",
+                  reason=f"connection cap ({cap}) reached: answered 503 and closed",
+                  status=503, policy=self._policy(), count=self._refused)
         self._refused, self._refused_since = 0, now
 
     def _arm(self, client: _Client, deadline: float) -> None:
@@ -342,17 +272,18 @@ class Gate:
             self._accepting = True
             self._selector.register(self._sock, READ, self._sock)
         while self._deadlines and self._deadlines[0][0] <= now:
-            deadline, _seq, client = heapq.heappop(self._deadlines)
-            if client.deadline != deadline or client not in self._clients:
+            deadline, _seq, item = heapq.heappop(self._deadlines)
+            if isinstance(item, Relay):
+                if item in self._relays and item.finished(now):
+                    self._end_relay(item)  # the engine's side ended; the drain time is over
+            elif item.deadline != deadline or item not in self._clients:
                 continue  # superseded
-            if client.phase == "read" and client.reader.started:
-                method, target = client.reader.method_and_target
-                self._deny_malformed(client, method, target, "request not complete in time",
+            elif item.phase == "read" and item.reader.started:
+                method, target = item.reader.method_and_target
+                self._deny_malformed(item, method, target, "request not complete in time",
                                      status=408)
-            elif client.phase in ("read", "write"):
-                self._close(client)
-        for stream in [s for s in self._relays if s.finished(now)]:
-            self._end_relay(stream)
+            elif item.phase in ("read", "write"):
+                self._close(item)
 
     # -- reading and answering -------------------------------------------------------------
 
@@ -372,8 +303,8 @@ class Gate:
             else:
                 self._close(client)
             return
-        if not client.reader.started and client.deadline - now > self._options.head_timeout:
-            self._arm(client, now + self._options.head_timeout)  # was idle: the head starts
+        if not client.reader.started and client.deadline - now > self._limits.head_timeout:
+            self._arm(client, now + self._limits.head_timeout)  # was idle: the head starts
         client.reader.feed(data)
         self._advance(client, now)
 
@@ -391,7 +322,7 @@ class Gate:
             reader.reply_now = b""
         if request is None:
             if reader.head_done and not had_head:
-                self._arm(client, now + self._options.body_timeout)
+                self._arm(client, now + self._limits.body_timeout)
             return
         client.phase = "busy"
         client.deadline = 0.0
@@ -411,26 +342,21 @@ class Gate:
     def _work(self, client: _Client, request: Request) -> None:
         """In a worker: decide, render and send the answer; the loop does the rest."""
         try:
-            outcome = decide(self.keeper, method=request.method, raw_target=request.target,
-                             headers=request.headers, body=request.body, peer=client.peer,
-                             log=self._log.record)
-            self._answer(client, request, outcome)
+            self._answer(client, request, self._handle(request, client.peer))
         except Exception as exc:  # a bug: record it, answer if possible, drop the connection
-            self._log.record(peer=client.peer, method=request.method, path=request.target,
-                             decision="error", status=500, policy=self.keeper.state.header,
-                             reason=f"internal error: {type(exc).__name__}: {exc}")
+            self._log(peer=client.peer, method=request.method, path=request.target,
+                      decision="error", status=500, policy=self._policy(),
+                      reason=f"internal error: {type(exc).__name__}: {exc}")
             rest = self._send_now(client, raw_response(
                 500, json_message("sidecar gate: internal error")))
             self._complete(client, rest, lambda: self._close(client))
 
     def _answer(self, client: _Client, request: Request, outcome: Answer | Switch) -> None:
         if isinstance(outcome, Switch):
-            upstream = outcome.upstream.conn
-            data = render_upgrade(request.conn, outcome.headers)
-            rest = self._send_now(client, data)
-            early = upgrade_leftover(request.conn)
+            rest = self._send_now(client, render_upgrade(request.conn, outcome.headers))
+            early, upstream = upgrade_leftover(request.conn), outcome.upstream
             self._complete(client, b"", lambda: self._start_relay(
-                client, upstream.sock, to_upstream=early, to_client=rest + bytes(upstream.buf)))
+                client, upstream, to_upstream=early, to_client=rest + outcome.early))
             return
         data = render(request.conn, outcome.status, outcome.body, headers=outcome.headers,
                       head_only=request.method == "HEAD", length=outcome.length,
@@ -456,7 +382,7 @@ class Gate:
                 client.out += rest
                 client.phase, client.then = "write", then
                 self._selector.register(client.sock, WRITE, client)
-                self._arm(client, now + self._options.write_timeout)
+                self._arm(client, now + self._limits.write_timeout)
             else:
                 then()
 
@@ -481,15 +407,15 @@ class Gate:
         client.reader = RequestReader(leftover)
         client.phase = "read"
         self._selector.register(client.sock, READ, client)
-        self._arm(client, now + (self._options.head_timeout if leftover
-                                 else self._options.idle_timeout))
+        self._arm(client, now + (self._limits.head_timeout if leftover
+                                 else self._limits.idle_timeout))
         if leftover:
             self._advance(client, now)  # a request sent before its predecessor was answered
 
     def _deny_malformed(self, client: _Client, method: str, target: str, reason: str, *,
                         status: int = 400) -> None:
-        self._log.record(peer=client.peer, method=method, path=target, decision="deny",
-                         reason=reason, status=status, policy=self.keeper.state.header)
+        self._log(peer=client.peer, method=method, path=target, decision="deny",
+                  reason=reason, status=status, policy=self._policy())
         message = json_message(f"sidecar gate: malformed request: {reason}")
         data = render(client.reader.conn, status, message, close=True)
         if client.phase == "read":
@@ -515,14 +441,16 @@ class Gate:
         self._clients.discard(client)  # the slot passes to the stream
         stream = Relay(client.sock, upstream, to_upstream=to_upstream, to_client=to_client)
         self._relays[stream] = {}
-        now = time.monotonic()
-        stream.pump(now)
-        self._sync_relay(stream, now)
+        self._pump_relay(stream, time.monotonic())
 
-    def _sync_relay(self, stream: Relay, now: float) -> None:
+    def _pump_relay(self, stream: Relay, now: float) -> None:
+        drain_was = stream.drain_until
+        stream.pump(now)
         if stream.finished(now):
             self._end_relay(stream)
             return
+        if stream.drain_until is not None and drain_was is None:
+            heapq.heappush(self._deadlines, (stream.drain_until, next(self._seq), stream))
         sync_interest(self._selector, self._relays[stream], stream.interest(), stream)
 
     def _end_relay(self, stream: Relay) -> None:
@@ -531,21 +459,3 @@ class Gate:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(sock)
         stream.close()
-
-
-def run_gate(options: GateOptions, *, ready: Callable[[str], None] | None = None) -> int:
-    """Run the gate until SIGTERM or SIGINT; SIGHUP reloads the policy. Returns the exit code.
-
-    A missing or invalid policy does not stop the gate: it refuses every request and says
-    once how to fix it (so a restart loop never hides the reason).
-    """
-    gate = Gate(options)
-    if ready is not None:
-        ready(gate.address)
-    if threading.current_thread() is threading.main_thread():
-        # As a container's PID 1 the default actions of SIGTERM and SIGHUP are ignored.
-        signal.signal(signal.SIGTERM, lambda _s, _f: gate.shutdown())
-        signal.signal(signal.SIGINT, lambda _s, _f: gate.shutdown())
-        signal.signal(signal.SIGHUP, lambda _s, _f: gate.ask_reload())
-    gate.serve_forever()
-    return 0

@@ -45,7 +45,11 @@ def start_gate(tmp: Path, *, bridge: Bridge | dict[str, Any] | None = None,
                self_ids: frozenset[str] | None = frozenset(), listen: str = "tcp://127.0.0.1:0",
                proc_root: Path | None = None, **options: Any) -> RunningGate:
     """Start a gate on a free port; `self_ids=None` detects them from `proc_root`; other
-    keywords are `GateOptions` fields (limits, workspace, project)."""
+    keywords are `GateOptions` fields (workspace, project) or `Limits` fields."""
+    from sidecar_gen.gate.server import Limits
+
+    limit_names = set(Limits.__dataclass_fields__)
+    limits = Limits(**{k: options.pop(k) for k in list(options) if k in limit_names})
     if isinstance(bridge, dict):
         bridge = bridge_from_plain(bridge)
     stem = f"gate-{threading.get_ident()}-{id(bridge)}-{id(options)}"
@@ -53,7 +57,8 @@ def start_gate(tmp: Path, *, bridge: Bridge | dict[str, Any] | None = None,
     stream = log_path.open("a", encoding="utf-8")
     notices = notices_path.open("a", encoding="utf-8")
     gate_options = GateOptions(listen=listen, bridge=bridge, config=config, strict=strict,
-                               log=stream, notices=notices, self_ids=self_ids, **options)
+                               log=stream, notices=notices, self_ids=self_ids, limits=limits,
+                               **options)
     if proc_root is not None:
         gate_options.proc_root = proc_root
     return RunningGate(Gate(gate_options), log_path, notices_path)

@@ -30,8 +30,9 @@ def docker_endpoint(request: pytest.FixtureRequest, docker_engine: Any,
     """A function: bridge.yaml path -> DOCKER_HOST the dispatcher under test must use.
 
     Every e2e test runs twice: against the engine socket directly, and through a Docker API
-    gate (`sidecar_gen.gate`) started on that bridge.yaml (one gate per bridge.yaml path; it
-    re-reads the file whenever it changes, as the dispatcher does) on a free local TCP port.
+    gate (`sidecar_gen.gate`) started on that bridge.yaml (one gate per bridge.yaml path) on a
+    free local TCP port. The gate reads its policy once; each later call reloads it, as
+    `sidecar up` does after approving a change.
     """
     if request.param == "direct":
         yield lambda _config: DIRECT_SOCKET
@@ -43,6 +44,8 @@ def docker_endpoint(request: pytest.FixtureRequest, docker_engine: Any,
     def through_gate(config: Path) -> str:
         if config not in gates:
             gates[config] = start_gate(tmp_path, config=config)
+        else:
+            gates[config].reload()
         return gates[config].address
 
     yield through_gate
