@@ -57,8 +57,11 @@ class Stack:
         return self.run("exec", *opts, "claude", *argv, input_=input_)
 
 
-def _override(services: dict[str, Any], commands: dict[str, list[str]]) -> str:
-    lines = ["services:"]
+def _override(services: dict[str, Any], commands: dict[str, list[str]], sidecar: Path) -> str:
+    # The approved policy the gate reads (/run/sidecar/policy): the rendered bridge.yaml, as
+    # `sidecar up` would approve and copy it.
+    lines = ["services:", "  sidecar-gate:", "    volumes:",
+             f"      - {sidecar}:/run/sidecar/policy:ro"]
     for name in services:
         script = "; ".join(
             f"printf '%s\\n' '#!/bin/sh' '{STANDIN}' > /bin/{cmd} && chmod 755 /bin/{cmd}"
@@ -111,7 +114,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, claude_image: str,
     assert render.returncode == 0, render.stdout + render.stderr
     services = YAML(typ="safe").load((root / "compose.yaml").read_text())["services"]
     override = tmp_path / "override.yaml"
-    override.write_text(_override(services, routed))
+    override.write_text(_override(services, routed, root / ".sidecar"))
     env.update({v: BUSYBOX_IMAGE for v in IMAGE_VARS})
     env.update({"PUID": str(PUID), "PGID": str(PGID)})
     # A real project belongs to the host user whose ids PUID/PGID carry.
@@ -167,6 +170,24 @@ def test_routed_commands_run_through_the_gate(stack: Stack, docker_client: Any) 
     execs = [d for d in decisions if d["decision"] == "allow" and d["method"] == "POST"
              and d["path"].endswith("/exec")]
     assert execs, decisions  # the exec creates of the commands above were decided by the gate
+    # The gate's healthcheck runs in the image and passes with a usable approved policy.
+    assert gate_health(stack, docker_client) == "healthy"
+
+
+def gate_health(stack: Stack, docker_client: Any, timeout: float = 90) -> str:
+    """The gate container's health once it is decided (starting -> healthy or unhealthy)."""
+    labels = [f"com.docker.compose.project={stack.project}",
+              "com.docker.compose.service=sidecar-gate"]
+    (gate,) = docker_client.containers.list(filters={"label": labels})
+    deadline = time.monotonic() + timeout
+    status = "none"
+    while time.monotonic() < deadline:
+        gate.reload()
+        status = str(gate.attrs["State"].get("Health", {}).get("Status", "none"))
+        if status in ("healthy", "unhealthy"):
+            break
+        time.sleep(1)
+    return status
 
 
 def test_gate_refuses_a_container_create_from_inside(stack: Stack, docker_client: Any) -> None:

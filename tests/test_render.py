@@ -187,6 +187,35 @@ def test_gate_holds_the_socket_read_only_and_publishes_nothing(tmp_path: Path) -
     assert gate["restart"] == "unless-stopped"
     assert gate["entrypoint"][:2] == ["sidecar", "proxy"]
     assert gate["labels"] == {"dev.claude-sidecar.role": "gate"}
+    # The policy the gate enforces is the approved one, never the workspace's (issue 9).
+    assert "--config=/run/sidecar/policy/bridge.yaml" in gate["entrypoint"]
+    assert "--workspace-config=/etc/sidecar/bridge.yaml" in gate["entrypoint"]
+    assert not any("/etc/sidecar" in arg for arg in gate["entrypoint"]
+                   if arg.startswith("--config"))
+    # Bounded (issue 10.4) and healthy only with a usable policy (issue 13).
+    assert gate["pids_limit"] == 64
+    assert gate["mem_limit"] == "256m"
+    test = gate["healthcheck"]["test"]
+    assert test[0] == "CMD" and test[-3:] == ["-m", "sidecar_gen.gate.health",
+                                               "tcp://127.0.0.1:2375"]
+
+
+def test_every_generated_service_carries_its_role_label(tmp_path: Path) -> None:
+    """The role labels keep the gate, the Claude container (credentials) and the viewer out of
+    the gate's reach (issue 16.2): each generated service must carry exactly its own."""
+    from sidecar_gen.runtime import contract
+
+    root = project(tmp_path, bridge=BRIDGE + "  viewer:\n    enabled: true\n")
+    run_render(root)
+    services = load(root / ".sidecar" / "compose.yml")["services"]
+    roles = {name: spec.get("labels", {}).get(contract.ROLE_LABEL)
+             for name, spec in services.items()}
+    assert roles == {"claude": contract.ROLE_CLAUDE, "sidecar-gate": contract.ROLE_GATE,
+                     "viewer": contract.ROLE_VIEWER}
+    assert set(roles.values()) == contract.PROTECTED_ROLES
+    # The user's own services are left alone: no role label from us.
+    user = load(root / "compose.yaml")["services"]
+    assert all(contract.ROLE_LABEL not in (spec.get("labels") or {}) for spec in user.values())
 
 
 def test_collisions_and_invalid_bridge(tmp_path: Path) -> None:

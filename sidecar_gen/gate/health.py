@@ -22,8 +22,8 @@ def check(address: str, timeout: float = 5.0) -> str | None:
     """None when the gate at `address` is healthy, else the reason."""
     try:
         conn = Connection(transport.connect(transport.parse_host(address), timeout=timeout))
-    except DispatchError as exc:
-        return str(exc)
+    except DispatchError:
+        return f"nothing answers at {address}: the gate is not listening (yet)"
     try:
         conn.send_request("GET", "/_ping")
         status, _reason, headers = conn.read_head()
