@@ -100,22 +100,33 @@ class Target:
 
 
 @contextlib.contextmanager
-def bench_target(prefix: str) -> Iterator[Target]:
-    """Start the target container and install the wrappers; remove everything afterwards."""
+def bench_target(prefix: str, *, compose: bool = False) -> Iterator[Target]:
+    """Start the target container and install the wrappers; remove everything afterwards.
+
+    `compose`: the target is the one member of compose service `bench` of project `name` (the
+    commands route to the service, as in a stack), else a container routed to by its name.
+    """
     docker = shutil.which("docker")
     if docker is None:
         sys.exit("the docker CLI is needed for the benchmark")
     from sidecar_gen.wrappers import install_wrappers
 
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    labels = ["dev.claude-sidecar.test=1"]
+    if compose:
+        labels += [f"com.docker.compose.project={name}", "com.docker.compose.service=bench",
+                   "com.docker.compose.container-number=1"]
     subprocess.run([docker, "run", "-d", "--init", "--name", name,
-                    "--label", "dev.claude-sidecar.test=1", IMAGE, "sleep", "36000"],
-                   check=True, stdout=subprocess.DEVNULL)
+                    *(arg for label in labels for arg in ("--label", label)),
+                    IMAGE, "sleep", "36000"], check=True, stdout=subprocess.DEVNULL)
     tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
     try:
         config = tmp / "bridge.yaml"
+        container = "bench" if compose else name
         config.write_text(json.dumps({"version": "1", "commands": {
-            command: {"container": name, "exec": argv} for command, argv in ROUTES.items()}}))
+            command: {"container": container, "exec": argv}
+            for command, argv in ROUTES.items()
+        }, **({"sidecar": {"project": name}} if compose else {})}))
         os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")
         install_wrappers(tmp / "bin", config)
         base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp),

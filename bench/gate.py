@@ -2,15 +2,20 @@
 
     .venv/bin/python bench/gate.py [--runs 20] [--mib 256] [--concurrent 50]
 
-Starts two gates (`sidecar proxy`) on a bench bridge.yaml, one on TCP as deployed and one on a
-unix socket, and prints medians and ratios for:
+The target is the one member of a compose service, routed to by the service name, and the two
+gates (`sidecar proxy`, one on TCP as deployed, one on a unix socket) serve that compose project
+(`--project`), as a gate in a stack serves its own: the dispatcher lists the service's members
+through the gate and execs by full id. Prints medians and ratios for:
 - latency of a dispatch (`true` through the dispatcher) via the gate vs the direct socket
   (goal <= 1.05); the unix-socket gate shows the gate's own share apart from the dispatcher's
   TCP client path;
+- the fresh check: every decision (the list, exec create, start, inspect) takes a new listing
+  of the project's containers; the median of that engine call, and four of them as a share of
+  a direct dispatch (what dropping the allow cache costs);
 - throughput of MIB MiB through `cat` (stdin to stdout) via the gate vs direct (goal >= 0.9);
 - the gate's memory (RSS) idle and at CONCURRENT concurrent execs (dispatches of a `cat` that
   holds its stream open until stdin closes).
-The two endpoints alternate run by run so machine noise hits both alike.
+The endpoints alternate run by run so machine noise hits them alike.
 """
 
 from __future__ import annotations
@@ -51,10 +56,11 @@ def _probe(listen: str) -> None:
         socket.create_connection((host, int(port)), timeout=0.2).close()
 
 
-def start_gate(config: Path, listen: str, log: Path) -> subprocess.Popen[bytes]:
+def start_gate(config: Path, listen: str, log: Path,
+               project: str) -> subprocess.Popen[bytes]:
     sidecar = Path(sys.executable).parent / "sidecar"
     argv = [str(sidecar), "proxy", "--listen", listen, "--config", str(config),
-            "--log", str(log)]
+            "--log", str(log), "--project", project]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -76,14 +82,15 @@ def main() -> int:
     parser.add_argument("--concurrent", type=int, default=50)
     options = parser.parse_args()
     gates: list[subprocess.Popen[bytes]] = []
-    with bench_target("sidecar-gbench") as target:
+    with bench_target("sidecar-gbench", compose=True) as target:
         try:
             tmp = target.tmp
             port = free_port()
-            gate = start_gate(target.config, f"tcp://127.0.0.1:{port}", tmp / "gate.log")
+            gate = start_gate(target.config, f"tcp://127.0.0.1:{port}", tmp / "gate.log",
+                              target.name)
             gates.append(gate)
             gates.append(start_gate(target.config, f"unix://{tmp}/gate.sock",
-                                    tmp / "gate-unix.log"))
+                                    tmp / "gate-unix.log", target.name))
             report(options, target, gate, port)
         finally:
             for running in gates:
@@ -118,6 +125,9 @@ def report(options: argparse.Namespace, target: Target, gate: subprocess.Popen[b
           "  (goal <= 1.05)")
     print(f"latency  ratio via gate on a unix socket / direct: "
           f"{lat['via gate (unix)'] / lat['direct socket']:.3f}  (the gate's own share)")
+    check = fresh_check(target.name, options.runs * 10)
+    print(f"fresh check: the project's container listing, median {check * 1000:.2f} ms; "
+          f"4 per dispatch = {4 * check / lat['direct socket'] * 100:.1f}% of a direct dispatch")
 
     transfer = {
         "direct socket": ([str(wrappers / "cat")], direct),
@@ -154,6 +164,25 @@ def report(options: argparse.Namespace, target: Target, gate: subprocess.Popen[b
           f"execs streaming {busy_rss / 1024:.1f} MiB ({threads} threads); "
           f"peak over the whole run {peak / 1024:.1f} MiB; "
           f"exit codes all 0: {all(code == 0 for code in codes)}")
+
+
+def fresh_check(project: str, runs: int) -> float:
+    """Median time of the engine call each gate decision makes (the gate's own code path)."""
+    import statistics
+
+    from sidecar_gen.gate.engine import Engine
+
+    engine = Engine("unix:///var/run/docker.sock")
+    try:
+        engine.listing(project)  # connect once, as the gate's pool does
+        samples = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            engine.listing(project)
+            samples.append(time.perf_counter() - start)
+        return statistics.median(samples)
+    finally:
+        engine.close()
 
 
 if __name__ == "__main__":

@@ -139,7 +139,10 @@ class RequestReader:
                 self._event.target.decode("ascii", "replace"))
 
     def feed(self, data: bytes) -> None:
-        """Add received bytes (empty bytes: the client closed its side)."""
+        """Add received bytes (the end of the stream is the server's to handle: h11 would take
+        empty bytes for it)."""
+        if not data:
+            return
         if self._h11 is None:
             self._buf += data
         else:

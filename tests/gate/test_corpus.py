@@ -307,6 +307,15 @@ REQUESTS: list[tuple[str, str, str, Any]] = [
     ("method-delete-exec", "DELETE", "/v1.41/exec/{exec}/json", None),
     ("method-post-ping", "POST", "/_ping", None),
     ("method-get-exec-create", "GET", "/v1.41/containers/{tgt}/exec", None),
+    # the container list: questions the gate does not evaluate never reach the engine
+    ("list-legacy-since", "GET", "/v1.41/containers/json?since={foreign}", None),
+    ("list-filter-ancestor", "GET",
+     "/v1.41/containers/json?filters=%7B%22ancestor%22%3A%5B%22busybox%22%5D%7D", None),
+    ("list-filter-network", "GET",
+     "/v1.41/containers/json?filters=%7B%22network%22%3A%5B%22bridge%22%5D%7D", None),
+    ("list-filter-backtracking-regex", "GET",
+     "/v1.41/containers/json?filters=%7B%22name%22%3A%5B%22(a%2B)%2B%24%22%5D%7D", None),
+    ("inspect-foreign-id", "GET", "/v1.41/containers/{foreign.id}/json", None),
 ]
 
 def _post(target: str, body: bytes) -> bytes:
