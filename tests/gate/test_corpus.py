@@ -68,7 +68,10 @@ def snapshot(env: Env) -> dict[str, Any]:
     }
     labelled = sorted(c.id for c in client.containers.list(all=True,
                                                            filters={"label": f"corpus={TOK}"}))
-    images = sorted(t for img in client.images.list() for t in img.tags if TOK in t)
+    # One listing call (the SDK's images.list() inspects each image and fails when another
+    # run on the shared engine removes one meanwhile).
+    images = sorted(t for img in client.api.images() for t in img.get("RepoTags") or []
+                    if TOK in t)
     busybox = client.images.get(BUSYBOX_IMAGE).id
     volumes = sorted(v.name for v in client.volumes.list() if TOK in v.name)
     networks = sorted(n.name for n in client.networks.list() if TOK in n.name)
