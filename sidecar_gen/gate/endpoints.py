@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from sidecar_gen.gate.policy import (
     NoSuchContainerError,
     RefusedError,
     Resolution,
+    TargetRule,
     allow_exec,
     is_full_id,
     lookup,
@@ -37,6 +39,7 @@ from sidecar_gen.gate.registry import ExecRegistry
 from sidecar_gen.gate.urlpath import PathRejectedError, Target, canonicalize
 
 POLICY_HEADER = b"X-Sidecar-Policy"
+MEMBERS_KEPT = 4096
 
 
 Outcome = Answer | Switch
@@ -71,6 +74,12 @@ class Gatekeeper:
         self._explicit = project
         self._scope: tuple[str | None] | None = None
         self._lock = threading.Lock()
+        # Full ids granted through compose-service membership under `_members_for`: never
+        # stale (labels are immutable; a removed container's id reaches nothing), so start,
+        # resize and inspect of an exec, and an exec by full id, need no new listing.
+        self._members: OrderedDict[str, TargetRule] = OrderedDict()
+        self._members_for: PolicyState | None = None
+        self._members_lock = threading.Lock()
 
     def scope(self) -> str | None:
         """The compose project the gate serves: its own container's (asked once from the
@@ -92,8 +101,36 @@ class Gatekeeper:
         if call.state.error:
             raise RefusedError(call.state.error)
         scope = self.scope()
-        return resolve(call.state.policy, self.engine.listing(scope), self_ids=self.self_ids,
-                       scope=scope)
+        resolution = resolve(call.state.policy, self.engine.listing(scope),
+                             self_ids=self.self_ids, scope=scope)
+        with self._members_lock:
+            if call.state is not self._members_for:
+                self._members.clear()
+                self._members_for = call.state
+            for cid, rule in resolution.by_membership.items():
+                self._members[cid] = rule
+                self._members.move_to_end(cid)
+            while len(self._members) > MEMBERS_KEPT:
+                self._members.popitem(last=False)
+        return resolution
+
+    def member_rule(self, call: Call, cid: str | None) -> TargetRule | None:
+        """What `cid` was granted as a compose-service member under this call's policy."""
+        with self._members_lock:
+            if cid is None or call.state is not self._members_for:
+                return None
+            return self._members.get(cid)
+
+    def target(self, call: Call) -> tuple[str, TargetRule, bool]:
+        """(full id, rule, decided on a new listing) of the target the path names."""
+        if call.ref is not None and is_full_id(call.ref):
+            rule = self.member_rule(call, call.ref)
+            if rule is not None:
+                call.container = call.ref
+                return call.ref, rule, False
+        resolution = self.resolve(call)
+        cid = self.target_id(call, resolution)
+        return cid, resolution.by_id[cid], True
 
     def target_id(self, call: Call, resolution: Resolution) -> str:
         """The full id of the target the path names; refused (or 404) otherwise."""
@@ -124,6 +161,8 @@ class Gatekeeper:
 
     def still_target(self, call: Call) -> None:
         """Refused unless the exec's container is a target now."""
+        if self.member_rule(call, call.container) is not None:
+            return
         if call.container not in self.resolve(call).by_id:
             raise RefusedError("the exec's container is no longer a target")
 
@@ -165,15 +204,22 @@ def _list(gk: Gatekeeper, call: Call, query: listing.ListQuery, _body: None) -> 
 
 
 def _inspect(gk: Gatekeeper, call: Call, _query: None, _body: None) -> Outcome:
-    cid = gk.target_id(call, gk.resolve(call))
+    cid, _rule, _fresh = gk.target(call)
     call.reason = "inspect a target"
     return _forward(gk.engine.call("GET", _upstream(call, cid)))
 
 
 def _exec_create(gk: Gatekeeper, call: Call, _query: None, request: ExecRequest) -> Outcome:
-    resolution = gk.resolve(call)
-    cid = gk.target_id(call, resolution)
-    allow_exec(call.state.policy, resolution.by_id[cid], request)
+    cid, rule, fresh = gk.target(call)
+    try:
+        allow_exec(call.state.policy, rule, request)
+    except RefusedError:
+        if fresh:
+            raise
+        # Granted more by name (a literal name may also route here): decide on a listing.
+        resolution = gk.resolve(call)
+        cid = gk.target_id(call, resolution)
+        allow_exec(call.state.policy, resolution.by_id[cid], request)
     call.reason = "exec into a target"
     reply = gk.engine.call("POST", _upstream(call, cid), request.doc)
     if reply.status == 201:

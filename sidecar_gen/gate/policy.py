@@ -131,6 +131,9 @@ class Resolution:
     # Configured names whose containers in the listing are never targets -> why (the user
     # wrote these names: saying why beats a misleading "no such container").
     excluded: Mapping[str, str] = field(default_factory=dict)
+    # What each target was granted through compose-service membership alone: labels cannot
+    # change, so for one policy this holds as long as the container exists (names can).
+    by_membership: Mapping[str, TargetRule] = field(default_factory=dict)
 
 
 def names_of(container: Mapping[str, Any]) -> list[str]:
@@ -168,13 +171,16 @@ def resolve(policy: Policy, listing: Iterable[Mapping[str, Any]], *,
         return None
 
     by_id: dict[str, TargetRule] = {}
+    by_membership: dict[str, TargetRule] = {}
     excluded: dict[str, str] = {}
 
-    def grant(c: Mapping[str, Any], rule: TargetRule) -> str | None:
+    def grant(c: Mapping[str, Any], rule: TargetRule,
+              table: dict[str, TargetRule] | None = None) -> str | None:
         why = never(c)
         if why is None:
             cid = str(c["Id"])
-            by_id[cid] = by_id[cid].merge(rule) if cid in by_id else rule
+            for into in (by_id, table if table is not None else {}):
+                into[cid] = into[cid].merge(rule) if cid in into else rule
         return why
 
     for logical, rule in policy.rules.items():
@@ -185,7 +191,7 @@ def resolve(policy: Policy, listing: Iterable[Mapping[str, Any]], *,
             # container that happens to carry the service's name).
             members = service_members(entries, logical, project)
             if members:
-                reasons = [grant(c, rule) for c in members]
+                reasons = [grant(c, rule, by_membership) for c in members]
                 if all(reasons):
                     excluded[logical] = str(reasons[0])
                 continue
@@ -197,7 +203,8 @@ def resolve(policy: Policy, listing: Iterable[Mapping[str, Any]], *,
     targets = tuple(c for c in entries if c["Id"] in by_id)
     names = {name: str(c["Id"]) for c in targets for name in names_of(c)}
     return Resolution(entries=targets, by_id=by_id, names=names,
-                      excluded={k: v for k, v in excluded.items() if k not in names})
+                      excluded={k: v for k, v in excluded.items() if k not in names},
+                      by_membership=by_membership)
 
 
 def lookup(resolution: Resolution, ref: str) -> str | None:

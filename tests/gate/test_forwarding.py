@@ -31,8 +31,9 @@ CANDIDATES = "GET /containers/json?all=1 HTTP/1.1"
 class RecordingEngine:
     """A minimal engine on a unix socket: canned answers, every request line recorded."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, labels: dict[str, str] | None = None) -> None:
         self.path = path
+        self.labels = labels or {}  # the target's labels in the listing
         self.lines: list[str] = []
         self.bodies: list[bytes] = []
         self._sock = socket.socket(socket.AF_UNIX)
@@ -71,7 +72,7 @@ class RecordingEngine:
                 body, buf = buf[:length], buf[length:]
                 self.lines.append(lines[0])
                 self.bodies.append(body)
-                status, answer = self._answer(lines[0])
+                status, answer = self._answer(lines[0], self.labels)
                 if status == 101:
                     conn.sendall(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\n"
                                  b"Upgrade: tcp\r\n\r\n")
@@ -81,11 +82,11 @@ class RecordingEngine:
                              f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
 
     @staticmethod
-    def _answer(line: str) -> tuple[int, Any]:
+    def _answer(line: str, labels: dict[str, str]) -> tuple[int, Any]:
         method, target, _ = line.split(" ")
         path = target.split("?")[0].removeprefix("/v1.41")
         if path == "/containers/json":
-            return 200, [{"Id": TARGET, "Names": ["/tgt"], "State": "running", "Labels": {}},
+            return 200, [{"Id": TARGET, "Names": ["/tgt"], "State": "running", "Labels": labels},
                          {"Id": FOREIGN, "Names": ["/foreign"], "State": "running",
                           "Labels": {}}]
         if path == f"/containers/{TARGET[:12]}/json":
@@ -177,4 +178,48 @@ def test_nothing_reaches_the_engine_for_a_refused_request(
     # Only the fixed candidate listings of the two container decisions.
     assert engine.lines == [CANDIDATES, CANDIDATES]
     with contextlib.suppress(OSError):
+        engine.close()
+
+
+def test_a_service_member_is_remembered_by_full_id_never_by_name(tmp_path: Path) -> None:
+    """Membership of a compose service rests on labels, which never change: known by full id,
+    a member needs no new listing for the rest of a dispatch. Names, and a new policy, do."""
+    engine = RecordingEngine(tmp_path / "engine.sock", labels={
+        "com.docker.compose.service": "web", "com.docker.compose.project": "shop"})
+    config = tmp_path / "bridge.yaml"
+    config.write_text("version: '1'\ncommands: {tool: {container: web, exec: sh}}\n")
+    gate = start_gate(tmp_path, config=config, upstream=f"unix://{engine.path}")
+    try:
+        listed = request(gate.address, "GET", "/v1.41/containers/json")  # the dispatcher's
+        assert [c["Id"] for c in listed.json()] == [TARGET]
+        assert request(gate.address, "POST", f"/v1.41/containers/{TARGET}/exec",
+                       {"Cmd": ["id"]}).status == 201
+        started = request(gate.address, "POST", f"/v1.41/exec/{EXEC}/start", {},
+                          headers={"Connection": "Upgrade", "Upgrade": "tcp"})
+        assert started.status == 101 and started.sock is not None
+        started.sock.close()
+        assert request(gate.address, "GET", f"/v1.41/exec/{EXEC}/json").status == 200
+        assert engine.lines == [CANDIDATES, f"POST /v1.41/containers/{TARGET}/exec HTTP/1.1",
+                                f"POST /v1.41/exec/{EXEC}/start HTTP/1.1",
+                                f"GET /v1.41/exec/{EXEC}/json HTTP/1.1"]
+        engine.lines.clear()
+        # By name: always a new listing (a name can move to another container at any time).
+        assert request(gate.address, "POST", "/containers/tgt/exec", {"Cmd": ["id"]}).status \
+            == 201
+        assert engine.lines == [CANDIDATES, f"POST /containers/{TARGET}/exec HTTP/1.1"]
+        engine.lines.clear()
+        # A reloaded policy forgets what the old one granted.
+        gate.reload()
+        assert request(gate.address, "POST", f"/containers/{TARGET}/exec",
+                       {"Cmd": ["id"]}).status == 201
+        assert engine.lines == [CANDIDATES, f"POST /containers/{TARGET}/exec HTTP/1.1"]
+        engine.lines.clear()
+        config.write_text("version: '1'\ncommands: {tool: {container: other, exec: sh}}\n")
+        gate.reload()
+        assert request(gate.address, "GET", f"/exec/{EXEC}/json").status == 403
+        assert request(gate.address, "POST", f"/containers/{TARGET}/exec",
+                       {"Cmd": ["id"]}).status == 403
+        assert engine.lines == [CANDIDATES, CANDIDATES]
+    finally:
+        gate.stop()
         engine.close()
