@@ -14,6 +14,7 @@ import _socket
 import contextlib
 import heapq
 import itertools
+import math
 import os
 import selectors
 import socket
@@ -138,11 +139,6 @@ class Server:
         self._accepting = True
         self._resume_at = 0.0
 
-    @property
-    def connections(self) -> int:
-        """Client connections held now (exec streams included)."""
-        return len(self._clients) + len(self._relays)
-
     # -- lifecycle -------------------------------------------------------------------------
 
     def serve_forever(self) -> None:
@@ -177,11 +173,10 @@ class Server:
             self._wake_w.send(b"\0")
 
     def _timeout(self) -> float:
-        now = time.monotonic()
-        soonest = min(now + 1.0, self._deadlines[0][0] if self._deadlines else now + 1.0)
+        soonest = self._deadlines[0][0] if self._deadlines else math.inf
         if not self._accepting:
             soonest = min(soonest, self._resume_at)
-        return max(0.0, soonest - now)
+        return max(0.0, min(1.0, soonest - time.monotonic()))
 
     def _close_all(self) -> None:
         self._flush_refusals(force=True)
@@ -226,7 +221,7 @@ class Server:
                 self._selector.unregister(self._sock)
                 self._accepting, self._resume_at = False, now + 0.1
                 return
-            if self.connections >= self._limits.max_connections:
+            if len(self._clients) + len(self._relays) >= self._limits.max_connections:
                 self._turn_away(sock)
                 continue
             sock.setblocking(False)

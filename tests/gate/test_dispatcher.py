@@ -143,6 +143,8 @@ def test_policy_is_read_at_start_and_on_sighup_only(
     config = tmp_path / "bridge.yaml"
     first = request(address, "GET", "/_ping").headers["x-sidecar-policy"]
     assert first == "sha256:" + hashlib.sha256(config.read_bytes()).hexdigest()
+    assert request(address, "GET", "/v1.41/version").headers["x-sidecar-policy"] == first
+    assert request(address, "HEAD", "/_ping").headers["x-sidecar-policy"] == first
     # An edit (what an agent could do through a routed command) changes nothing by itself.
     config.write_text(json.dumps({"version": "1", "commands": {
         "tool": {"container": other.name, "exec": "sh", "user": "0"}}}))
