@@ -149,8 +149,15 @@ class Server:
             while not self._stop.is_set():
                 events = self._selector.select(self._timeout())
                 now = time.monotonic()
+                streams: dict[Relay, None] = {}
                 for key, mask in events:
-                    self._on_event(key.data, mask, now)
+                    if isinstance(key.data, Relay):
+                        streams[key.data] = None  # both its sockets: one pump
+                    else:
+                        self._on_event(key.data, mask, now)
+                for stream in streams:
+                    if stream in self._relays:
+                        self._pump_relay(stream, now)
                 self._finish_done()
                 self._expire(time.monotonic())
                 while self._between:
@@ -206,8 +213,6 @@ class Server:
                 self._read(data, now)
             if mask & WRITE and data.phase == "write":
                 self._write(data, now)
-        elif isinstance(data, Relay):
-            self._pump_relay(data, now)
 
     def _accept(self, now: float) -> None:
         while True:
