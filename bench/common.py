@@ -152,3 +152,20 @@ def install_baseline(directory: Path, checkout: Path, config: Path) -> None:
     launcher.chmod(0o755)
     for command in json.loads(config.read_text())["commands"]:
         (directory / command).symlink_to(wrappers.LAUNCHER_NAME)
+
+
+@contextlib.contextmanager
+def old_tree(rev: str) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """The `sidecar` command of an older revision (extracted with `git archive`): (argv prefix,
+    environment) to run it with this interpreter and its dependencies."""
+    tree = Path(tempfile.mkdtemp(prefix="sidecar-old-"))
+    try:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "sidecar_gen",
+                                  "schemas", "templates"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+        # -P: not the current directory first (it may hold this tree's sidecar_gen).
+        argv = [sys.executable, "-P", "-c",
+                "import sys; from sidecar_gen.cli import main; sys.argv[0] = 'sidecar'; main()"]
+        yield argv, {**os.environ, "PYTHONPATH": str(tree)}
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)

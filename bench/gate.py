@@ -1,6 +1,6 @@
 """Benchmark the Docker API gate against the direct engine socket, side by side in one run.
 
-    .venv/bin/python bench/gate.py [--runs 20] [--mib 256] [--concurrent 50]
+    .venv/bin/python bench/gate.py [--runs 20] [--mib 256] [--concurrent 50] [--old REV]
 
 The target is the one member of a compose service, routed to by the service name, and the two
 gates (`sidecar proxy`, one on TCP as deployed, one on a unix socket) serve that compose project
@@ -17,12 +17,15 @@ through the gate and execs by full id. Prints medians and ratios for:
 - throughput of MIB MiB through `cat` (stdin to stdout) via the gate vs direct (goal >= 0.9);
 - the gate's memory (RSS) idle and at CONCURRENT concurrent execs (dispatches of a `cat` that
   holds its stream open until stdin closes).
-The endpoints alternate run by run so machine noise hits them alike.
+With `--old REV`, the gate of an older revision (extracted with `git archive`) runs as a
+third endpoint in the same alternating latency runs. The endpoints alternate run by run so
+machine noise hits them alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import subprocess
@@ -30,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import Target, alternate, bench_target, write_data
+from common import Target, alternate, bench_target, old_tree, write_data
 
 
 def free_port() -> int:
@@ -58,12 +61,13 @@ def _probe(listen: str) -> None:
         socket.create_connection((host, int(port)), timeout=0.2).close()
 
 
-def start_gate(config: Path, listen: str, log: Path,
-               project: str) -> subprocess.Popen[bytes]:
-    sidecar = Path(sys.executable).parent / "sidecar"
-    argv = [str(sidecar), "proxy", "--listen", listen, "--config", str(config),
-            "--log", str(log), "--project", project]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def start_gate(config: Path, listen: str, log: Path, extra: tuple[str, ...] = (), *,
+               command: list[str] | None = None,
+               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`sidecar proxy` (this tree's, or `command`) on `listen`, once it accepts connections."""
+    argv = [*(command or [str(Path(sys.executable).parent / "sidecar")]), "proxy", "--listen",
+            listen, "--config", str(config), "--log", str(log), *extra]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
@@ -82,18 +86,26 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--concurrent", type=int, default=50)
+    parser.add_argument("--old", help="also measure the gate of this git revision")
     options = parser.parse_args()
     gates: list[subprocess.Popen[bytes]] = []
-    with bench_target("sidecar-gbench", compose=True) as target:
+    with contextlib.ExitStack() as stack:
+        target = stack.enter_context(bench_target("sidecar-gbench", compose=True))
         try:
             tmp = target.tmp
             port = free_port()
-            gate = start_gate(target.config, f"tcp://127.0.0.1:{port}", tmp / "gate.log",
-                              target.name)
+            scope = ("--project", target.name)
+            gate = start_gate(target.config, f"tcp://127.0.0.1:{port}", tmp / "gate.log", scope)
             gates.append(gate)
             gates.append(start_gate(target.config, f"unix://{tmp}/gate.sock",
-                                    tmp / "gate-unix.log", target.name))
-            report(options, target, gate, port)
+                                    tmp / "gate-unix.log", scope))
+            old_port = None
+            if options.old:
+                argv, env = stack.enter_context(old_tree(options.old))
+                old_port = free_port()
+                gates.append(start_gate(target.config, f"tcp://127.0.0.1:{old_port}",
+                                        tmp / "gate-old.log", command=argv, env=env))
+            report(options, target, gate, port, old_port)
         finally:
             for running in gates:
                 running.terminate()
@@ -105,7 +117,7 @@ def main() -> int:
 
 
 def report(options: argparse.Namespace, target: Target, gate: subprocess.Popen[bytes],
-           port: int) -> None:
+           port: int, old_port: int | None) -> None:
     wrappers = target.wrappers
     direct = target.env("unix:///var/run/docker.sock")
     gated = target.env(f"tcp://127.0.0.1:{port}")
@@ -119,6 +131,9 @@ def report(options: argparse.Namespace, target: Target, gate: subprocess.Popen[b
         "via gate": ([str(wrappers / "true")], gated),
         "via gate (unix)": ([str(wrappers / "true")], gated_unix),
     }
+    if old_port is not None:
+        latency[f"via {options.old}"] = ([str(wrappers / "true")],
+                                         target.env(f"tcp://127.0.0.1:{old_port}"))
     alternate(3, latency)  # warm-up: caches, the daemon's first exec
     lat = alternate(options.runs, latency)
     for label, value in lat.items():
@@ -127,6 +142,9 @@ def report(options: argparse.Namespace, target: Target, gate: subprocess.Popen[b
           "  (goal <= 1.05)")
     print(f"latency  ratio via gate on a unix socket / direct: "
           f"{lat['via gate (unix)'] / lat['direct socket']:.3f}  (the gate's own share)")
+    if old_port is not None:
+        print(f"latency  ratio via the gate of {options.old} / direct: "
+              f"{lat[f'via {options.old}'] / lat['direct socket']:.3f}")
     check = fresh_check(target.name, options.runs * 10)
     share = check / lat["direct socket"] * 100
     print(f"fresh check: the project's container listing, median {check * 1000:.2f} ms: "

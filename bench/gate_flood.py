@@ -16,16 +16,14 @@ import argparse
 import contextlib
 import os
 import resource
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, Target, bench_target
+from common import Target, bench_target, old_tree
 from gate import _probe, free_port, rss_kib
 
 OLD_DEFAULT = "bdde41d"  # the gate as it was before the event loop (thread per connection)
@@ -83,29 +81,20 @@ def main() -> int:
     if hard < need:
         sys.exit(f"RLIMIT_NOFILE {hard} is below {need}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, need), hard))
-    old_tree = Path(tempfile.mkdtemp(prefix="gate-old-"))
-    try:
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", options.old, "sidecar_gen",
-                                  "schemas", "templates"], check=True, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive.stdout, check=True)
-        with bench_target("sidecar-flood", compose=True) as target:
-            sidecar = Path(sys.executable).parent / "sidecar"
-            variants = {
-                "event loop (this tree)": ([str(sidecar)], dict(os.environ), ["--project",
-                                                                              target.name]),
-                f"thread per connection ({options.old})": (
-                    [sys.executable, "-P", "-c", "import sys; from sidecar_gen.cli import main; "
-                     "sys.argv[0] = 'sidecar'; main()"],
-                    {**os.environ, "PYTHONPATH": str(old_tree)}, []),
-            }
-            print(f"machine: {os.cpu_count()} CPUs; {options.rounds} floods per count; "
-                  "half-sent request heads on loopback TCP")
-            for label, (argv, env, extra) in variants.items():
-                for count in options.connections:
-                    measure(label, argv, env, extra, target=target, count=count,
-                            rounds=options.rounds)
-    finally:
-        shutil.rmtree(old_tree, ignore_errors=True)
+    with old_tree(options.old) as (old_argv, old_env), \
+            bench_target("sidecar-flood", compose=True) as target:
+        sidecar = Path(sys.executable).parent / "sidecar"
+        variants = {
+            "event loop (this tree)": ([str(sidecar)], dict(os.environ),
+                                       ["--project", target.name]),
+            f"thread per connection ({options.old})": (old_argv, old_env, []),
+        }
+        print(f"machine: {os.cpu_count()} CPUs; {options.rounds} floods per count; "
+              "half-sent request heads on loopback TCP")
+        for label, (argv, env, extra) in variants.items():
+            for count in options.connections:
+                measure(label, argv, env, extra, target=target, count=count,
+                        rounds=options.rounds)
     return 0
 
 
