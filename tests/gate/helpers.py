@@ -151,3 +151,22 @@ def run_exec(address: str, container: str, cmd: list[str], *, stdin: bytes | Non
     info = request(address, "GET", f"{prefix}/exec/{exec_id}/json")
     assert info.status == 200, info.body
     return info.json()["ExitCode"], out, err
+
+
+def until_turned_away(address: str, timeout: float = 30.0) -> Reply:
+    """Probe until the gate answers 503 (its connection cap is reached): the connections held
+    before may still wait in the accept queue for a moment on a busy machine."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = connect(address)
+        try:
+            sock.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = read_reply(sock)
+        finally:
+            sock.close()
+        if reply.status == 503 or time.monotonic() > deadline:
+            return reply
+        time.sleep(0.05)
+

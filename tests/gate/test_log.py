@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +12,7 @@ from conftest import REPO
 from jsonschema import Draft202012Validator
 
 from gate.conftest import RunningGate
-from gate.helpers import connect, read_reply, request, send_raw
+from gate.helpers import connect, read_reply, request, send_raw, until_turned_away
 
 pytestmark = pytest.mark.docker
 SCHEMA = json.loads((REPO / "schemas" / "gate-decision.schema.json").read_text())
@@ -25,7 +24,10 @@ def test_every_line_follows_the_schema_and_says_what_ran(
     box = make_container()
     gate = gate_factory(bridge={"version": "1", "commands": {"tool": {
         "container": box.name, "exec": "sh", "user": "nobody", "env": ["APP_KEY"]}}},
-        head_timeout=0.5, max_connections=3)
+        head_timeout=0.5)
+    # Another gate, with room for two connections only, for the line of connections turned away.
+    small = gate_factory(bridge={"version": "1", "commands": {"tool": {
+        "container": box.name, "exec": "sh"}}}, max_connections=2)
     body = {"AttachStdout": True, "Tty": True, "User": "nobody", "WorkingDir": "/tmp",
             "Env": ["APP_KEY=s3cret-value", "SIDECAR_EXEC_TOKEN=" + "ab" * 16],
             "Cmd": ["sh", "-c", "sleep 1"]}
@@ -50,22 +52,25 @@ def test_every_line_follows_the_schema_and_says_what_ran(
     slow = connect(gate.address)
     slow.sendall(b"GET /_ping HTTP/1.1\r\n")  # times out: 408
     assert read_reply(slow).status == 408
-    held = [connect(gate.address) for _ in range(3)]
+    held = [connect(small.address) for _ in range(2)]
     for sock in held:
         sock.sendall(b"G")
-    time.sleep(0.2)
-    assert read_reply(connect(gate.address)).status == 503
+    assert until_turned_away(small.address).status == 503
+    header = request(gate.address, "GET", "/_ping").headers["x-sidecar-policy"]
     gate.stop()
+    small.stop()
 
-    lines = gate.log_path.read_text().splitlines()
+    lines = gate.log_path.read_text().splitlines() + small.log_path.read_text().splitlines()
     assert "s3cret" not in "\n".join(lines)
     decisions = [json.loads(line) for line in lines]
     validator = Draft202012Validator(SCHEMA)
     for decision in decisions:
         errors = [e.message for e in validator.iter_errors(decision)]
         assert errors == [], (decision, errors)
-    policy = {d["policy"] for d in decisions}
-    assert len(policy) == 1 and next(iter(policy)).startswith("sha256:")
+    # Each line names the policy in force: the one the gate's /_ping announces.
+    assert {json.loads(line)["policy"] for line in gate.log_path.read_text().splitlines()} \
+        == {header}
+    assert header.startswith("sha256:")
 
     def one(**match: Any) -> dict[str, Any]:
         found = [d for d in decisions if all(d.get(k) == v for k, v in match.items())]
