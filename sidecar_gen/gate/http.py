@@ -113,6 +113,7 @@ class RequestReader:
         self._chunks: list[bytes] = []
         self._size = 0
         self._continued = False
+        self._error: MalformedError | None = None  # once malformed, always malformed
         self.reply_now = b""
 
     @property
@@ -150,12 +151,17 @@ class RequestReader:
 
     def poll(self) -> Request | None:
         """Advance as far as the bytes allow."""
+        if self._error is not None:
+            raise self._error
         try:
             if self._h11 is None and not self._parse_head():
                 return None
             return self._parse_body()
         except h11.RemoteProtocolError as exc:
-            raise MalformedError(f"bad HTTP: {exc}") from exc
+            self._error = MalformedError(f"bad HTTP: {exc}")
+        except MalformedError as exc:
+            self._error = exc
+        raise self._error
 
     def _parse_head(self) -> bool:
         end = split_head(self._buf)

@@ -1,11 +1,13 @@
 """The gate's server: the listening socket and one event loop for every client connection.
 
-One thread (the loop) owns all client I/O: it accepts (beyond `max_connections`, a fast 503
-and close), reads requests with deadlines for slow heads, bodies and idle connections, writes
-answers, and relays every upgraded exec stream. A small pool of worker threads runs each
-complete request through `handle` (the decisions, which wait on the engine) and sends the
-answer. So a flood of connections costs a few KiB each, never a thread, and cannot delay the
-next command once it is gone. Nothing here knows what is allowed.
+One thread (the loop) owns the client connections: it accepts (beyond `max_connections`, a
+fast 503 and close), reads requests with deadlines for slow heads, bodies and idle
+connections, writes what could not be sent at once, and relays every upgraded exec stream.
+A small pool of worker threads (`serving`) takes each new connection at once and serves the
+requests that arrive at once through `handle` (the decisions, which wait on the engine);
+whatever would make a worker wait goes back to the loop. So a flood of connections costs a
+few KiB each, never a thread, and cannot delay the next command once it is gone. Nothing here
+knows what is allowed.
 """
 
 from __future__ import annotations
@@ -28,22 +30,17 @@ from dataclasses import dataclass
 
 from sidecar_gen.errors import InputError
 from sidecar_gen.gate.http import (
-    Answer,
     MalformedError,
-    Request,
     RequestReader,
-    Switch,
     json_message,
     raw_response,
     render,
-    render_upgrade,
-    upgrade_leftover,
 )
 from sidecar_gen.gate.relay import READ, WRITE, Relay, sync_interest
+from sidecar_gen.gate.serving import RECV, Client, Handler, Serving
 from sidecar_gen.runtime import transport
 from sidecar_gen.runtime.errors import DispatchError
 
-RECV = 65536
 BUSY = raw_response(503, json_message("sidecar gate: too many connections; try again"))
 
 
@@ -59,7 +56,6 @@ class Limits:
     workers: int = 16  # threads deciding requests (they wait on the engine)
 
 
-Handler = Callable[[Request, str], Answer | Switch]  # (request, peer) -> what to answer
 
 
 def bind(listen: str) -> tuple[socket.socket, str]:
@@ -89,22 +85,7 @@ def bind(listen: str) -> tuple[socket.socket, str]:
         raise InputError(listen, f"cannot listen: {exc.strerror or exc}") from None
 
 
-class _Client:
-    """One client connection and where it is in its life."""
-
-    __slots__ = ("deadline", "out", "peer", "phase", "reader", "sock", "then")
-
-    def __init__(self, sock: socket.socket, peer: str) -> None:
-        self.sock = sock
-        self.peer = peer
-        self.reader = RequestReader()
-        self.out = bytearray()  # answer bytes not sent yet
-        self.phase = "read"  # read -> busy (a worker decides) -> write -> read | closed
-        self.then: Callable[[], None] | None = None  # what follows the write
-        self.deadline = 0.0
-
-
-class Server:
+class Server(Serving):
     """The event loop serving one listening socket; `handle` runs in the worker threads.
 
     `log` writes the decision log's connection-level lines (refused connections, malformed
@@ -127,10 +108,10 @@ class Server:
             end.setblocking(False)
         self._workers = ThreadPoolExecutor(max_workers=max(1, self._limits.workers),
                                            thread_name_prefix="sidecar-gate")
-        self._done: deque[tuple[_Client, bytes, Callable[[], None]]] = deque()
-        self._clients: set[_Client] = set()
+        self._done: deque[tuple[Client, bytes, Callable[[], None]]] = deque()
+        self._clients: set[Client] = set()
         self._relays: dict[Relay, dict[_socket.socket, int]] = {}
-        self._deadlines: list[tuple[float, int, _Client | Relay]] = []  # lazily superseded
+        self._deadlines: list[tuple[float, int, Client | Relay]] = []  # lazily superseded
         self._seq = itertools.count()
         self._refused = 0
         self._refused_since = time.monotonic()
@@ -154,16 +135,29 @@ class Server:
                     if isinstance(key.data, Relay):
                         streams[key.data] = None  # both its sockets: one pump
                     else:
-                        self._on_event(key.data, mask, now)
+                        self._guarded(key.data, self._on_event, key.data, mask, now)
                 for stream in streams:
                     if stream in self._relays:
-                        self._pump_relay(stream, now)
+                        self._guarded(stream, self._pump_relay, stream, now)
                 self._finish_done()
                 self._expire(time.monotonic())
                 while self._between:
                     self._between.pop(0)()
         finally:
             self._close_all()
+
+    def _guarded(self, item: object, action: Callable[..., None], *args: object) -> None:
+        """Run one connection's step; a bug in it ends that connection, never the loop."""
+        try:
+            action(*args)
+        except Exception as exc:
+            self._log(peer=getattr(item, "peer", "-"), method="-", path="-", decision="error",
+                      status=500, policy=self._policy(),
+                      reason=f"internal error: {type(exc).__name__}: {exc}")
+            if isinstance(item, Client):
+                self._close(item)
+            elif isinstance(item, Relay):
+                self._end_relay(item)
 
     def shutdown(self) -> None:
         """Stop serving (from any thread or a signal handler)."""
@@ -208,7 +202,7 @@ class Server:
             with contextlib.suppress(OSError):
                 while self._wake_r.recv(4096):
                     pass
-        elif isinstance(data, _Client):
+        elif isinstance(data, Client):
             if mask & READ and data.phase == "read":
                 self._read(data, now)
             if mask & WRITE and data.phase == "write":
@@ -234,10 +228,12 @@ class Server:
                 # Small request/response exchanges: never wait for Nagle.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) and addr else "unix"
-            client = _Client(sock, peer)
+            client = Client(sock, peer)
+            client.phase = "busy"
             self._clients.add(client)
-            self._selector.register(sock, READ, client)
-            self._arm(client, now + self._limits.head_timeout)
+            # A worker wakes while the client sends its first request, and serves it if it
+            # comes at once; else (slow, idle) the loop takes the connection, with deadlines.
+            self._workers.submit(self._serve, client)
 
     def _turn_away(self, sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
@@ -262,7 +258,7 @@ class Server:
                   status=503, policy=self._policy(), count=self._refused)
         self._refused, self._refused_since = 0, now
 
-    def _arm(self, client: _Client, deadline: float) -> None:
+    def _arm(self, client: Client, deadline: float) -> None:
         client.deadline = deadline
         heapq.heappush(self._deadlines, (deadline, next(self._seq), client))
 
@@ -287,7 +283,7 @@ class Server:
 
     # -- reading and answering -------------------------------------------------------------
 
-    def _read(self, client: _Client, now: float) -> None:
+    def _read(self, client: Client, now: float) -> None:
         try:
             data = client.sock.recv(RECV)
         except BlockingIOError:
@@ -308,7 +304,7 @@ class Server:
         client.reader.feed(data)
         self._advance(client, now)
 
-    def _advance(self, client: _Client, now: float) -> None:
+    def _advance(self, client: Client, now: float) -> None:
         reader = client.reader
         had_head = reader.head_done
         try:
@@ -329,46 +325,16 @@ class Server:
         self._selector.unregister(client.sock)
         self._workers.submit(self._work, client, request)
 
-    def _send_now(self, client: _Client, data: bytes) -> bytes:
-        """Send what the socket takes without blocking; return the rest."""
-        try:
-            sent = client.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return b""
-        return data[sent:]
+    def _resume(self, client: Client, reader: RequestReader, *, fresh: bool = False) -> None:
+        now = time.monotonic()
+        client.reader = reader
+        client.phase = "read"
+        self._selector.register(client.sock, READ, client)
+        self._arm(client, now + (self._limits.head_timeout if reader.started or fresh
+                                 else self._limits.idle_timeout))
+        self._advance(client, now)
 
-    def _work(self, client: _Client, request: Request) -> None:
-        """In a worker: decide, render and send the answer; the loop does the rest."""
-        try:
-            self._answer(client, request, self._handle(request, client.peer))
-        except Exception as exc:  # a bug: record it, answer if possible, drop the connection
-            self._log(peer=client.peer, method=request.method, path=request.target,
-                      decision="error", status=500, policy=self._policy(),
-                      reason=f"internal error: {type(exc).__name__}: {exc}")
-            rest = self._send_now(client, raw_response(
-                500, json_message("sidecar gate: internal error")))
-            self._complete(client, rest, lambda: self._close(client))
-
-    def _answer(self, client: _Client, request: Request, outcome: Answer | Switch) -> None:
-        if isinstance(outcome, Switch):
-            rest = self._send_now(client, render_upgrade(request.conn, outcome.headers))
-            early, upstream = upgrade_leftover(request.conn), outcome.upstream
-            self._complete(client, b"", lambda: self._start_relay(
-                client, upstream, to_upstream=early, to_client=rest + outcome.early))
-            return
-        data = render(request.conn, outcome.status, outcome.body, headers=outcome.headers,
-                      head_only=request.method == "HEAD", length=outcome.length,
-                      close=outcome.close)
-        leftover = None if outcome.close else request.leftover()
-        rest = self._send_now(client, data)
-        if leftover is None:
-            self._complete(client, rest, lambda: self._close(client))
-        else:
-            self._complete(client, rest, lambda: self._next_request(client, leftover))
-
-    def _complete(self, client: _Client, rest: bytes, then: Callable[[], None]) -> None:
+    def _complete(self, client: Client, rest: bytes, then: Callable[[], None]) -> None:
         self._done.append((client, rest, then))
         self._wake()
 
@@ -384,9 +350,9 @@ class Server:
                 self._selector.register(client.sock, WRITE, client)
                 self._arm(client, now + self._limits.write_timeout)
             else:
-                then()
+                self._guarded(client, then)
 
-    def _write(self, client: _Client, now: float) -> None:
+    def _write(self, client: Client, now: float) -> None:
         try:
             sent = client.sock.send(client.out)
         except BlockingIOError:
@@ -402,17 +368,7 @@ class Server:
         if then is not None:
             then()
 
-    def _next_request(self, client: _Client, leftover: bytes) -> None:
-        now = time.monotonic()
-        client.reader = RequestReader(leftover)
-        client.phase = "read"
-        self._selector.register(client.sock, READ, client)
-        self._arm(client, now + (self._limits.head_timeout if leftover
-                                 else self._limits.idle_timeout))
-        if leftover:
-            self._advance(client, now)  # a request sent before its predecessor was answered
-
-    def _deny_malformed(self, client: _Client, method: str, target: str, reason: str, *,
+    def _deny_malformed(self, client: Client, method: str, target: str, reason: str, *,
                         status: int = 400) -> None:
         self._log(peer=client.peer, method=method, path=target, decision="deny",
                   reason=reason, status=status, policy=self._policy())
@@ -423,7 +379,7 @@ class Server:
         client.phase = "busy"
         self._complete(client, self._send_now(client, data), lambda: self._close(client))
 
-    def _close(self, client: _Client) -> None:
+    def _close(self, client: Client) -> None:
         if client not in self._clients:
             return
         self._clients.discard(client)
@@ -436,7 +392,7 @@ class Server:
 
     # -- exec streams ----------------------------------------------------------------------
 
-    def _start_relay(self, client: _Client, upstream: _socket.socket, *, to_upstream: bytes,
+    def _start_relay(self, client: Client, upstream: _socket.socket, *, to_upstream: bytes,
                      to_client: bytes) -> None:
         self._clients.discard(client)  # the slot passes to the stream
         stream = Relay(client.sock, upstream, to_upstream=to_upstream, to_client=to_client)

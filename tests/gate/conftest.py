@@ -23,6 +23,7 @@ class RunningGate:
         self.log_path = log_path
         self.notices_path = notices_path
         self._thread = threading.Thread(target=gate.serve_forever, daemon=True)
+        self._stopped = False
         self._thread.start()
 
     def log_lines(self) -> list[dict[str, Any]]:
@@ -36,8 +37,14 @@ class RunningGate:
         self.gate.reload()
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        # A loop that died before it was asked to stop is a bug, whatever the test checked.
+        alive = self._thread.is_alive()
         self.gate.shutdown()
         self._thread.join(timeout=5)
+        assert alive, "the gate's event loop died during the test"
 
 
 def start_gate(tmp: Path, *, bridge: Bridge | dict[str, Any] | None = None,

@@ -85,3 +85,16 @@ def test_answers() -> None:
                                         b"Connection: close\r\n\r\n{}")
     # No parsed request (the head never came): answered by hand, and the connection closes.
     assert render(None, 400, b"{}").startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+def test_a_malformed_request_stays_malformed() -> None:
+    """A request refused after h11 read its head: asking again (the loop does, after a worker
+    handed the connection back) gives the same answer, never a half-read state."""
+    reader = RequestReader(b"GET /_ping HTTP/1.0\r\n\r\n")
+    with pytest.raises(MalformedError, match=r"HTTP/1\.0 request without Host") as first:
+        reader.poll()
+    reader.feed(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    with pytest.raises(MalformedError) as again:
+        reader.poll()
+    assert again.value is first.value
+
