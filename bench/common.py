@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -169,3 +170,50 @@ def old_tree(rev: str) -> Iterator[tuple[list[str], dict[str, str]]]:
         yield argv, {**os.environ, "PYTHONPATH": str(tree)}
     finally:
         shutil.rmtree(tree, ignore_errors=True)
+
+
+def free_port() -> int:
+    """A free local TCP port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """(current RSS, peak RSS) of a process, in KiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def probe(listen: str) -> None:
+    """Connect once to a gate's listening address (OSError while nothing listens)."""
+    if listen.startswith("unix://"):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(0.2)
+            sock.connect(listen[len("unix://"):])
+    else:
+        host, _, port = listen[len("tcp://"):].rpartition(":")
+        socket.create_connection((host, int(port)), timeout=0.2).close()
+
+
+def start_gate(config: Path, listen: str, log: Path, extra: tuple[str, ...] = (), *,
+               command: list[str] | None = None,
+               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`sidecar proxy` (this tree's, or `command`) on `listen`, once it accepts connections."""
+    argv = [*(command or [str(Path(sys.executable).parent / "sidecar")]), "proxy", "--listen",
+            listen, "--config", str(config), "--log", str(log), *extra]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            probe(listen)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                sys.exit(f"the gate did not start: {err}")
+            time.sleep(0.05)
+    sys.exit("the gate did not start within 15 s")

@@ -27,58 +27,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from common import Target, alternate, bench_target, old_tree, write_data
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_kib(pid: int) -> tuple[int, int]:
-    """(current RSS, peak RSS) of a process, in KiB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
-
-
-def _probe(listen: str) -> None:
-    if listen.startswith("unix://"):
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(0.2)
-            sock.connect(listen[len("unix://"):])
-    else:
-        host, _, port = listen[len("tcp://"):].rpartition(":")
-        socket.create_connection((host, int(port)), timeout=0.2).close()
-
-
-def start_gate(config: Path, listen: str, log: Path, extra: tuple[str, ...] = (), *,
-               command: list[str] | None = None,
-               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """`sidecar proxy` (this tree's, or `command`) on `listen`, once it accepts connections."""
-    argv = [*(command or [str(Path(sys.executable).parent / "sidecar")]), "proxy", "--listen",
-            listen, "--config", str(config), "--log", str(log), *extra]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            _probe(listen)
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                sys.exit(f"the gate did not start: {err}")
-            time.sleep(0.05)
-    sys.exit("the gate did not start within 15 s")
+from common import (
+    Target,
+    alternate,
+    bench_target,
+    free_port,
+    old_tree,
+    rss_kib,
+    start_gate,
+    write_data,
+)
 
 
 def main() -> int:

@@ -23,8 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import Target, bench_target, old_tree
-from gate import _probe, free_port, rss_kib
+from common import Target, bench_target, free_port, old_tree, probe, rss_kib
 
 OLD_DEFAULT = "bdde41d"  # the gate as it was before the event loop (thread per connection)
 
@@ -35,7 +34,7 @@ def start(argv: list[str], env: dict[str, str], listen: str) -> subprocess.Popen
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            _probe(listen)
+            probe(listen)
             return proc
         except OSError:
             time.sleep(0.05)

@@ -373,7 +373,7 @@ class Server(Serving):
         self._log(peer=client.peer, method=method, path=target, decision="deny",
                   reason=reason, status=status, policy=self._policy())
         message = json_message(f"sidecar gate: malformed request: {reason}")
-        data = render(client.reader.conn, status, message, close=True)
+        data = render(status, message, close=True)
         if client.phase == "read":
             self._selector.unregister(client.sock)
         client.phase = "busy"

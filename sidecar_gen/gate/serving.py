@@ -110,12 +110,12 @@ class Serving:
     def _answer(self, client: Client, request: Request,
                 outcome: Answer | Switch) -> bytes | None:
         if isinstance(outcome, Switch):
-            rest = self._send_now(client, render_upgrade(request.conn, outcome.headers))
+            rest = self._send_now(client, render_upgrade(outcome.headers))
             early, upstream = upgrade_leftover(request.conn), outcome.upstream
             self._complete(client, b"", lambda: self._start_relay(
                 client, upstream, to_upstream=early, to_client=rest + outcome.early))
             return None
-        data = render(request.conn, outcome.status, outcome.body, headers=outcome.headers,
+        data = render(outcome.status, outcome.body, headers=outcome.headers,
                       head_only=request.method == "HEAD", length=outcome.length,
                       close=outcome.close)
         leftover = None if outcome.close else request.leftover()
