@@ -1,0 +1,125 @@
+"""The direction of dependencies (ARCHITECTURE.md), read from the source: every import,
+module-level or inside a function, goes to the same layer or a lower one."""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "sidecar_gen"
+
+# Lowest first. A module belongs to the first layer with a matching pattern.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("runtime", ("runtime", "runtime.*")),
+    ("base", ("", "errors", "findings", "rules", "model", "resources", "templating", "yamlio",
+              "fsutil", "toolchains", "programs", "imageids", "reporters")),
+    ("domain", ("bridgecheck", "namecheck", "config", "routes", "fileplan", "compose*",
+                "dockerfile", "evidence", "probe", "hostengine", "imagefiles", "wrappers",
+                "firewall", "firewall.*", "gate", "gate.*")),
+    ("actions", ("validate", "scaffold", "render", "trust", "trust.*", "doctor", "doctor.*",
+                 "session", "session*", "session.*")),
+    ("cli", ("cli", "cli.*")),
+)
+RANK = {name: index for index, (name, _) in enumerate(LAYERS)}
+# The one deliberate upward edge: a stale route cache is recompiled (and bridge.yaml validated)
+# by the full package, imported lazily on that slow path only.
+ALLOWED_UPWARD = {("runtime.cache", "routes"), ("runtime.cache", "errors")}
+GATE_MAY_USE = {"runtime.contract", "runtime.killer", "runtime.userspec", "runtime.transport",
+                "runtime.httpclient", "runtime.jsonlite", "runtime.errors"}
+STDLIB = set(sys.stdlib_module_names)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if "_data" not in p.parts}
+
+
+def layer_of(module: str) -> str:
+    for name, patterns in LAYERS:
+        if any(fnmatch.fnmatchcase(module, pattern) for pattern in patterns):
+            return name
+    raise AssertionError(f"sidecar_gen.{module} has no layer: add it to ARCHITECTURE.md and here")
+
+
+def imports_of(module: str) -> set[str]:
+    """Every module this one imports: `sidecar_gen.x` as `x`, others by their top-level name."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".") if package else []
+                base = base[:len(base) - node.level + 1]
+                target = ".".join([*base, node.module or ""]).strip(".")
+                out.add(f"sidecar_gen.{target}" if target else "sidecar_gen")
+            elif node.module:
+                ours = node.module == "sidecar_gen" or node.module.startswith("sidecar_gen.")
+                names = [f"{node.module}.{a.name}".removeprefix("sidecar_gen.")
+                         for a in node.names]
+                # `from sidecar_gen.runtime import cache` imports the module `runtime.cache`;
+                # `from sidecar_gen.errors import ExitCode` imports `errors`.
+                modules = {n for n in names if ours and n in MODULES}
+                out.update(f"sidecar_gen.{n}" for n in modules)
+                if len(modules) < len(names):
+                    out.add(node.module)
+    return out
+
+
+def internal(names: set[str]) -> set[str]:
+    return {n.removeprefix("sidecar_gen").lstrip(".") for n in names
+            if n == "sidecar_gen" or n.startswith("sidecar_gen.")}
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in MODULES:
+        layer_of(module)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_go_down_the_layers(module: str) -> None:
+    mine = RANK[layer_of(module)]
+    for target in internal(imports_of(module)):
+        if target not in MODULES:
+            continue  # `from sidecar_gen import __version__` and the like
+        if (module, target) in ALLOWED_UPWARD:
+            continue
+        assert RANK[layer_of(target)] <= mine, (
+            f"sidecar_gen.{module} ({layer_of(module)}) imports sidecar_gen.{target} "
+            f"({layer_of(target)})")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if layer_of(m) == "runtime"))
+def test_runtime_is_stdlib_only(module: str) -> None:
+    for name in imports_of(module):
+        top = name.split(".")[0]
+        assert top in STDLIB or top.startswith("_") or top == "sidecar_gen", (module, name)
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if layer_of(m) != "cli"))
+def test_only_the_cli_knows_typer(module: str) -> None:
+    assert "typer" not in {n.split(".")[0] for n in imports_of(module)}, module
+    assert "cli" not in {t.split(".")[0] for t in internal(imports_of(module))}, module
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("gate")))
+def test_the_gate_uses_only_the_runtimes_public_pieces(module: str) -> None:
+    used = {t for t in internal(imports_of(module)) if t.startswith("runtime")}
+    assert used <= GATE_MAY_USE, (module, sorted(used - GATE_MAY_USE))
+
+
+def test_the_layers_are_documented() -> None:
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text(encoding="utf-8").lower()
+    for index, (name, _) in enumerate(LAYERS, start=1):
+        assert f"| {index}. {name} |" in text, name
