@@ -36,6 +36,8 @@ GATE_SERVICE = "sidecar-gate"
 GATE_PORT = 2375
 CONFIG_VOLUME = "claude-config"
 MANAGED_SERVICES = ("claude", GATE_SERVICE, "viewer")
+# Passed into the Claude container from the shell that starts the stack, only when set there.
+PASSTHROUGH_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_YOLO")
 
 
 class RenderError(SidecarError):
@@ -97,6 +99,7 @@ def render_compose(bridge: Bridge, project_dir: Path, project_file: str) -> str:
         config_dir=posixpath.join(bridge.stack.workspace, CONFIG_DIR),
         config_volume=CONFIG_VOLUME,
         shadowed=shadowed_files(bridge, project_dir),
+        passthrough=PASSTHROUGH_ENV,
         role_label=contract.ROLE_LABEL,
         roles={"claude": contract.ROLE_CLAUDE, "gate": contract.ROLE_GATE,
                "viewer": contract.ROLE_VIEWER},

@@ -1,0 +1,263 @@
+"""The engine side of a session: the compose CLI (resolve, start) and the Docker API (volumes,
+containers, state), both on the host.
+
+Compose is run with the session's state folder as its project directory and without the
+caller's `COMPOSE_*` variables, so nothing in the worktree (a `.env` with `COMPOSE_FILE` or
+`COMPOSE_PROFILES`) changes what starts: the model file is the whole truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sidecar_gen.render import PASSTHROUGH_ENV
+from sidecar_gen.runtime.contract import (
+    ONEOFF_LABEL,
+    PROJECT_LABEL,
+    ROLE_CLAUDE,
+    ROLE_LABEL,
+    SERVICE_LABEL,
+)
+from sidecar_gen.sessionstore import SessionError, usage_error
+
+VOLUME_LABEL = "com.docker.compose.volume"
+CONFIG_TIMEOUT = 60.0
+UP_TIMEOUT = 600.0
+READY_TIMEOUT = 120.0
+# The entrypoint's last line before it waits for `docker compose exec` (images without a
+# healthcheck: readiness is this line).
+READY_LINE = b"sidecar: ready ("
+LOGIN_FILES = (".credentials.json", ".claude.json")
+
+
+def docker_cli() -> str:
+    """The docker CLI (compose is its plugin)."""
+    found = shutil.which("docker")
+    if found is None:
+        raise usage_error("the docker CLI is not installed (sessions use `docker compose`)")
+    return found
+
+
+def _last_lines(text: str, count: int = 3) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return "; ".join(lines[-count:]) or "no output"
+
+
+def compose_config(project_dir: Path, project: str | None) -> dict[str, Any]:
+    """What `docker compose [-p PROJECT] config` resolves in `project_dir`, as the user's shell
+    would (their environment, the folder's `.env`), with the Claude container's pass-through
+    variables left unset so they stay pass-through (and out of the stored model)."""
+    env = {k: v for k, v in os.environ.items() if k not in PASSTHROUGH_ENV}
+    env["PWD"] = str(project_dir)  # `${PWD}` in a compose file means the project folder
+    argv = [docker_cli(), "compose", *(["-p", project] if project else []), "config",
+            "--format", "json"]
+    try:
+        result = subprocess.run(argv, cwd=project_dir, env=env, capture_output=True, text=True,
+                                timeout=CONFIG_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise SessionError(f"docker compose config took over {CONFIG_TIMEOUT:.0f} s") from None
+    if result.returncode != 0:
+        raise SessionError(f"docker compose config failed in {project_dir}: "
+                           f"{_last_lines(result.stderr, 1)}")
+    try:
+        model = json.loads(result.stdout)
+    except json.JSONDecodeError as exc:
+        raise SessionError(f"docker compose config printed no JSON: {exc}") from None
+    if not isinstance(model, dict):
+        raise SessionError("docker compose config printed no model")
+    return model
+
+
+def _compose_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+
+
+def compose_up(model_file: Path, project: str, services: Iterable[str],
+               timeout: float = UP_TIMEOUT) -> None:
+    """`docker compose up -d --wait` of exactly the model in `model_file`."""
+    argv = [docker_cli(), "compose", "-p", project, "-f", str(model_file),
+            "--project-directory", str(model_file.parent), "up", "-d", "--wait",
+            "--wait-timeout", str(int(timeout)), "--remove-orphans", *services]
+    try:
+        result = subprocess.run(argv, cwd=model_file.parent, env=_compose_env(),
+                                capture_output=True, text=True, timeout=timeout + 30,
+                                check=False)
+    except subprocess.TimeoutExpired:
+        raise SessionError(f"the session's stack was not up after {timeout:.0f} s") from None
+    if result.returncode != 0:
+        raise SessionError(f"the session's stack did not start: {_last_lines(result.stderr)}")
+
+
+class Engine:
+    """The Docker API on the host (the docker SDK), for what compose does not do."""
+
+    def __init__(self) -> None:
+        try:
+            import docker
+
+            self.client: Any = docker.from_env(timeout=120)
+            self.client.ping()
+        except Exception as exc:
+            raise SessionError(f"cannot reach the Docker engine: {exc}") from None
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def containers(self, project: str) -> list[Any]:
+        """The containers of compose project `project` (one-off `compose run` ones too)."""
+        return list(self.client.containers.list(
+            all=True, filters={"label": f"{PROJECT_LABEL}={project}"}))
+
+    def claude_container(self, project: str) -> Any | None:
+        """The session's Claude container (by its role label), if it exists."""
+        for container in self.containers(project):
+            labels = container.labels or {}
+            if labels.get(ROLE_LABEL) == ROLE_CLAUDE and labels.get(ONEOFF_LABEL) != "True":
+                return container
+        return None
+
+    def remove_project(self, project: str) -> list[str]:
+        """Remove every container, network and volume of compose project `project`; return
+        what was removed (`container NAME`, ...)."""
+        removed: list[str] = []
+        label = {"label": f"{PROJECT_LABEL}={project}"}
+        for container in self.containers(project):
+            container.remove(force=True, v=True)
+            removed.append(f"container {container.name}")
+        for network in self.client.networks.list(filters=label):
+            network.remove()
+            removed.append(f"network {network.name}")
+        for volume in self.client.volumes.list(filters=label):
+            volume.remove(force=True)
+            removed.append(f"volume {volume.name}")
+        return removed
+
+    def volume_exists(self, name: str) -> bool:
+        """True when a volume of that name exists."""
+        import docker.errors
+
+        try:
+            self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            return False
+        return True
+
+    def create_volume(self, name: str, project: str, key: str) -> None:
+        """Create the session's volume `name` with the labels compose gives its own volumes,
+        so `docker compose up` adopts it instead of warning about a foreign one."""
+        self.client.volumes.create(name=name, labels={PROJECT_LABEL: project,
+                                                      VOLUME_LABEL: key})
+
+    def copy_volume(self, image: str, source: str, target: str,
+                    files: Iterable[str] | None = None) -> None:
+        """Copy volume `source` into `target` (only `files` at its top, when given) with a
+        throwaway container of `image` (no network, root, ownership and modes kept)."""
+        if files is None:
+            script = "cp -a /from/. /to/"
+        else:
+            # Only names from LOGIN_FILES reach here: fixed words, no quoting problems.
+            script = "; ".join(f"if [ -e /from/{f} ]; then cp -a /from/{f} /to/; fi"
+                               for f in files) + "; true"
+        import docker.errors
+
+        try:
+            self.client.containers.run(
+                image, ["-c", script], entrypoint=["/bin/sh"], user="0:0", remove=True,
+                network_disabled=True, labels={"dev.claude-sidecar.helper": "volume-copy"},
+                volumes={source: {"bind": "/from", "mode": "ro"},
+                         target: {"bind": "/to", "mode": "rw"}})
+        except docker.errors.ContainerError as exc:
+            stderr = exc.stderr
+            text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr)
+            raise SessionError(f"copying volume {source} into {target} failed: "
+                               f"{_last_lines(text)}") from None
+        except docker.errors.ImageNotFound:
+            raise SessionError(f"image {image} is missing: build or pull it first") from None
+
+    def give_back(self, image: str, path: Path, uid: int, gid: int) -> None:
+        """Make everything under `path` belong to uid:gid, with a throwaway root container:
+        routed commands that ran as root left files the user cannot delete."""
+        import docker.errors
+
+        try:
+            self.client.containers.run(
+                image, ["-c", f"chown -R -h {int(uid)}:{int(gid)} /tree"],
+                entrypoint=["/bin/sh"], user="0:0", remove=True, network_disabled=True,
+                labels={"dev.claude-sidecar.helper": "give-back"},
+                volumes={str(path): {"bind": "/tree", "mode": "rw"}})
+        except docker.errors.DockerException as exc:
+            raise SessionError(f"cannot give {path} back to {uid}:{gid}: {exc}") from None
+
+    def wait_ready(self, container: Any, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until the Claude container's entrypoint is done. With a healthcheck,
+        `compose up --wait` already waited for it; older images log a ready line instead."""
+        container.reload()
+        if "Health" in (container.attrs.get("State") or {}):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            container.reload()
+            if container.status != "running":
+                logs = container.logs(tail=5).decode(errors="replace")
+                raise SessionError(f"container {container.name} stopped while starting: "
+                                   f"{_last_lines(logs)}")
+            if READY_LINE in container.logs():
+                return
+            time.sleep(0.2)
+        raise SessionError(f"container {container.name} was not ready after {timeout:.0f} s")
+
+
+@dataclass(frozen=True)
+class Published:
+    """A port the session publishes on the host."""
+
+    service: str
+    port: str  # "80/tcp"
+    host: str  # "127.0.0.1:49153"
+
+
+def published_ports(containers: Iterable[Any]) -> list[Published]:
+    """The host ports the containers publish, by service (for `new` to say where they are)."""
+    out: list[Published] = []
+    for container in containers:
+        labels = container.labels or {}
+        ports: Mapping[str, Any] = (container.attrs.get("NetworkSettings") or {}).get(
+            "Ports") or {}
+        for port, bindings in sorted(ports.items()):
+            for binding in bindings or []:
+                ip = binding.get("HostIp") or "0.0.0.0"
+                if ":" in ip:
+                    continue  # the IPv6 twin of an IPv4 binding: one line per port is enough
+                out.append(Published(str(labels.get(SERVICE_LABEL, container.name)), port,
+                                     f"{ip}:{binding.get('HostPort')}"))
+    return out
+
+
+def project_state(containers: Iterable[Any]) -> str:
+    """One word for a session's containers: running, starting, unhealthy, partial, stopped,
+    or absent."""
+    members = [c for c in containers if (c.labels or {}).get(ONEOFF_LABEL) != "True"]
+    if not members:
+        return "absent"
+    running = [c for c in members if c.status == "running"]
+    if not running:
+        return "stopped"
+    if len(running) < len(members):
+        return "partial"
+    health = {((c.attrs.get("State") or {}).get("Health") or {}).get("Status")
+              for c in running}
+    if "unhealthy" in health:
+        return "unhealthy"
+    if "starting" in health:
+        return "starting"
+    return "running"
+

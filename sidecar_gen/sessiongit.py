@@ -1,0 +1,230 @@
+"""The git side of a session: its worktree and branch, the untracked files the stack needs,
+and what would be lost by removing it.
+
+Every function runs the real `git` and raises `SessionError` with git's own one-line reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sidecar_gen.compose import COMPOSE_FILES, dotenv_values, interpolate
+from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
+from sidecar_gen.sessionstore import SessionError, usage_error
+from sidecar_gen.yamlio import load_text
+
+BRANCH_PREFIX = "sidecar/"
+OVERRIDE_FILES = ("compose.override.yaml", "compose.override.yml",
+                  "docker-compose.override.yml", "docker-compose.override.yaml")
+# The generated stack and its inputs: a project that never committed them still has a session.
+SIDECAR_FILES = (f"{CONFIG_DIR}/{CONFIG_NAME}", f"{CONFIG_DIR}/allowed-domains.txt",
+                 f"{CONFIG_DIR}/compose.yml")
+GIT_TIMEOUT = 120
+
+
+def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run git in `cwd`; SessionError carrying git's last line when it fails and `check`."""
+    if shutil.which("git") is None:
+        raise usage_error("git is not installed: sessions are git worktrees")
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    try:
+        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                                env=env, timeout=GIT_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise SessionError(f"git {args[0]} took longer than {GIT_TIMEOUT} s") from None
+    if check and result.returncode != 0:
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+        reason = lines[-1].strip() if lines else f"exit {result.returncode}"
+        raise SessionError(f"git {args[0]} failed in {cwd}: {reason}")
+    return result
+
+
+def repo_toplevel(directory: Path) -> Path:
+    """The root of the git working tree holding `directory`."""
+    result = git(directory, "rev-parse", "--show-toplevel", check=False)
+    if result.returncode != 0:
+        raise usage_error(f"{directory} is not in a git repository: a session is a git "
+                          "worktree of the project (git init and commit it first)")
+    return Path(result.stdout.strip()).resolve()
+
+
+def branch_name(name: str) -> str:
+    """The branch a session works on."""
+    return f"{BRANCH_PREFIX}{name}"
+
+
+def add_worktree(toplevel: Path, path: Path, branch: str, ref: str | None) -> str:
+    """Check out `branch` at `path` (a new branch from `ref`, default HEAD; an existing branch
+    continues where it is) and return the commit it starts from."""
+    exists = git(toplevel, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}",
+                 check=False).returncode == 0
+    if exists and ref is not None:
+        raise usage_error(f"branch {branch} exists (an earlier session's work): drop --from to "
+                          f"continue it, or delete it with `git branch -D {branch}`")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise usage_error(f"{path} exists and is not empty: pass --dir to put the worktree "
+                          "elsewhere")
+    if exists:
+        git(toplevel, "worktree", "add", "--quiet", str(path), branch)
+    else:
+        start = ref or "HEAD"
+        found = git(toplevel, "rev-parse", "--verify", "--quiet", f"{start}^{{commit}}",
+                    check=False)
+        if found.returncode != 0:
+            what = "has no commit yet" if ref is None else f"has no commit {ref!r}"
+            raise usage_error(f"the repository {toplevel} {what}")
+        git(toplevel, "worktree", "add", "--quiet", "-b", branch, str(path),
+            found.stdout.strip())
+    return git(path, "rev-parse", "HEAD").stdout.strip()
+
+
+def remove_worktree(toplevel: Path, path: Path) -> None:
+    """Remove the worktree at `path` with everything in it (its branch stays)."""
+    if path.exists():
+        git(toplevel, "worktree", "remove", "--force", str(path))
+    git(toplevel, "worktree", "prune", check=False)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def uncommitted(worktree: Path, copied: Mapping[str, str], subdir: str = "") -> list[str]:
+    """`git status` lines for the worktree's uncommitted changes (untracked files included,
+    ignored ones not), leaving out the files the session copied in while they are unchanged."""
+    out = git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
+    entries = out.split("\0")
+    lines: list[str] = []
+    index = 0
+    while index < len(entries):
+        entry = entries[index]
+        index += 1
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        if code[0] in "RC":
+            index += 1  # a rename or copy is followed by its source path
+        rel = posixpath.relpath(path, subdir) if subdir else path
+        if code == "??" and rel in copied:
+            try:
+                if _sha256(worktree / path) == copied[rel]:
+                    continue
+            except OSError:
+                pass
+        lines.append(f"{code.strip()} {path}")
+    return lines
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _file_refs(doc: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(files, compose files to read too) a compose document names."""
+    files: list[str] = []
+    includes: list[str] = []
+    for item in _as_list(doc.get("include")):
+        if isinstance(item, str):
+            includes.append(item)
+        elif isinstance(item, dict):
+            includes.extend(str(p) for p in _as_list(item.get("path")))
+            files.extend(str(p) for p in _as_list(item.get("env_file")))
+    for kind in ("secrets", "configs"):
+        for spec in (doc.get(kind) or {}).values():
+            if isinstance(spec, dict) and spec.get("file"):
+                files.append(str(spec["file"]))
+    for spec in (doc.get("services") or {}).values():
+        if not isinstance(spec, dict):
+            continue
+        for item in _as_list(spec.get("env_file")):
+            path = item.get("path") if isinstance(item, dict) else item
+            if path:
+                files.append(str(path))
+        extends = spec.get("extends")
+        if isinstance(extends, dict) and extends.get("file"):
+            includes.append(str(extends["file"]))
+        for mount in spec.get("volumes") or []:
+            source = None
+            if isinstance(mount, str) and ":" in mount:
+                source = mount.split(":", 1)[0]
+            elif isinstance(mount, dict) and mount.get("type") == "bind":
+                source = mount.get("source")
+            if isinstance(source, str) and source.startswith("."):
+                files.append(source)  # a single-file bind (folders are skipped by the caller)
+    return files, includes
+
+
+def _interpolated(data: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(data, dict):
+        return {k: _interpolated(v, env) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_interpolated(v, env) for v in data]
+    return interpolate(data, env) if isinstance(data, str) else data
+
+
+def compose_files(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
+    """The compose files compose loads in `project_dir`: `COMPOSE_FILE`, else the default file
+    and its override files."""
+    listed = env.get("COMPOSE_FILE")
+    if listed:
+        sep = env.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
+        return [project_dir / p for p in listed.split(sep) if p]
+    found = [project_dir / n for n in COMPOSE_FILES if (project_dir / n).is_file()][:1]
+    return found + [project_dir / n for n in OVERRIDE_FILES if (project_dir / n).is_file()]
+
+
+def stack_files(project_dir: Path, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Files (relative to `project_dir`, inside it) that compose reads to start the project:
+    `.env`, the compose files, what they include, env files, secrets and configs, single-file
+    bind mounts, and the sidecar's own files."""
+    env = {**dotenv_values(project_dir), **(os.environ if environ is None else environ)}
+    root = project_dir.resolve()
+    wanted: list[Path] = [root / ".env", *(root / f for f in SIDECAR_FILES)]
+    todo = compose_files(root, env)
+    seen: set[Path] = set()
+    while todo:
+        file = todo.pop(0).resolve()
+        if file in seen or not file.is_file():
+            continue
+        seen.add(file)
+        wanted.append(file)
+        try:
+            loaded = load_text(file.read_text(encoding="utf-8"), str(file))
+        except (OSError, UnicodeDecodeError):
+            continue
+        if not isinstance(loaded.plain, dict):
+            continue
+        files, includes = _file_refs(_interpolated(loaded.plain, env))
+        wanted.extend(file.parent / f for f in files)
+        todo.extend(file.parent / f for f in includes)
+    out: list[str] = []
+    for path in wanted:
+        absolute = Path(os.path.normpath(path))
+        if root in absolute.parents and absolute.is_file():
+            rel = absolute.relative_to(root).as_posix()
+            if rel not in out:
+                out.append(rel)
+    return out
+
+
+def copy_missing(source: Path, target: Path, files: Iterable[str]) -> dict[str, str]:
+    """Copy each of `files` (relative paths) from `source` to `target` where `target` lacks it
+    (a file git does not track); return what was copied, with each file's sha256."""
+    copied: dict[str, str] = {}
+    for rel in files:
+        src, dst = source / rel, target / rel
+        if src.is_symlink() or not src.is_file() or dst.exists() or dst.is_symlink():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+        copied[rel] = _sha256(dst)
+    return copied
