@@ -176,12 +176,12 @@ def new_session(options: NewOptions) -> NewResult:
     engine = Engine()
     undo = _Undo()
     try:
-        if engine.containers(compose_project):
-            raise usage_error(f"compose project {compose_project} already has containers "
-                              f"(`docker compose -p {compose_project} down` first)")
         store = Store(source)
         folder = store.create(name, project)
         undo.store, undo.name = store, name
+        if engine.containers(compose_project):
+            raise usage_error(f"compose project {compose_project} already has containers "
+                              f"(`docker compose -p {compose_project} down` first)")
         branch = sessiongit.branch_name(name)
         branch_is_new = sessiongit.git(toplevel, "rev-parse", "--verify", "--quiet",
                                        f"refs/heads/{branch}", check=False).returncode != 0

@@ -1,0 +1,383 @@
+"""Parallel sessions on a real engine: a project that publishes a port, its main stack running,
+and two sessions beside it, each with its own worktree, claude, gate and services.
+
+Everything is driven through the real `sidecar` command line; the claims are checked on the
+engine (containers, labels, ports, volumes, exec records) and on the disk, not on messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BUSYBOX_IMAGE, unique_name
+
+PUID, PGID = 1234, 1234
+SECRET = "db-secret-from-dotenv"
+
+
+@dataclass
+class Project:
+    """The source project (a git repository with a rendered stack) and its sessions."""
+
+    root: Path
+    name: str  # its compose project
+    env: dict[str, str]
+    port: int
+    sidecar: str
+    client: Any
+    sessions: dict[str, Path] = field(default_factory=dict)  # name -> worktree
+
+    def run(self, *args: str, cwd: Path | None = None, timeout: float = 300
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.sidecar, *args], cwd=cwd or self.root, env=self.env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "compose", *args], cwd=self.root, env=self.env,
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    def new(self, name: str, *flags: str) -> subprocess.CompletedProcess[str]:
+        result = self.run("session", "new", name, *flags)
+        assert result.returncode == 0, result.stdout + result.stderr
+        worktree = self.root.parent / f"{self.root.name}.sessions" / name
+        # A real worktree belongs to the host user whose ids PUID/PGID carry.
+        subprocess.run(["chown", "-R", f"{PUID}:{PGID}", str(worktree)], check=True)
+        self.sessions[name] = worktree
+        return result
+
+    def exec(self, name: str, *argv: str, cwd: Path | None = None
+             ) -> subprocess.CompletedProcess[str]:
+        return self.run("session", "exec", name, "--", *argv, cwd=cwd)
+
+    def containers(self, compose_project: str) -> dict[str, Any]:
+        """Service -> container of a compose project (one-off containers excluded)."""
+        found = self.client.containers.list(
+            all=True, filters={"label": f"com.docker.compose.project={compose_project}"})
+        return {c.labels["com.docker.compose.service"]: c for c in found
+                if c.labels.get("com.docker.compose.oneoff") != "True"}
+
+
+COMPOSE = """\
+services:
+  app:
+    image: {image}
+    container_name: {project}-app
+    init: true
+    command: [sleep, "36000"]
+    working_dir: /srv
+    volumes:
+      - ./:/srv
+    ports:
+      - "127.0.0.1:{port}:8080"
+    depends_on: [db]
+  db:
+    image: {image}
+    init: true
+    command: [sleep, "36000"]
+    environment:
+      DB_PASSWORD: ${{DB_PASSWORD:?set it in .env}}
+    volumes:
+      - dbdata:/data
+  worker:
+    image: {image}
+    init: true
+    command: [sleep, "36000"]
+volumes:
+  dbdata:
+"""
+
+BRIDGE = """\
+version: "1"
+containers:
+  app: {project}-app
+commands:
+  run:
+    container: app
+    exec: [sh, -c]
+    workdir: /srv
+    paths:
+      /workspace: /srv
+    user: "${{PUID}}:${{PGID}}"
+  dbsh:
+    container: db
+    exec: [sh, -c]
+    workdir: /
+sidecar:
+  project: {project}
+  image: {claude_image}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+                   cwd=root, check=True, capture_output=True)
+
+
+def _cleanup(project: Project) -> None:
+    for name in list(project.sessions):
+        project.run("session", "rm", "--force", name)
+    project.compose("down", "-v", "--remove-orphans", "-t", "1")
+    # Whatever a failed step left behind: every compose project that starts with ours.
+    for container in project.client.containers.list(all=True):
+        if container.labels.get("com.docker.compose.project", "").startswith(project.name):
+            container.remove(force=True, v=True)
+    for kind in (project.client.networks, project.client.volumes):
+        for item in kind.list():
+            if (item.attrs.get("Labels") or {}).get("com.docker.compose.project", ""
+                                                    ).startswith(project.name):
+                item.remove()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, claude_image: str, compose_cli: list[str],
+            docker_client: Any) -> Iterator[Project]:
+    name = unique_name("sess")
+    base = tmp_path_factory.mktemp("sessions")
+    root = base / name
+    (root / ".sidecar").mkdir(parents=True)
+    port = _free_port()
+    (root / "compose.yaml").write_text(COMPOSE.format(image=BUSYBOX_IMAGE, project=name,
+                                                      port=port))
+    (root / ".sidecar" / "bridge.yaml").write_text(BRIDGE.format(project=name,
+                                                                 claude_image=claude_image))
+    (root / ".env").write_text(f"DB_PASSWORD={SECRET}\n")
+    (root / ".gitignore").write_text(".env\n")
+    (root / "sub").mkdir()
+    (root / "sub" / "keep.txt").write_text("tracked\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+    env.update({
+        "PUID": str(PUID), "PGID": str(PGID), "XDG_STATE_HOME": str(base / "state"),
+        # The worktrees belong to PUID, the tests run as root: let git read them.
+        "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory",
+        "GIT_CONFIG_VALUE_0": "*",
+    })
+    sidecar = str(Path(sys.executable).parent / "sidecar")
+    project = Project(root, name, env, port, sidecar, docker_client)
+    try:
+        render = project.run("render")
+        assert render.returncode == 0, render.stdout + render.stderr
+        _git(root, "init", "-q", "-b", "main")
+        _git(root, "add", "-A")
+        _git(root, "commit", "-qm", "the project")
+        for path in [root, *root.rglob("*")]:
+            os.lchown(path, PUID, PGID)
+        up = project.compose("up", "-d", "--wait")
+        assert up.returncode == 0, up.stderr
+        # State of the main stack the sessions start from: data in its database volume and a
+        # login (plus other files) in Claude's config volume.
+        seed = project.compose("exec", "-T", "db", "sh", "-c", "echo canary > /data/canary")
+        assert seed.returncode == 0, seed.stderr
+        login = project.compose("exec", "-T", "claude", "sh", "-c",
+                                "echo '{\"token\": 7}' > /home/claude/.claude/.credentials.json"
+                                " && echo past > /home/claude/.claude/history.jsonl")
+        assert login.returncode == 0, login.stderr
+        created = project.new("a")
+        print(created.stdout)
+        project.new("b", "--clone-volumes")
+        yield project
+    finally:
+        _cleanup(project)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_two_sessions_and_the_main_stack_run_side_by_side(project: Project) -> None:
+    main = project.containers(project.name)
+    assert set(main) == {"app", "db", "worker", "claude", "sidecar-gate"}
+    assert main["app"].name == f"{project.name}-app"
+    ports: set[str] = set()
+    for session in ("a", "b"):
+        own = project.containers(f"{project.name}-{session}")
+        # Its own claude and gate, the routed services and their dependency; not the worker.
+        assert set(own) == {"app", "db", "claude", "sidecar-gate"}
+        assert all(c.status == "running" for c in own.values())
+        assert own["app"].name == f"{project.name}-{session}-app-1"  # container_name dropped
+        bindings = own["app"].attrs["NetworkSettings"]["Ports"]["8080/tcp"]
+        ports |= {f"{b['HostIp']}:{b['HostPort']}" for b in bindings}
+        assert all(b["HostIp"] == "127.0.0.1" for b in bindings)
+        labels = own["app"].labels
+        assert labels["dev.claude-sidecar.session"] == session
+        # Bind mounts point into the session's own worktree.
+        mounts = {m["Destination"]: m["Source"] for m in own["app"].attrs["Mounts"]}
+        assert mounts["/srv"] == str(project.sessions[session])
+        # .env is not in git: it was copied, or the stack would not even resolve.
+        assert (project.sessions[session] / ".env").read_text() == f"DB_PASSWORD={SECRET}\n"
+    main_ports = main["app"].attrs["NetworkSettings"]["Ports"]["8080/tcp"]
+    assert [b["HostPort"] for b in main_ports] == [str(project.port)]
+    assert len(ports) == 2 and f"127.0.0.1:{project.port}" not in ports
+    listing = project.run("session", "ls", "--json")
+    assert listing.returncode == 0, listing.stderr
+    sessions = json.loads(listing.stdout)["sessions"]
+    assert [(s["name"], s["state"], s["compose_project"], s["path"]) for s in sessions] == [
+        (n, "running", f"{project.name}-{n}", str(project.sessions[n])) for n in ("a", "b")]
+    # Listing from inside a worktree lists the same project's sessions.
+    inside = project.run("session", "ls", "--json", cwd=project.sessions["a"] / "sub")
+    assert json.loads(inside.stdout)["sessions"] == sessions
+
+
+def test_a_second_session_of_the_same_name_is_refused(project: Project) -> None:
+    before = project.containers(f"{project.name}-a")["claude"].id
+    again = project.run("session", "new", "a")
+    assert again.returncode == 2
+    assert again.stderr.startswith("sidecar: error: session 'a' exists")
+    assert again.stderr.count("\n") == 1
+    assert project.containers(f"{project.name}-a")["claude"].id == before
+
+
+def test_a_routed_command_writes_into_its_own_worktree_as_puid(project: Project) -> None:
+    result = project.exec("a", "run", "echo from-a > written.txt; id -u; id -g")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(PUID), str(PGID)]
+    written = project.sessions["a"] / "written.txt"
+    assert written.read_text() == "from-a\n"
+    assert (written.stat().st_uid, written.stat().st_gid) == (PUID, PGID)
+    assert not (project.sessions["b"] / "written.txt").exists()
+    assert not (project.root / "written.txt").exists()
+    # The caller's folder in the worktree is the working directory, down to the routed one.
+    pwd = project.exec("a", "run", "pwd", cwd=project.sessions["a"] / "sub")
+    assert pwd.stdout.strip() == "/srv/sub", pwd.stderr
+    # The session's database is the session's, with the main project's settings.
+    db = project.exec("a", "dbsh", "echo $DB_PASSWORD; ls /data")
+    assert db.stdout.split() == [SECRET], db.stderr
+    # The allowlist came from the session's policy folder: the firewall enforces it.
+    status = project.exec("a", "sidecar", "firewall", "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "enforcing" in status.stdout
+
+
+GATE_PROBE = r"""
+import http.client, json, sys
+def call(method, path, body=None):
+    c = http.client.HTTPConnection("sidecar-gate", 2375, timeout=20)
+    c.request(method, path, json.dumps(body) if body is not None else None,
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    return r.status, r.read().decode()
+out = {"listed": json.loads(call("GET", "/v1.41/containers/json?all=1")[1])}
+out["listed"] = [c["Id"] for c in out["listed"]]
+out["execs"] = {}
+for ref in sys.argv[1:]:
+    # The most the gate allows for a target: only the container decides.
+    status, body = call("POST", f"/v1.41/containers/{ref}/exec",
+                        {"Cmd": ["touch", "/tmp/pwned"], "AttachStdout": True})
+    out["execs"][ref] = [status, body]
+print(json.dumps(out))
+"""
+
+
+def test_a_sessions_gate_refuses_the_other_sessions_containers(project: Project) -> None:
+    a = project.containers(f"{project.name}-a")
+    b = project.containers(f"{project.name}-b")
+    main = project.containers(project.name)
+    # The agent of session a rewrites its worktree's bridge.yaml through a routed command
+    # to route into session b's app as root; then it talks to its gate directly.
+    edit = project.exec("a", "run", f"printf '  own:\\n    container: {b['app'].name}\\n"
+                        "    exec: sh\\n    user: \"0\"\\n' >> .sidecar/bridge.yaml")
+    assert edit.returncode == 0, edit.stderr
+    foreign = [b["app"].id, b["app"].name, b["db"].id, main["app"].name, main["db"].id,
+               b["claude"].id, main["sidecar-gate"].id]
+    probe = project.exec("a", "python3", "-c", GATE_PROBE, *foreign, a["db"].id)
+    assert probe.returncode == 0, probe.stderr
+    out = json.loads(probe.stdout)
+    for ref in foreign:
+        status, body = out["execs"][ref]
+        # Refused (403), or answered like a container that does not exist (404).
+        assert status in (403, 404), (ref, status, body)
+    # The control: the same request for its own database is allowed (created, not started).
+    own_status, own_body = out["execs"][a["db"].id]
+    assert own_status == 201, own_body
+    # Listing shows a's own targets and nothing of b or the main stack.
+    assert set(out["listed"]) <= {a["app"].id, a["db"].id}
+    assert a["app"].id in out["listed"]
+    # By effect: no exec was created in any foreign container, no file appeared.
+    a["db"].reload()
+    assert len(a["db"].attrs["ExecIDs"] or []) >= 1
+    for container in (b["app"], b["db"], main["app"], main["db"], b["claude"]):
+        container.reload()
+        assert not container.attrs.get("ExecIDs"), container.name
+    for container in (b["app"], main["app"], b["db"], main["db"]):
+        assert container.exec_run(["test", "-e", "/tmp/pwned"]).exit_code == 1
+
+
+def test_clone_volumes_copies_content_and_every_session_has_the_login(project: Project
+                                                                      ) -> None:
+    a_data = project.exec("a", "dbsh", "ls -A /data")
+    b_data = project.exec("b", "dbsh", "cat /data/canary")
+    assert (a_data.returncode, a_data.stdout) == (0, "")
+    assert (b_data.returncode, b_data.stdout) == (0, "canary\n")
+    for session in ("a", "b"):
+        login = project.exec(session, "cat", "/home/claude/.claude/.credentials.json")
+        assert login.stdout.strip() == '{"token": 7}', login.stderr
+        owner = project.exec(session, "stat", "-c", "%u:%g",
+                             "/home/claude/.claude/.credentials.json")
+        assert owner.stdout.strip() == f"{PUID}:{PGID}"
+    history = {s: project.exec(s, "test", "-e", "/home/claude/.claude/history.jsonl").returncode
+               for s in ("a", "b")}
+    assert history == {"a": 1, "b": 0}  # only --clone-volumes copies the rest
+    # The copies are the session's own: a write in b does not reach the main volume.
+    assert project.exec("b", "dbsh", "echo changed > /data/canary").returncode == 0
+    main = project.compose("exec", "-T", "db", "cat", "/data/canary")
+    assert main.stdout == "canary\n"
+
+
+def _running(project: Project, compose_project: str) -> bool:
+    found = project.containers(compose_project)
+    return bool(found) and all(c.status == "running" for c in found.values())
+
+
+def test_rm_refuses_uncommitted_work_then_removes_only_that_session(project: Project) -> None:
+    project.new("c")
+    worktree = project.sessions["c"]
+    assert project.exec("c", "run", "echo draft > wip.txt").returncode == 0
+    refused = project.run("session", "rm", "c")
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1
+    assert "uncommitted changes (?? wip.txt)" in refused.stderr
+    assert _running(project, f"{project.name}-c")
+    assert (worktree / "wip.txt").exists()
+    removed = project.run("session", "rm", "--force", "c")
+    assert removed.returncode == 0, removed.stderr
+    del project.sessions["c"]
+    label = {"label": f"com.docker.compose.project={project.name}-c"}
+    assert project.client.containers.list(all=True, filters=label) == []
+    assert project.client.volumes.list(filters=label) == []
+    assert project.client.networks.list(filters=label) == []
+    assert not worktree.exists()
+    branches = subprocess.run(["git", "branch", "--list", "sidecar/c"], cwd=project.root,
+                              capture_output=True, text=True, check=True, env=project.env)
+    assert branches.stdout.strip() == "sidecar/c"
+    for other in (project.name, f"{project.name}-a", f"{project.name}-b"):
+        assert _running(project, other), other
+    names = [s["name"] for s in json.loads(
+        project.run("session", "ls", "--json").stdout)["sessions"]]
+    assert names == ["a", "b"]
+
+
+def test_rm_keep_worktree_keeps_the_work_and_drops_the_stack(project: Project) -> None:
+    project.new("d")
+    worktree = project.sessions["d"]
+    assert project.exec("d", "run", "echo draft > wip.txt").returncode == 0
+    kept = project.run("session", "rm", "--keep-worktree", "d")
+    assert kept.returncode == 0, kept.stderr
+    del project.sessions["d"]
+    assert (worktree / "wip.txt").read_text() == "draft\n"
+    label = {"label": f"com.docker.compose.project={project.name}-d"}
+    assert project.client.containers.list(all=True, filters=label) == []
+    assert project.client.volumes.list(filters=label) == []
+    subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=project.root,
+                   check=True, env=project.env)
