@@ -157,6 +157,26 @@ def _fill_volumes(engine: Engine, image: str, plan_volumes: dict[str, str],
     return done, notes
 
 
+@contextlib.contextmanager
+def _engine() -> Iterator[Engine]:
+    engine = Engine()
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def _start(engine: Engine, model_file: Path, compose_project: str,
+           services: Sequence[str]) -> list[Published]:
+    """Start the model and wait until Claude's container is ready; the published ports."""
+    compose_up(model_file, compose_project, services)
+    claude = engine.claude_container(compose_project)
+    if claude is None:
+        raise SessionError(f"compose project {compose_project} has no Claude container")
+    engine.wait_ready(claude)
+    return published_ports(engine.containers(compose_project))
+
+
 def new_session(options: NewOptions) -> NewResult:
     """Create session `options.name` and return when its stack is ready.
 
@@ -209,12 +229,7 @@ def new_session(options: NewOptions) -> NewResult:
         volumes, volume_notes = _fill_volumes(engine, bridge.stack.image, dict(plan.volumes),
                                               source_model, compose_project,
                                               clone=options.clone_volumes)
-        compose_up(model_file, compose_project, plan.services)
-        claude = engine.claude_container(compose_project)
-        if claude is None:
-            raise SessionError(f"compose project {compose_project} has no Claude container")
-        engine.wait_ready(claude)
-        ports = published_ports(engine.containers(compose_project))
+        ports = _start(engine, model_file, compose_project, plan.services)
         notes = [f"route to {c}: not a service of the compose project, so the session has "
                  "no copy of it" for c in targets.outside]
         return NewResult(record=record, services=plan.services, ports=ports, volumes=volumes,
@@ -225,6 +240,34 @@ def new_session(options: NewOptions) -> NewResult:
         raise
     finally:
         engine.close()
+
+
+@dataclass
+class UpResult:
+    """A stopped session started again."""
+
+    record: SessionRecord
+    ports: list[Published]
+    seconds: float
+
+
+def start_session(directory: Path, name: str) -> UpResult:
+    """Start session `name` again (after `docker compose stop`, a reboot) from the model and
+    policy stored when it was created: nothing in the worktree is read."""
+    started = time.monotonic()
+    store = Store(source_dir(directory))
+    record = store.load(name)
+    folder = store.folder(name)
+    model_file = (folder or Path()) / MODEL_FILE
+    try:
+        model = json.loads(model_file.read_text(encoding="utf-8"))
+        services = sorted(model["services"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SessionError(f"{model_file}: the session's model is unreadable ({exc}): "
+                           f"`sidecar session rm {name}` and create it again") from None
+    with _engine() as engine:
+        ports = _start(engine, model_file, record.compose_project, services)
+    return UpResult(record=record, ports=ports, seconds=time.monotonic() - started)
 
 
 @dataclass(frozen=True)
@@ -272,8 +315,8 @@ def exec_argv(directory: Path, name: str, command: Sequence[str], *, tty: bool) 
         container = engine.claude_container(record.compose_project)
         if container is None or container.status != "running":
             state = project_state(engine.containers(record.compose_project))
-            raise SessionError(f"session {name} is not running ({state}): "
-                               f"`sidecar session rm {name}` and create it again")
+            raise SessionError(f"session {name} is not running ({state}): start it with "
+                               f"`sidecar session up {name}`")
         workspace = str((container.attrs.get("Config") or {}).get("WorkingDir") or
                         ImageLayout().workspace)
     finally:
@@ -297,15 +340,6 @@ class RemoveResult:
     record: SessionRecord
     removed: list[str]
     worktree_removed: bool
-
-
-@contextlib.contextmanager
-def _engine() -> Iterator[Engine]:
-    engine = Engine()
-    try:
-        yield engine
-    finally:
-        engine.close()
 
 
 def remove_session(directory: Path, name: str, *, keep_worktree: bool = False,

@@ -68,6 +68,22 @@ def new_command(
     typer.echo(f"Claude Code: sidecar session exec {record.name}")
 
 
+@session_app.command("up")
+@handle_errors
+def up_command(name: NameArgument, project: ProjectOption = Path(".")) -> None:
+    """Start session NAME again (after `docker compose stop` or a reboot), exactly as it was
+    created: its stored model and policy, nothing read from the worktree.
+
+    Exit codes: 0 ready, 1 it could not be started, 2 usage error.
+    """
+    from sidecar_gen.session import start_session
+
+    result = start_session(project, name)
+    typer.echo(f"session {result.record.name} ready in {result.seconds:.1f} s")
+    for port in result.ports:
+        typer.echo(f"  port      {port.service} {port.port} on {port.host}")
+
+
 @session_app.command("ls")
 @handle_errors
 def ls_command(

@@ -381,3 +381,24 @@ def test_rm_keep_worktree_keeps_the_work_and_drops_the_stack(project: Project) -
     assert project.client.volumes.list(filters=label) == []
     subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=project.root,
                    check=True, env=project.env)
+
+
+def test_a_stopped_session_comes_back_with_session_up(project: Project) -> None:
+    compose_project = f"{project.name}-a"
+    stop = subprocess.run(["docker", "compose", "-p", compose_project, "stop", "-t", "1"],
+                          capture_output=True, text=True, check=False, env=project.env)
+    assert stop.returncode == 0, stop.stderr
+    states = {s["name"]: s["state"] for s in json.loads(
+        project.run("session", "ls", "--json").stdout)["sessions"]}
+    assert states == {"a": "stopped", "b": "running"}
+    refused = project.exec("a", "true")
+    assert refused.returncode == 1
+    assert "session a is not running (stopped): start it with `sidecar session up a`" in \
+        refused.stderr
+    up = project.run("session", "up", "a")
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.startswith("session a ready in ")
+    assert _running(project, compose_project)
+    again = project.exec("a", "run", "cat written.txt 2>/dev/null; echo up")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[-1] == "up"
