@@ -216,13 +216,27 @@ def stack_files(project_dir: Path, environ: Mapping[str, str] | None = None) -> 
     return out
 
 
+def _inside(root: Path, rel: str) -> bool:
+    """True when `root/rel` is below `root` with no symbolic link on the way (a link in a
+    checked-out commit must not send a copy, or a read, outside the project)."""
+    path = root
+    for part in Path(rel).parts:
+        if part in ("", ".", "..") or path.is_symlink():
+            return False
+        path = path / part
+    return not path.is_symlink()
+
+
 def copy_missing(source: Path, target: Path, files: Iterable[str]) -> dict[str, str]:
     """Copy each of `files` (relative paths) from `source` to `target` where `target` lacks it
-    (a file git does not track); return what was copied, with each file's sha256."""
+    (a file git does not track); return what was copied, with each file's sha256. Paths that
+    pass through a symbolic link, on either side, are skipped."""
     copied: dict[str, str] = {}
     for rel in files:
         src, dst = source / rel, target / rel
-        if src.is_symlink() or not src.is_file() or dst.exists() or dst.is_symlink():
+        if not (_inside(source, rel) and _inside(target, rel)):
+            continue
+        if not src.is_file() or dst.exists():
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)

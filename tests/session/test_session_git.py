@@ -185,3 +185,18 @@ def test_copy_missing_copies_only_what_the_checkout_lacks(tmp_path: Path) -> Non
     assert (target / ".env").stat().st_mode & 0o777 == 0o600
     assert (target / "tracked.env").read_text() == "the branch's\n"
     assert not (target / "link.env").exists()
+
+
+def test_copy_missing_never_goes_through_a_link(tmp_path: Path) -> None:
+    source, target, elsewhere = tmp_path / "s", tmp_path / "t", tmp_path / "elsewhere"
+    for folder in (source / "conf", target, elsewhere, tmp_path / "secrets"):
+        folder.mkdir(parents=True)
+    (source / "conf" / "app.env").write_text("A=1\n")
+    (tmp_path / "secrets" / "key.env").write_text("KEY=private\n")
+    (source / "keys").symlink_to(tmp_path / "secrets")
+    # A commit of the session's branch can hold a link where the project has a folder.
+    (target / "conf").symlink_to(elsewhere)
+    assert copy_missing(source, target, ["conf/app.env", "keys/key.env", "../s/conf/app.env"]
+                        ) == {}
+    assert list(elsewhere.iterdir()) == []
+    assert not (target / "keys").exists()
