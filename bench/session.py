@@ -89,15 +89,26 @@ def wait_entrypoint(client: Any, project: str, timeout: float = 120) -> None:
     sys.exit(f"{project}: Claude never became ready")
 
 
-def memory(client: Any, project: str) -> dict[str, float]:
-    """Service -> RSS in MiB of each container of `project`."""
-    out: dict[str, float] = {}
+def memory(client: Any, project: str) -> dict[str, tuple[float, float]]:
+    """Service -> (RSS, what `docker stats` shows) in MiB, for each container of `project`."""
+    out: dict[str, tuple[float, float]] = {}
     for c in client.containers.list(filters={"label": f"com.docker.compose.project={project}"}):
         stats = c.stats(stream=False).get("memory_stats") or {}
         detail = stats.get("stats") or {}
         rss = detail.get("total_rss", detail.get("anon", detail.get("rss", 0)))
-        out[c.labels["com.docker.compose.service"]] = rss / 2**20
+        inactive = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+        shown = stats.get("usage", 0) - inactive
+        out[c.labels["com.docker.compose.service"]] = (rss / 2**20, shown / 2**20)
     return out
+
+
+def _memory_line(label: str, samples: list[dict[str, tuple[float, float]]]) -> str:
+    services = sorted(samples[0])
+    rss = {s: statistics.median(r[s][0] for r in samples if s in r) for s in services}
+    shown = {s: statistics.median(r[s][1] for r in samples if s in r) for s in services}
+    return (f"  {label} RSS: " + ", ".join(f"{s} {rss[s]:.1f}" for s in services)
+            + f"; total {sum(rss.values()):.1f} MiB (docker stats: total "
+            f"{sum(shown.values()):.1f} MiB)")
 
 
 def by_hand(root: Path, env: dict[str, str], client: Any) -> float:
@@ -117,7 +128,7 @@ def by_hand(root: Path, env: dict[str, str], client: Any) -> float:
 
 
 def session(root: Path, env: dict[str, str], client: Any,
-            rss: list[dict[str, float]]) -> float:
+            rss: list[dict[str, tuple[float, float]]]) -> float:
     """`sidecar session new` until it returns (ready); the seconds it took."""
     start = time.perf_counter()
     sh([SIDECAR, "session", "new", "bench"], root, env)
@@ -137,7 +148,7 @@ def bench_example(example: str, runs: int, base: Path, image: str, *, env: dict[
     compose = (root / "compose.yaml").read_text()
     hand_ok = "container_name" not in compose and "ports:" not in compose
     times: dict[str, list[float]] = {"session": [], "by hand": []}
-    rss: list[dict[str, float]] = []
+    rss: list[dict[str, tuple[float, float]]] = []
     try:
         for index in range(runs):
             order = ["session", "by hand"] if index % 2 == 0 else ["by hand", "session"]
@@ -159,12 +170,8 @@ def bench_example(example: str, runs: int, base: Path, image: str, *, env: dict[
     else:
         line += "; no by-hand copy (a fixed container name or a published port collides)"
     print(line)
-    services = sorted(rss[0])
-    per = {s: statistics.median(r.get(s, 0.0) for r in rss) for s in services}
-    print(f"  session RSS (median of {len(rss)}): " + ", ".join(
-        f"{s} {per[s]:.1f} MiB" for s in services) + f"; total {sum(per.values()):.1f} MiB")
-    print("  main stack RSS: " + ", ".join(f"{s} {v:.1f} MiB" for s, v in sorted(
-        main_rss.items())) + f"; total {sum(main_rss.values()):.1f} MiB")
+    print(_memory_line(f"session (median of {len(rss)})", rss))
+    print(_memory_line("main stack", [main_rss]))
 
 
 def main() -> None:

@@ -205,7 +205,7 @@ def new_session(options: NewOptions) -> NewResult:
         branch = sessiongit.branch_name(name)
         branch_is_new = sessiongit.git(toplevel, "rev-parse", "--verify", "--quiet",
                                        f"refs/heads/{branch}", check=False).returncode != 0
-        base = sessiongit.add_worktree(toplevel, worktree, branch, options.ref)
+        tree = sessiongit.add_worktree(toplevel, worktree, branch, options.ref)
         undo.toplevel, undo.worktree = toplevel, worktree
         undo.branch = branch if branch_is_new else None
         project_dir = worktree / subdir if subdir else worktree
@@ -216,11 +216,12 @@ def new_session(options: NewOptions) -> NewResult:
         targets = route_targets(bridge, model, names)
         record = SessionRecord(
             name=name, project=project, compose_project=compose_project, source=str(source),
-            worktree=str(worktree), subdir=subdir, branch=branch, base=base, created=_now(),
-            image=bridge.stack.image, copied=copied)
+            worktree=str(worktree), subdir=subdir, branch=branch, base=tree.base,
+            created=_now(), image=bridge.stack.image, git_dir=str(tree.git_dir), copied=copied)
         policy = _write_policy(folder, project_dir, record, names, sorted(targets.services))
         plan = plan_model(model, session=compose_project, name=name,
-                          needed=targets.services, policy_dir=str(policy))
+                          needed=targets.services, policy_dir=str(policy),
+                          git_file=str(worktree / ".git"), git_common_dir=str(tree.common_dir))
         model_file = folder / MODEL_FILE
         write_atomic(model_file, json.dumps(plan.model, indent=2, sort_keys=True) + "\n",
                      mode=0o600)
@@ -351,7 +352,8 @@ def remove_session(directory: Path, name: str, *, keep_worktree: bool = False,
     record = store.load(name)
     worktree = Path(record.worktree)
     if not keep_worktree and not force and worktree.is_dir():
-        dirty = sessiongit.uncommitted(worktree, record.copied, record.subdir)
+        dirty = sessiongit.uncommitted(worktree, Path(record.git_dir), record.copied,
+                                       record.subdir)
         if dirty:
             shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5
                                             else "")

@@ -12,6 +12,7 @@ import posixpath
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,29 @@ SIDECAR_FILES = (f"{CONFIG_DIR}/{CONFIG_NAME}", f"{CONFIG_DIR}/allowed-domains.t
 GIT_TIMEOUT = 120
 
 
-def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run git in `cwd`; SessionError carrying git's last line when it fails and `check`."""
+# Variables that would point git at another repository than the one asked for.
+_GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR",
+                 "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE")
+# The worktree is the agent's: nothing in it may make git run a program on the host. Hooks and
+# the file-system monitor are the configured ways git runs one during these commands.
+_NO_PROGRAMS = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
+
+
+def git(cwd: Path, *args: str, check: bool = True, git_dir: Path | None = None,
+        work_tree: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run git in `cwd` (on `git_dir`/`work_tree` when given, instead of what `cwd/.git`
+    says); SessionError carrying git's last line when it fails and `check`."""
     if shutil.which("git") is None:
         raise usage_error("git is not installed: sessions are git worktrees")
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION}
+    env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
+    if git_dir is not None:
+        env["GIT_DIR"] = str(git_dir)
+    if work_tree is not None:
+        env["GIT_WORK_TREE"] = str(work_tree)
     try:
-        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                                env=env, timeout=GIT_TIMEOUT, check=False)
+        result = subprocess.run(["git", *_NO_PROGRAMS, *args], cwd=cwd, capture_output=True,
+                                text=True, env=env, timeout=GIT_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
         raise SessionError(f"git {args[0]} took longer than {GIT_TIMEOUT} s") from None
     if check and result.returncode != 0:
@@ -60,9 +76,20 @@ def branch_name(name: str) -> str:
     return f"{BRANCH_PREFIX}{name}"
 
 
-def add_worktree(toplevel: Path, path: Path, branch: str, ref: str | None) -> str:
+@dataclass(frozen=True)
+class Worktree:
+    """A worktree as git made it: where its own git directory and the shared one are (read
+    from git right after `worktree add`, before anything else could change the `.git` file)."""
+
+    path: Path
+    base: str  # the commit it starts from
+    git_dir: Path  # <common>/worktrees/<id>
+    common_dir: Path  # the repository's .git
+
+
+def add_worktree(toplevel: Path, path: Path, branch: str, ref: str | None) -> Worktree:
     """Check out `branch` at `path` (a new branch from `ref`, default HEAD; an existing branch
-    continues where it is) and return the commit it starts from."""
+    continues where it is)."""
     exists = git(toplevel, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}",
                  check=False).returncode == 0
     if exists and ref is not None:
@@ -82,13 +109,21 @@ def add_worktree(toplevel: Path, path: Path, branch: str, ref: str | None) -> st
             raise usage_error(f"the repository {toplevel} {what}")
         git(toplevel, "worktree", "add", "--quiet", "-b", branch, str(path),
             found.stdout.strip())
-    return git(path, "rev-parse", "HEAD").stdout.strip()
+    out = git(path, "rev-parse", "HEAD", "--absolute-git-dir", "--git-common-dir").stdout
+    base, git_dir, common = out.split("\n")[:3]
+    return Worktree(path=path, base=base, git_dir=Path(git_dir),
+                    common_dir=(path / common).resolve())
 
 
 def remove_worktree(toplevel: Path, path: Path) -> None:
     """Remove the worktree at `path` with everything in it (its branch stays)."""
     if path.exists():
-        git(toplevel, "worktree", "remove", "--force", str(path))
+        done = git(toplevel, "worktree", "remove", "--force", "--force", str(path),
+                   check=False)
+        if done.returncode != 0 and path.exists():
+            # git refuses a worktree whose `.git` file no longer points back: it is still
+            # ours to delete (rmtree never follows a link out of it).
+            shutil.rmtree(path)
     git(toplevel, "worktree", "prune", check=False)
 
 
@@ -96,10 +131,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def uncommitted(worktree: Path, copied: Mapping[str, str], subdir: str = "") -> list[str]:
+def uncommitted(worktree: Path, git_dir: Path, copied: Mapping[str, str],
+                subdir: str = "") -> list[str]:
     """`git status` lines for the worktree's uncommitted changes (untracked files included,
-    ignored ones not), leaving out the files the session copied in while they are unchanged."""
-    out = git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
+    ignored ones not), leaving out the files the session copied in while they are unchanged.
+
+    Runs on the git directory recorded at creation, never on what the worktree's `.git` file
+    says now (the agent can write the worktree)."""
+    out = git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all",
+              git_dir=git_dir, work_tree=worktree).stdout
     entries = out.split("\0")
     lines: list[str] = []
     index = 0

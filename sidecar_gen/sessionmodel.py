@@ -317,13 +317,35 @@ def _own_networks(model: Mapping[str, Any], services: Mapping[str, dict[str, Any
     return networks
 
 
+def _protect(spec: dict[str, Any], path: str) -> None:
+    """Mount host file `path` read-only wherever a bind mount of the service shows it."""
+    extra = []
+    for mount in spec.get("volumes") or []:
+        if not isinstance(mount, dict) or mount.get("type") != "bind":
+            continue
+        source = str(mount.get("source") or "")
+        if source and (path == source or path.startswith(source.rstrip("/") + "/")):
+            inside = path[len(source.rstrip("/")):]
+            extra.append({"type": "bind", "source": path, "read_only": True,
+                          "target": str(mount["target"]).rstrip("/") + inside})
+    if extra:
+        spec["volumes"] = [*spec["volumes"], *extra]
+
+
 def plan_model(model: Mapping[str, Any], *, session: str, name: str,
-               needed: Iterable[str], policy_dir: str) -> SessionPlan:
+               needed: Iterable[str], policy_dir: str, git_file: str | None = None,
+               git_common_dir: str | None = None) -> SessionPlan:
     """The model session `name` (compose project `session`) starts.
 
     `model` is the worktree's resolved model (`docker compose -p <session> config`); `needed`
     are the services the routes run in. The session's claude and gate are found by their role
     labels; `policy_dir` is the host folder holding the session's bridge.yaml and allowlist.
+
+    `git_file` is the worktree's `.git` file: it says where the worktree's git directory is,
+    and git on the host believes it, so every container that sees it gets it read-only (a
+    rewritten one would make the user's next `git status` there run the agent's program).
+    `git_common_dir`, the repository's git database, is mounted read-only into Claude's
+    container at its own path, so git works there for reading (status, diff, log).
     """
     services = _services(model)
     roles = {svc: _role(spec) for svc, spec in services.items()}
@@ -341,6 +363,13 @@ def plan_model(model: Mapping[str, Any], *, session: str, name: str,
     _with_policy_mount(out_services[gate], policy_dir, gate=True)
     _gate_config_args(out_services[gate], gate)
     _with_policy_mount(out_services[claude], policy_dir, gate=False)
+    if git_file:
+        for spec in out_services.values():
+            _protect(spec, git_file)
+    if git_common_dir:
+        out_services[claude]["volumes"].append(
+            {"type": "bind", "source": git_common_dir, "target": git_common_dir,
+             "read_only": True})
     env = out_services[claude].get("environment")
     out_services[claude]["environment"] = {
         **(env if isinstance(env, dict) else {}),

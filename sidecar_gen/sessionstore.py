@@ -115,6 +115,7 @@ class SessionRecord:
     base: str  # the commit the branch started from
     created: str  # ISO 8601, UTC
     image: str = ""
+    git_dir: str = ""  # the worktree's own git directory, as git made it
     copied: dict[str, str] = field(default_factory=dict)
     version: int = RECORD_VERSION
 

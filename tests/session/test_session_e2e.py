@@ -50,8 +50,10 @@ class Project:
         result = self.run("session", "new", name, *flags)
         assert result.returncode == 0, result.stdout + result.stderr
         worktree = self.root.parent / f"{self.root.name}.sessions" / name
-        # A real worktree belongs to the host user whose ids PUID/PGID carry.
-        subprocess.run(["chown", "-R", f"{PUID}:{PGID}", str(worktree)], check=True)
+        # A real repository and its worktrees belong to the host user whose ids PUID/PGID
+        # carry (these tests run as root: git made the new parts root's).
+        subprocess.run(["chown", "-R", f"{PUID}:{PGID}", str(worktree),
+                        str(self.root / ".git")], check=True)
         self.sessions[name] = worktree
         return result
 
@@ -258,6 +260,29 @@ def test_a_routed_command_writes_into_its_own_worktree_as_puid(project: Project)
     status = project.exec("a", "sidecar", "firewall", "status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert "enforcing" in status.stdout
+
+
+def test_git_reads_in_the_session_and_its_git_file_cannot_be_rewritten(project: Project
+                                                                      ) -> None:
+    worktree = project.sessions["a"]
+    pointer = (worktree / ".git").read_text()
+    assert pointer.startswith("gitdir: ")
+    # Rewriting the pointer would make the user's next `git status` in the worktree run the
+    # agent's program on the host: refused as the agent and through a routed command.
+    as_claude = project.exec("a", "sh", "-c", "echo 'gitdir: /tmp/x' > /workspace/.git")
+    routed = project.exec("a", "run", "echo 'gitdir: /tmp/x' > .git || rm -f .git")
+    assert as_claude.returncode != 0 and routed.returncode != 0
+    assert (worktree / ".git").read_text() == pointer
+    # git reads the repository inside the session (read-only: commits are made on the host).
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project.root, env=project.env,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    log = project.exec("a", "git", "log", "-1", "--format=%H")
+    assert (log.returncode, log.stdout.strip()) == (0, head), log.stderr
+    status = project.exec("a", "git", "status", "--short")
+    assert status.returncode == 0, status.stderr
+    commit = project.exec("a", "git", "commit", "--allow-empty", "-qm", "x")
+    assert commit.returncode != 0
+    assert "Read-only file system" in commit.stderr
 
 
 GATE_PROBE = r"""

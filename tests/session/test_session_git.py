@@ -54,11 +54,13 @@ def test_toplevel_from_a_subfolder_and_outside_a_repository(repo: Path, tmp_path
 
 def test_new_branch_from_head_or_from_a_ref(repo: Path, tmp_path: Path) -> None:
     head = run_git(repo, "rev-parse", "HEAD")
-    base = add_worktree(repo, tmp_path / "wt" / "a", "sidecar/a", None)
-    assert base == head
+    tree = add_worktree(repo, tmp_path / "wt" / "a", "sidecar/a", None)
+    assert tree.base == head
+    assert tree.common_dir == (repo / ".git").resolve()
+    assert tree.git_dir.parent == (repo / ".git" / "worktrees").resolve()
     assert run_git(tmp_path / "wt" / "a", "branch", "--show-current") == "sidecar/a"
     v1 = run_git(repo, "rev-parse", "v1^{commit}")
-    assert add_worktree(repo, tmp_path / "wt" / "b", "sidecar/b", "v1") == v1
+    assert add_worktree(repo, tmp_path / "wt" / "b", "sidecar/b", "v1").base == v1
     assert (tmp_path / "wt" / "b" / "app" / "index.php").read_text() == "<?php\n"
 
 
@@ -72,7 +74,7 @@ def test_an_existing_branch_is_continued_but_not_restarted(repo: Path, tmp_path:
     remove_worktree(repo, first)
     assert not first.exists()
     assert run_git(repo, "rev-parse", "sidecar/a") == work  # the branch outlives the worktree
-    assert add_worktree(repo, first, "sidecar/a", None) == work
+    assert add_worktree(repo, first, "sidecar/a", None).base == work
     remove_worktree(repo, first)
     with pytest.raises(SessionError, match="branch sidecar/a exists") as caught:
         add_worktree(repo, first, "sidecar/a", "v1")
@@ -109,18 +111,18 @@ def sha(text: str) -> str:
 
 def test_uncommitted_leaves_out_unchanged_copied_files(repo: Path, tmp_path: Path) -> None:
     wt = tmp_path / "wt"
-    add_worktree(repo, wt, "sidecar/a", None)
-    assert uncommitted(wt, {}, "app") == []
+    gd = add_worktree(repo, wt, "sidecar/a", None).git_dir
+    assert uncommitted(wt, gd, {}, "app") == []
     (wt / "app" / "settings.env").write_text("A=1\n")  # copied in by the session, unchanged
     (wt / "app" / "edited.env").write_text("B=2\n")  # copied in, then changed
     (wt / ".env").write_text("C=3\n")  # ignored by .gitignore: never "uncommitted"
     copied = {"settings.env": sha("A=1\n"), "edited.env": sha("B=1\n")}
-    assert uncommitted(wt, copied, "app") == ["?? app/edited.env"]
+    assert uncommitted(wt, gd, copied, "app") == ["?? app/edited.env"]
     (wt / "app" / "index.php").write_text("<?php echo 3;\n")
     (wt / "app" / "dir").mkdir()
     (wt / "app" / "dir" / "new.php").write_text("x")
     run_git(wt, "mv", "app/compose.yaml", "app/compose.yml")
-    assert sorted(uncommitted(wt, copied, "app")) == [
+    assert sorted(uncommitted(wt, gd, copied, "app")) == [
         "?? app/dir/new.php", "?? app/edited.env", "M app/index.php",
         "R app/compose.yml"]
 
@@ -200,3 +202,27 @@ def test_copy_missing_never_goes_through_a_link(tmp_path: Path) -> None:
                         ) == {}
     assert list(elsewhere.iterdir()) == []
     assert not (target / "keys").exists()
+
+
+def test_a_rewritten_git_file_runs_nothing_and_changes_nothing(repo: Path, tmp_path: Path
+                                                              ) -> None:
+    """The agent owns the worktree: it can point its `.git` file at a git directory of its
+    own whose config runs a program. Our git commands must not follow it."""
+    wt = tmp_path / "wt"
+    tree = add_worktree(repo, wt, "sidecar/a", None)
+    fake = wt / "fake"
+    subprocess.run(["cp", "-r", str(repo / ".git"), str(fake)], check=True)
+    marker = tmp_path / "PWNED"
+    with (fake / "config").open("a") as config:
+        config.write(f'[core]\n\tfsmonitor = "touch {marker}; false"\n'
+                     f"\thooksPath = {tmp_path}/hooks\n")
+    (wt / ".git").write_text(f"gitdir: {fake}\n")
+    (wt / "app" / "index.php").write_text("changed\n")
+    status = uncommitted(wt, tree.git_dir, {}, "app")
+    assert "M app/index.php" in status  # the real state, read from the recorded git dir
+    assert all(line == "M app/index.php" or line.startswith(("?? fake/", "?? .git"))
+               for line in status), status
+    assert not marker.exists()
+    remove_worktree(repo, wt)
+    assert not wt.exists() and not marker.exists()
+    assert run_git(repo, "worktree", "list").count("\n") == 0  # pruned

@@ -279,3 +279,27 @@ def test_route_targets_follow_the_dispatchers_resolution() -> None:
     targets = route_targets(bridge, model, Names.of("shop", SOURCE, model))
     assert targets.services == {"php", "db", "web", "node"}
     assert targets.outside == ("elsewhere-1",)
+
+
+def test_the_worktrees_git_file_is_read_only_wherever_it_shows() -> None:
+    model = canonical()
+    model["services"]["db"]["volumes"].append({"type": "bind", "source": "/wt",
+                                               "target": "/all"})
+    result = plan_model(model, session=SESSION, name="fix", needed=("web",),
+                        policy_dir=POLICY_DIR, git_file="/wt/fix/.git",
+                        git_common_dir="/repo/.git")
+    services = result.model["services"]
+
+    def protected(service: str) -> list[str]:
+        return [m["target"] for m in services[service].get("volumes", [])
+                if m.get("source") == "/wt/fix/.git" and m.get("read_only")]
+
+    assert protected("claude") == ["/workspace/.git"]
+    assert protected("php") == ["/var/www/.git"]
+    assert protected("db") == ["/all/fix/.git"]
+    assert protected("web") == [] and protected("sidecar-gate") == []
+    common = {"type": "bind", "source": "/repo/.git", "target": "/repo/.git",
+              "read_only": True}
+    assert common in services["claude"]["volumes"]
+    assert all(common not in spec.get("volumes", []) for name, spec in services.items()
+               if name != "claude")
