@@ -151,9 +151,11 @@ def _fill_volumes(engine: Engine, image: str, plan_volumes: dict[str, str],
                              "starts empty")
             continue
         engine.create_volume(target, compose_project, key)
-        files = None if clone else LOGIN_FILES
-        engine.copy_volume(image, str(source), target, files)
-        done.append(f"{source} -> {target}" + ("" if clone else " (login only)"))
+        if clone:
+            engine.copy_volume(image, str(source), target)
+            done.append(f"{source} -> {target}")
+        elif engine.copy_files(image, str(source), target, LOGIN_FILES):
+            done.append(f"{source} -> {target} (login only)")
     return done, notes
 
 

@@ -29,6 +29,7 @@ from sidecar_gen.runtime.contract import (
 from sidecar_gen.sessionstore import SessionError, usage_error
 
 VOLUME_LABEL = "com.docker.compose.volume"
+HELPER_LABEL = "dev.claude-sidecar.helper"
 CONFIG_TIMEOUT = 60.0
 UP_TIMEOUT = 600.0
 READY_TIMEOUT = 120.0
@@ -157,22 +158,15 @@ class Engine:
         self.client.volumes.create(name=name, labels={PROJECT_LABEL: project,
                                                       VOLUME_LABEL: key})
 
-    def copy_volume(self, image: str, source: str, target: str,
-                    files: Iterable[str] | None = None) -> None:
-        """Copy volume `source` into `target` (only `files` at its top, when given) with a
-        throwaway container of `image` (no network, root, ownership and modes kept)."""
-        if files is None:
-            script = "cp -a /from/. /to/"
-        else:
-            # Only names from LOGIN_FILES reach here: fixed words, no quoting problems.
-            script = "; ".join(f"if [ -e /from/{f} ]; then cp -a /from/{f} /to/; fi"
-                               for f in files) + "; true"
+    def copy_volume(self, image: str, source: str, target: str) -> None:
+        """Copy everything in volume `source` into `target` with a throwaway container of
+        `image` (no network, root, ownership, modes and links kept)."""
         import docker.errors
 
         try:
             self.client.containers.run(
-                image, ["-c", script], entrypoint=["/bin/sh"], user="0:0", remove=True,
-                network_disabled=True, labels={"dev.claude-sidecar.helper": "volume-copy"},
+                image, ["-c", "cp -a /from/. /to/"], entrypoint=["/bin/sh"], user="0:0",
+                remove=True, network_disabled=True, labels={HELPER_LABEL: "volume-copy"},
                 volumes={source: {"bind": "/from", "mode": "ro"},
                          target: {"bind": "/to", "mode": "rw"}})
         except docker.errors.ContainerError as exc:
@@ -183,6 +177,34 @@ class Engine:
         except docker.errors.ImageNotFound:
             raise SessionError(f"image {image} is missing: build or pull it first") from None
 
+    def copy_files(self, image: str, source: str, target: str, names: Iterable[str]
+                   ) -> list[str]:
+        """Copy the files `names` at the top of volume `source` into `target` through a
+        helper container that is created but never started (nothing runs: the archive API
+        reads and writes its mounts); return the names that existed."""
+        import docker.errors
+
+        try:
+            helper = self.client.containers.create(
+                image, ["true"], entrypoint=["/bin/true"], network_disabled=True,
+                labels={HELPER_LABEL: "login-copy"},
+                volumes={source: {"bind": "/from", "mode": "ro"},
+                         target: {"bind": "/to", "mode": "rw"}})
+        except docker.errors.ImageNotFound:
+            raise SessionError(f"image {image} is missing: build or pull it first") from None
+        copied = []
+        try:
+            for name in names:
+                try:
+                    stream, _ = helper.get_archive(f"/from/{name}")
+                except docker.errors.NotFound:
+                    continue
+                helper.put_archive("/to", b"".join(stream))
+                copied.append(name)
+        finally:
+            helper.remove(force=True)
+        return copied
+
     def give_back(self, image: str, path: Path, uid: int, gid: int) -> None:
         """Make everything under `path` belong to uid:gid, with a throwaway root container:
         routed commands that ran as root left files the user cannot delete."""
@@ -192,7 +214,7 @@ class Engine:
             self.client.containers.run(
                 image, ["-c", f"chown -R -h {int(uid)}:{int(gid)} /tree"],
                 entrypoint=["/bin/sh"], user="0:0", remove=True, network_disabled=True,
-                labels={"dev.claude-sidecar.helper": "give-back"},
+                labels={HELPER_LABEL: "give-back"},
                 volumes={str(path): {"bind": "/tree", "mode": "rw"}})
         except docker.errors.DockerException as exc:
             raise SessionError(f"cannot give {path} back to {uid}:{gid}: {exc}") from None
