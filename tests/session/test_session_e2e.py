@@ -43,8 +43,11 @@ class Project:
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["docker", "compose", *args], cwd=self.root, env=self.env,
-                              capture_output=True, text=True, timeout=300, check=False)
+        """`docker compose` on the main stack, with its approved policy (see `MAIN_POLICY`)."""
+        files = ["-f", str(self.root / "compose.yaml"), "-f", str(self.root.parent / "main.yaml")]
+        return subprocess.run(["docker", "compose", *files, *args], cwd=self.root,
+                              env=self.env, capture_output=True, text=True, timeout=300,
+                              check=False)
 
     def new(self, name: str, *flags: str) -> subprocess.CompletedProcess[str]:
         result = self.run("session", "new", name, *flags)
@@ -120,6 +123,18 @@ sidecar:
 """
 
 
+# The main stack's approved policy, where the claude and gate services read it. Until
+# `sidecar up` fills it, the main stack gets the project's .sidecar/ there (outside the repository:
+# sessions never see this file).
+MAIN_POLICY = """\
+services:
+  claude:
+    volumes: ["{sidecar}:/run/sidecar/policy:ro"]
+  sidecar-gate:
+    volumes: ["{sidecar}:/run/sidecar/policy:ro"]
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -159,6 +174,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, claude_image: str, compose
     (root / ".sidecar" / "bridge.yaml").write_text(BRIDGE.format(project=name,
                                                                  claude_image=claude_image))
     (root / ".env").write_text(f"DB_PASSWORD={SECRET}\n")
+    (base / "main.yaml").write_text(MAIN_POLICY.format(sidecar=root / ".sidecar"))
     (root / ".gitignore").write_text(".env\n")
     (root / "sub").mkdir()
     (root / "sub" / "keep.txt").write_text("tracked\n")
@@ -329,13 +345,21 @@ def test_a_sessions_gate_refuses_the_other_sessions_containers(project: Project)
     # Listing shows a's own targets and nothing of b or the main stack.
     assert set(out["listed"]) <= {a["app"].id, a["db"].id}
     assert a["app"].id in out["listed"]
-    # By effect: no exec was created in any foreign container, no file appeared.
-    a["db"].reload()
-    assert len(a["db"].attrs["ExecIDs"] or []) >= 1
-    for container in (b["app"], b["db"], main["app"], main["db"], b["claude"]):
+    # By effect: the engine holds no exec of that command in any foreign container (their
+    # healthchecks are execs too: each exec is looked at), and no file appeared.
+    def probe_execs(container: Any) -> list[str]:
         container.reload()
-        assert not container.attrs.get("ExecIDs"), container.name
-    for container in (b["app"], main["app"], b["db"], main["db"]):
+        found = []
+        for exec_id in container.attrs.get("ExecIDs") or []:
+            config = project.client.api.exec_inspect(exec_id)["ProcessConfig"]
+            if [config["entrypoint"], *config["arguments"]] == ["touch", "/tmp/pwned"]:
+                found.append(exec_id)
+        return found
+
+    assert len(probe_execs(a["db"])) == 1  # the control's: the check can see one
+    for container in (b["app"], b["db"], main["app"], main["db"], b["claude"],
+                      main["sidecar-gate"]):
+        assert probe_execs(container) == [], container.name
         assert container.exec_run(["test", "-e", "/tmp/pwned"]).exit_code == 1
 
 
