@@ -272,6 +272,10 @@ def test_a_routed_command_writes_into_its_own_worktree_as_puid(project: Project)
     # The session's database is the session's, with the main project's settings.
     db = project.exec("a", "dbsh", "echo $DB_PASSWORD; ls /data")
     assert db.stdout.split() == [SECRET], db.stderr
+    # No command: Claude Code through the image's `claude` wrapper (the test image has none).
+    claude = project.run("session", "exec", "a")
+    assert claude.returncode == 127
+    assert claude.stderr.startswith("claude: Claude Code is not installed in this image")
     # The allowlist came from the session's policy folder: the firewall enforces it.
     status = project.exec("a", "sidecar", "firewall", "status")
     assert status.returncode == 0, status.stdout + status.stderr
