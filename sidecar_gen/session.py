@@ -205,11 +205,9 @@ def new_session(options: NewOptions) -> NewResult:
             raise usage_error(f"compose project {compose_project} already has containers "
                               f"(`docker compose -p {compose_project} down` first)")
         branch = sessiongit.branch_name(name)
-        branch_is_new = sessiongit.git(toplevel, "rev-parse", "--verify", "--quiet",
-                                       f"refs/heads/{branch}", check=False).returncode != 0
         tree = sessiongit.add_worktree(toplevel, worktree, branch, options.ref)
         undo.toplevel, undo.worktree = toplevel, worktree
-        undo.branch = branch if branch_is_new else None
+        undo.branch = branch if tree.new_branch else None
         project_dir = worktree / subdir if subdir else worktree
         copied = sessiongit.copy_missing(source, project_dir, sessiongit.stack_files(source))
         model = compose_config(project_dir, compose_project)

@@ -85,6 +85,7 @@ class Worktree:
     base: str  # the commit it starts from
     git_dir: Path  # <common>/worktrees/<id>
     common_dir: Path  # the repository's .git
+    new_branch: bool  # the branch was made for it (an existing one was continued otherwise)
 
 
 def add_worktree(toplevel: Path, path: Path, branch: str, ref: str | None) -> Worktree:
@@ -112,7 +113,7 @@ def add_worktree(toplevel: Path, path: Path, branch: str, ref: str | None) -> Wo
     out = git(path, "rev-parse", "HEAD", "--absolute-git-dir", "--git-common-dir").stdout
     base, git_dir, common = out.split("\n")[:3]
     return Worktree(path=path, base=base, git_dir=Path(git_dir),
-                    common_dir=(path / common).resolve())
+                    common_dir=(path / common).resolve(), new_branch=not exists)
 
 
 def remove_worktree(toplevel: Path, path: Path) -> None:

@@ -58,6 +58,7 @@ def test_new_branch_from_head_or_from_a_ref(repo: Path, tmp_path: Path) -> None:
     assert tree.base == head
     assert tree.common_dir == (repo / ".git").resolve()
     assert tree.git_dir.parent == (repo / ".git" / "worktrees").resolve()
+    assert tree.new_branch
     assert run_git(tmp_path / "wt" / "a", "branch", "--show-current") == "sidecar/a"
     v1 = run_git(repo, "rev-parse", "v1^{commit}")
     assert add_worktree(repo, tmp_path / "wt" / "b", "sidecar/b", "v1").base == v1
@@ -74,7 +75,8 @@ def test_an_existing_branch_is_continued_but_not_restarted(repo: Path, tmp_path:
     remove_worktree(repo, first)
     assert not first.exists()
     assert run_git(repo, "rev-parse", "sidecar/a") == work  # the branch outlives the worktree
-    assert add_worktree(repo, first, "sidecar/a", None).base == work
+    again = add_worktree(repo, first, "sidecar/a", None)
+    assert (again.base, again.new_branch) == (work, False)
     remove_worktree(repo, first)
     with pytest.raises(SessionError, match="branch sidecar/a exists") as caught:
         add_worktree(repo, first, "sidecar/a", "v1")
