@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen.compose import COMPOSE_FILES, dotenv_values, interpolate
+from sidecar_gen.composeenv import InterpolationError, compose_setup, interpolate
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
 from sidecar_gen.sessionstore import SessionError, usage_error
 from sidecar_gen.yamlio import load_text
 
 BRANCH_PREFIX = "sidecar/"
-OVERRIDE_FILES = ("compose.override.yaml", "compose.override.yml",
-                  "docker-compose.override.yml", "docker-compose.override.yaml")
 # The generated stack and its inputs: a project that never committed them still has a session.
 SIDECAR_FILES = (f"{CONFIG_DIR}/{CONFIG_NAME}", f"{CONFIG_DIR}/allowed-domains.txt",
                  f"{CONFIG_DIR}/compose.yml")
@@ -209,28 +207,23 @@ def _interpolated(data: Any, env: Mapping[str, str]) -> Any:
         return {k: _interpolated(v, env) for k, v in data.items()}
     if isinstance(data, list):
         return [_interpolated(v, env) for v in data]
-    return interpolate(data, env) if isinstance(data, str) else data
-
-
-def compose_files(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
-    """The compose files compose loads in `project_dir`: `COMPOSE_FILE`, else the default file
-    and its override files."""
-    listed = env.get("COMPOSE_FILE")
-    if listed:
-        sep = env.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
-        return [project_dir / p for p in listed.split(sep) if p]
-    found = [project_dir / n for n in COMPOSE_FILES if (project_dir / n).is_file()][:1]
-    return found + [project_dir / n for n in OVERRIDE_FILES if (project_dir / n).is_file()]
+    if not isinstance(data, str):
+        return data
+    try:
+        return interpolate(data, env.get)
+    except InterpolationError:
+        return ""  # compose refuses it; its config run says why
 
 
 def stack_files(project_dir: Path, environ: Mapping[str, str] | None = None) -> list[str]:
     """Files (relative to `project_dir`, inside it) that compose reads to start the project:
-    `.env`, the compose files, what they include, env files, secrets and configs, single-file
-    bind mounts, and the sidecar's own files."""
-    env = {**dotenv_values(project_dir), **(os.environ if environ is None else environ)}
+    `.env`, the compose files (`composeenv.compose_setup`: what `docker compose` loads there),
+    what they include or extend, env files, secrets and configs, single-file bind mounts, and
+    the sidecar's own files."""
     root = project_dir.resolve()
+    setup = compose_setup(root, environ=environ)
     wanted: list[Path] = [root / ".env", *(root / f for f in SIDECAR_FILES)]
-    todo = compose_files(root, env)
+    todo = list(setup.files)
     seen: set[Path] = set()
     while todo:
         file = todo.pop(0).resolve()
@@ -244,7 +237,7 @@ def stack_files(project_dir: Path, environ: Mapping[str, str] | None = None) -> 
             continue
         if not isinstance(loaded.plain, dict):
             continue
-        files, includes = _file_refs(_interpolated(loaded.plain, env))
+        files, includes = _file_refs(_interpolated(loaded.plain, setup.environ))
         wanted.extend(file.parent / f for f in files)
         todo.extend(file.parent / f for f in includes)
     out: list[str] = []
