@@ -146,6 +146,23 @@ def _git(root: Path, *args: str) -> None:
                    cwd=root, check=True, capture_output=True)
 
 
+def _branch_with(project: Project, branch: str, rel: str, text: str) -> None:
+    """A commit on a new branch from HEAD that changes one file, without touching the
+    project's working tree (its stack is running from it)."""
+    def git(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid",
+                               *args], cwd=project.root, env=env or project.env, input=stdin,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    index = {**project.env, "GIT_INDEX_FILE": str(project.root.parent / f"{branch}.index")}
+    blob = git("hash-object", "-w", "--stdin", stdin=text)
+    git("read-tree", "HEAD", env=index)
+    git("update-index", "--cacheinfo", f"100644,{blob},{rel}", env=index)
+    tree = git("write-tree", env=index)
+    commit = git("commit-tree", tree, "-p", "HEAD", "-m", f"{rel} on {branch}")
+    git("branch", branch, commit)
+
+
 def _cleanup(project: Project) -> None:
     for name in list(project.sessions):
         project.run("session", "rm", "--force", name)
@@ -455,3 +472,30 @@ def test_a_stopped_session_comes_back_with_session_up(project: Project) -> None:
     again = project.exec("a", "run", "cat written.txt 2>/dev/null; echo up")
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[-1] == "up"
+
+
+def test_a_literal_name_of_another_sessions_container_is_out_of_scope(project: Project
+                                                                      ) -> None:
+    """Even a policy that names another session's container (a literal name, which the
+    session's policy keeps as written) reaches nothing outside the session's compose project:
+    the gate serves its own project only."""
+    b_app = project.containers(f"{project.name}-b")["app"]
+    original = (project.root / ".sidecar" / "bridge.yaml").read_text()
+    peer = original.replace("containers:\n", f"containers:\n  peer: {b_app.name}\n", 1) + (
+        "commands:\n" if "commands:" not in original else "")
+    peer = peer.replace("commands:\n", "commands:\n  peer:\n    container: peer\n"
+                        "    exec: [sh, -c]\n    workdir: /\n", 1)
+    _branch_with(project, "peer", ".sidecar/bridge.yaml", peer)
+    project.new("e", "--from", "peer")
+    policy = project.exec("e", "cat", "/run/sidecar/policy/bridge.yaml")
+    assert f"peer: {b_app.name}" in policy.stdout  # kept as written
+    refused = project.exec("e", "peer", "touch /tmp/scoped")
+    assert refused.returncode == 125, refused.stdout + refused.stderr
+    b_app.reload()
+    assert b_app.exec_run(["test", "-e", "/tmp/scoped"]).exit_code == 1
+    for exec_id in b_app.attrs.get("ExecIDs") or []:
+        config = project.client.api.exec_inspect(exec_id)["ProcessConfig"]
+        assert "touch /tmp/scoped" not in config["arguments"]
+    removed = project.run("session", "rm", "--force", "e")
+    assert removed.returncode == 0, removed.stderr
+    del project.sessions["e"]
