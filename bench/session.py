@@ -111,6 +111,17 @@ def _memory_line(label: str, samples: list[dict[str, tuple[float, float]]]) -> s
             f"{sum(shown.values()):.1f} MiB)")
 
 
+def with_policy(folder: Path) -> list[str]:
+    """`-f` arguments for compose in `folder` that give its claude and gate their approved
+    policy (what `sidecar up` would put in place): the folder's own .sidecar/."""
+    override = folder.parent / f"{folder.name}.policy.yaml"
+    mount = f'["{folder}/.sidecar:/run/sidecar/policy:ro"]'
+    override.write_text(f"services:\n  claude:\n    volumes: {mount}\n"
+                        f"  sidecar-gate:\n    volumes: {mount}\n")
+    return ["-f", str(folder / "compose.yaml"), "-f", str(folder / "compose.override.yaml"),
+            "-f", str(override)]
+
+
 def by_hand(root: Path, env: dict[str, str], client: Any) -> float:
     """git worktree add + .env + compose up --wait + Claude ready; the seconds it took."""
     wt = root.parent / f"{root.name}.hand"
@@ -118,10 +129,11 @@ def by_hand(root: Path, env: dict[str, str], client: Any) -> float:
     start = time.perf_counter()
     sh(["git", "worktree", "add", "--quiet", "-b", "hand", str(wt)], root, env)
     shutil.copy2(root / ".env", wt / ".env")
-    sh(["docker", "compose", "-p", project, "up", "-d", "--wait"], wt, env)
+    sh(["docker", "compose", "-p", project, *with_policy(wt), "up", "-d", "--wait"], wt, env)
     wait_entrypoint(client, project)
     elapsed = time.perf_counter() - start
-    sh(["docker", "compose", "-p", project, "down", "-v", "-t", "0"], wt, env)
+    sh(["docker", "compose", "-p", project, *with_policy(wt), "down", "-v", "-t", "0"], wt,
+       env)
     sh(["git", "worktree", "remove", "--force", str(wt)], root, env)
     sh(["git", "branch", "-D", "hand"], root, env)
     return elapsed
@@ -143,7 +155,7 @@ def session(root: Path, env: dict[str, str], client: Any,
 def bench_example(example: str, runs: int, base: Path, image: str, *, env: dict[str, str],
                   client: Any) -> None:
     root = prepare(example, base, image, env)
-    sh(["docker", "compose", "up", "-d", "--wait"], root, env)
+    sh(["docker", "compose", *with_policy(root), "up", "-d", "--wait"], root, env)
     wait_entrypoint(client, root.name)
     compose = (root / "compose.yaml").read_text()
     hand_ok = "container_name" not in compose and "ports:" not in compose
@@ -159,7 +171,8 @@ def bench_example(example: str, runs: int, base: Path, image: str, *, env: dict[
                     times[kind].append(by_hand(root, env, client))
         main_rss = memory(client, root.name)
     finally:
-        subprocess.run(["docker", "compose", "down", "-v", "-t", "0"], cwd=root, env=env,
+        subprocess.run(["docker", "compose", *with_policy(root), "down", "-v", "-t", "0"],
+                       cwd=root, env=env,
                        capture_output=True, check=False)
     med = {k: statistics.median(v) for k, v in times.items() if v}
     line = f"{example}: session ready {med['session']:.2f} s " \

@@ -172,10 +172,9 @@ def _start(engine: Engine, model_file: Path, compose_project: str,
            services: Sequence[str]) -> list[Published]:
     """Start the model and wait until Claude's container is ready; the published ports."""
     compose_up(model_file, compose_project, services)
-    claude = engine.claude_container(compose_project)
-    if claude is None:
+    if engine.claude_container(compose_project) is None:
         raise SessionError(f"compose project {compose_project} has no Claude container")
-    engine.wait_ready(claude)
+    engine.wait_ready(compose_project)
     return published_ports(engine.containers(compose_project))
 
 

@@ -83,18 +83,27 @@ def _compose_env() -> dict[str, str]:
 
 def compose_up(model_file: Path, project: str, services: Iterable[str],
                timeout: float = UP_TIMEOUT) -> None:
-    """`docker compose up -d --wait` of exactly the model in `model_file`."""
+    """`docker compose up -d` of exactly the model in `model_file` (readiness: `wait_ready`)."""
     argv = [docker_cli(), "compose", "-p", project, "-f", str(model_file),
-            "--project-directory", str(model_file.parent), "up", "-d", "--wait",
-            "--wait-timeout", str(int(timeout)), "--remove-orphans", *services]
+            "--project-directory", str(model_file.parent), "up", "-d", "--remove-orphans",
+            *services]
     try:
         result = subprocess.run(argv, cwd=model_file.parent, env=_compose_env(),
-                                capture_output=True, text=True, timeout=timeout + 30,
-                                check=False)
+                                capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise SessionError(f"the session's stack was not up after {timeout:.0f} s") from None
     if result.returncode != 0:
         raise SessionError(f"the session's stack did not start: {_last_lines(result.stderr)}")
+
+
+def _health_argv(container: Any) -> list[str] | None:
+    """The command of the container's healthcheck, as the engine runs it."""
+    test = ((container.attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+    if test[:1] == ["CMD"] and len(test) > 1:
+        return [str(a) for a in test[1:]]
+    if test[:1] == ["CMD-SHELL"] and len(test) == 2:
+        return ["/bin/sh", "-c", str(test[1])]
+    return None
 
 
 class Engine:
@@ -219,23 +228,45 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise SessionError(f"cannot give {path} back to {uid}:{gid}: {exc}") from None
 
-    def wait_ready(self, container: Any, timeout: float = READY_TIMEOUT) -> None:
-        """Wait until the Claude container's entrypoint is done. With a healthcheck,
-        `compose up --wait` already waited for it; older images log a ready line instead."""
-        container.reload()
-        if "Health" in (container.attrs.get("State") or {}):
-            return
+    def _ready(self, container: Any, probed: dict[str, float]) -> bool:
+        """One look at one container; SessionError when it will not become ready."""
+        state = container.attrs.get("State") or {}
+        health = (state.get("Health") or {}).get("Status")
+        if container.status in ("exited", "dead", "removing") or health == "unhealthy":
+            logs = container.logs(tail=5).decode(errors="replace")
+            what = "is unhealthy" if health == "unhealthy" else f"is {container.status}"
+            raise SessionError(f"container {container.name} {what}: {_last_lines(logs)}")
+        if health == "healthy":
+            return True
+        if health == "starting":
+            # The engine's first probe comes one `interval` after the start (10 s for the
+            # gate); the same command, run now, says as much (at most once a second).
+            argv = _health_argv(container)
+            if argv is None or time.monotonic() - probed.get(container.id, 0.0) < 1.0:
+                return False
+            probed[container.id] = time.monotonic()
+            return bool(container.exec_run(argv).exit_code == 0)
+        if (container.labels or {}).get(ROLE_LABEL) == ROLE_CLAUDE:
+            return READY_LINE in container.logs()  # an image without a healthcheck
+        return bool(container.status == "running")
+
+    def wait_ready(self, project: str, timeout: float = READY_TIMEOUT) -> None:
+        """Until every container of compose project `project` is ready: healthy where it has
+        a healthcheck, else running (Claude's: its entrypoint's ready line)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            container.reload()
-            if container.status != "running":
-                logs = container.logs(tail=5).decode(errors="replace")
-                raise SessionError(f"container {container.name} stopped while starting: "
-                                   f"{_last_lines(logs)}")
-            if READY_LINE in container.logs():
+        probed: dict[str, float] = {}
+        while True:
+            pending = []
+            for container in self.containers(project):
+                if (container.labels or {}).get(ONEOFF_LABEL) == "True":
+                    continue
+                if not self._ready(container, probed):
+                    pending.append(container.name)
+            if not pending:
                 return
+            if time.monotonic() > deadline:
+                raise SessionError(f"not ready after {timeout:.0f} s: {', '.join(pending)}")
             time.sleep(0.2)
-        raise SessionError(f"container {container.name} was not ready after {timeout:.0f} s")
 
 
 @dataclass(frozen=True)

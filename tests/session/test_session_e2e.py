@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,9 +256,15 @@ def test_two_sessions_and_the_main_stack_run_side_by_side(project: Project) -> N
     main_ports = main["app"].attrs["NetworkSettings"]["Ports"]["8080/tcp"]
     assert [b["HostPort"] for b in main_ports] == [str(project.port)]
     assert len(ports) == 2 and f"127.0.0.1:{project.port}" not in ports
-    listing = project.run("session", "ls", "--json")
-    assert listing.returncode == 0, listing.stderr
-    sessions = json.loads(listing.stdout)["sessions"]
+    # Ready before the engine's first probe of each gate (an interval after its start): `ls`
+    # shows the engine's view, starting, then running.
+    for _ in range(150):
+        listing = project.run("session", "ls", "--json")
+        assert listing.returncode == 0, listing.stderr
+        sessions = json.loads(listing.stdout)["sessions"]
+        if all(s["state"] == "running" for s in sessions):
+            break
+        time.sleep(0.2)
     assert [(s["name"], s["state"], s["compose_project"], s["path"]) for s in sessions] == [
         (n, "running", f"{project.name}-{n}", str(project.sessions[n])) for n in ("a", "b")]
     # Listing from inside a worktree lists the same project's sessions.
