@@ -1,0 +1,165 @@
+"""The `sidecar-policy` volume: the approved bridge.yaml and allowed-domains.txt, read-only in
+the gate and the claude container at `/run/sidecar/policy`, written only from the host.
+
+Written through the Engine API: a helper container that is created but never started mounts
+the volume and receives the files with `PUT /containers/{id}/archive`; then it is removed. No
+process ever runs with the volume writable. The volume carries the labels compose puts on its
+own volumes, so compose adopts it (and `docker compose down -v` removes it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tarfile
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.runtime import contract
+
+POLICY_VOLUME = "sidecar-policy"  # its key in the generated compose file's `volumes:`
+POLICY_DIR = "/run/sidecar/policy"  # where the gate and claude mount it, read-only
+FILL_PATH = "/sidecar-policy"  # where the helper mounts it: not a path the image has
+HELPER_ROLE = "policy-writer"
+VOLUME_LABEL = "com.docker.compose.volume"
+VERSION_LABEL = "com.docker.compose.version"
+
+
+class PolicyVolumeError(SidecarError):
+    """The policy volume cannot be found, created or written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=ExitCode.FINDINGS)
+
+
+def volume_name(model: Mapping[str, Any]) -> str:
+    """The engine's name of the policy volume in a resolved compose model."""
+    volumes = model.get("volumes") or {}
+    spec = volumes.get(POLICY_VOLUME) if isinstance(volumes, dict) else None
+    if spec is None:
+        raise PolicyVolumeError(
+            f"the compose model declares no `{POLICY_VOLUME}` volume: run `sidecar render` "
+            "(the generated .sidecar/compose.yml predates it), then `sidecar trust`")
+    if isinstance(spec, dict) and spec.get("external"):
+        raise PolicyVolumeError(f"the `{POLICY_VOLUME}` volume must not be external")
+    name = spec.get("name") if isinstance(spec, dict) else None
+    return str(name or f"{model.get('name')}_{POLICY_VOLUME}")
+
+
+def service_image(model: Mapping[str, Any], service: str) -> str:
+    """The image of one service of the model."""
+    spec = (model.get("services") or {}).get(service)
+    image = spec.get("image") if isinstance(spec, dict) else None
+    if not image:
+        raise PolicyVolumeError(f"the compose model has no image for service {service}")
+    return str(image)
+
+
+def ensure_volume(client: Any, name: str, project: str, compose_version: str | None) -> Any:
+    """The volume, created with compose's labels when missing; refuse one of another project."""
+    import docker.errors
+
+    try:
+        volume = client.volumes.get(name)
+    except docker.errors.NotFound:
+        labels = {contract.PROJECT_LABEL: project, VOLUME_LABEL: POLICY_VOLUME,
+                  VERSION_LABEL: compose_version or ""}
+        return client.volumes.create(name=name, driver="local", labels=labels)
+    labels = volume.attrs.get("Labels") or {}
+    if labels.get(contract.PROJECT_LABEL) != project:
+        raise PolicyVolumeError(
+            f"volume {name} exists but does not belong to compose project {project}: "
+            "remove it (docker volume rm) and run `sidecar up` again")
+    return volume
+
+
+def _tar(files: Mapping[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, now
+            info.uid = info.gid = 0
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _untar(stream: Any) -> dict[str, bytes]:
+    data = b"".join(stream)
+    out: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        for member in archive.getmembers():
+            if member.isfile():
+                handle = archive.extractfile(member)
+                if handle is not None:
+                    out[member.name.split("/", 1)[-1]] = handle.read()
+    return out
+
+
+@contextlib.contextmanager
+def _helper(client: Any, image: str, volume: str, project: str) -> Any:
+    import docker.errors
+
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise PolicyVolumeError(
+            f"image {image} is not on this machine: pull or build it first "
+            "(docker compose pull sidecar-gate)") from None
+    helper = client.containers.create(
+        image, command=["true"], entrypoint=["true"], network_mode="none",
+        volumes={volume: {"bind": FILL_PATH, "mode": "rw"}},
+        labels={contract.ROLE_LABEL: HELPER_ROLE, "dev.claude-sidecar.project": project})
+    try:
+        yield helper
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            helper.remove(force=True, v=False)
+
+
+def _current(helper: Any) -> dict[str, bytes]:
+    import docker.errors
+
+    try:
+        stream, _stat = helper.get_archive(FILL_PATH + "/.")
+    except docker.errors.NotFound:
+        return {}
+    return _untar(stream)
+
+
+def read_policy(client: Any, model: Mapping[str, Any],
+                image_service: str = "sidecar-gate") -> dict[str, bytes]:
+    """The files the project's policy volume holds now (empty when it does not exist)."""
+    import docker.errors
+
+    name = volume_name(model)
+    try:
+        client.volumes.get(name)
+    except docker.errors.NotFound:
+        return {}
+    with _helper(client, service_image(model, image_service), name,
+                 str(model.get("name") or "")) as helper:
+        return _current(helper)
+
+
+def fill_policy(client: Any, model: Mapping[str, Any], files: Mapping[str, str],
+                compose_version: str | None, image_service: str = "sidecar-gate") -> bool:
+    """Put `files` (the approved policy) into the project's policy volume.
+
+    Returns True when the volume's content changed (the running gate and claude must then pick
+    it up), False when it already held exactly these files.
+    """
+    project = str(model.get("name") or "")
+    name = volume_name(model)
+    image = service_image(model, image_service)
+    ensure_volume(client, name, project, compose_version)
+    wanted = {key: value.encode("utf-8") for key, value in files.items()}
+    with _helper(client, image, name, project) as helper:
+        if _current(helper) == wanted:
+            return False
+        if not helper.put_archive(FILL_PATH, _tar(wanted)):
+            raise PolicyVolumeError(f"the engine refused to write into volume {name}")
+    return True
