@@ -192,6 +192,9 @@ def _probe(report: DoctorReport, claude: Any, context: HostContext) -> None:
         report.add("gate policy", Status.FAIL, "the gate does not report its policy (no "
                    "X-Sidecar-Policy header: an image older than this sidecar?)",
                    "update the image, then `sidecar up`")
+    elif header == "none":
+        report.add("gate policy", Status.FAIL, "the gate has no policy (it refuses everything)",
+                   fix)
     elif header == f"sha256:{want.get(CONFIG_NAME)}":
         report.add("gate policy", Status.OK, "the gate runs the approved bridge.yaml")
     else:
