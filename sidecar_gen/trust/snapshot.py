@@ -9,6 +9,7 @@ written to the record in clear text, yet any change of it still shows as a chang
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,26 @@ def file_state(path: Path, store: Store, *, env_file: bool) -> FileState:
     return FileState(store.digest(data), text)
 
 
+def read_policy_file(path: Path) -> str:
+    """A policy file's text: a regular file in a real `.sidecar/` folder, never a symlink.
+
+    What is read here goes into the policy volume the agent reads: a link planted through a
+    target (`bridge.yaml -> ~/.ssh/id_rsa`) must not carry a host file there.
+    """
+    for part in (path.parent, path):
+        try:
+            info = part.lstat()
+        except FileNotFoundError:
+            raise InputError(str(path), "no such file (run `sidecar init` and `sidecar render` "
+                                        "first)") from None
+        if stat.S_ISLNK(info.st_mode):
+            raise InputError(str(part), "is a symbolic link: the policy must be a plain file "
+                                        "in the project's .sidecar/ folder")
+    if not stat.S_ISREG(path.lstat().st_mode):
+        raise InputError(str(path), "not a regular file")
+    return read_text_file(path)
+
+
 def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
     """Resolve the model with compose and read every input file and the policy."""
     directory = target.directory
@@ -129,11 +150,7 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
     sidecar = directory / CONFIG_DIR
     policy: dict[str, str] = {}
     for name in POLICY_FILES:
-        path = sidecar / name
-        if not path.is_file():
-            raise InputError(str(path), "no such file (run `sidecar init` and `sidecar render` "
-                                        "first)")
-        policy[name] = read_text_file(path)
+        policy[name] = read_policy_file(sidecar / name)
     files: dict[str, FileState] = {}
     for item in compose_inputs(directory, target.environ()):
         files[display_name(item.path, project_dir)] = file_state(

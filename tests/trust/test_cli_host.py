@@ -135,3 +135,17 @@ def test_usage_errors(target: ComposeTarget, args: tuple[str, ...]) -> None:
     result = run(target, *args)
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr
+
+
+def test_a_policy_file_that_is_a_link_is_refused(target: ComposeTarget, store: Store,
+                                                 tmp_path: Path) -> None:
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY\n")
+    domains = target.directory / ".sidecar" / "allowed-domains.txt"
+    domains.unlink()
+    domains.symlink_to(secret)
+    result = run(target, "trust", "--yes")
+    assert result.returncode == 2
+    assert "is a symbolic link" in result.stderr
+    assert "PRIVATE KEY" not in result.stdout + result.stderr
+    assert records(store) == []
