@@ -131,8 +131,8 @@ def resolve_model(target: ComposeTarget) -> ResolvedModel:
     return ResolvedModel(result.stdout, doc)
 
 
-def up_argv(target: ComposeTarget, model: ResolvedModel, services: Sequence[str]) -> list[str]:
-    """`docker compose up -d --wait` of exactly `model`, read from stdin.
+def model_argv(target: ComposeTarget, model: ResolvedModel, *command: str) -> list[str]:
+    """`docker compose COMMAND...` on exactly `model`, read from stdin.
 
     Nothing in the folder is read again: `-f -` instead of the compose files, `--env-file
     /dev/null` instead of `.env` (the model is already interpolated; compose escapes literal `$`
@@ -142,16 +142,31 @@ def up_argv(target: ComposeTarget, model: ResolvedModel, services: Sequence[str]
             str(target.directory), "--env-file", os.devnull]
     for profile in model.profiles():
         argv += ["--profile", profile]
-    return [*argv, "-f", "-", "up", "-d", "--wait", *services]
+    return [*argv, "-f", "-", *command]
 
 
-def up_model(target: ComposeTarget, model: ResolvedModel, services: Sequence[str]) -> int:
-    """Start `model` (compose's progress goes to this process's terminal); its exit code."""
+def up_argv(target: ComposeTarget, model: ResolvedModel, services: Sequence[str]) -> list[str]:
+    """`docker compose up -d --wait [SERVICE...]` of exactly `model` (see `model_argv`)."""
+    return model_argv(target, model, "up", "-d", "--wait", *services)
+
+
+def run_model(target: ComposeTarget, model: ResolvedModel, argv: list[str]) -> int:
+    """Run a `model_argv` command line (its progress goes to this process's terminal)."""
     _require_cli()
     try:
-        result = subprocess.run(up_argv(target, model, services), input=model.text, text=True,
-                                cwd=target.directory, env=target.environ(), check=False)
+        result = subprocess.run(argv, input=model.text, text=True, cwd=target.directory,
+                                env=target.environ(), check=False)
     except OSError as exc:
         raise ComposeError(f"cannot run docker compose: {exc.strerror or exc}",
                            exit_code=ExitCode.USAGE) from None
     return result.returncode
+
+
+def up_model(target: ComposeTarget, model: ResolvedModel, services: Sequence[str]) -> int:
+    """Start `model`; compose's exit code."""
+    return run_model(target, model, up_argv(target, model, services))
+
+
+def pull_model(target: ComposeTarget, model: ResolvedModel, services: Sequence[str]) -> int:
+    """Pull the images of `services` of `model`; compose's exit code."""
+    return run_model(target, model, model_argv(target, model, "pull", "--quiet", *services))

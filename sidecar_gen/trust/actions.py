@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen.composecli import ComposeTarget, up_model
+from sidecar_gen.composecli import ComposeTarget, pull_model, up_model
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME, load_bridge
 from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.render import GATE_SERVICE
 from sidecar_gen.runtime import contract
 from sidecar_gen.trust.compare import Comparison, compare
-from sidecar_gen.trust.policyvolume import fill_policy
+from sidecar_gen.trust.policyvolume import fill_policy, has_image, service_image
 from sidecar_gen.trust.record import Store, state_root
 from sidecar_gen.trust.snapshot import Snapshot, take_snapshot
 
@@ -129,8 +130,15 @@ def start(check: Check, services: Sequence[str], client: Any,
     if approval is None:  # just written, or compared a moment ago under the same lock
         raise SidecarError("the approval record disappeared while starting")
     model = check.snapshot.resolved
+    # The helper that fills the volume is made from the gate's image: on a new machine, fetch
+    # it first, exactly as the verified model names it.
+    if not has_image(client, service_image(model.doc, GATE_SERVICE)):
+        code = pull_model(check.snapshot.target, model, [GATE_SERVICE])
+        if code != 0:
+            raise SidecarError(f"docker compose pull {GATE_SERVICE} failed (exit {code})",
+                               exit_code=ExitCode.FINDINGS)
     result.policy_changed = fill_policy(client, model.doc, approval.policy,
-                                        check.snapshot.compose_version)
+                                        check.snapshot.compose_version, GATE_SERVICE)
     if result.policy_changed:
         # They read the policy once, at start: restart the ones already running.
         for container in _running_policy_readers(client, model.name):

@@ -99,16 +99,24 @@ def _untar(stream: Any) -> dict[str, bytes]:
     return out
 
 
-@contextlib.contextmanager
-def _helper(client: Any, image: str, volume: str, project: str) -> Any:
+def has_image(client: Any, image: str) -> bool:
+    """True when the engine has `image` locally."""
     import docker.errors
 
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
-        raise PolicyVolumeError(
-            f"image {image} is not on this machine: pull or build it first "
-            "(docker compose pull sidecar-gate)") from None
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _helper(client: Any, image: str, volume: str, project: str) -> Any:
+    import docker.errors
+
+    if not has_image(client, image):
+        raise PolicyVolumeError(f"image {image} is not on this machine: pull or build it "
+                                "first (docker compose pull sidecar-gate)")
     helper = client.containers.create(
         image, command=["true"], entrypoint=["true"], network_mode="none",
         volumes={volume: {"bind": FILL_PATH, "mode": "rw"}},
@@ -130,24 +138,10 @@ def _current(helper: Any) -> dict[str, bytes]:
     return _untar(stream)
 
 
-def read_policy(client: Any, model: Mapping[str, Any],
-                image_service: str = "sidecar-gate") -> dict[str, bytes]:
-    """The files the project's policy volume holds now (empty when it does not exist)."""
-    import docker.errors
-
-    name = volume_name(model)
-    try:
-        client.volumes.get(name)
-    except docker.errors.NotFound:
-        return {}
-    with _helper(client, service_image(model, image_service), name,
-                 str(model.get("name") or "")) as helper:
-        return _current(helper)
-
-
 def fill_policy(client: Any, model: Mapping[str, Any], files: Mapping[str, str],
-                compose_version: str | None, image_service: str = "sidecar-gate") -> bool:
-    """Put `files` (the approved policy) into the project's policy volume.
+                compose_version: str | None, image_service: str) -> bool:
+    """Put `files` (the approved policy) into the project's policy volume, through a helper
+    made from the image of service `image_service` (the gate's: the stack needs it anyway).
 
     Returns True when the volume's content changed (the running gate and claude must then pick
     it up), False when it already held exactly these files.
