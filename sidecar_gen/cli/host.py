@@ -64,6 +64,8 @@ def up(
             typer.echo(f"sidecar: no approval on record for {target.directory}: approved what "
                        f"is there now (trust on first use), recorded in {result.record}",
                        err=True)
+        else:
+            typer.echo(f"sidecar: matches your approval of {result.approved_at}", err=True)
         if result.policy_changed:
             restarted = ", ".join(result.restarted) or "none running"
             typer.echo(f"sidecar: policy volume filled with the approved bridge.yaml and "

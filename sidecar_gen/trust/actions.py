@@ -55,6 +55,7 @@ class UpResult:
 
     first_use: bool = False
     record: Path | None = None
+    approved_at: str = ""
     policy_changed: bool = False
     restarted: list[str] = field(default_factory=list)
     compose_code: int = 0
@@ -129,6 +130,7 @@ def start(check: Check, services: Sequence[str], client: Any,
     approval = check.store.load(check.snapshot.target.directory)
     if approval is None:  # just written, or compared a moment ago under the same lock
         raise SidecarError("the approval record disappeared while starting")
+    result.approved_at = approval.approved_at
     model = check.snapshot.resolved
     # The helper that fills the volume is made from the gate's image: on a new machine, fetch
     # it first, exactly as the verified model names it.
