@@ -12,6 +12,7 @@ from sidecar_gen.cli.app import app, handle_errors, use_color
 from sidecar_gen.errors import ExitCode, SidecarError
 
 if TYPE_CHECKING:
+    from sidecar_gen.composecli import ComposeTarget
     from sidecar_gen.trust.actions import Check, UpResult
     from sidecar_gen.trust.compare import Comparison
 
@@ -19,7 +20,7 @@ DirOption = Annotated[Path, typer.Option("--dir", "-C", help="Project directory.
                                          file_okay=False)]
 
 
-def _target(directory: Path) -> object:
+def _target(directory: Path) -> ComposeTarget:
     from sidecar_gen.composecli import ComposeTarget
 
     if not directory.is_dir():
@@ -52,12 +53,10 @@ def up(
     approves what is there (trust on first use). Exit codes: 0 started; 1 refused, or compose
     failed to start it; 2 usage error.
     """
-    from sidecar_gen.composecli import ComposeTarget
     from sidecar_gen.hostengine import connect
     from sidecar_gen.trust.actions import UnapprovedChangeError, check_project, locked, start
 
     target = _target(directory)
-    assert isinstance(target, ComposeTarget)
 
     def announce(result: UpResult) -> None:
         if result.first_use:
@@ -94,11 +93,9 @@ def trust(
     Asks on a terminal; `--yes` approves without asking. Exit codes: 0 approved (or nothing to
     approve); 1 declined, or bridge.yaml is invalid; 2 usage error (no terminal and no --yes).
     """
-    from sidecar_gen.composecli import ComposeTarget
     from sidecar_gen.trust.actions import approve, check_project, locked
 
     target = _target(directory)
-    assert isinstance(target, ComposeTarget)
     with locked(target) as store:
         check = check_project(target, store)
         _notes(check)
@@ -148,11 +145,9 @@ def doctor(
     """
     import json
 
-    from sidecar_gen.composecli import ComposeTarget
     from sidecar_gen.doctor import Status, run_doctor
 
     target = _target(directory)
-    assert isinstance(target, ComposeTarget)
     report = run_doctor(target)
     if output_format == "json":
         typer.echo(json.dumps(report.to_dict(), indent=2))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import tarfile
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -76,6 +75,8 @@ def ensure_volume(client: Any, name: str, project: str, compose_version: str | N
 
 
 def _tar(files: Mapping[str, bytes]) -> bytes:
+    import tarfile
+
     buffer = io.BytesIO()
     now = int(time.time())
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
@@ -88,6 +89,8 @@ def _tar(files: Mapping[str, bytes]) -> bytes:
 
 
 def _untar(stream: Any) -> dict[str, bytes]:
+    import tarfile
+
     data = b"".join(stream)
     out: dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
