@@ -71,8 +71,7 @@ def up(
                        f"allowed-domains.txt (restarted: {restarted})", err=True)
 
     with locked(target) as store:
-        check = check_project(target, store)
-        _notes(check)
+        check = check_project(target, store, render_notes=False)  # `trust` and `doctor` say it
         if check.comparison.changed and not check.comparison.first_use:
             _show(check.comparison)
             raise UnapprovedChangeError(check.comparison)

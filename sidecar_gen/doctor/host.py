@@ -99,7 +99,7 @@ def _approval(report: DoctorReport, context: HostContext) -> None:
     from sidecar_gen.trust.actions import check_project
 
     try:
-        check = check_project(report.target)
+        check = check_project(report.target, render_notes=False)  # `render` is its own check
     except SidecarError as exc:
         report.add("approval", Status.FAIL, exc.message, "fix it, then `sidecar trust`")
         return

@@ -80,8 +80,10 @@ def _render_notes(directory: Path) -> list[str]:
     return []
 
 
-def check_project(target: ComposeTarget, store: Store | None = None) -> Check:
-    """Snapshot the project and compare it with its approval.
+def check_project(target: ComposeTarget, store: Store | None = None, *,
+                  render_notes: bool = True) -> Check:
+    """Snapshot the project and compare it with its approval; `render_notes` also says when the
+    generated files are stale (it renders them in memory: worth it where the user approves).
 
     Raises ConfigError (exit 1) for an invalid bridge.yaml: an invalid policy is never approved
     or started.
@@ -90,7 +92,8 @@ def check_project(target: ComposeTarget, store: Store | None = None) -> Check:
     load_bridge(target.directory / CONFIG_DIR / CONFIG_NAME)
     snapshot = take_snapshot(target, store)
     comparison = compare(store.load(target.directory), snapshot)
-    return Check(store, snapshot, comparison, _render_notes(target.directory))
+    notes = _render_notes(target.directory) if render_notes else []
+    return Check(store, snapshot, comparison, notes)
 
 
 @contextlib.contextmanager

@@ -131,14 +131,25 @@ def _helper(client: Any, image: str, volume: str, project: str) -> Any:
             helper.remove(force=True, v=False)
 
 
-def _current(helper: Any) -> dict[str, bytes]:
+def _current(container: Any, path: str) -> dict[str, bytes]:
     import docker.errors
 
     try:
-        stream, _stat = helper.get_archive(FILL_PATH + "/.")
+        stream, _stat = container.get_archive(path + "/.")
     except docker.errors.NotFound:
         return {}
     return _untar(stream)
+
+
+def _reader(client: Any, project: str, volume: str) -> Any | None:
+    """A running container of the project that mounts the volume at POLICY_DIR (the gate):
+    reading through it spares creating a helper when nothing changed."""
+    for container in client.containers.list(filters={"label": [
+            f"{contract.PROJECT_LABEL}={project}", f"{contract.ROLE_LABEL}={contract.ROLE_GATE}"]}):
+        if any(m.get("Name") == volume and m.get("Destination") == POLICY_DIR
+               for m in container.attrs.get("Mounts") or ()):
+            return container
+    return None
 
 
 def fill_policy(client: Any, model: Mapping[str, Any], files: Mapping[str, str],
@@ -154,8 +165,11 @@ def fill_policy(client: Any, model: Mapping[str, Any], files: Mapping[str, str],
     image = service_image(model, image_service)
     ensure_volume(client, name, project, compose_version)
     wanted = {key: value.encode("utf-8") for key, value in files.items()}
+    reader = _reader(client, project, name)
+    if reader is not None and _current(reader, POLICY_DIR) == wanted:
+        return False
     with _helper(client, image, name, project) as helper:
-        if _current(helper) == wanted:
+        if _current(helper, FILL_PATH) == wanted:
             return False
         if not helper.put_archive(FILL_PATH, _tar(wanted)):
             raise PolicyVolumeError(f"the engine refused to write into volume {name}")

@@ -144,9 +144,13 @@ def read_policy_file(path: Path) -> str:
 
 def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
     """Resolve the model with compose and read every input file and the policy."""
+    from concurrent.futures import ThreadPoolExecutor
+
     directory = target.directory
     project_dir = Path(os.path.realpath(directory))
-    resolved = resolve_model(target)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        version = pool.submit(compose_version, target)  # meanwhile, the model
+        resolved = resolve_model(target)
     sidecar = directory / CONFIG_DIR
     policy: dict[str, str] = {}
     for name in POLICY_FILES:
@@ -159,4 +163,4 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
         files[f"{CONFIG_DIR}/{name}"] = file_state(sidecar / name, store, env_file=False)
     return Snapshot(target=target, resolved=resolved,
                     model=normalize_model(resolved.doc, store), files=files, policy=policy,
-                    compose_version=compose_version(target))
+                    compose_version=version.result())
