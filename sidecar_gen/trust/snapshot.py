@@ -79,17 +79,54 @@ def normalize_model(doc: dict[str, Any], store: Store) -> dict[str, Any]:
     return model
 
 
+def _opens_quote(value: str) -> str:
+    """The quote a value opens and leaves open (a multi-line value), else ""."""
+    if not value or value[0] not in "'\"":
+        return ""
+    return value[0] if not _closes(value[1:], value[0]) else ""
+
+
+def _closes(text: str, quote: str) -> bool:
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote == '"':
+            escaped = True
+        elif char == quote:
+            return True
+    return False
+
+
 def mask_env_text(text: str, store: Store) -> str:
-    """A `KEY=VALUE` file with each value replaced by its keyed digest (`COMPOSE_*` kept)."""
+    """A `KEY=VALUE` file with each value replaced by its keyed digest (`COMPOSE_*` kept).
+
+    Only blank and comment lines stay as they are: a line that is not `KEY=VALUE` (the rest of
+    a multi-line quoted value, or something compose would reject) is replaced whole.
+    """
+
+    def masked(value: str) -> str:
+        return store.digest(value.encode())[:24] + "…"
+
     out = []
+    open_quote = ""
     for raw in text.splitlines():
+        line = raw.strip()
+        if open_quote:
+            out.append(masked(raw))
+            if _closes(line, open_quote):
+                open_quote = ""
+            continue
+        if not line or line.startswith("#"):
+            out.append(raw)
+            continue
         values = parse_dotenv(raw)
         if not values:
-            out.append(raw)  # comments, blank lines
+            out.append(masked(raw))
             continue
         key, value = next(iter(values.items()))
-        shown = value if key.startswith(CLEAR_PREFIX) else store.digest(value.encode())[:24] + "…"
-        out.append(f"{key}={shown}")
+        open_quote = _opens_quote(line.partition("=")[2].strip())
+        out.append(f"{key}={value if key.startswith(CLEAR_PREFIX) else masked(value)}")
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 

@@ -169,3 +169,21 @@ def test_files_outside_the_project_are_named_by_their_path(target: ComposeTarget
     approve(target, store)
     result = now(other, store)
     assert kinds(result)[str(outside)] == "new"
+
+
+def test_env_copies_mask_every_value_line(tmp_path: Path) -> None:
+    from sidecar_gen.trust.snapshot import mask_env_text
+
+    store = Store(tmp_path / "state")
+    text = ("# comment\n\nCOMPOSE_FILE=a.yml\nKEY=\"-----BEGIN KEY-----\nsecret-body\n"
+            "# not a comment: inside the value\n-----END KEY-----\"\nPLAIN=visible-secret\n"
+            "export EXPORTED='single'\nnot an assignment\n")
+    masked = mask_env_text(text, store)
+    lines = masked.splitlines()
+    assert lines[:3] == ["# comment", "", "COMPOSE_FILE=a.yml"]
+    assert lines[3].startswith("KEY=hmac-sha256:")
+    for secret in ("BEGIN", "secret-body", "inside the value", "END", "visible-secret", "single",
+                   "assignment"):
+        assert secret not in masked, secret
+    assert len(lines) == len(text.splitlines())
+    assert lines[-2].startswith("EXPORTED=hmac-sha256:")
