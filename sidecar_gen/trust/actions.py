@@ -22,7 +22,13 @@ from sidecar_gen.errors import ExitCode, SidecarError
 from sidecar_gen.render import GATE_SERVICE
 from sidecar_gen.runtime import contract
 from sidecar_gen.trust.compare import Comparison, compare
-from sidecar_gen.trust.policyvolume import fill_policy, has_image, service_image
+from sidecar_gen.trust.policyvolume import (
+    PolicyVolumeError,
+    design_problems,
+    fill_policy,
+    has_image,
+    service_image,
+)
 from sidecar_gen.trust.record import Store, state_root
 from sidecar_gen.trust.snapshot import Snapshot, take_snapshot
 
@@ -91,6 +97,10 @@ def check_project(target: ComposeTarget, store: Store | None = None, *,
     store = store or store_for(target)
     load_bridge(target.directory / CONFIG_DIR / CONFIG_NAME)
     snapshot = take_snapshot(target, store)
+    problems = design_problems(snapshot.resolved.doc)
+    if problems:
+        raise PolicyVolumeError(f"refusing a stack that exposes the approved policy: "
+                                f"{'; '.join(problems)} (render again with `sidecar render`)")
     comparison = compare(store.load(target.directory), snapshot)
     notes = _render_notes(target.directory) if render_notes else []
     return Check(store, snapshot, comparison, notes)

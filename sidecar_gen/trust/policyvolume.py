@@ -41,10 +41,49 @@ def volume_name(model: Mapping[str, Any]) -> str:
         raise PolicyVolumeError(
             f"the compose model declares no `{POLICY_VOLUME}` volume: run `sidecar render` "
             "(the generated .sidecar/compose.yml predates it), then `sidecar trust`")
-    if isinstance(spec, dict) and spec.get("external"):
-        raise PolicyVolumeError(f"the `{POLICY_VOLUME}` volume must not be external")
     name = spec.get("name") if isinstance(spec, dict) else None
     return str(name or f"{model.get('name')}_{POLICY_VOLUME}")
+
+
+def _policy_mounts(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    volumes = spec.get("volumes")
+    return [v for v in (volumes if isinstance(volumes, list) else [])
+            if isinstance(v, dict) and (v.get("source") == POLICY_VOLUME
+                                        or v.get("target") == POLICY_DIR)]
+
+
+def design_problems(model: Mapping[str, Any]) -> list[str]:
+    """What in a resolved model breaks the policy volume's design, whoever approved it: the
+    volume is a plain local volume, mounted read-only wherever it is mounted, and the gate and
+    claude see exactly it at POLICY_DIR. (A diff line like `read_only: false` is easy to miss;
+    this is not.)"""
+    problems = []
+    volumes = model.get("volumes") or {}
+    spec = volumes.get(POLICY_VOLUME) if isinstance(volumes, dict) else None
+    if isinstance(spec, dict):
+        if spec.get("external"):
+            problems.append(f"the `{POLICY_VOLUME}` volume is external")
+        if spec.get("driver") not in (None, "local") or spec.get("driver_opts"):
+            problems.append(f"the `{POLICY_VOLUME}` volume has a driver or driver options "
+                            "(a bind in disguise?)")
+    services = model.get("services") or {}
+    for name, service in sorted(services.items() if isinstance(services, dict) else []):
+        if not isinstance(service, dict):
+            continue
+        mounts = _policy_mounts(service)
+        for mount in mounts:
+            if mount.get("source") == POLICY_VOLUME and not mount.get("read_only"):
+                problems.append(f"service {name} mounts `{POLICY_VOLUME}` read-write")
+            if mount.get("target") == POLICY_DIR and mount.get("source") != POLICY_VOLUME:
+                problems.append(f"service {name} mounts {mount.get('source')} at {POLICY_DIR}")
+        labels = service.get("labels")
+        role = labels.get(contract.ROLE_LABEL) if isinstance(labels, dict) else None
+        if role in (contract.ROLE_GATE, contract.ROLE_CLAUDE) and not any(
+                m.get("source") == POLICY_VOLUME and m.get("target") == POLICY_DIR
+                for m in mounts):
+            problems.append(f"service {name} ({role}) does not mount `{POLICY_VOLUME}` at "
+                            f"{POLICY_DIR}")
+    return problems
 
 
 def service_image(model: Mapping[str, Any], service: str) -> str:
