@@ -20,6 +20,7 @@ from sidecar_gen.runtime import contract
 
 POLICY_VOLUME = "sidecar-policy"  # its key in the generated compose file's `volumes:`
 POLICY_DIR = "/run/sidecar/policy"  # where the gate and claude mount it, read-only
+POLICY_FILE = f"{POLICY_DIR}/bridge.yaml"
 FILL_PATH = "/sidecar-policy"  # where the helper mounts it: not a path the image has
 HELPER_ROLE = "policy-writer"
 VOLUME_LABEL = "com.docker.compose.volume"
@@ -83,7 +84,20 @@ def design_problems(model: Mapping[str, Any]) -> list[str]:
                 for m in mounts):
             problems.append(f"service {name} ({role}) does not mount `{POLICY_VOLUME}` at "
                             f"{POLICY_DIR}")
+        if role == contract.ROLE_GATE and not _gate_reads_policy(service):
+            problems.append(f"service {name} (gate) does not run with --config={POLICY_FILE}")
+        env = service.get("environment")
+        if role == contract.ROLE_CLAUDE and (
+                not isinstance(env, dict) or env.get("BRIDGE_CONFIG") != POLICY_FILE):
+            problems.append(f"service {name} (claude) does not set BRIDGE_CONFIG={POLICY_FILE}")
     return problems
+
+
+def _gate_reads_policy(service: Mapping[str, Any]) -> bool:
+    words = [str(w) for part in ("entrypoint", "command")
+             for w in (service.get(part) or []) if isinstance(service.get(part), list)]
+    return any(word == f"--config={POLICY_FILE}" or (word == "--config" and nxt == POLICY_FILE)
+               for word, nxt in zip(words, [*words[1:], ""], strict=True))
 
 
 def service_image(model: Mapping[str, Any], service: str) -> str:

@@ -37,6 +37,11 @@ def test_the_rendered_stack_keeps_the_design(rendered: ComposeTarget) -> None:
      "mounts {root}/.sidecar at /run/sidecar/policy"),
     ("volumes:\n  sidecar-policy:\n    driver_opts: {type: none, o: bind, device: /tmp}\n",
      "volume has a driver or driver options"),
+    ("services:\n  sidecar-gate:\n    entrypoint: [sidecar, proxy, --config, "
+     "/etc/sidecar/bridge.yaml]\n",
+     "service sidecar-gate (gate) does not run with --config=/run/sidecar/policy/bridge.yaml"),
+    ("services:\n  claude:\n    environment: {BRIDGE_CONFIG: /workspace/.sidecar/bridge.yaml}\n",
+     "service claude (claude) does not set BRIDGE_CONFIG=/run/sidecar/policy/bridge.yaml"),
 ])
 def test_a_stack_that_exposes_the_policy_is_refused(rendered: ComposeTarget, override: str,
                                                     problem: str) -> None:
