@@ -66,9 +66,9 @@ def up(
         else:
             typer.echo(f"sidecar: matches your approval of {result.approved_at}", err=True)
         if result.policy_changed:
-            restarted = ", ".join(result.restarted) or "none running"
+            reloaded = ", ".join(result.reloaded) or "none running"
             typer.echo(f"sidecar: policy volume filled with the approved bridge.yaml and "
-                       f"allowed-domains.txt (restarted: {restarted})", err=True)
+                       f"allowed-domains.txt; reloaded: {reloaded}", err=True)
 
     with locked(target) as store:
         check = check_project(target, store, render_notes=False)  # `trust` and `doctor` say it

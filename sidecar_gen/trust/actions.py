@@ -3,9 +3,9 @@
 `up` in order: resolve the model with compose and compare it (and every input file, and the
 policy) with the approval; refuse on any difference (`UnapprovedChangeError`, exit 1) or, with no
 approval yet, approve what is there (trust on first use); put the approved policy into the
-`sidecar-policy` volume and, when that changed it, restart the running gate and claude so they
-read it; start exactly the verified model (`docker compose -f - up -d --wait`, the model on
-stdin: nothing in the folder is read between the check and the start).
+`sidecar-policy` volume and, when that changed it, make the running gate (SIGHUP) and claude
+(restart) read it; start exactly the verified model (`docker compose -f - up -d --wait`, the
+model on stdin: nothing in the folder is read between the check and the start).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class UpResult:
     record: Path | None = None
     approved_at: str = ""
     policy_changed: bool = False
-    restarted: list[str] = field(default_factory=list)
+    reloaded: list[str] = field(default_factory=list)
     compose_code: int = 0
 
 
@@ -119,12 +119,21 @@ def approve(check: Check) -> Path:
     return check.store.save(check.snapshot.approval())
 
 
-def _running_policy_readers(client: Any, project: str) -> list[Any]:
-    found = []
+def _reload_policy(client: Any, project: str) -> list[str]:
+    """Make the running gate and claude containers read the new policy: the gate reloads it on
+    SIGHUP (a restart would drop its connections and wait out its healthcheck); claude reads it
+    at start (firewall, wrappers), so it restarts. What was done, one entry per container."""
+    done = []
     for role in (contract.ROLE_GATE, contract.ROLE_CLAUDE):
-        found += client.containers.list(filters={"label": [
-            f"{contract.PROJECT_LABEL}={project}", f"{contract.ROLE_LABEL}={role}"]})
-    return found
+        for container in client.containers.list(filters={"label": [
+                f"{contract.PROJECT_LABEL}={project}", f"{contract.ROLE_LABEL}={role}"]}):
+            if role == contract.ROLE_GATE:
+                container.kill(signal="SIGHUP")
+                done.append(f"{container.name} (SIGHUP)")
+            else:
+                container.restart(timeout=RESTART_TIMEOUT)
+                done.append(f"{container.name} (restarted)")
+    return done
 
 
 def start(check: Check, services: Sequence[str], client: Any,
@@ -155,10 +164,7 @@ def start(check: Check, services: Sequence[str], client: Any,
     result.policy_changed = fill_policy(client, model.doc, approval.policy,
                                         check.snapshot.compose_version, GATE_SERVICE)
     if result.policy_changed:
-        # They read the policy once, at start: restart the ones already running.
-        for container in _running_policy_readers(client, model.name):
-            container.restart(timeout=RESTART_TIMEOUT)
-            result.restarted.append(container.name)
+        result.reloaded = _reload_policy(client, model.name)
     if before_compose is not None:
         before_compose(result)
     result.compose_code = up_model(check.snapshot.target, model, services)

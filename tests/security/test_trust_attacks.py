@@ -207,20 +207,29 @@ def test_an_edited_compose_file_is_refused_by_up_then_approved(trust_stack: Trus
 def test_an_approved_policy_change_reaches_the_gate_and_claude(trust_stack: TrustStack) -> None:
     stack = trust_stack
     bridge = stack.originals[".sidecar/bridge.yaml"]
-    added = bridge.replace("sidecar:\n", "  tool2:\n    container: app\n    exec: tool\n"
-                           "    workdir: /app\nsidecar:\n")
+    # A command into `spare`, which no approved command reached: only a gate that reloaded the
+    # approved policy lets it through.
+    added = bridge.replace("sidecar:\n", "  tool2:\n    container: spare\n    exec: tool\n"
+                           "    workdir: /\nsidecar:\n")
     stack.write(".sidecar/bridge.yaml", added)
     try:
+        early = stack.claude("sidecar", "exec", "--config", "/workspace/.sidecar/bridge.yaml",
+                             "tool2")
+        assert early.returncode == 125 and "permission denied" in early.stderr, early
+        gate = stack.container("sidecar-gate")
+        started = (gate.id, gate.attrs["State"]["StartedAt"])
         assert stack.sidecar("render").returncode == 0
         assert stack.sidecar("trust", "--yes").returncode == 0
         up = stack.sidecar("up")
         assert up.returncode == 0, up.stderr
-        assert "policy volume filled" in up.stderr
-        assert f"{stack.project}-sidecar-gate-1" in up.stderr
-        assert f"{stack.project}-claude-1" in up.stderr
+        assert (f"reloaded: {stack.project}-sidecar-gate-1 (SIGHUP), "
+                f"{stack.project}-claude-1 (restarted)") in up.stderr
         assert _policy_in_volume(stack) == added
         # claude restarted: the new command gets its wrapper, and the gate lets it through.
         stack.wait_ready("tool2")
+        assert stack.claude("tool2").stdout == "spare 1.0\n"
+        gate.reload()
+        assert (gate.id, gate.attrs["State"]["StartedAt"]) == started  # reloaded in place
     finally:
         stack.restore()
     gone = stack.claude("tool2")

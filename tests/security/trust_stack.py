@@ -3,9 +3,10 @@
 The project: one busybox service `app` that bind-mounts the project read-write (the normal
 case, and the agent's way around `.sidecar/` being read-only in its own container), routed as
 `app-sh` (a shell) and `tool` (a stand-in program), run as PUID:PGID, which own the project
-like a real user's checkout. The Claude image is the test image plus a stand-in
-`/usr/local/bin/claude`, so `sidecar doctor` finds Claude Code. Each module gets one stack;
-a test that changes the project puts it back with `restore()`.
+like a real user's checkout; and `spare`, which no approved command routes to (yet). The
+Claude image is the test image plus a stand-in `/usr/local/bin/claude`, so `sidecar doctor`
+finds Claude Code. Each module gets one stack; a test that changes the project puts it back
+with `restore()`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ services:
       - "printf '#!/bin/sh\\\\necho tool 1.0\\\\n' > /bin/tool && chmod 755 /bin/tool
         && exec sleep 3600"
     volumes: ["./:/app"]
+  spare:
+    image: {BUSYBOX_IMAGE}
+    init: true
+    entrypoint: [sh, -c]
+    command:
+      - "printf '#!/bin/sh\\\\necho spare 1.0\\\\n' > /bin/tool && chmod 755 /bin/tool
+        && exec sleep 3600"
 """
 
 BRIDGE = """\
@@ -132,7 +140,7 @@ class TrustStack:
         last = None
         while time.monotonic() < deadline:
             last = self.claude(command)
-            if last.returncode == 0 and last.stdout == "tool 1.0\n":
+            if last.returncode == 0 and last.stdout.endswith(" 1.0\n"):
                 return
             time.sleep(0.3)
         raise AssertionError(f"the stack never became ready: {last}")
