@@ -19,28 +19,19 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from sidecar_gen.compose import COMPOSE_FILES, interpolate
+from sidecar_gen.composeenv import (
+    DEFAULT_FILES,
+    OVERRIDE_FILES,
+    InterpolationError,
+    interpolate,
+    load_dotenv,
+    project_environ,
+)
+from sidecar_gen.errors import InputError
 
-OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml",
-                  "docker-compose.override.yml", "docker-compose.override.yaml")
 DOTENV = ".env"
 MAX_FILES = 200
 MAX_READ = 1024 * 1024
-
-
-def parse_dotenv(text: str) -> dict[str, str]:
-    """`KEY=VALUE` lines as compose reads them (comments, `export `, quotes)."""
-    values: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.removeprefix("export ").strip()] = value
-    return values
 
 
 def _read(path: Path) -> str | None:
@@ -55,9 +46,17 @@ def _read(path: Path) -> str | None:
 
 
 def project_env(directory: Path, env: Mapping[str, str]) -> dict[str, str]:
-    """The variables compose interpolates with: `.env`, overridden by the environment."""
-    text = _read(directory / DOTENV)
-    return {**(parse_dotenv(text) if text else {}), **env}
+    """The variables compose interpolates with: the environment, then `.env` for the names it
+    does not set (a `.env` compose would refuse counts as empty: compose says why)."""
+    variables = project_environ(directory, env)
+    path = directory / DOTENV
+    if path.is_file():
+        try:
+            for key, value in load_dotenv(path, variables).items():
+                variables.setdefault(key, value)
+        except InputError:
+            pass
+    return variables
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -70,7 +69,12 @@ def _references(doc: Any, variables: Mapping[str, str]) -> Iterable[tuple[str, b
     """(path, is_compose_file) for every file a compose document names."""
 
     def text(value: Any) -> str | None:
-        return interpolate(value, variables) if isinstance(value, str) else None
+        if not isinstance(value, str):
+            return None
+        try:
+            return interpolate(value, variables.get)
+        except InterpolationError:
+            return None  # compose refuses it and says why
 
     if not isinstance(doc, dict):
         return
@@ -102,7 +106,7 @@ def _top_files(directory: Path, variables: Mapping[str, str]) -> list[Path]:
     if chosen:
         separator = variables.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
         return [directory / part for part in chosen.split(separator) if part]
-    return [directory / name for name in (*COMPOSE_FILES, *OVERRIDE_FILES)]
+    return [directory / name for name in (*DEFAULT_FILES, *OVERRIDE_FILES)]
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,7 @@ def compose_inputs(directory: Path, env: Mapping[str, str] | None = None) -> lis
     queue = [(path, "compose") for path in _top_files(directory, variables)]
     if variables.get("COMPOSE_FILE"):
         # Chosen by COMPOSE_FILE: the default names are listed too (absent or unused).
-        queue += [(directory / name, "compose") for name in (*COMPOSE_FILES, *OVERRIDE_FILES)]
+        queue += [(directory / name, "compose") for name in (*DEFAULT_FILES, *OVERRIDE_FILES)]
     while queue and len(found) < MAX_FILES:
         path, kind = queue.pop(0)
         path = Path(os.path.normpath(path))

@@ -9,6 +9,7 @@ written to the record in clear text, yet any change of it still shows as a chang
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import read_text_file
 from sidecar_gen.render import DOMAINS_NAME
-from sidecar_gen.trust.inputs import MAX_READ, compose_inputs, parse_dotenv
+from sidecar_gen.trust.inputs import MAX_READ, compose_inputs
 from sidecar_gen.trust.record import Approval, FileState, Store
 
 POLICY_FILES = (CONFIG_NAME, DOMAINS_NAME)  # what the sidecar-policy volume holds
@@ -79,6 +80,11 @@ def normalize_model(doc: dict[str, Any], store: Store) -> dict[str, Any]:
     return model
 
 
+# One `.env` assignment as written (compose reads `KEY=value`, `KEY: value`, `export KEY=...`):
+# only the key is needed here, the value is masked as written (composeenv interprets values).
+_ASSIGNMENT = re.compile(r"(?:export[ \t]+)?([\w.\-\[\]]+)[ \t]*[=:][ \t]*(.*)")
+
+
 def _opens_quote(value: str) -> str:
     """The quote a value opens and leaves open (a multi-line value), else ""."""
     if not value or value[0] not in "'\"":
@@ -120,12 +126,12 @@ def mask_env_text(text: str, store: Store) -> str:
         if not line or line.startswith("#"):
             out.append(raw)
             continue
-        values = parse_dotenv(raw)
-        if not values:
+        assignment = _ASSIGNMENT.match(line)
+        if assignment is None:
             out.append(masked(raw))
             continue
-        key, value = next(iter(values.items()))
-        open_quote = _opens_quote(line.partition("=")[2].strip())
+        key, value = assignment.group(1), assignment.group(2)
+        open_quote = _opens_quote(value)
         out.append(f"{key}={value if key.startswith(CLEAR_PREFIX) else masked(value)}")
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 

@@ -29,6 +29,9 @@ GENERATED = """\
 services:
   claude:
     image: sidecar-test/claude:latest
+    labels: {dev.claude-sidecar.role: claude}
+    environment: {BRIDGE_CONFIG: /run/sidecar/policy/bridge.yaml}
+    volumes: [sidecar-policy:/run/sidecar/policy:ro]
 volumes:
   sidecar-policy:
 """

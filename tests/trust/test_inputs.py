@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sidecar_gen.trust.inputs import compose_inputs, existing_compose_files, parse_dotenv
+from sidecar_gen.trust.inputs import compose_inputs, existing_compose_files
 
 
 def names(root: Path, env: dict[str, str] | None = None) -> dict[str, str]:
     return {str(i.path.relative_to(root)) if i.path.is_relative_to(root) else str(i.path): i.kind
             for i in compose_inputs(root, env or {})}
-
-
-def test_parse_dotenv() -> None:
-    text = "# c\n\nA=1\nexport B = two \nC='q u'\nD=\"x\"\nbroken\nE=\n"
-    assert parse_dotenv(text) == {"A": "1", "B": "two", "C": "q u", "D": "x", "E": ""}
 
 
 def test_default_names_are_listed_even_when_absent(tmp_path: Path) -> None:
@@ -27,7 +22,7 @@ def test_default_names_are_listed_even_when_absent(tmp_path: Path) -> None:
 
 
 def test_compose_file_from_the_environment_or_dotenv(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("COMPOSE_FILE=a.yml;b.yml\nCOMPOSE_PATH_SEPARATOR=;\n")
+    (tmp_path / ".env").write_text("COMPOSE_FILE='a.yml;b.yml'\nCOMPOSE_PATH_SEPARATOR=;\n")
     found = names(tmp_path)
     assert {"a.yml", "b.yml"} <= set(found)
     found = names(tmp_path, {"COMPOSE_FILE": "c.yml"})
