@@ -27,6 +27,7 @@ from sidecar_gen.model import Bridge
 from sidecar_gen.runtime import contract
 from sidecar_gen.runtime.cache import CONFIG_DIR, CONFIG_NAME
 from sidecar_gen.toolchains import allowed_domains
+from sidecar_gen.trust.policyvolume import POLICY_DIR, POLICY_VOLUME
 from sidecar_gen.yamlio import load_text
 
 GENERATED_COMPOSE = "compose.yml"
@@ -86,8 +87,27 @@ def shadowed_files(bridge: Bridge, project_dir: Path) -> list[str]:
     return out
 
 
+def readonly_files(project_dir: Path, project_file: Path, shadowed: list[str]) -> list[str]:
+    """The project's compose files and `.env` (where they exist, inside the project, not
+    already shadowed or under .sidecar/), relative: mounted read-only into claude."""
+    from sidecar_gen.trust.inputs import existing_compose_files
+
+    root = project_dir.resolve()
+    out: set[str] = set()
+    for path in [project_file, *existing_compose_files(project_dir)]:
+        try:
+            rel = path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            continue  # outside the project: not in the claude container anyway
+        if rel == "." or rel.split("/", 1)[0] == CONFIG_DIR or rel in shadowed:
+            continue
+        out.add(rel.replace("$", "$$"))  # compose would interpolate a `$` in a path
+    return sorted(out)
+
+
 def render_compose(bridge: Bridge, project_dir: Path, project_file: str) -> str:
     """The generated `.sidecar/compose.yml`."""
+    shadowed = shadowed_files(bridge, project_dir)
     text = templating.render(
         "compose.yml.j2",
         stack=bridge.stack,
@@ -98,7 +118,10 @@ def render_compose(bridge: Bridge, project_dir: Path, project_file: str) -> str:
         gate_url=f"tcp://{GATE_SERVICE}:{GATE_PORT}",
         config_dir=posixpath.join(bridge.stack.workspace, CONFIG_DIR),
         config_volume=CONFIG_VOLUME,
-        shadowed=shadowed_files(bridge, project_dir),
+        shadowed=shadowed,
+        readonly=readonly_files(project_dir, project_dir / project_file, shadowed),
+        policy_volume=POLICY_VOLUME,
+        policy_dir=POLICY_DIR,
         passthrough=PASSTHROUGH_ENV,
         role_label=contract.ROLE_LABEL,
         roles={"claude": contract.ROLE_CLAUDE, "gate": contract.ROLE_GATE,
@@ -116,8 +139,9 @@ def _check_collisions(project: ComposeProject | None, data: Any) -> None:
             f"{project.file.name}: service name(s) {', '.join(taken)} are used by your project; "
             "sidecar render needs them for the Claude stack")
     volumes = data.get("volumes") if isinstance(data, dict) else None
-    if isinstance(volumes, dict) and CONFIG_VOLUME in volumes:
-        raise RenderError(f"{project.file.name}: the volume name {CONFIG_VOLUME} is taken")
+    for name in (CONFIG_VOLUME, POLICY_VOLUME):
+        if isinstance(volumes, dict) and name in volumes:
+            raise RenderError(f"{project.file.name}: the volume name {name} is taken")
 
 
 def _newline(text: str) -> str:

@@ -1,4 +1,4 @@
-"""The whole stack on a real engine, offline: init + render + `docker compose up`, then prove
+"""The whole stack on a real engine, offline: init + render + `sidecar up`, then prove
 through `docker compose exec -T claude ...` what the product promises.
 
 App services run on the local busybox image; every routed command gets a stand-in program in
@@ -36,7 +36,14 @@ class Stack:
     env: dict[str, str]
     files: list[str]
     compose: list[str]
+    sidecar: list[str]
     ready_after_up: float = 0.0
+
+    def up(self) -> None:
+        """`sidecar up`: the documented way to start (it fills the policy volume)."""
+        result = subprocess.run([*self.sidecar, "up"], cwd=self.root, env=self.env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, (result.stdout, result.stderr)
 
     def run(self, *args: str, check: bool = False, timeout: float = 120,
             input_: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -57,11 +64,9 @@ class Stack:
         return self.run("exec", *opts, "claude", *argv, input_=input_)
 
 
-def _override(services: dict[str, Any], commands: dict[str, list[str]], sidecar: Path) -> str:
-    # The approved policy the gate reads (/run/sidecar/policy): the rendered bridge.yaml, as
-    # `sidecar up` would approve and copy it.
-    lines = ["services:", "  sidecar-gate:", "    volumes:",
-             f"      - {sidecar}:/run/sidecar/policy:ro"]
+def _override(services: dict[str, Any], commands: dict[str, list[str]]) -> str:
+    # The approved policy reaches the gate through `sidecar up` (the stack's policy volume).
+    lines = ["services:"]
     for name in services:
         script = "; ".join(
             f"printf '%s\\n' '#!/bin/sh' '{STANDIN}' > /bin/{cmd} && chmod 755 /bin/{cmd}"
@@ -113,17 +118,17 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, claude_image: str,
                             text=True)
     assert render.returncode == 0, render.stdout + render.stderr
     services = YAML(typ="safe").load((root / "compose.yaml").read_text())["services"]
-    override = tmp_path / "override.yaml"
-    override.write_text(_override(services, routed, root / ".sidecar"))
+    # In the project, where compose (and `sidecar up`) finds it by itself.
+    (root / "compose.override.yaml").write_text(_override(services, routed))
     env.update({v: BUSYBOX_IMAGE for v in IMAGE_VARS})
-    env.update({"PUID": str(PUID), "PGID": str(PGID)})
+    env.update({"PUID": str(PUID), "PGID": str(PGID), "COMPOSE_PROJECT_NAME": project,
+                "XDG_STATE_HOME": str(tmp_path / "state")})
     # A real project belongs to the host user whose ids PUID/PGID carry.
     for path in [root, *root.rglob("*")]:
         os.lchown(path, PUID, PGID)
-    files = ["-f", str(root / "compose.yaml"), "-f", str(override)]
-    stack = Stack(root, project, env, files, compose_cli)
+    stack = Stack(root, project, env, [], compose_cli, sidecar_cli)
     try:
-        stack.run("up", "-d", check=True, timeout=300)
+        stack.up()
         # The entrypoint remaps PUID/PGID and installs the wrappers after `up` returns.
         stack.ready_after_up = wait_ready(stack, mapped_command(stack)[0])
         yield stack
@@ -232,7 +237,7 @@ def test_credentials_survive_down_up_and_down_v_leaves_nothing(stack: Stack,
                          user="claude")
     assert write.returncode == 0, write.stderr
     stack.run("down", check=True)
-    stack.run("up", "-d", check=True, timeout=300)
+    stack.up()
     wait_ready(stack, mapped_command(stack)[0])
     kept = stack.claude("cat", "/home/claude/.claude/.credentials.json", user="claude")
     assert kept.stdout.strip() == '{"token": 1}'

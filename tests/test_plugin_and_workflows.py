@@ -134,9 +134,6 @@ def _sidecar_commands(text: str) -> list[list[str]]:
     return commands
 
 
-# Commands the skill describes that land with the trust boundary (issue 9, branch `trust`).
-# Each must be missing here; once one exists this test fails until it leaves this set.
-PLANNED = {"up", "trust", "doctor"}
 FLOW = ["init", "validate", "render", "up"]
 
 
@@ -145,23 +142,16 @@ def test_every_sidecar_command_the_skill_names_exists(skill: Path,
                                                       sidecar_cli: list[str]) -> None:
     commands = _sidecar_commands(skill.read_text())
     assert len(commands) >= 5
-    pending = set()
     for words in commands:
         sub = [w for w in words[1:] if not w.startswith("-")][:1]
         flags = [w.split("=")[0] for w in words[1:] if w.startswith("--")]
         help_run = subprocess.run([*sidecar_cli, *sub, "--help"], capture_output=True,
                                   text=True)
-        if sub and sub[0] in PLANNED:
-            assert help_run.returncode != 0, f"`sidecar {sub[0]}` exists: drop it from PLANNED"
-            pending.add(sub[0])
-            continue
         assert help_run.returncode == 0, (words, help_run.stderr)
         for flag in flags:
             if flag == "--help":
                 continue
             assert flag in help_run.stdout, f"{' '.join(words)}: {flag} is not a flag of it"
-    if pending:
-        pytest.xfail(f"the skill names commands still to land: {sorted(pending)}")
 
 
 @pytest.mark.parametrize("skill", SKILLS, ids=lambda p: p.parent.name)

@@ -356,3 +356,70 @@ def test_a_failing_write_puts_back_what_was_written(tmp_path: Path,
     assert "the files written before it were restored" in result.output
     assert _snapshot(root) == before
     assert (root / ".sidecar" / "compose.yml").stat().st_mode & 0o777 == 0o640
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """target -> (source, read_only) for short and long volume syntax."""
+    out = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            out[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+        else:
+            parts = volume.split(":")
+            out[parts[1]] = (parts[0], len(parts) > 2 and "ro" in parts[2].split(","))
+    return out
+
+
+def test_the_policy_volume_is_read_only_in_the_gate_and_claude(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    run_render(root)
+    stack = load(root / ".sidecar" / "compose.yml")
+    assert "sidecar-policy" in stack["volumes"]
+    users = {name: _mounts(spec) for name, spec in stack["services"].items()
+             if any(src == "sidecar-policy" for src, _ in _mounts(spec).values())}
+    assert set(users) == {"claude", "sidecar-gate"}
+    for mounts in users.values():
+        assert mounts["/run/sidecar/policy"] == ("sidecar-policy", True)
+    gate = stack["services"]["sidecar-gate"]
+    assert "--config=/run/sidecar/policy/bridge.yaml" in gate["entrypoint"]
+    assert _mounts(gate)["/etc/sidecar"] == (".", True)  # the workspace copy, to compare
+    env = stack["services"]["claude"]["environment"]
+    assert env["BRIDGE_CONFIG"] == "/run/sidecar/policy/bridge.yaml"
+    assert env["SIDECAR_POLICY_DIR"] == "/run/sidecar/policy"
+
+
+def test_claude_sees_the_compose_files_read_only(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root / ".env").write_text("X=1\n")
+    (root / "compose.override.yaml").write_text("services: {}\n")
+    run_render(root)
+    mounts = _mounts(load(root / ".sidecar" / "compose.yml")["services"]["claude"])
+    assert mounts["/workspace/compose.yaml"] == ("../compose.yaml", True)
+    assert mounts["/workspace/compose.override.yaml"] == ("../compose.override.yaml", True)
+    assert mounts["/workspace/.env"] == ("/dev/null", True)  # shadowed: hidden, not mounted
+    assert {c.status for c in run_render(root).changes} == {Status.OK}  # stable
+    # Not shadowed: mounted read-only instead.
+    bridge = BRIDGE + "  shadow: []\n"
+    (root / ".sidecar" / "bridge.yaml").write_text(bridge)
+    run_render(root)
+    mounts = _mounts(load(root / ".sidecar" / "compose.yml")["services"]["claude"])
+    assert mounts["/workspace/.env"] == ("../.env", True)
+    # A project without a compose file: the one render creates is mounted from the start.
+    bare = project(tmp_path / "bare", compose=None)
+    run_render(bare)
+    mounts = _mounts(load(bare / ".sidecar" / "compose.yml")["services"]["claude"])
+    assert mounts["/workspace/compose.yml"] == ("../compose.yml", True)
+
+
+def test_the_policy_volume_name_is_reserved(tmp_path: Path) -> None:
+    root = project(tmp_path, compose=USER_COMPOSE + "volumes:\n  sidecar-policy: {}\n")
+    with pytest.raises(RenderError, match="sidecar-policy is taken"):
+        run_render(root)
+
+
+def test_render_suggests_trust_after_a_change(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    first = runner.invoke(app, ["render", "--dir", str(root)])
+    assert "next: `sidecar trust`" in first.output
+    again = runner.invoke(app, ["render", "--dir", str(root)])
+    assert "sidecar trust" not in again.output

@@ -139,5 +139,8 @@ def render(
             typer.echo(change.diff(), nl=False)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
+    if result.applied and result.would_change:
+        typer.echo("next: `sidecar trust` to review and approve the change, then `sidecar up` "
+                   "to start the stack with it", err=True)
     if result.skipped or (check and result.would_change):
         raise typer.Exit(int(ExitCode.FINDINGS))

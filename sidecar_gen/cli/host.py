@@ -1,0 +1,164 @@
+"""Commands on the host that start and check the stack: up, trust, doctor."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from sidecar_gen.cli.app import app, handle_errors, use_color
+from sidecar_gen.errors import ExitCode, SidecarError
+
+if TYPE_CHECKING:
+    from sidecar_gen.composecli import ComposeTarget
+    from sidecar_gen.trust.actions import Check, UpResult
+    from sidecar_gen.trust.compare import Comparison
+
+DirOption = Annotated[Path, typer.Option("--dir", "-C", help="Project directory.",
+                                         file_okay=False)]
+
+
+def _target(directory: Path) -> ComposeTarget:
+    from sidecar_gen.composecli import ComposeTarget
+
+    if not directory.is_dir():
+        raise SidecarError(f"{directory}: no such directory")
+    return ComposeTarget(directory.resolve())
+
+
+def _show(comparison: Comparison) -> None:
+    for line in comparison.summary():
+        typer.echo(line)
+    typer.echo(comparison.text(), nl=False)
+
+
+def _notes(check: Check) -> None:
+    for note in check.notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+@handle_errors
+def up(
+    services: Annotated[list[str] | None, typer.Argument(
+        help="Services to start [default: all of them].", show_default=False)] = None,
+    directory: DirOption = Path("."),
+) -> None:
+    """Verify the project against your approval, then start it (docker compose up -d --wait).
+
+    Refuses, with a diff naming each file, when anything that decides how the stack starts or
+    what the agent may do changed since you approved it (`sidecar trust`). With no approval yet,
+    approves what is there (trust on first use). Exit codes: 0 started; 1 refused, or compose
+    failed to start it; 2 usage error.
+    """
+    from sidecar_gen.hostengine import connect
+    from sidecar_gen.trust.actions import UnapprovedChangeError, check_project, locked, start
+
+    target = _target(directory)
+
+    def announce(result: UpResult) -> None:
+        if result.first_use:
+            typer.echo(f"sidecar: no approval on record for {target.directory}: approved what "
+                       f"is there now (trust on first use), recorded in {result.record}",
+                       err=True)
+        else:
+            typer.echo(f"sidecar: matches your approval of {result.approved_at}", err=True)
+        if result.policy_changed:
+            reloaded = ", ".join(result.reloaded) or "none running"
+            typer.echo(f"sidecar: policy volume filled with the approved bridge.yaml and "
+                       f"allowed-domains.txt; reloaded: {reloaded}", err=True)
+
+    with locked(target) as store:
+        check = check_project(target, store, render_notes=False)  # `trust` and `doctor` say it
+        if check.comparison.changed and not check.comparison.first_use:
+            _show(check.comparison)
+            raise UnapprovedChangeError(check.comparison)
+        result = start(check, list(services or []), connect(), before_compose=announce)
+    if result.compose_code != 0:
+        raise SidecarError(f"docker compose up failed (exit {result.compose_code})",
+                           exit_code=ExitCode.FINDINGS)
+
+
+@app.command()
+@handle_errors
+def trust(
+    directory: DirOption = Path("."),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve without asking.")] = False,
+) -> None:
+    """Show what changed since your last approval and approve it (for `sidecar up`).
+
+    Asks on a terminal; `--yes` approves without asking. Exit codes: 0 approved (or nothing to
+    approve); 1 declined, or bridge.yaml is invalid; 2 usage error (no terminal and no --yes).
+    """
+    from sidecar_gen.trust.actions import approve, check_project, locked
+
+    target = _target(directory)
+    with locked(target) as store:
+        check = check_project(target, store)
+        _notes(check)
+        comparison = check.comparison
+        if not comparison.changed and not comparison.files:
+            approval = comparison.approval
+            when = approval.approved_at if approval else "?"
+            typer.echo(f"nothing to approve: {target.directory} matches its approval of {when}")
+            return
+        if comparison.first_use:
+            typer.echo(f"no approval on record for {target.directory}; approving means:")
+        _show(comparison)
+        if not comparison.changed:
+            typer.echo("note: the files changed but compose resolves the same model and the "
+                       "policy is the same: approving only updates the copies shown in diffs")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise SidecarError("stdin is not a terminal: pass --yes to approve without "
+                                   "asking", exit_code=ExitCode.USAGE)
+            if not typer.confirm("Approve this?", default=False):
+                raise SidecarError("not approved", exit_code=ExitCode.FINDINGS)
+        path = approve(check)
+    typer.echo(f"approved {target.directory} (record: {path}); `sidecar up` starts it")
+
+
+DOCTOR_FORMATS = ("text", "json")
+
+
+def _doctor_format(value: str) -> str:
+    if value not in DOCTOR_FORMATS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(DOCTOR_FORMATS)}")
+    return value
+
+
+@app.command()
+@handle_errors
+def doctor(
+    directory: DirOption = Path("."),
+    output_format: Annotated[str, typer.Option(
+        "--format", "-f", help="Output format: text, json.", callback=_doctor_format,
+        autocompletion=lambda: list(DOCTOR_FORMATS))] = "text",
+) -> None:
+    """Check the set-up: engine, compose, render, approval, services, routed commands, the
+    gate's policy, the firewall, PUID/PGID, Claude Code. One line per check, with the fix.
+
+    Exit codes: 0 healthy (warnings allowed), 1 problems, 2 usage error.
+    """
+    import json
+
+    from sidecar_gen.doctor import Status, run_doctor
+
+    target = _target(directory)
+    report = run_doctor(target)
+    if output_format == "json":
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        color = use_color()
+        marks = {Status.OK: "32", Status.WARN: "33", Status.FAIL: "31", Status.SKIP: "2"}
+        for result in report.results:
+            label = f"{result.status:<4}"
+            if color:
+                label = f"\x1b[{marks[result.status]}m{label}\x1b[0m"
+            fix = f" -> {result.fix}" if result.fix and result.status is not Status.OK else ""
+            typer.echo(f"{label}  {result.name}: {result.message}{fix}")
+        problems = sum(r.status is Status.FAIL for r in report.results)
+        typer.echo("healthy" if report.healthy else f"{problems} problem(s)")
+    raise typer.Exit(report.exit_code)

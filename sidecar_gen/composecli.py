@@ -1,0 +1,172 @@
+"""The Docker Compose CLI on the host, for `sidecar up`, `trust` and `doctor`.
+
+A `ComposeTarget` names one compose project the way compose itself finds it: a folder, the
+environment compose runs with, and an optional project name (`-p`, for a session). Everything
+that asks compose about a project goes through one, so a session (another folder, another
+project name) reuses the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sidecar_gen.errors import ExitCode, SidecarError
+
+CONFIG_TIMEOUT = 60.0
+
+
+class ComposeError(SidecarError):
+    """The compose CLI is missing, or it could not resolve or start the project."""
+
+    def __init__(self, message: str, *, exit_code: ExitCode = ExitCode.FINDINGS) -> None:
+        super().__init__(message, exit_code=exit_code)
+
+
+@dataclass(frozen=True)
+class ComposeTarget:
+    """One compose project on the host.
+
+    `directory` is the folder compose runs in (where it finds compose.yaml and `.env`);
+    `project` is an explicit project name (`docker compose -p`), None for compose's own choice;
+    `env` is the environment compose sees, None for this process's.
+    """
+
+    directory: Path
+    project: str | None = None
+    env: Mapping[str, str] | None = field(default=None, compare=False)
+
+    def environ(self) -> dict[str, str]:
+        """The environment compose runs with."""
+        return dict(os.environ if self.env is None else self.env)
+
+    def argv(self, *args: str) -> list[str]:
+        """`docker compose [-p NAME] ARGS...`."""
+        head = ["docker", "compose"]
+        if self.project:
+            head += ["-p", self.project]
+        return [*head, *args]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What `docker compose config` resolved: its exact JSON text and the parsed document.
+
+    The text holds the environment's values (secrets included): keep it in memory only.
+    """
+
+    text: str
+    doc: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        """The compose project name compose chose (or was given)."""
+        return str(self.doc.get("name") or "")
+
+    def profiles(self) -> list[str]:
+        """Every profile an active service names (compose lists active services only)."""
+        found: set[str] = set()
+        for spec in (self.doc.get("services") or {}).values():
+            if isinstance(spec, dict):
+                found.update(str(p) for p in spec.get("profiles") or ())
+        return sorted(found)
+
+
+def _require_cli() -> None:
+    if shutil.which("docker") is None:
+        raise ComposeError("the docker command is not installed (Docker Compose v2 is needed)",
+                           exit_code=ExitCode.USAGE)
+
+
+def _first_error(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    # compose prints warnings (level=warning) before the error that made it fail.
+    errors = [line for line in lines if "level=warning" not in line]
+    return (errors or lines or ["no output"])[-1]
+
+
+def compose_version(target: ComposeTarget) -> str | None:
+    """The compose CLI's version (`2.22.0`), None when it is not installed."""
+    if shutil.which("docker") is None:
+        return None
+    try:
+        result = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True,
+                                text=True, timeout=30, env=target.environ(), check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    version = result.stdout.strip().lstrip("v")
+    return version if result.returncode == 0 and version else None
+
+
+def resolve_model(target: ComposeTarget) -> ResolvedModel:
+    """Ask compose for the effective model of the project, exactly as `docker compose up` in
+    that folder would load it (every file, override, `COMPOSE_*`, `.env` interpolation)."""
+    _require_cli()
+    if not target.directory.is_dir():
+        raise ComposeError(f"{target.directory}: no such directory", exit_code=ExitCode.USAGE)
+    try:
+        result = subprocess.run(target.argv("config", "--format", "json"), capture_output=True,
+                                text=True, timeout=CONFIG_TIMEOUT, cwd=target.directory,
+                                env=target.environ(), check=False)
+    except subprocess.TimeoutExpired:
+        raise ComposeError("docker compose config did not answer in time") from None
+    except OSError as exc:
+        raise ComposeError(f"cannot run docker compose: {exc.strerror or exc}",
+                           exit_code=ExitCode.USAGE) from None
+    if result.returncode != 0:
+        raise ComposeError(f"docker compose config failed in {target.directory}: "
+                           f"{_first_error(result.stderr)}")
+    try:
+        doc = json.loads(result.stdout)
+    except json.JSONDecodeError as exc:
+        raise ComposeError(f"docker compose config printed no JSON ({exc.msg})") from None
+    if not isinstance(doc, dict):
+        raise ComposeError("docker compose config printed no project")
+    return ResolvedModel(result.stdout, doc)
+
+
+def model_argv(target: ComposeTarget, model: ResolvedModel, *command: str) -> list[str]:
+    """`docker compose COMMAND...` on exactly `model`, read from stdin.
+
+    Nothing in the folder is read again: `-f -` instead of the compose files, `--env-file
+    /dev/null` instead of `.env` (the model is already interpolated; compose escapes literal `$`
+    as `$$` in its output, and null environment entries would otherwise be filled from `.env`).
+    """
+    argv = ["docker", "compose", "-p", model.name, "--project-directory",
+            str(target.directory), "--env-file", os.devnull]
+    for profile in model.profiles():
+        argv += ["--profile", profile]
+    return [*argv, "-f", "-", *command]
+
+
+def up_argv(target: ComposeTarget, model: ResolvedModel, services: Sequence[str]) -> list[str]:
+    """`docker compose up -d --wait [SERVICE...]` of exactly `model` (see `model_argv`)."""
+    return model_argv(target, model, "up", "-d", "--wait", *services)
+
+
+def run_model(target: ComposeTarget, model: ResolvedModel, argv: list[str]) -> int:
+    """Run a `model_argv` command line (its progress goes to this process's terminal)."""
+    _require_cli()
+    try:
+        result = subprocess.run(argv, input=model.text, text=True, cwd=target.directory,
+                                env=target.environ(), check=False)
+    except OSError as exc:
+        raise ComposeError(f"cannot run docker compose: {exc.strerror or exc}",
+                           exit_code=ExitCode.USAGE) from None
+    return result.returncode
+
+
+def up_model(target: ComposeTarget, model: ResolvedModel, services: Sequence[str]) -> int:
+    """Start `model`; compose's exit code."""
+    return run_model(target, model, up_argv(target, model, services))
+
+
+def pull_model(target: ComposeTarget, model: ResolvedModel, services: Sequence[str]) -> int:
+    """Pull the images of `services` of `model`; compose's exit code."""
+    return run_model(target, model, model_argv(target, model, "pull", "--quiet", *services))

@@ -1,0 +1,152 @@
+"""Doctor checks on the host: engine, compose, the include line, render, the approval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sidecar_gen.composecli import ResolvedModel, compose_version
+from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME, bridge_from_text, load_bridge
+from sidecar_gen.doctor import DoctorReport, Status
+from sidecar_gen.errors import SidecarError
+from sidecar_gen.model import Bridge
+from sidecar_gen.trust.record import Approval
+
+MIN_COMPOSE = (2, 20)  # top-level `include:`
+
+
+@dataclass
+class HostContext:
+    """What the host checks found, for the stack checks."""
+
+    client: Any | None = None
+    model: ResolvedModel | None = None
+    approval: Approval | None = None
+    bridge: Bridge | None = None  # the approved policy, else the workspace file
+    bridge_source: str = ""
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split("."):
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def _engine(report: DoctorReport, context: HostContext) -> None:
+    from sidecar_gen.hostengine import connect
+
+    try:
+        client = connect(timeout=60)
+        info = client.version()
+    except SidecarError as exc:
+        report.add("engine", Status.FAIL, exc.message, "start Docker, or set DOCKER_HOST")
+        return
+    context.client = client
+    report.add("engine", Status.OK,
+               f"Docker Engine {info.get('Version', '?')} (API {info.get('ApiVersion', '?')})")
+
+
+def _compose(report: DoctorReport) -> bool:
+    version = compose_version(report.target)
+    if version is None:
+        report.add("compose", Status.FAIL, "Docker Compose v2 is not installed",
+                   "install the docker compose plugin (v2.20 or newer)")
+        return False
+    if _version_tuple(version)[:2] < MIN_COMPOSE:
+        report.add("compose", Status.FAIL, f"Docker Compose {version} is too old for `include:`",
+                   "upgrade Docker Compose to 2.20 or newer")
+        return False
+    report.add("compose", Status.OK, f"Docker Compose {version}")
+    return True
+
+
+def _render(report: DoctorReport) -> None:
+    from sidecar_gen.fileplan import Status as FileStatus
+    from sidecar_gen.render import plan_render
+
+    directory = report.target.directory
+    try:
+        plan = plan_render(directory)
+    except SidecarError as exc:
+        report.add("include", Status.SKIP, "cannot plan the render (see render)")
+        report.add("render", Status.FAIL, exc.message, "fix the file it names, then "
+                   "`sidecar render`")
+        return
+    sidecar_dir = directory / CONFIG_DIR
+    project_file = [c for c in plan.changes if c.path.parent != sidecar_dir]
+    generated = [c for c in plan.changes if c.path.parent == sidecar_dir]
+    for change in project_file:
+        if change.status is FileStatus.OK:
+            report.add("include", Status.OK, f"{change.path.name} includes .sidecar/compose.yml")
+        else:
+            report.add("include", Status.FAIL,
+                       f"{change.path.name} does not include .sidecar/compose.yml",
+                       "`sidecar render` adds the include: line")
+    stale = [c for c in generated if c.status is not FileStatus.OK]
+    if not stale:
+        report.add("render", Status.OK, "the generated files match bridge.yaml")
+        return
+    names = ", ".join(f"{c.path.relative_to(directory)} ({c.status}"
+                      f"{': ' + c.reason if c.reason else ''})" for c in stale)
+    report.add("render", Status.FAIL, f"not up to date with bridge.yaml: {names}",
+               "`sidecar render` (then `sidecar trust`)")
+
+
+def _approval(report: DoctorReport, context: HostContext) -> None:
+    from sidecar_gen.trust.actions import check_project
+
+    try:
+        check = check_project(report.target, render_notes=False)  # `render` is its own check
+    except SidecarError as exc:
+        report.add("approval", Status.FAIL, exc.message, "fix it, then `sidecar trust`")
+        return
+    context.model = check.snapshot.resolved
+    report.project = context.model.name
+    comparison = check.comparison
+    context.approval = comparison.approval
+    when = comparison.approval.approved_at if comparison.approval else ""
+    if comparison.first_use:
+        report.add("approval", Status.FAIL, "nothing approved yet for this folder",
+                   "`sidecar up` (approves on first use) or `sidecar trust`")
+    elif comparison.changed:
+        names = ", ".join(comparison.names()) or "the effective compose model"
+        report.add("approval", Status.FAIL, f"changed since your approval of {when}: {names}",
+                   "review and approve with `sidecar trust`, then `sidecar up`")
+    else:
+        note = (f" (files changed without changing the model: "
+                f"{', '.join(comparison.names())})" if comparison.files else "")
+        report.add("approval", Status.OK, f"matches your approval of {when}{note}")
+
+
+def _policy(report: DoctorReport, context: HostContext) -> None:
+    if context.approval is not None:
+        try:
+            context.bridge = bridge_from_text(context.approval.policy[CONFIG_NAME],
+                                              "approved bridge.yaml")
+            context.bridge_source = "approved bridge.yaml"
+            return
+        except (SidecarError, KeyError):
+            pass
+    path = report.target.directory / CONFIG_DIR / CONFIG_NAME
+    try:
+        context.bridge = load_bridge(path)
+        context.bridge_source = str(Path(CONFIG_DIR) / CONFIG_NAME)
+    except SidecarError:
+        context.bridge = None  # `render` or `approval` already said why
+
+
+def run_host_checks(report: DoctorReport) -> HostContext:
+    """Engine, compose, include, render, approval; what the stack checks need."""
+    context = HostContext()
+    _engine(report, context)
+    compose_ok = _compose(report)
+    _render(report)
+    if compose_ok:
+        _approval(report, context)
+    else:
+        report.add("approval", Status.SKIP, "needs Docker Compose (see compose)")
+    _policy(report, context)
+    return context

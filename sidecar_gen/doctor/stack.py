@@ -1,0 +1,289 @@
+"""Doctor checks of the running stack, through the Engine API (the docker SDK on the host).
+
+Containers are found by their compose labels in the project, and routed commands are resolved
+by the gate's rule (`contract.service_members`, then a literal name that belongs to no other
+compose project). What only the inside can tell (the gate's answer, the firewall, the ids
+Claude runs with, Claude Code itself) is asked with an exec in the claude container.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from sidecar_gen.compose import normalize_project_name
+from sidecar_gen.config import CONFIG_NAME
+from sidecar_gen.doctor import DoctorReport, Status
+from sidecar_gen.doctor.host import HostContext
+from sidecar_gen.render import DOMAINS_NAME, GATE_SERVICE
+from sidecar_gen.runtime import contract
+from sidecar_gen.trust.policyvolume import POLICY_DIR
+
+EXEC_TIMEOUT = 20  # seconds, for each exec (run under `timeout` in the container)
+CLAUDE_BINARY = "/usr/local/bin/claude"
+# Asked as the user claude inside the claude container: the gate's `X-Sidecar-Policy` header
+# (from `GET /_ping` at DOCKER_HOST) and the digests of the policy files claude itself reads.
+_PROBE = r"""
+import hashlib, http.client, json, os, socket
+out = {}
+host = os.environ.get("DOCKER_HOST", "")
+try:
+    if host.startswith("tcp://"):
+        name, _, port = host[6:].rstrip("/").rpartition(":")
+        conn = http.client.HTTPConnection(name, int(port), timeout=5)
+    elif host.startswith("unix://"):
+        class Unix(http.client.HTTPConnection):
+            def connect(self):
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.settimeout(5)
+                self.sock.connect(host[7:])
+        conn = Unix("localhost", timeout=5)
+    else:
+        raise ValueError("DOCKER_HOST is %r" % host)
+    conn.request("GET", "/_ping")
+    response = conn.getresponse()
+    response.read()
+    out["status"] = response.status
+    out["policy"] = response.getheader("X-Sidecar-Policy")
+except Exception as exc:
+    out["error"] = "%s: %s" % (type(exc).__name__, exc)
+folder = os.environ.get("SIDECAR_POLICY_DIR", "/run/sidecar/policy")
+for name in ("bridge.yaml", "allowed-domains.txt"):
+    try:
+        with open(os.path.join(folder, name), "rb") as handle:
+            out[name] = hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        out[name] = None
+print(json.dumps(out))
+"""
+
+
+def _exec(container: Any, argv: list[str], user: str = "",
+          limit: bool = True) -> tuple[int | None, str, str]:
+    """Run argv in the container; (exit code, stdout, stderr). `limit` kills it after
+    EXEC_TIMEOUT with `timeout` (our image has it; a target's image may not)."""
+    import docker.errors
+
+    try:
+        result = container.exec_run(["timeout", str(EXEC_TIMEOUT), *argv] if limit else argv,
+                                    user=user, demux=True)
+    except docker.errors.APIError as exc:
+        return None, "", str(exc.explanation or exc)
+    out, err = result.output if isinstance(result.output, tuple) else (result.output, b"")
+    return (result.exit_code, (out or b"").decode("utf-8", "replace"),
+            (err or b"").decode("utf-8", "replace"))
+
+
+def _project_name(report: DoctorReport, context: HostContext) -> str:
+    if context.model is not None and context.model.name:
+        return context.model.name
+    env = report.target.environ()
+    return (report.target.project or env.get("COMPOSE_PROJECT_NAME")
+            or normalize_project_name(report.target.directory.resolve().name))
+
+
+def _service_container(client: Any, project: str, role: str) -> Any | None:
+    found = client.containers.list(all=True, filters={"label": [
+        f"{contract.PROJECT_LABEL}={project}", f"{contract.ROLE_LABEL}={role}"]})
+    running = [c for c in found if c.status == "running"]
+    return (running or found or [None])[0]
+
+
+def _state(container: Any) -> str:
+    health = (container.attrs.get("State") or {}).get("Health") or {}
+    status = health.get("Status")
+    return f"{container.status}{f', {status}' if status else ''}"
+
+
+def _services(report: DoctorReport, client: Any, project: str) -> dict[str, Any]:
+    running: dict[str, Any] = {}
+    for role, service in ((contract.ROLE_GATE, GATE_SERVICE), (contract.ROLE_CLAUDE, "claude")):
+        container = _service_container(client, project, role)
+        if container is None:
+            report.add(service, Status.FAIL, f"no {service} container in compose project "
+                       f"{project}", "`sidecar up`")
+        elif container.status != "running" or "unhealthy" in _state(container):
+            report.add(service, Status.FAIL, f"{container.name} is {_state(container)}",
+                       f"`docker compose logs {service}`, then `sidecar up`")
+        else:
+            report.add(service, Status.OK, f"{container.name} is {_state(container)}")
+            running[role] = container
+    return running
+
+
+def _resolve(listing: list[Mapping[str, Any]], name: str,
+             project: str) -> tuple[Mapping[str, Any] | None, str]:
+    """The container a route's `container` names, by the gate's rule; (container, problem)."""
+    member = contract.pick_member(contract.service_members(listing, name, project))
+    if member is not None:
+        return member, ""
+    for container in listing:
+        if f"/{name}" in (container.get("Names") or ()) or container.get("Id") == name:
+            owner = contract.labels_of(container).get(contract.PROJECT_LABEL)
+            if owner is not None and owner != project:
+                return None, (f"container {name} belongs to compose project {owner}, not "
+                              f"{project}: the gate never runs commands there")
+            return container, ""
+    return None, f"no service or container {name} in compose project {project}"
+
+
+def _commands(report: DoctorReport, client: Any, context: HostContext, project: str) -> None:
+    bridge = context.bridge
+    if bridge is None:
+        report.add("commands", Status.SKIP, "no valid bridge.yaml (see render, approval)")
+        return
+    listing = client.api.containers(all=True)
+    for name, route in sorted(bridge.commands.items()):
+        check = f"command {name}"
+        wanted = bridge.resolve_container(route.container)
+        container, problem = _resolve(listing, wanted, project)
+        if container is None:
+            report.add(check, Status.FAIL, problem, "start it (`sidecar up`), or fix "
+                       "`container:` in bridge.yaml")
+            continue
+        label = (container.get("Names") or ["?"])[0].lstrip("/")
+        if contract.is_protected(container):
+            report.add(check, Status.FAIL, f"{label} is a sidecar container: never a target",
+                       "route the command to one of your services")
+            continue
+        if container.get("State") != "running":
+            report.add(check, Status.FAIL, f"{label} is {container.get('State')}",
+                       f"`sidecar up` (or `docker start {label}`)")
+            continue
+        program = route.argv[0]
+        code, out, err = _exec(client.containers.get(container["Id"]),
+                               ["sh", "-c", 'command -v "$1"', "sh", program], limit=False)
+        said = f"{out} {err}"
+        if code == 0:
+            report.add(check, Status.OK, f"{label}: {program} is {out.strip()}")
+        elif "executable file not found" in said or "OCI runtime" in said:
+            report.add(check, Status.WARN, f"{label}: cannot check for {program}: the "
+                       "container has no `sh`")
+        elif code in (1, 127):
+            report.add(check, Status.FAIL, f"{label}: {program} not found",
+                       f"install {program} in that image, or fix `exec:` in bridge.yaml")
+        else:
+            report.add(check, Status.WARN, f"{label}: cannot check for {program} (exit "
+                       f"{code}: {said.strip()[:200]})")
+
+
+def _probe(report: DoctorReport, claude: Any, context: HostContext) -> None:
+    code, out, err = _exec(claude, ["python3", "-I", "-c", _PROBE], user="claude")
+    try:
+        found = json.loads(out)
+    except json.JSONDecodeError:
+        report.add("gate policy", Status.FAIL, f"cannot ask the gate from claude (exit {code}: "
+                   f"{err.strip()[:200]})", "`docker compose logs claude`")
+        return
+    policy = context.approval.policy if context.approval else {}
+    want = {name: hashlib.sha256(text.encode("utf-8")).hexdigest()
+            for name, text in policy.items()}
+    header = found.get("policy")
+    fix = "`sidecar up` (it fills the policy volume and restarts the gate)"
+    if "error" in found:
+        report.add("gate policy", Status.FAIL, f"the gate does not answer: {found['error']}",
+                   "`docker compose logs sidecar-gate`")
+    elif not want:
+        report.add("gate policy", Status.SKIP, "nothing approved to compare with")
+    elif header is None:
+        report.add("gate policy", Status.FAIL, "the gate does not report its policy (no "
+                   "X-Sidecar-Policy header: an image older than this sidecar?)",
+                   "update the image, then `sidecar up`")
+    elif header == "none":
+        report.add("gate policy", Status.FAIL, "the gate has no policy (it refuses everything)",
+                   fix)
+    elif header == f"sha256:{want.get(CONFIG_NAME)}":
+        report.add("gate policy", Status.OK, "the gate runs the approved bridge.yaml")
+    else:
+        report.add("gate policy", Status.FAIL, f"the gate runs another policy ({header})", fix)
+    if want:
+        differ = [n for n in (CONFIG_NAME, DOMAINS_NAME) if found.get(n) != want.get(n)]
+        if differ:
+            report.add("policy volume", Status.FAIL, f"{POLICY_DIR} in claude does not hold "
+                       f"the approved {', '.join(differ)}", fix)
+        else:
+            report.add("policy volume", Status.OK, f"{POLICY_DIR} holds the approved policy")
+
+
+def _firewall(report: DoctorReport, claude: Any) -> None:
+    code, out, err = _exec(claude, ["sidecar", "firewall", "status", "--json"], user="root")
+    try:
+        state = json.loads(out)
+    except json.JSONDecodeError:
+        report.add("firewall", Status.FAIL, f"cannot read its state (exit {code}: "
+                   f"{err.strip()[:200]})", "`docker compose logs claude`")
+        return
+    name, detail = state.get("state", "unknown"), state.get("detail", "")
+    if name == "enforcing":
+        report.add("firewall", Status.OK, f"enforcing: {detail}")
+    elif name == "disabled":
+        report.add("firewall", Status.WARN, f"disabled: {detail}",
+                   "sidecar.firewall.enabled: true in bridge.yaml to filter egress")
+    else:
+        report.add("firewall", Status.FAIL, f"{name}: {detail}",
+                   "`docker compose logs claude` says why; fix it, then `sidecar up`")
+
+
+def _ids(report: DoctorReport, claude: Any) -> None:
+    code, out, _err = _exec(claude, ["sh", "-c", "id -u claude; id -g claude"])
+    ids = out.split()
+    if code != 0 or len(ids) != 2:
+        report.add("puid", Status.FAIL, "cannot read the ids of the user claude",
+                   "`docker compose logs claude`")
+        return
+    info = os.stat(report.target.directory)
+    owner = (str(info.st_uid), str(info.st_gid))
+    if tuple(ids) == owner:
+        report.add("puid", Status.OK, f"Claude runs as {ids[0]}:{ids[1]}, the project "
+                   "folder's owner")
+    elif owner[0] == "0":
+        report.add("puid", Status.WARN, f"Claude runs as {ids[0]}:{ids[1]}; the project folder "
+                   "belongs to root, so Claude may be unable to write it",
+                   "give the folder to your user (chown), then set PUID/PGID to its ids")
+    else:
+        report.add("puid", Status.FAIL, f"Claude runs as {ids[0]}:{ids[1]} but the project "
+                   f"folder belongs to {owner[0]}:{owner[1]}: files it writes are not yours",
+                   f"set PUID={owner[0]} PGID={owner[1]} (shell or .env), `sidecar trust`, "
+                   "`sidecar up`")
+
+
+def _claude_code(report: DoctorReport, claude: Any) -> None:
+    code, out, err = _exec(claude, [CLAUDE_BINARY, "--version"], user="claude")
+    if code == 0 and out.strip():
+        report.add("claude code", Status.OK, out.strip().splitlines()[0])
+        return
+    image = claude.image
+    install = (image.labels or {}).get("dev.claude-sidecar.claude-install", "?")
+    why = ("not installed" if code in (126, 127) or "no such file" in (err + out).lower()
+           else f"`claude --version` failed (exit {code}): {(err or out).strip()[:200]}")
+    report.add("claude code", Status.FAIL, f"{why} in image "
+               f"{image.tags[0] if image.tags else image.short_id} "
+               f"(built with CLAUDE_INSTALL={install})",
+               "use an image built with CLAUDE_INSTALL=native or npm")
+
+
+def run_stack_checks(report: DoctorReport, context: HostContext) -> None:
+    """Services, routed commands, the gate's policy, firewall, ids, Claude Code."""
+    client = context.client
+    names = ("sidecar-gate", "claude", "commands", "gate policy", "firewall", "puid",
+             "claude code")
+    if client is None:
+        for name in names:
+            report.add(name, Status.SKIP, "needs the engine (see engine)")
+        return
+    project = _project_name(report, context)
+    report.project = project
+    running = _services(report, client, project)
+    _commands(report, client, context, project)
+    claude = running.get(contract.ROLE_CLAUDE)
+    if claude is None:
+        for name in names[3:]:
+            report.add(name, Status.SKIP, "needs a running claude container (see claude)")
+        return
+    _probe(report, claude, context)
+    _firewall(report, claude)
+    _ids(report, claude)
+    _claude_code(report, claude)

@@ -1,0 +1,171 @@
+"""`sidecar up` and `sidecar trust`: verify the project against the approval, then start it.
+
+`up` in order: resolve the model with compose and compare it (and every input file, and the
+policy) with the approval; refuse on any difference (`UnapprovedChangeError`, exit 1) or, with no
+approval yet, approve what is there (trust on first use); put the approved policy into the
+`sidecar-policy` volume and, when that changed it, make the running gate (SIGHUP) and claude
+(restart) read it; start exactly the verified model (`docker compose -f - up -d --wait`, the
+model on stdin: nothing in the folder is read between the check and the start).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sidecar_gen.composecli import ComposeTarget, pull_model, up_model
+from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME, load_bridge
+from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.render import GATE_SERVICE
+from sidecar_gen.runtime import contract
+from sidecar_gen.trust.compare import Comparison, compare
+from sidecar_gen.trust.policyvolume import (
+    PolicyVolumeError,
+    design_problems,
+    fill_policy,
+    has_image,
+    service_image,
+)
+from sidecar_gen.trust.record import Store, state_root
+from sidecar_gen.trust.snapshot import Snapshot, take_snapshot
+
+RESTART_TIMEOUT = 10
+
+
+class UnapprovedChangeError(SidecarError):
+    """Something that decides how the stack starts changed since the approval."""
+
+    def __init__(self, comparison: Comparison) -> None:
+        names = ", ".join(comparison.names()) or "the effective compose model"
+        super().__init__(f"changed since you approved it: {names}; review the diff above, then "
+                         "`sidecar trust` to approve it", exit_code=ExitCode.FINDINGS)
+        self.comparison = comparison
+
+
+@dataclass(frozen=True)
+class Check:
+    """The project checked against its approval (no side effects yet)."""
+
+    store: Store
+    snapshot: Snapshot
+    comparison: Comparison
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UpResult:
+    """What `sidecar up` did."""
+
+    first_use: bool = False
+    record: Path | None = None
+    approved_at: str = ""
+    policy_changed: bool = False
+    reloaded: list[str] = field(default_factory=list)
+    compose_code: int = 0
+
+
+def store_for(target: ComposeTarget) -> Store:
+    """The approval store for the environment `target` runs with."""
+    return Store(state_root(target.environ()))
+
+
+def _render_notes(directory: Path) -> list[str]:
+    from sidecar_gen.render import plan_render
+
+    try:
+        plan = plan_render(directory)
+    except SidecarError as exc:
+        return [f"sidecar render cannot run: {exc.message}"]
+    stale = [str(change.path.relative_to(directory)) for change in plan.changes if change.writes]
+    if stale:
+        return [f"the generated files are not up to date with bridge.yaml ({', '.join(stale)}): "
+                "run `sidecar render`, then `sidecar trust`"]
+    return []
+
+
+def check_project(target: ComposeTarget, store: Store | None = None, *,
+                  render_notes: bool = True) -> Check:
+    """Snapshot the project and compare it with its approval; `render_notes` also says when the
+    generated files are stale (it renders them in memory: worth it where the user approves).
+
+    Raises ConfigError (exit 1) for an invalid bridge.yaml: an invalid policy is never approved
+    or started.
+    """
+    store = store or store_for(target)
+    load_bridge(target.directory / CONFIG_DIR / CONFIG_NAME)
+    snapshot = take_snapshot(target, store)
+    problems = design_problems(snapshot.resolved.doc)
+    if problems:
+        raise PolicyVolumeError(f"refusing a stack that exposes the approved policy: "
+                                f"{'; '.join(problems)} (render again with `sidecar render`)")
+    comparison = compare(store.load(target.directory), snapshot)
+    notes = _render_notes(target.directory) if render_notes else []
+    return Check(store, snapshot, comparison, notes)
+
+
+@contextlib.contextmanager
+def locked(target: ComposeTarget, store: Store | None = None) -> Iterator[Store]:
+    """Hold the project's lock for a whole check-and-act sequence."""
+    store = store or store_for(target)
+    with store.locked(target.directory):
+        yield store
+
+
+def approve(check: Check) -> Path:
+    """Record the checked snapshot as approved; the record's path."""
+    return check.store.save(check.snapshot.approval())
+
+
+def _reload_policy(client: Any, project: str) -> list[str]:
+    """Make the running gate and claude containers read the new policy: the gate reloads it on
+    SIGHUP (a restart would drop its connections and wait out its healthcheck); claude reads it
+    at start (firewall, wrappers), so it restarts. What was done, one entry per container."""
+    done = []
+    for role in (contract.ROLE_GATE, contract.ROLE_CLAUDE):
+        for container in client.containers.list(filters={"label": [
+                f"{contract.PROJECT_LABEL}={project}", f"{contract.ROLE_LABEL}={role}"]}):
+            if role == contract.ROLE_GATE:
+                container.kill(signal="SIGHUP")
+                done.append(f"{container.name} (SIGHUP)")
+            else:
+                container.restart(timeout=RESTART_TIMEOUT)
+                done.append(f"{container.name} (restarted)")
+    return done
+
+
+def start(check: Check, services: Sequence[str], client: Any,
+          before_compose: Callable[[UpResult], None] | None = None) -> UpResult:
+    """Fill the policy volume with the approved policy and start the verified model.
+
+    `check` must be unchanged against the approval (or a first use, approved here).
+    `before_compose` is called once the volume is filled, before compose prints its progress.
+    """
+    comparison = check.comparison
+    result = UpResult(first_use=comparison.first_use)
+    if comparison.first_use:
+        result.record = approve(check)
+    elif comparison.changed:
+        raise UnapprovedChangeError(comparison)
+    approval = check.store.load(check.snapshot.target.directory)
+    if approval is None:  # just written, or compared a moment ago under the same lock
+        raise SidecarError("the approval record disappeared while starting")
+    result.approved_at = approval.approved_at
+    model = check.snapshot.resolved
+    # The helper that fills the volume is made from the gate's image: on a new machine, fetch
+    # it first, exactly as the verified model names it.
+    if not has_image(client, service_image(model.doc, GATE_SERVICE)):
+        code = pull_model(check.snapshot.target, model, [GATE_SERVICE])
+        if code != 0:
+            raise SidecarError(f"docker compose pull {GATE_SERVICE} failed (exit {code})",
+                               exit_code=ExitCode.FINDINGS)
+    result.policy_changed = fill_policy(client, model.doc, approval.policy,
+                                        check.snapshot.compose_version, GATE_SERVICE)
+    if result.policy_changed:
+        result.reloaded = _reload_policy(client, model.name)
+    if before_compose is not None:
+        before_compose(result)
+    result.compose_code = up_model(check.snapshot.target, model, services)
+    return result

@@ -1,0 +1,209 @@
+"""The project as it is now: compose's effective model, the files behind it, the policy.
+
+The model is what `docker compose config` resolves in the folder with the user's environment.
+Before it is stored or compared, every `environment:` and `build.args` value is replaced by a
+keyed digest (`record.Store.digest`), so a secret from the environment or `.env` is never
+written to the record in clear text, yet any change of it still shows as a change.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sidecar_gen import __version__
+from sidecar_gen.composecli import ComposeTarget, ResolvedModel, compose_version, resolve_model
+from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
+from sidecar_gen.errors import InputError
+from sidecar_gen.fsutil import read_text_file
+from sidecar_gen.render import DOMAINS_NAME
+from sidecar_gen.trust.inputs import MAX_READ, compose_inputs
+from sidecar_gen.trust.record import Approval, FileState, Store
+
+POLICY_FILES = (CONFIG_NAME, DOMAINS_NAME)  # what the sidecar-policy volume holds
+# Not secrets, and they choose which files compose loads: shown in clear in the record.
+CLEAR_PREFIX = "COMPOSE_"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The project now. `resolved` holds clear-text secrets: it is never stored."""
+
+    target: ComposeTarget
+    resolved: ResolvedModel
+    model: dict[str, Any]
+    files: dict[str, FileState]
+    policy: dict[str, str]
+    compose_version: str | None
+
+    @property
+    def project_dir(self) -> Path:
+        """The project folder (real path)."""
+        return Path(os.path.realpath(self.target.directory))
+
+    def approval(self) -> Approval:
+        """This snapshot as the record of an approval."""
+        return Approval(project_dir=str(self.project_dir),
+                        compose_project=self.resolved.name, model=self.model,
+                        files=self.files, policy=self.policy,
+                        sidecar_version=__version__, compose_version=self.compose_version)
+
+
+def _masked_values(mapping: Any, store: Store) -> Any:
+    if isinstance(mapping, dict):
+        return {key: (None if value is None else store.digest(str(value).encode()))
+                for key, value in mapping.items()}
+    if isinstance(mapping, list):  # compose prints a mapping; a list form is masked per entry
+        return [store.digest(str(item).encode()) for item in mapping]
+    return mapping
+
+
+def normalize_model(doc: dict[str, Any], store: Store) -> dict[str, Any]:
+    """The model as stored: environment and build-arg values replaced by keyed digests."""
+    model = dict(doc)
+    services = doc.get("services")
+    if isinstance(services, dict):
+        model["services"] = {}
+        for name, spec in services.items():
+            masked = dict(spec) if isinstance(spec, dict) else spec
+            if isinstance(masked, dict):
+                if "environment" in masked:
+                    masked["environment"] = _masked_values(masked["environment"], store)
+                build = masked.get("build")
+                if isinstance(build, dict) and "args" in build:
+                    masked["build"] = {**build, "args": _masked_values(build["args"], store)}
+            model["services"][name] = masked
+    return model
+
+
+# One `.env` assignment as written (compose reads `KEY=value`, `KEY: value`, `export KEY=...`):
+# only the key is needed here, the value is masked as written (composeenv interprets values).
+_ASSIGNMENT = re.compile(r"(?:export[ \t]+)?([\w.\-\[\]]+)[ \t]*[=:][ \t]*(.*)")
+
+
+def _opens_quote(value: str) -> str:
+    """The quote a value opens and leaves open (a multi-line value), else ""."""
+    if not value or value[0] not in "'\"":
+        return ""
+    return value[0] if not _closes(value[1:], value[0]) else ""
+
+
+def _closes(text: str, quote: str) -> bool:
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote == '"':
+            escaped = True
+        elif char == quote:
+            return True
+    return False
+
+
+def mask_env_text(text: str, store: Store) -> str:
+    """A `KEY=VALUE` file with each value replaced by its keyed digest (`COMPOSE_*` kept).
+
+    Only blank and comment lines stay as they are: a line that is not `KEY=VALUE` (the rest of
+    a multi-line quoted value, or something compose would reject) is replaced whole.
+    """
+
+    def masked(value: str) -> str:
+        return store.digest(value.encode())[:24] + "…"
+
+    out = []
+    open_quote = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if open_quote:
+            out.append(masked(raw))
+            if _closes(line, open_quote):
+                open_quote = ""
+            continue
+        if not line or line.startswith("#"):
+            out.append(raw)
+            continue
+        assignment = _ASSIGNMENT.match(line)
+        if assignment is None:
+            out.append(masked(raw))
+            continue
+        key, value = assignment.group(1), assignment.group(2)
+        open_quote = _opens_quote(value)
+        out.append(f"{key}={value if key.startswith(CLEAR_PREFIX) else masked(value)}")
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def display_name(path: Path, project_dir: Path) -> str:
+    """A path relative to the project folder when it is inside it, else absolute."""
+    try:
+        return path.resolve().relative_to(project_dir).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def file_state(path: Path, store: Store, *, env_file: bool) -> FileState:
+    """The keyed digest of a file and a copy of it for diffs (None digest: missing)."""
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return FileState(None)
+    except IsADirectoryError:
+        return FileState(store.digest(b"<directory>"), "(a directory)\n")
+    except OSError as exc:
+        return FileState(store.digest(f"<unreadable {exc.errno}>".encode()),
+                         f"(unreadable: {exc.strerror})\n")
+    text: str | None
+    try:
+        text = data.decode("utf-8") if len(data) <= MAX_READ else None
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and env_file:
+        text = mask_env_text(text, store)
+    return FileState(store.digest(data), text)
+
+
+def read_policy_file(path: Path) -> str:
+    """A policy file's text: a regular file in a real `.sidecar/` folder, never a symlink.
+
+    What is read here goes into the policy volume the agent reads: a link planted through a
+    target (`bridge.yaml -> ~/.ssh/id_rsa`) must not carry a host file there.
+    """
+    for part in (path.parent, path):
+        try:
+            info = part.lstat()
+        except FileNotFoundError:
+            raise InputError(str(path), "no such file (run `sidecar init` and `sidecar render` "
+                                        "first)") from None
+        if stat.S_ISLNK(info.st_mode):
+            raise InputError(str(part), "is a symbolic link: the policy must be a plain file "
+                                        "in the project's .sidecar/ folder")
+    if not stat.S_ISREG(path.lstat().st_mode):
+        raise InputError(str(path), "not a regular file")
+    return read_text_file(path)
+
+
+def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
+    """Resolve the model with compose and read every input file and the policy."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    directory = target.directory
+    project_dir = Path(os.path.realpath(directory))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        version = pool.submit(compose_version, target)  # meanwhile, the model
+        resolved = resolve_model(target)
+    sidecar = directory / CONFIG_DIR
+    policy: dict[str, str] = {}
+    for name in POLICY_FILES:
+        policy[name] = read_policy_file(sidecar / name)
+    files: dict[str, FileState] = {}
+    for item in compose_inputs(directory, target.environ()):
+        files[display_name(item.path, project_dir)] = file_state(
+            item.path, store, env_file=item.kind == "env")
+    for name in POLICY_FILES:
+        files[f"{CONFIG_DIR}/{name}"] = file_state(sidecar / name, store, env_file=False)
+    return Snapshot(target=target, resolved=resolved,
+                    model=normalize_model(resolved.doc, store), files=files, policy=policy,
+                    compose_version=version.result())

@@ -1,0 +1,151 @@
+"""`sidecar up`, `trust` and `doctor` from the command line, where no engine is needed: the
+refusals come before any engine call, and bad usage is one line with exit code 2."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.trust.record import Store
+
+SIDECAR = str(Path(sys.executable).parent / "sidecar")
+NO_ENGINE = "unix:///nonexistent/docker.sock"
+
+
+def run(target: ComposeTarget, *args: str,
+        **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SIDECAR, *args], cwd=target.directory,
+                          env={**target.environ(), **env}, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+
+
+def records(store: Store) -> list[Path]:
+    return list(store.root.glob("projects/*/approval.json"))
+
+
+def test_up_refuses_a_change_before_any_engine_call(target: ComposeTarget,
+                                                    store: Store) -> None:
+    assert run(target, "trust", "--yes").returncode == 0
+    (target.directory / "compose.override.yaml").write_text(
+        "services:\n  app:\n    privileged: true\n")
+    up = run(target, "up", DOCKER_HOST=NO_ENGINE)
+    assert up.returncode == 1
+    assert up.stdout.startswith("new      compose.override.yaml\n")
+    assert "+services.app.privileged: true" in up.stdout
+    assert up.stderr.splitlines()[-1] == (
+        "sidecar: error: changed since you approved it: compose.override.yaml; review the "
+        "diff above, then `sidecar trust` to approve it")
+    assert "cannot reach" not in up.stderr
+
+
+def test_first_up_records_nothing_when_the_engine_is_away(target: ComposeTarget,
+                                                          store: Store) -> None:
+    up = run(target, "up", DOCKER_HOST=NO_ENGINE)
+    assert up.returncode == 1
+    assert up.stderr.startswith("sidecar: error: cannot reach the Docker engine")
+    assert records(store) == []
+
+
+def test_trust_needs_a_terminal_or_yes(target: ComposeTarget, store: Store) -> None:
+    refused = run(target, "trust")
+    assert refused.returncode == 2
+    assert refused.stderr == ("sidecar: error: stdin is not a terminal: pass --yes to approve "
+                              "without asking\n")
+    assert "no approval on record" in refused.stdout
+    assert records(store) == []
+    approved = run(target, "trust", "--yes")
+    assert approved.returncode == 0 and records(store)
+    assert approved.stdout.splitlines()[-1].startswith(f"approved {target.directory}")
+    again = run(target, "trust")
+    assert again.returncode == 0
+    assert again.stdout.startswith("nothing to approve")
+
+
+def _trust_on_a_terminal(target: ComposeTarget, answer: bytes) -> tuple[int, str]:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([SIDECAR, "trust"], cwd=target.directory, env=target.environ(),
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    output = b""
+    answered = False
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        assert ready, output
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        output += data
+        if not answered and b"Approve this? [y/N]" in output:
+            os.write(master, answer)
+            answered = True
+    os.close(master)
+    return proc.wait(timeout=60), output.decode()
+
+
+@pytest.mark.parametrize(("answer", "code"), [(b"n\n", 1), (b"y\n", 0)])
+def test_trust_asks_on_a_terminal(target: ComposeTarget, store: Store, answer: bytes,
+                                  code: int) -> None:
+    status, output = _trust_on_a_terminal(target, answer)
+    assert status == code, output
+    assert bool(records(store)) is (code == 0)
+    if code:
+        assert "sidecar: error: not approved" in output
+
+
+def test_an_invalid_policy_is_never_approved(target: ComposeTarget, store: Store) -> None:
+    (target.directory / ".sidecar" / "bridge.yaml").write_text('version: "1"\ncommands: {}\n')
+    for args in (("trust", "--yes"), ("up",)):
+        result = run(target, *args, DOCKER_HOST=NO_ENGINE)
+        assert result.returncode == 1, result
+        assert result.stderr.startswith("sidecar: error: ") and "bridge.yaml" in result.stderr
+    assert records(store) == []
+
+
+def test_a_missing_allowlist_is_a_usage_error(target: ComposeTarget, store: Store) -> None:
+    (target.directory / ".sidecar" / "allowed-domains.txt").unlink()
+    result = run(target, "trust", "--yes")
+    assert result.returncode == 2
+    assert "allowed-domains.txt: no such file (run `sidecar init` and `sidecar render`" in (
+        result.stderr)
+
+
+def test_a_compose_error_is_one_line(target: ComposeTarget, store: Store) -> None:
+    (target.directory / "compose.override.yaml").write_text("services: [not, a, mapping]\n")
+    result = run(target, "trust", "--yes")
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("sidecar: error: docker compose config failed in ")
+
+
+@pytest.mark.parametrize("args", [("up", "--dir", "/nonexistent"),
+                                  ("trust", "--dir", "/nonexistent"),
+                                  ("doctor", "--dir", "/nonexistent"),
+                                  ("doctor", "--format", "xml")])
+def test_usage_errors(target: ComposeTarget, args: tuple[str, ...]) -> None:
+    result = run(target, *args)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+
+
+def test_a_policy_file_that_is_a_link_is_refused(target: ComposeTarget, store: Store,
+                                                 tmp_path: Path) -> None:
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY\n")
+    domains = target.directory / ".sidecar" / "allowed-domains.txt"
+    domains.unlink()
+    domains.symlink_to(secret)
+    result = run(target, "trust", "--yes")
+    assert result.returncode == 2
+    assert "is a symbolic link" in result.stderr
+    assert "PRIVATE KEY" not in result.stdout + result.stderr
+    assert records(store) == []
