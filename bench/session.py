@@ -112,8 +112,9 @@ def _memory_line(label: str, samples: list[dict[str, tuple[float, float]]]) -> s
 
 
 def with_policy(folder: Path) -> list[str]:
-    """`-f` arguments for compose in `folder` that give its claude and gate their approved
-    policy (what `sidecar up` would put in place): the folder's own .sidecar/."""
+    """`-f` arguments for compose in `folder` that give its claude and gate their policy the
+    way a user who copies the stack by hand would: the folder's own .sidecar/ (`sidecar up`
+    would copy it into a volume instead; both are in place before the containers start)."""
     override = folder.parent / f"{folder.name}.policy.yaml"
     mount = f'["{folder}/.sidecar:/run/sidecar/policy:ro"]'
     override.write_text(f"services:\n  claude:\n    volumes: {mount}\n"
@@ -155,7 +156,9 @@ def session(root: Path, env: dict[str, str], client: Any,
 def bench_example(example: str, runs: int, base: Path, image: str, *, env: dict[str, str],
                   client: Any) -> None:
     root = prepare(example, base, image, env)
-    sh(["docker", "compose", *with_policy(root), "up", "-d", "--wait"], root, env)
+    # The main stack as users start it: `sidecar up` approves it (sessions start only from an
+    # approved project) and fills its policy volume.
+    sh([SIDECAR, "up"], root, env)
     wait_entrypoint(client, root.name)
     compose = (root / "compose.yaml").read_text()
     hand_ok = "container_name" not in compose and "ports:" not in compose
@@ -171,7 +174,7 @@ def bench_example(example: str, runs: int, base: Path, image: str, *, env: dict[
                     times[kind].append(by_hand(root, env, client))
         main_rss = memory(client, root.name)
     finally:
-        subprocess.run(["docker", "compose", *with_policy(root), "down", "-v", "-t", "0"],
+        subprocess.run(["docker", "compose", "down", "-v", "-t", "0"],
                        cwd=root, env=env,
                        capture_output=True, check=False)
     med = {k: statistics.median(v) for k, v in times.items() if v}

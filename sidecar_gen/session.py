@@ -9,6 +9,10 @@ A session NAME of a project whose compose project is P is
 - a folder in the user's state directory (`sessionstore`) with its record, its compose model and
   its policy (bridge.yaml and allowlist), which the session's gate and Claude read read-only.
 
+A session starts only from what the user approved (`sidecar trust`): the project must match its
+approval and the worktree's input files must equal the approved ones (`_approved`,
+`_same_as_approved`); the agent can write, and commit, everything in the project folder.
+
 Every function returns data; the CLI (`cli/session.py`) prints it.
 """
 
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar_gen import sessiongit
+from sidecar_gen.composecli import ComposeTarget
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME, load_bridge
 from sidecar_gen.fsutil import read_text_file, write_atomic
 from sidecar_gen.imagefiles import ImageLayout
@@ -51,6 +56,11 @@ from sidecar_gen.sessionstore import (
     session_project,
     usage_error,
 )
+from sidecar_gen.trust.actions import check_project, locked
+from sidecar_gen.trust.compare import file_changes
+from sidecar_gen.trust.record import Approval
+from sidecar_gen.trust.record import Store as ApprovalStore
+from sidecar_gen.trust.snapshot import input_files
 
 
 def source_dir(directory: Path) -> Path:
@@ -178,6 +188,36 @@ def _start(engine: Engine, model_file: Path, compose_project: str,
     return published_ports(engine.containers(compose_project))
 
 
+def _approved(source: Path) -> tuple[Approval, ApprovalStore, dict[str, Any]]:
+    """The source project's approval (and the model compose resolves there): a session starts
+    only from what the user approved, never from what the agent wrote since."""
+    target = ComposeTarget(source)
+    with locked(target) as approvals:
+        check = check_project(target, approvals, render_notes=False)
+    comparison = check.comparison
+    if comparison.approval is None:
+        raise SessionError(f"{source} has no approval on record: approve the project first "
+                           "(`sidecar trust`, or `sidecar up`): a session starts only from "
+                           "what you approved")
+    if comparison.changed:
+        changed = ", ".join(comparison.names()) or "the effective compose model"
+        raise SessionError(f"the project changed since you approved it ({changed}): review and "
+                           "approve it with `sidecar trust` in the project first")
+    return comparison.approval, approvals, check.snapshot.resolved.doc
+
+
+def _same_as_approved(approval: Approval, approvals: ApprovalStore, project_dir: Path) -> None:
+    """Refuse a worktree whose compose files, env files or policy differ from the approved
+    ones (a commit the agent made, another branch): the session would start what nobody
+    approved."""
+    changes = file_changes(approval.files, input_files(project_dir, approvals, os.environ))
+    if changes:
+        listed = ", ".join(f"{change.name} ({change.kind})" for change in changes)
+        raise SessionError(f"the session's files differ from what you approved in the project: "
+                           f"{listed}; start it from the approved state (--from REF), or "
+                           "approve the change in the project first (`sidecar trust`)")
+
+
 def new_session(options: NewOptions) -> NewResult:
     """Create session `options.name` and return when its stack is ready.
 
@@ -189,7 +229,7 @@ def new_session(options: NewOptions) -> NewResult:
     source = source_dir(options.project_dir)
     toplevel = sessiongit.repo_toplevel(source)
     subdir = source.relative_to(toplevel).as_posix() if source != toplevel else ""
-    source_model = compose_config(source, None)
+    approval, approvals, source_model = _approved(source)
     project = str(source_model.get("name") or "")
     compose_project = session_project(project, name)
     worktree = (options.worktree or toplevel.parent / f"{toplevel.name}.sessions" / name)
@@ -209,6 +249,7 @@ def new_session(options: NewOptions) -> NewResult:
         undo.branch = branch if tree.new_branch else None
         project_dir = worktree / subdir if subdir else worktree
         copied = sessiongit.copy_missing(source, project_dir, sessiongit.stack_files(source))
+        _same_as_approved(approval, approvals, project_dir)
         model = compose_config(project_dir, compose_project)
         bridge = load_bridge(project_dir / CONFIG_DIR / CONFIG_NAME)
         names = Names.of(project, source_model, model)

@@ -108,7 +108,8 @@ def flatten(value: Any, prefix: str = "") -> list[str]:
     return [f"{prefix}: {json.dumps(value, ensure_ascii=False, sort_keys=True)}"]
 
 
-def _file_changes(old: dict[str, FileState], new: dict[str, FileState]) -> list[FileChange]:
+def file_changes(old: dict[str, FileState], new: dict[str, FileState]) -> list[FileChange]:
+    """The files that differ between two sets of file states (by name), in name order."""
     changes = []
     for name in sorted(set(old) | set(new)):
         before, after = old.get(name, FileState(None)), new.get(name, FileState(None))
@@ -122,14 +123,14 @@ def _file_changes(old: dict[str, FileState], new: dict[str, FileState]) -> list[
 def compare(approval: Approval | None, snapshot: Snapshot) -> Comparison:
     """Compare what is on disk and what compose resolves now with what was approved."""
     if approval is None:
-        files = _file_changes({}, snapshot.files)
+        files = file_changes({}, snapshot.files)
         return Comparison(None, files, ([], flatten(snapshot.model)),
                           sorted(snapshot.policy), (None, snapshot.compose_version))
     policy = sorted(name for name in set(approval.policy) | set(snapshot.policy)
                     if approval.policy.get(name) != snapshot.policy.get(name))
     return Comparison(
         approval=approval,
-        files=_file_changes(approval.files, snapshot.files),
+        files=file_changes(approval.files, snapshot.files),
         model_lines=(flatten(approval.model), flatten(snapshot.model)),
         policy=policy,
         compose_versions=(approval.compose_version, snapshot.compose_version),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,20 +191,30 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
     from concurrent.futures import ThreadPoolExecutor
 
     directory = target.directory
-    project_dir = Path(os.path.realpath(directory))
     with ThreadPoolExecutor(max_workers=1) as pool:
         version = pool.submit(compose_version, target)  # meanwhile, the model
         resolved = resolve_model(target)
-    sidecar = directory / CONFIG_DIR
-    policy: dict[str, str] = {}
-    for name in POLICY_FILES:
-        policy[name] = read_policy_file(sidecar / name)
+    policy = read_policy(directory)
+    return Snapshot(target=target, resolved=resolved,
+                    model=normalize_model(resolved.doc, store),
+                    files=input_files(directory, store, target.environ()), policy=policy,
+                    compose_version=version.result())
+
+
+def read_policy(directory: Path) -> dict[str, str]:
+    """The project's policy files (bridge.yaml, the allowlist) by name."""
+    return {name: read_policy_file(directory / CONFIG_DIR / name) for name in POLICY_FILES}
+
+
+def input_files(directory: Path, store: Store, env: Mapping[str, str]) -> dict[str, FileState]:
+    """Every file that decides how the project at `directory` starts (compose files, env
+    files, the policy), by its name relative to the folder, as the record keeps them."""
+    project_dir = Path(os.path.realpath(directory))
     files: dict[str, FileState] = {}
-    for item in compose_inputs(directory, target.environ()):
+    for item in compose_inputs(directory, env):
         files[display_name(item.path, project_dir)] = file_state(
             item.path, store, env_file=item.kind == "env")
     for name in POLICY_FILES:
-        files[f"{CONFIG_DIR}/{name}"] = file_state(sidecar / name, store, env_file=False)
-    return Snapshot(target=target, resolved=resolved,
-                    model=normalize_model(resolved.doc, store), files=files, policy=policy,
-                    compose_version=version.result())
+        files[f"{CONFIG_DIR}/{name}"] = file_state(directory / CONFIG_DIR / name, store,
+                                                   env_file=False)
+    return files

@@ -44,9 +44,8 @@ class Project:
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """`docker compose` on the main stack, with its approved policy (see `MAIN_POLICY`)."""
-        files = ["-f", str(self.root / "compose.yaml"), "-f", str(self.root.parent / "main.yaml")]
-        return subprocess.run(["docker", "compose", *files, *args], cwd=self.root,
+        """`docker compose` on the main stack (`sidecar up` started it)."""
+        return subprocess.run(["docker", "compose", *args], cwd=self.root,
                               env=self.env, capture_output=True, text=True, timeout=300,
                               check=False)
 
@@ -124,27 +123,15 @@ sidecar:
 """
 
 
-# The main stack's approved policy, where the claude and gate services read it. Until
-# `sidecar up` fills it, the main stack gets the project's .sidecar/ there (outside the repository:
-# sessions never see this file).
-MAIN_POLICY = """\
-services:
-  claude:
-    volumes: ["{sidecar}:/run/sidecar/policy:ro"]
-  sidecar-gate:
-    volumes: ["{sidecar}:/run/sidecar/policy:ro"]
-"""
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _git(root: Path, *args: str) -> None:
+def _git(root: Path, *args: str, env: dict[str, str] | None = None) -> None:
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
-                   cwd=root, check=True, capture_output=True)
+                   cwd=root, check=True, capture_output=True, env=env)
 
 
 def _branch_with(project: Project, branch: str, rel: str, text: str) -> None:
@@ -192,7 +179,6 @@ def project(tmp_path_factory: pytest.TempPathFactory, claude_image: str, compose
     (root / ".sidecar" / "bridge.yaml").write_text(BRIDGE.format(project=name,
                                                                  claude_image=claude_image))
     (root / ".env").write_text(f"DB_PASSWORD={SECRET}\n")
-    (base / "main.yaml").write_text(MAIN_POLICY.format(sidecar=root / ".sidecar"))
     (root / ".gitignore").write_text(".env\n")
     (root / "sub").mkdir()
     (root / "sub" / "keep.txt").write_text("tracked\n")
@@ -213,8 +199,10 @@ def project(tmp_path_factory: pytest.TempPathFactory, claude_image: str, compose
         _git(root, "commit", "-qm", "the project")
         for path in [root, *root.rglob("*")]:
             os.lchown(path, PUID, PGID)
-        up = project.compose("up", "-d", "--wait")
-        assert up.returncode == 0, up.stderr
+        # The first `sidecar up` approves the project (trust on first use): sessions start
+        # only from what is approved.
+        up = project.run("up")
+        assert up.returncode == 0, up.stdout + up.stderr
         # State of the main stack the sessions start from: data in its database volume and a
         # login (plus other files) in Claude's config volume.
         seed = project.compose("exec", "-T", "db", "sh", "-c", "echo canary > /data/canary")
@@ -481,6 +469,44 @@ def test_a_stopped_session_comes_back_with_session_up(project: Project) -> None:
     assert again.stdout.splitlines()[-1] == "up"
 
 
+def _nothing_left_of(project: Project, name: str) -> None:
+    assert not (project.root.parent / f"{project.root.name}.sessions" / name).exists()
+    assert not project.containers(f"{project.name}-{name}")
+    branches = subprocess.run(["git", "branch", "--list", f"sidecar/{name}"], cwd=project.root,
+                              env=project.env, capture_output=True, text=True, check=True)
+    assert branches.stdout.strip() == ""
+    listed = project.run("session", "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert name not in {s["name"] for s in json.loads(listed.stdout)["sessions"]}
+
+
+def test_a_session_never_starts_what_was_not_approved(project: Project) -> None:
+    """The agent writes the project folder (and can commit): a session must not start a
+    compose file or a policy that changed since the user's approval, whether the change is in
+    the project's files or only in the commit the session is made from."""
+    compose = project.root / "compose.yaml"
+    original = compose.read_text()
+    compose.write_text(original.replace("services:\n", "services:\n  evil:\n"
+                                        f"    image: {BUSYBOX_IMAGE}\n    privileged: true\n"
+                                        "    command: [sleep, '600']\n", 1))
+    try:
+        refused = project.run("session", "new", "x")
+    finally:
+        compose.write_text(original)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "compose.yaml" in refused.stderr and "sidecar trust" in refused.stderr
+    _nothing_left_of(project, "x")
+    bridge = (project.root / ".sidecar" / "bridge.yaml").read_text()
+    wider = bridge.replace("commands:\n", "commands:\n  rootsh:\n    container: db\n"
+                           "    exec: [sh, -c]\n    user: '0'\n", 1)
+    assert wider != bridge
+    _branch_with(project, "wider", ".sidecar/bridge.yaml", wider)
+    refused = project.run("session", "new", "y", "--from", "wider")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert ".sidecar/bridge.yaml (changed)" in refused.stderr
+    _nothing_left_of(project, "y")
+
+
 def test_a_literal_name_of_another_sessions_container_is_out_of_scope(project: Project
                                                                       ) -> None:
     """Even a policy that names another session's container (a literal name, which the
@@ -492,8 +518,20 @@ def test_a_literal_name_of_another_sessions_container_is_out_of_scope(project: P
         "commands:\n" if "commands:" not in original else "")
     peer = peer.replace("commands:\n", "commands:\n  peer:\n    container: peer\n"
                         "    exec: [sh, -c]\n    workdir: /\n", 1)
-    _branch_with(project, "peer", ".sidecar/bridge.yaml", peer)
-    project.new("e", "--from", "peer")
+    # The user approves that policy in the project (committed, so the session's checkout has
+    # it); the project's own policy comes back afterwards.
+    bridge_file = project.root / ".sidecar" / "bridge.yaml"
+    bridge_file.write_text(peer)
+    _git(project.root, "commit", "-qam", "peer", env=project.env)
+    trusted = project.run("trust", "--yes")
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    try:
+        project.new("e")
+    finally:
+        _git(project.root, "revert", "--no-edit", "HEAD", env=project.env)
+        restored = project.run("trust", "--yes")
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        assert bridge_file.read_text() == original
     policy = project.exec("e", "cat", "/run/sidecar/policy/bridge.yaml")
     assert f"peer: {b_app.name}" in policy.stdout  # kept as written
     refused = project.exec("e", "peer", "touch /tmp/scoped")
