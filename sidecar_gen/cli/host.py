@@ -136,9 +136,13 @@ def doctor(
     output_format: Annotated[str, typer.Option(
         "--format", "-f", help="Output format: text, json.", callback=_doctor_format,
         autocompletion=lambda: list(DOCTOR_FORMATS))] = "text",
+    session: Annotated[str | None, typer.Option(
+        "--session", "-s", help="Check session NAME of the project (default: the session whose "
+        "worktree holds DIR, else the project itself).", show_default=False)] = None,
 ) -> None:
     """Check the set-up: engine, compose, render, approval, services, routed commands, the
     gate's policy, the firewall, PUID/PGID, Claude Code. One line per check, with the fix.
+    For a session, its stored policy replaces the render and approval checks.
 
     Exit codes: 0 healthy (warnings allowed), 1 problems, 2 usage error.
     """
@@ -147,7 +151,7 @@ def doctor(
     from sidecar_gen.doctor import Status, run_doctor
 
     target = _target(directory)
-    report = run_doctor(target)
+    report = run_doctor(target, session)
     if output_format == "json":
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -1,7 +1,8 @@
 """`sidecar doctor`: is the set-up working? One line per check, each with how to fix it.
 
 `run_doctor(target)` takes a `ComposeTarget` (folder, optional project name, environment), so
-the same checks run for the main stack and for a session (another folder, `-p <project>-NAME`).
+the same checks run for the main stack and for a session (its worktree, `-p <project>-NAME`, and
+the policy stored when it was made in place of the project's approval).
 Host-side checks live in `host`, checks of the running stack (through the Engine API, execs
 included) in `stack`. Checks that need what an earlier one could not get are skipped, saying
 which one to fix first.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sidecar_gen.composecli import ComposeTarget
@@ -72,11 +74,23 @@ class DoctorReport:
                 "checks": [r.to_dict() for r in self.results]}
 
 
-def run_doctor(target: ComposeTarget) -> DoctorReport:
-    """Run every check against the project `target` names."""
+def run_doctor(target: ComposeTarget, session: str | None = None) -> DoctorReport:
+    """Run every check against the project `target` names, or against its session `session`
+    (also when `target` is inside a session's worktree and `session` is None)."""
     from sidecar_gen.doctor import host, stack
+    from sidecar_gen.sessionstore import Store, record_for_path
 
-    report = DoctorReport(target)
-    context = host.run_host_checks(report)
+    record = record_for_path(target.directory, target.environ())
+    if session is not None:
+        source = Path(record.source) if record else target.directory
+        record = Store(source, target.environ()).load(session)
+    if record is None:
+        report = DoctorReport(target)
+        context = host.run_host_checks(report)
+    else:
+        folder = Store(Path(record.source), target.environ()).folder(record.name)
+        report = DoctorReport(ComposeTarget(record.project_dir, record.compose_project,
+                                            target.env))
+        context = host.run_session_checks(report, record, folder)
     stack.run_stack_checks(report, context)
     return report

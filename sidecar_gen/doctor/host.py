@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar_gen.composecli import ResolvedModel, compose_version
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME, bridge_from_text, load_bridge
 from sidecar_gen.doctor import DoctorReport, Status
 from sidecar_gen.errors import SidecarError
+from sidecar_gen.fsutil import read_text_file
 from sidecar_gen.model import Bridge
+from sidecar_gen.render import DOMAINS_NAME
 from sidecar_gen.trust.record import Approval
+
+if TYPE_CHECKING:
+    from sidecar_gen.sessionstore import SessionRecord
 
 MIN_COMPOSE = (2, 20)  # top-level `include:`
 
@@ -136,6 +142,48 @@ def _policy(report: DoctorReport, context: HostContext) -> None:
         context.bridge_source = str(Path(CONFIG_DIR) / CONFIG_NAME)
     except SidecarError:
         context.bridge = None  # `render` or `approval` already said why
+
+
+def _session(report: DoctorReport, context: HostContext, session: SessionRecord,
+             folder: Path | None) -> None:
+    """A session runs the model and policy stored when it was made (its own approval): read
+    them for the stack checks, instead of the worktree's files, which the agent controls."""
+    from sidecar_gen.sessionstore import MODEL_FILE
+    from sidecar_gen.sessionstore import POLICY_DIR as SESSION_POLICY
+
+    report.project = session.compose_project
+    fix = f"`sidecar session rm {session.name}`, then `sidecar session new {session.name}`"
+    if folder is None:
+        report.add("session", Status.FAIL, f"session {session.name}: no state folder", fix)
+        return
+    try:
+        policy = {name: read_text_file(folder / SESSION_POLICY / name)
+                  for name in (CONFIG_NAME, DOMAINS_NAME)}
+        model = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
+        context.bridge = bridge_from_text(policy[CONFIG_NAME], "the session's bridge.yaml")
+    except (SidecarError, OSError, ValueError) as exc:
+        message = exc.message if isinstance(exc, SidecarError) else str(exc)
+        report.add("session", Status.FAIL, f"session {session.name}: its stored policy or "
+                   f"model is unusable: {message}", fix)
+        return
+    context.bridge_source = "the session's bridge.yaml"
+    context.approval = Approval(project_dir=str(session.project_dir),
+                                compose_project=session.compose_project, model=model,
+                                files={}, policy=policy, approved_at=session.created)
+    report.add("session", Status.OK, f"session {session.name} (compose project "
+               f"{session.compose_project}, branch {session.branch}): policy and model "
+               f"stored in {folder}")
+
+
+def run_session_checks(report: DoctorReport, session: SessionRecord,
+                       folder: Path | None) -> HostContext:
+    """Engine, compose, and the session's stored policy and model; what the stack checks
+    need. The worktree's render and approval are not checked: the session never reads them."""
+    context = HostContext()
+    _engine(report, context)
+    _compose(report)
+    _session(report, context, session, folder)
+    return context
 
 
 def run_host_checks(report: DoctorReport) -> HostContext:

@@ -260,6 +260,43 @@ def test_two_sessions_and_the_main_stack_run_side_by_side(project: Project) -> N
     assert json.loads(inside.stdout)["sessions"] == sessions
 
 
+def _doctor(project: Project, *args: str, cwd: Path | None = None
+            ) -> tuple[int, str, dict[str, dict[str, str]]]:
+    ran = project.run("doctor", "--format", "json", *args, cwd=cwd)
+    report = json.loads(ran.stdout)
+    return ran.returncode, report["project"], {c["check"]: c for c in report["checks"]}
+
+
+def test_doctor_checks_a_session_by_name_and_from_inside_its_worktree(project: Project
+                                                                      ) -> None:
+    """The session's own containers and its stored policy (what its gate must run), not the
+    main stack's; the test image has no Claude Code, so that check is the one failure."""
+    session = f"{project.name}-a"
+    code, name, checks = _doctor(project, "--session", "a")
+    assert (code, name) == (1, session), checks
+    failing = {n for n, c in checks.items() if c["status"] == "fail"}
+    assert failing == {"claude code"}, checks
+    assert checks["session"]["status"] == "ok"
+    assert checks["gate policy"]["message"] == "the gate runs the approved bridge.yaml"
+    assert checks["policy volume"]["status"] == "ok"
+    assert checks["command run"]["message"].startswith(f"{session}-app-1: sh is ")
+    assert checks["sidecar-gate"]["message"].startswith(f"{session}-sidecar-gate-1 is running")
+    assert "render" not in checks and "approval" not in checks  # a session reads neither
+    _, inside, _ = _doctor(project, cwd=project.sessions["a"] / "sub")
+    assert inside == session
+    _, main, main_checks = _doctor(project)
+    assert main == project.name and main_checks["approval"]["status"] == "ok"
+    app = project.containers(session)["app"]
+    app.stop(timeout=1)
+    try:
+        code, _, checks = _doctor(project, "--session", "a")
+        assert code == 1
+        assert checks["command run"]["status"] == "fail"
+        assert checks["command run"]["message"] == f"{session}-app-1 is exited", checks
+    finally:
+        app.start()
+
+
 def test_a_second_session_of_the_same_name_is_refused(project: Project) -> None:
     before = project.containers(f"{project.name}-a")["claude"].id
     again = project.run("session", "new", "a")
