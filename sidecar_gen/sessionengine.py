@@ -8,7 +8,6 @@ caller's `COMPOSE_*` variables, so nothing in the worktree (a `.env` with `COMPO
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sidecar_gen.composecli import ComposeTarget, resolve_model
 from sidecar_gen.render import PASSTHROUGH_ENV
 from sidecar_gen.runtime.contract import (
     ONEOFF_LABEL,
@@ -30,7 +30,6 @@ from sidecar_gen.sessionstore import SessionError, usage_error
 
 VOLUME_LABEL = "com.docker.compose.volume"
 HELPER_LABEL = "dev.claude-sidecar.helper"
-CONFIG_TIMEOUT = 60.0
 UP_TIMEOUT = 600.0
 READY_TIMEOUT = 120.0
 # The entrypoint's last line before it waits for `docker compose exec` (images without a
@@ -58,23 +57,7 @@ def compose_config(project_dir: Path, project: str | None) -> dict[str, Any]:
     variables left unset so they stay pass-through (and out of the stored model)."""
     env = {k: v for k, v in os.environ.items() if k not in PASSTHROUGH_ENV}
     env["PWD"] = str(project_dir)  # `${PWD}` in a compose file means the project folder
-    argv = [docker_cli(), "compose", *(["-p", project] if project else []), "config",
-            "--format", "json"]
-    try:
-        result = subprocess.run(argv, cwd=project_dir, env=env, capture_output=True, text=True,
-                                timeout=CONFIG_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        raise SessionError(f"docker compose config took over {CONFIG_TIMEOUT:.0f} s") from None
-    if result.returncode != 0:
-        raise SessionError(f"docker compose config failed in {project_dir}: "
-                           f"{_last_lines(result.stderr, 1)}")
-    try:
-        model = json.loads(result.stdout)
-    except json.JSONDecodeError as exc:
-        raise SessionError(f"docker compose config printed no JSON: {exc}") from None
-    if not isinstance(model, dict):
-        raise SessionError("docker compose config printed no model")
-    return model
+    return resolve_model(ComposeTarget(project_dir, project, env)).doc
 
 
 def _compose_env() -> dict[str, str]:

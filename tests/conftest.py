@@ -145,3 +145,16 @@ def claude_code_image(docker_client: Any) -> str:
     """`sidecar-test/claude:npm-<inputs hash>`: the image with the npm registry's latest Claude
     Code (CLAUDE_INSTALL=npm), built when needed; needs the npm registry once per release."""
     return _claude_image(docker_client, "npm")
+
+
+@pytest.fixture
+def ministack(tmp_path: Path, claude_image: str, compose_cli: list[str],
+              sidecar_cli: list[str]) -> Iterator[Any]:
+    """A rendered claude service on its own (tests/image/minstack.py), taken down after."""
+    from image.minstack import make_ministack
+
+    stack = make_ministack(tmp_path, claude_image, compose_cli, sidecar_cli)
+    try:
+        yield stack
+    finally:
+        stack.run("down", "-v", "--remove-orphans", "-t", "1", timeout=120)

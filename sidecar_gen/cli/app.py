@@ -54,6 +54,17 @@ def quiet_broken_pipe() -> typer.Exit:
     return typer.Exit(int(ExitCode.BROKEN_PIPE))
 
 
+def one_of(choices: Callable[[], Any]) -> Callable[[str], str]:
+    """A typer callback that accepts only the values in `choices()` (read when called, so a
+    registry that grows is the list), with a one-line usage error naming them."""
+    def check(value: str) -> str:
+        known = list(choices())
+        if value not in known:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(known)}")
+        return value
+    return check
+
+
 def handle_errors(func: F) -> F:
     """Map expected failures to one line and their exit code; never show a traceback for them."""
 

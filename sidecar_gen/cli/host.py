@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sidecar_gen.cli.app import app, handle_errors, use_color
+from sidecar_gen.cli.app import app, handle_errors, one_of, use_color
 from sidecar_gen.errors import ExitCode, SidecarError
 
 if TYPE_CHECKING:
@@ -123,10 +123,7 @@ def trust(
 DOCTOR_FORMATS = ("text", "json")
 
 
-def _doctor_format(value: str) -> str:
-    if value not in DOCTOR_FORMATS:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(DOCTOR_FORMATS)}")
-    return value
+_doctor_format = one_of(lambda: DOCTOR_FORMATS)
 
 
 @app.command()

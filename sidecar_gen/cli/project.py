@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sidecar_gen.cli.app import app, handle_errors, use_color
+from sidecar_gen.cli.app import app, handle_errors, one_of, use_color
 from sidecar_gen.errors import ExitCode, SidecarError
 from sidecar_gen.reporters import REPORTER_BY_NAME
 
@@ -21,11 +21,8 @@ def schema() -> None:
     typer.echo(schema_text(), nl=False)
 
 
-def _known_format(value: str) -> str:
-    # The reporters' registry is the list of formats: a new reporter is a new choice.
-    if value not in REPORTER_BY_NAME:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(REPORTER_BY_NAME)}")
-    return value
+# The reporters' registry is the list of formats: a new reporter is a new choice.
+_known_format = one_of(lambda: REPORTER_BY_NAME)
 
 
 @app.command()

@@ -6,23 +6,10 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from image.minstack import GATED_IPSET, MiniStack, make_ministack, rendered_claude_service
-
-
-@pytest.fixture
-def ministack(tmp_path: Path, claude_image: str, compose_cli: list[str],
-              sidecar_cli: list[str]) -> Iterator[MiniStack]:
-    stack = make_ministack(tmp_path, claude_image, compose_cli, sidecar_cli)
-    try:
-        yield stack
-    finally:
-        stack.run("down", "-v", "--remove-orphans", "-t", "1", timeout=120)
+from image.minstack import GATED_IPSET, MiniStack, rendered_claude_service
 
 
 def _wait_for(path: Path, timeout: float = 60) -> None:

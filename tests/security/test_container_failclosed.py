@@ -8,12 +8,9 @@ really open, which is exactly why Claude Code must not run there.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from image.minstack import MiniStack, make_ministack, rendered_claude_service
+from image.minstack import MiniStack, rendered_claude_service
 from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.tag import Tag
 
@@ -28,16 +25,6 @@ def reset() -> CommentedSeq:
     seq = CommentedSeq()
     seq.yaml_set_ctag(Tag(suffix="!reset"))
     return seq
-
-
-@pytest.fixture
-def ministack(tmp_path: Path, claude_image: str, compose_cli: list[str],
-              sidecar_cli: list[str]) -> Iterator[MiniStack]:
-    stack = make_ministack(tmp_path, claude_image, compose_cli, sidecar_cli)
-    try:
-        yield stack
-    finally:
-        stack.run("down", "-v", "--remove-orphans", "-t", "1", timeout=120)
 
 
 def test_without_net_admin_claude_code_does_not_start(ministack: MiniStack,
