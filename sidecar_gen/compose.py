@@ -13,6 +13,7 @@ import json
 import os
 import posixpath
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -101,6 +102,8 @@ class Service:
     build: Build | None = None
     labels: tuple[tuple[str, str], ...] = ()
     user: str | None = None
+    launch: tuple[tuple[str, ...], ...] = ()  # its `entrypoint` and `command`, as argv
+    depends_on: tuple[str, ...] = ()
 
     @property
     def has_build(self) -> bool:
@@ -192,7 +195,23 @@ def _service(name: str, spec: Mapping[str, Any]) -> Service:
         build=_build(spec.get("build")),
         labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
         user=str(spec["user"]) if spec.get("user") is not None else None,
+        depends_on=tuple(sorted(str(d) for d in spec.get("depends_on") or ()
+                                if isinstance(spec.get("depends_on"), list | dict))),
+        launch=tuple(argv for argv in (_argv(spec.get("entrypoint")), _argv(spec.get("command")))
+                     if argv),
     )
+
+
+def _argv(raw: Any) -> tuple[str, ...]:
+    # compose config prints both as lists; a file may hold the shell-like string form.
+    if isinstance(raw, str):
+        try:
+            return tuple(shlex.split(raw))
+        except ValueError:
+            return tuple(raw.split())
+    if isinstance(raw, list):
+        return tuple(str(word) for word in raw)
+    return ()
 
 
 def project_from_model(model: Mapping[str, Any], setup: ComposeSetup, *, via_cli: bool,

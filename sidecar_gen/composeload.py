@@ -1,7 +1,8 @@
 """Our own reader of a compose project, for when `docker compose config` is not available.
 
 It builds the part of compose's resolved model that init and validate use (per service: image,
-build, container_name, working_dir, volumes, labels, profiles, depends_on, user), in the shape
+build, container_name, working_dir, volumes, labels, profiles, depends_on, user, command,
+entrypoint), in the shape
 `docker compose config --format json` prints it, following compose-go's rules: interpolation
 per file, `include` (each included project with its own folder and `.env`), `extends` (same
 file or another), override files merged in order (mappings merged, `volumes` by target,
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,7 @@ from sidecar_gen.yamlio import Tagged, load_plain
 
 MAX_FILES = 64  # include/extends chains of a real project are a handful of files
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_KEPT = ("image", "container_name", "working_dir", "user")
+_KEPT = ("image", "container_name", "working_dir", "user", "command", "entrypoint")
 
 
 class _Reset:
@@ -193,6 +195,11 @@ def _canonical(value: Any, key: str, base: Path, environ: Mapping[str, str]) -> 
         return [str(n) for n in names]
     if key == "profiles":
         return [str(p) for p in value or []]
+    if key in ("command", "entrypoint") and isinstance(value, str):
+        try:  # compose splits the string form like a shell would, without running one
+            return shlex.split(value)
+        except ValueError:
+            return value.split()
     return value
 
 
@@ -202,6 +209,7 @@ _SHAPES: dict[str, tuple[type, ...]] = {
     "image": (str,), "container_name": (str,), "working_dir": (str,), "user": (str, int),
     "build": (str, dict), "volumes": (list,), "labels": (dict, list),
     "depends_on": (list, dict), "profiles": (list,), "extends": (str, dict),
+    "command": (str, list), "entrypoint": (str, list),
 }
 _BUILD_SHAPES: dict[str, tuple[type, ...]] = {
     "context": (str,), "dockerfile": (str,), "dockerfile_inline": (str,), "target": (str,),

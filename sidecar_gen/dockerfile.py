@@ -9,6 +9,7 @@ in from other images (`COPY --from=composer:2 /usr/bin/composer ...`).
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 import shlex
@@ -68,6 +69,8 @@ class _Stage:
     runs: list[str] = field(default_factory=list)
     copied: set[str] = field(default_factory=set)
     workdir: str | None = None  # the last WORKDIR (relative ones joined), None: inherited
+    entrypoint: list[str] | None = None  # None: inherited
+    cmd: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class DockerfileFacts:
     installed: frozenset[str]
     stages: tuple[str, ...]  # the chain, e.g. ("php:8.3-cli", "base", "dev")
     workdir: str | None = None  # the image's working directory, when a WORKDIR sets it
+    launch: tuple[tuple[str, ...], ...] = ()  # what the image starts with: ENTRYPOINT, CMD
 
 
 def _instructions(text: str) -> Iterator[tuple[str, str]]:
@@ -135,6 +139,8 @@ def _package_programs(package: str) -> tuple[str, ...]:
 def installed_by(run: str) -> set[str]:
     """Programs one RUN instruction installs (from its words and well-known installer URLs)."""
     found: set[str] = set()
+    # A heredoc body is a shell script: its own line continuations join lines too.
+    run = re.sub(r"\\[ \t]*\n", " ", run)
     lowered = run.lower()
     for url, programs in _URLS:
         if url in lowered:
@@ -157,6 +163,8 @@ def installed_by(run: str) -> set[str]:
                                                   and "pip" in rest[:1]):
             packages = rest[rest.index("install") + 1:] if "install" in rest else []
             found.update(_TOOL_PACKAGES["pip"].get(_package_name(p), "") for p in packages)
+        elif tool == "install-php-extensions" and "@composer" in words:
+            found.add("composer")  # mlocati's installer: `@composer` is Composer itself
         elif tool == "npm" and ("-g" in words or "--global" in words) and rest[:1] in (
                 ["install"], ["i"], ["add"]):
             found.update(_TOOL_PACKAGES["npm"].get(_package_name(p), "") for p in rest[1:])
@@ -167,7 +175,10 @@ def installed_by(run: str) -> set[str]:
 
 
 def _package_name(spec: str) -> str:
-    return re.split(r"[=<>~\[@!;]", spec, maxsplit=1)[0].lower().rsplit("/", 1)[-1]
+    name = re.split(r"[=<>~\[@!;]", spec, maxsplit=1)[0].lower().rsplit("/", 1)[-1]
+    # A package file (`npm install -g ./pnpm.tgz`, `pnpm-10.33.4.tgz`): its name before the
+    # version.
+    return re.sub(r"(-\d[\w.]*)?\.(tgz|tar\.gz|whl)$", "", name)
 
 
 def _copied(arguments: str) -> set[str]:
@@ -225,6 +236,12 @@ def read_dockerfile(text: str, args: Mapping[str, str] | None = None,
                                                                        path))
         elif keyword == "RUN" and stages:
             stages[-1].runs.append(substitute(rest) or rest)
+        elif keyword in ("CMD", "ENTRYPOINT") and stages:
+            argv = _exec_form(rest)
+            if keyword == "ENTRYPOINT":
+                stages[-1].entrypoint, stages[-1].cmd = argv, []  # ENTRYPOINT resets CMD
+            else:
+                stages[-1].cmd = argv
         elif keyword in ("COPY", "ADD") and stages and "--from" in rest:
             stages[-1].copied |= _copied(rest)
     return _facts(stages, target)
@@ -250,6 +267,22 @@ def _facts(stages: list[_Stage], target: str | None) -> DockerfileFacts:
     if "node" in installed and "nodesource" in runs:
         installed |= {"npm", "npx"}  # NodeSource's nodejs package carries npm
     workdir = next((s.workdir for s in chain if s.workdir), None)
+    entrypoint = next((s.entrypoint for s in chain if s.entrypoint is not None), [])
+    cmd = next((s.cmd for s in chain if s.cmd is not None), [])
     return DockerfileFacts(base=chain[-1].base or None, installed=frozenset(installed),
                            stages=tuple(s.name or s.base for s in reversed(chain)),
-                           workdir=workdir)
+                           workdir=workdir,
+                           launch=tuple(tuple(argv) for argv in (entrypoint, cmd) if argv))
+
+
+def _exec_form(arguments: str) -> list[str]:
+    """`["php", "app/http.php"]` or the shell form `php app/http.php` (run by `/bin/sh -c`)."""
+    text = arguments.strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+    return ["/bin/sh", "-c", text] if text else []

@@ -13,7 +13,7 @@ from sidecar_gen.compose import Service
 from sidecar_gen.composeenv import read_bounded
 from sidecar_gen.dockerfile import read_dockerfile
 from sidecar_gen.errors import InputError
-from sidecar_gen.programs import image_programs, in_order
+from sidecar_gen.programs import image_programs, in_order, launched
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,13 @@ class Evidence:
     sources: Mapping[str, str] = field(default_factory=dict)  # program -> where it was found
     unknown: str = ""  # when there are no programs: what init looked at
     workdir: str | None = None  # the image's working directory, when known (Dockerfile WORKDIR)
+    launch: tuple[tuple[str, ...], ...] = ()  # the Dockerfile's ENTRYPOINT and CMD
+    label: str = ""  # the Dockerfile, as comments name it
+
+
+def _shown(argv: tuple[str, ...]) -> str:
+    text = " ".join(argv)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _rel(path: Path | str, root: Path) -> str:
@@ -71,15 +78,28 @@ def from_dockerfile(service: Service, root: Path) -> Evidence | None:
         sources.setdefault(program, f"{label}: installed")
     if not sources:
         return Evidence(unknown=f"{label}: FROM {facts.base or '(unknown)'}",
-                        workdir=facts.workdir)
+                        workdir=facts.workdir, launch=facts.launch, label=label)
     return Evidence(programs=in_order(set(sources)), primary=frozenset(base), sources=sources,
-                    workdir=facts.workdir)
+                    workdir=facts.workdir, launch=facts.launch, label=label)
 
 
 def knowledge(service: Service, root: Path) -> Evidence:
-    """Programs from the Dockerfile when compose builds the image, else from the image name."""
+    """Programs from the Dockerfile when compose builds the image, else from the image name;
+    plus what the container is started with (a program it starts is one it has)."""
     built = from_dockerfile(service, root)
-    return built if built is not None else from_image(service.image)
+    known = built if built is not None else from_image(service.image)
+    sources = dict(known.sources)
+    for argv in service.launch:
+        for program in launched(argv):
+            sources.setdefault(program, f"compose starts it: {_shown(argv)}")
+    for argv in known.launch:
+        for program in launched(argv):
+            sources.setdefault(program, f"{known.label}: starts {_shown(argv)}")
+    if sources == known.sources:
+        return known
+    started = frozenset(sources) - frozenset(known.sources)
+    return Evidence(programs=in_order(set(sources)), primary=known.primary or started,
+                    sources=sources, workdir=known.workdir)
 
 
 def from_probe(found: frozenset[str], known: Evidence) -> Evidence:

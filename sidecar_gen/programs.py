@@ -7,8 +7,10 @@ no `composer`, `python:*` no `pytest`; a Dockerfile that installs them says so (
 
 from __future__ import annotations
 
+import posixpath
 import re
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Sequence
 
 # Every program init may propose, in the order it proposes them. Names the Claude container
 # needs itself (sh, python3, ...) are not here: validate refuses them as routes.
@@ -71,6 +73,7 @@ def _fixed(*programs: str) -> Callable[[str], tuple[str, ...]]:
 
 
 _PHP = _fixed("php")
+_FRANKENPHP = _PHP  # every FrankenPHP image is built on the official php:*-zts images
 _PSQL = _fixed("psql", "pg_dump")
 _MYSQL = _fixed("mysql", "mysqldump")
 _JAVA = _fixed("java")
@@ -80,6 +83,7 @@ _JAVA = _fixed("java")
 IMAGES: dict[str, Callable[[str], tuple[str, ...]]] = {
     "php": _PHP, "php-fpm": _PHP, "php-cli": _PHP, "php-apache": _PHP,
     # Official application images built on php:*-apache / php:*-fpm.
+    "dunglas/frankenphp": _FRANKENPHP,
     "wordpress": _PHP, "nextcloud": _PHP, "drupal": _PHP, "joomla": _PHP,
     "composer": _fixed("composer", "php"),
     "node": _fixed("node", "npm", "npx", "yarn"),  # yarn 1 ships in every official node image
@@ -129,5 +133,58 @@ def image_programs(image: str | None) -> tuple[str, ...]:
     for key in (repo, "/".join(repo.split("/")[-2:]), last):
         if key in IMAGES:
             return IMAGES[key](tag)
-    versioned = _VERSIONED.match(last) or _VERSIONED.match(tag)
-    return IMAGES[versioned.group(1)](tag) if versioned else ()
+    # A toolchain and its version in the name or in one part of the tag (`mimidots/php7.4`,
+    # `dunglas/frankenphp:1-php8.5`, `nikolaik/python-nodejs:python3.12-nodejs22`).
+    for part in (last, *tag.split("-")):
+        versioned = _VERSIONED.match(part)
+        if versioned:
+            return IMAGES[versioned.group(1)](tag)
+    return ()
+
+
+# What a program implies: the package manager ships with (or cannot run without) its toolchain.
+_IMPLIES = {"npm": ("node", "npx"), "npx": ("node",), "yarn": ("node",), "pnpm": ("node",),
+            "composer": ("php",), "pip": ("python",), "bundle": ("ruby",), "rails": ("ruby",),
+            "rake": ("ruby",), "mvn": ("java",), "gradle": ("java",), "mix": ("elixir",)}
+_PATH_DIRS = frozenset({"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin",
+                        "/bin"})
+_SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh"})
+_WRAPPERS = frozenset({"exec", "env", "tini", "dumb-init", "gosu", "su-exec", "nice", "time"})
+
+
+def launched(argv: Sequence[str]) -> tuple[str, ...]:
+    """The known programs a container's start command runs (`php app/http.php`,
+    `sh -c "pnpm exec prisma migrate deploy"`, `bundle exec rails s`), with what they imply."""
+    words = list(argv)
+    for _ in range(4):  # unwrap `sh -c "..."`, `env X=1 ...`, `exec ...`, `tini -- ...`
+        while words and ("=" in words[0] or words[0] in ("--", "-s")
+                         or posixpath.basename(words[0]) in _WRAPPERS):
+            words = words[1:]
+        if len(words) >= 3 and posixpath.basename(words[0]) in _SHELLS and words[1] == "-c":
+            words = _split(words[2])
+            continue
+        break
+    if not words:
+        return ()
+    first = posixpath.basename(words[0])
+    # `/opt/netbox/venv/bin/python`: that one need not be the `python` a routed call finds.
+    on_path = "/" not in words[0] or posixpath.dirname(words[0]) in _PATH_DIRS
+    found = {first} if first in _ORDER and on_path else set()
+    if first in ("bundle", "npx", "pnpm", "yarn", "npm") and len(words) > 2 \
+            and words[1] in ("exec", "run", "dlx") and words[2] in _ORDER:
+        found.add(words[2])  # `bundle exec rails s`: both are there
+    for program in list(found):
+        found.update(_IMPLIES.get(program, ()))
+    return in_order(found)
+
+
+def _split(command: str) -> list[str]:
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    # Only the first command of `a && b` or `a; b` starts the container.
+    for index, word in enumerate(words):
+        if word in ("&&", "||", ";", "|") or word.endswith(";"):
+            return words[:index] + ([word[:-1]] if word.endswith(";") and word != ";" else [])
+    return words

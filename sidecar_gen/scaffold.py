@@ -147,14 +147,17 @@ def propose(project: ComposeProject | None, workspace: str = DEFAULT_WORKSPACE,
     evidence = _evidence(project, probed or {})
     paths = {n: _mappings(s, project.directory, workspace) for n, s in project.services.items()}
     # Who gets a program several services have: the image whose own toolchain it is, then a
-    # service with the project mounted, then the first by name.
+    # service with the project mounted, then the one most others wait for (the app its
+    # workers start after), then the first by name.
+    waited = {n: sum(n in s.depends_on for s in project.services.values())
+              for n in project.services}
     owner: dict[str, str] = {}
     also: dict[tuple[str, str], list[str]] = {}  # (other service, owner) -> programs
     for program in CATALOGUE:
         having = [n for n in sorted(project.services) if program in evidence[n].programs]
         if having:
             owner[program] = min(having, key=lambda n: (program not in evidence[n].primary,
-                                                        not paths[n], n))
+                                                        not paths[n], -waited[n], n))
             for other in having:
                 if other != owner[program]:
                     also.setdefault((other, owner[program]), []).append(program)

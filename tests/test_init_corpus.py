@@ -9,7 +9,9 @@ project. No container runs: the programs come from what init knows about images 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,14 @@ def _source(name: str) -> dict[str, Any]:
     data = YAML(typ="safe").load((CORPUS / name / "SOURCE").read_text())
     assert isinstance(data, dict)
     return data
+
+
+def _cli_is_older(version: str) -> bool:
+    """True when the installed compose CLI is older than `version` (e.g. "2.24")."""
+    out = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True,
+                         text=True, check=False).stdout.strip().lstrip("v")
+    have = tuple(int(p) for p in re.findall(r"\d+", out)[:2])
+    return bool(have) and have < tuple(int(p) for p in version.split("."))
 
 
 def _checkout(name: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -64,7 +74,13 @@ def test_init_writes_the_reviewed_bridge(name: str, reader: str, tmp_path: Path,
     result = run_init(directory, prefer_cli=reader == "cli", probe=False, environ=env)
     project = result.proposal.project
     assert project is not None
-    assert project.via_cli is (reader == "cli"), project.cli_error
+    newer = _source(name).get("newer_compose")
+    if reader == "cli" and not project.via_cli and newer and _cli_is_older(newer):
+        # A file this machine's compose CLI is too old for: init says why in one line and
+        # reads it itself, which must still write the reviewed file.
+        assert project.cli_error and "\n" not in project.cli_error
+    else:
+        assert project.via_cli is (reader == "cli"), project.cli_error
     written = directory / ".sidecar" / "bridge.yaml"
     assert written.read_text() == (CORPUS / name / "bridge.yaml").read_text()
     # validate reads the project in the user's shell, as they would run it.
