@@ -104,6 +104,7 @@ class Service:
     user: str | None = None
     launch: tuple[tuple[str, ...], ...] = ()  # its `entrypoint` and `command`, as argv
     depends_on: tuple[str, ...] = ()
+    publishes: bool = False  # it has `ports:` (what people reach: the app, not its workers)
 
     @property
     def has_build(self) -> bool:
@@ -195,6 +196,7 @@ def _service(name: str, spec: Mapping[str, Any]) -> Service:
         build=_build(spec.get("build")),
         labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
         user=str(spec["user"]) if spec.get("user") is not None else None,
+        publishes=bool(spec.get("ports")),
         depends_on=tuple(sorted(str(d) for d in spec.get("depends_on") or ()
                                 if isinstance(spec.get("depends_on"), list | dict))),
         launch=tuple(argv for argv in (_argv(spec.get("entrypoint")), _argv(spec.get("command")))

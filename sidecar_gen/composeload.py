@@ -2,7 +2,7 @@
 
 It builds the part of compose's resolved model that init and validate use (per service: image,
 build, container_name, working_dir, volumes, labels, profiles, depends_on, user, command,
-entrypoint), in the shape
+entrypoint, ports), in the shape
 `docker compose config --format json` prints it, following compose-go's rules: interpolation
 per file, `include` (each included project with its own folder and `.env`), `extends` (same
 file or another), override files merged in order (mappings merged, `volumes` by target,
@@ -36,7 +36,7 @@ from sidecar_gen.yamlio import Tagged, load_plain
 
 MAX_FILES = 64  # include/extends chains of a real project are a handful of files
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_KEPT = ("image", "container_name", "working_dir", "user", "command", "entrypoint")
+_KEPT = ("image", "container_name", "working_dir", "user", "command", "entrypoint", "ports")
 
 
 class _Reset:
@@ -209,7 +209,7 @@ _SHAPES: dict[str, tuple[type, ...]] = {
     "image": (str,), "container_name": (str,), "working_dir": (str,), "user": (str, int),
     "build": (str, dict), "volumes": (list,), "labels": (dict, list),
     "depends_on": (list, dict), "profiles": (list,), "extends": (str, dict),
-    "command": (str, list), "entrypoint": (str, list),
+    "command": (str, list), "entrypoint": (str, list), "ports": (list,),
 }
 _BUILD_SHAPES: dict[str, tuple[type, ...]] = {
     "context": (str,), "dockerfile": (str,), "dockerfile_inline": (str,), "target": (str,),

@@ -148,24 +148,28 @@ _IMPLIES = {"npm": ("node", "npx"), "npx": ("node",), "yarn": ("node",), "pnpm":
             "rake": ("ruby",), "mvn": ("java",), "gradle": ("java",), "mix": ("elixir",)}
 _PATH_DIRS = frozenset({"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin",
                         "/bin"})
+_SEPARATORS = re.compile(r"&&|\|\||[;|\n]")
 _SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh"})
 _WRAPPERS = frozenset({"exec", "env", "tini", "dumb-init", "gosu", "su-exec", "nice", "time"})
 
 
-def launched(argv: Sequence[str]) -> tuple[str, ...]:
+def launched(argv: Sequence[str], depth: int = 0) -> tuple[str, ...]:
     """The known programs a container's start command runs (`php app/http.php`,
-    `sh -c "pnpm exec prisma migrate deploy"`, `bundle exec rails s`), with what they imply."""
+    `sh -c "rm -f x.pid; bundle exec rails s"`: every command of the script), with what they
+    imply."""
     words = list(argv)
-    for _ in range(4):  # unwrap `sh -c "..."`, `env X=1 ...`, `exec ...`, `tini -- ...`
-        while words and ("=" in words[0] or words[0] in ("--", "-s")
-                         or posixpath.basename(words[0]) in _WRAPPERS):
-            words = words[1:]
-        if len(words) >= 3 and posixpath.basename(words[0]) in _SHELLS and words[1] == "-c":
-            words = _split(words[2])
-            continue
-        break
+    while words and ("=" in words[0] or words[0] in ("--", "-s", "then", "do", "else", "!")
+                     or posixpath.basename(words[0]) in _WRAPPERS):
+        words = words[1:]  # `env X=1 ...`, `exec ...`, `tini -- ...`
     if not words:
         return ()
+    if len(words) >= 3 and posixpath.basename(words[0]) in _SHELLS and words[1] == "-c":
+        if depth > 3:
+            return ()
+        found: set[str] = set()
+        for command in _commands(words[2]):
+            found.update(launched(command, depth + 1))
+        return in_order(found)
     first = posixpath.basename(words[0])
     # `/opt/netbox/venv/bin/python`: that one need not be the `python` a routed call finds.
     on_path = "/" not in words[0] or posixpath.dirname(words[0]) in _PATH_DIRS
@@ -178,13 +182,14 @@ def launched(argv: Sequence[str]) -> tuple[str, ...]:
     return in_order(found)
 
 
-def _split(command: str) -> list[str]:
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        words = command.split()
-    # Only the first command of `a && b` or `a; b` starts the container.
-    for index, word in enumerate(words):
-        if word in ("&&", "||", ";", "|") or word.endswith(";"):
-            return words[:index] + ([word[:-1]] if word.endswith(";") and word != ";" else [])
-    return words
+def _commands(script: str) -> list[list[str]]:
+    """The simple commands of a `sh -c` script (`a && b; c | d`), as words."""
+    out: list[list[str]] = []
+    for part in _SEPARATORS.split(script):
+        try:
+            words = shlex.split(part)
+        except ValueError:
+            words = part.split()
+        if words:
+            out.append(words)
+    return out

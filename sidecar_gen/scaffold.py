@@ -148,7 +148,8 @@ def propose(project: ComposeProject | None, workspace: str = DEFAULT_WORKSPACE,
     paths = {n: _mappings(s, project.directory, workspace) for n, s in project.services.items()}
     # Who gets a program several services have: the image whose own toolchain it is, then a
     # service with the project mounted, then the one most others wait for (the app its
-    # workers start after), then the first by name.
+    # workers start after), then one that publishes ports (the app, not its workers), then
+    # the first by name.
     waited = {n: sum(n in s.depends_on for s in project.services.values())
               for n in project.services}
     owner: dict[str, str] = {}
@@ -157,7 +158,8 @@ def propose(project: ComposeProject | None, workspace: str = DEFAULT_WORKSPACE,
         having = [n for n in sorted(project.services) if program in evidence[n].programs]
         if having:
             owner[program] = min(having, key=lambda n: (program not in evidence[n].primary,
-                                                        not paths[n], -waited[n], n))
+                                                        not paths[n], -waited[n],
+                                                        not project.services[n].publishes, n))
             for other in having:
                 if other != owner[program]:
                     also.setdefault((other, owner[program]), []).append(program)

@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 
 from sidecar_gen.bridgecheck import RESERVED_COMMANDS, RESERVED_PREFIX
 from sidecar_gen.dockerfile import installed_by, read_dockerfile
-from sidecar_gen.programs import CATALOGUE, DB_CLIENTS, image_programs, split_image
+from sidecar_gen.programs import (
+    CATALOGUE,
+    DB_CLIENTS,
+    image_programs,
+    launched,
+    split_image,
+)
 
 
 @pytest.mark.parametrize(("image", "expected"), [
@@ -34,6 +40,11 @@ from sidecar_gen.programs import CATALOGUE, DB_CLIENTS, image_programs, split_im
     ("wordpress:latest", ("php",)),
     ("mimidots/php7.4", ("php",)),
     ("tiangolo/uvicorn-gunicorn-fastapi:python3.9-slim", ("python", "pip")),
+    ("dunglas/frankenphp:1-php8.5", ("php",)),  # built on php:*-zts
+    ("dunglas/frankenphp:latest", ("php",)),
+    ("example/app:1-php8.3-alpine", ("php",)),  # a toolchain+version part of the tag
+    ("nikolaik/python-nodejs:python3.12-nodejs22", ("python", "pip")),
+    ("example/app:2-alpine3.20", ()),  # a version alone says nothing
     ("phpmyadmin:5", ()),
     ("prometheuscommunity/postgres-exporter", ()),
     ("node-red/node-red", ()),
@@ -136,9 +147,49 @@ def test_an_unset_arg_in_from_is_no_base() -> None:
     ("python -m pip install -U pip pytest[testing]", {"pytest"}),
     ("corepack enable", {"yarn", "pnpm"}),
     ("curl -sSL https://install.python-poetry.org | python3 -", {"poetry"}),
+    ("install-php-extensions @composer apcu intl", {"composer"}),
+    ("install-php-extensions apcu intl", set()),
+    ("npm install -g ./pnpm.tgz ./cli.tgz", {"pnpm"}),
+    ("npm install -g /tmp/yarn-1.22.22.tgz", {"yarn"}),
+    # A heredoc body is a shell script with its own continuations (dunglas/symfony-docker).
+    ("<<-EOF\n\tapt-get install -y \\\n\t\tgit \\\n\t\tnodejs\n"
+     "\tinstall-php-extensions \\\n\t\t@composer \\\n\t\tzip\n", {"node", "composer"}),
 ])
 def test_run_lines(run: str, expected: set[str]) -> None:
     assert installed_by(run) == expected
+
+
+@pytest.mark.parametrize(("text", "launch"), [
+    ('FROM php:8 AS base\nCMD ["php", "app/http.php"]\nFROM base AS dev\nRUN true\n',
+     (("php", "app/http.php"),)),  # inherited through stages
+    ('FROM x\nENTRYPOINT ["docker-entrypoint.sh"]\nCMD ["node", "server.js"]\n',
+     (("docker-entrypoint.sh",), ("node", "server.js"))),
+    ('FROM x AS a\nCMD ["node"]\nFROM a\nENTRYPOINT ["/e"]\n', (("/e",),)),  # resets CMD
+    ("FROM x\nCMD bundle exec rails s\n", (("/bin/sh", "-c", "bundle exec rails s"),)),
+    ("FROM x\n", ()),
+])
+def test_what_the_image_starts_with(text: str, launch: tuple[tuple[str, ...], ...]) -> None:
+    assert read_dockerfile(text).launch == launch
+
+
+@pytest.mark.parametrize(("argv", "programs"), [
+    (["php", "-e", "app/http.php"], ("php",)),
+    (["sh", "-c", "pnpm exec prisma migrate deploy"], ("node", "pnpm")),
+    (["bash", "-c", "rm -f x.pid; bundle exec rails s -p 3000"], ("ruby", "bundle", "rails")),
+    (["sh", "-c", "if [ -f x ]; then exec php -S 0:80; fi"], ("php",)),
+    (["sh", "-c", "which php || echo none"], ()),  # asking is not running
+    (["bundle", "exec", "rails", "s"], ("ruby", "bundle", "rails")),
+    (["/bin/sh", "-c", "npm ci && npm run dev"], ("node", "npm", "npx")),
+    (["env", "A=1", "exec", "python", "manage.py"], ("python",)),
+    (["tini", "--", "/usr/local/bin/node", "index.js"], ("node",)),
+    (["/opt/netbox/venv/bin/python", "manage.py"], ()),  # not the `python` on PATH
+    (["dev_server"], ()),
+    ([], ()),
+    (["sh", "-c", "'unbalanced"], ()),
+    (["sh", "-c", "sh -c 'sh -c \"sh -c \\\"sh -c node\\\"\"'"], ()),  # nesting is bounded
+])
+def test_programs_a_start_command_runs(argv: list[str], programs: tuple[str, ...]) -> None:
+    assert launched(argv) == programs
 
 
 _LINES = st.lists(st.one_of(
