@@ -104,6 +104,7 @@ class Service:
     user: str | None = None
     launch: tuple[tuple[str, ...], ...] = ()  # its `entrypoint` and `command`, as argv
     depends_on: tuple[str, ...] = ()
+    synced: tuple[Bind, ...] = ()  # folders `docker compose watch` copies in (one way)
     publishes: bool = False  # it has `ports:` (what people reach: the app, not its workers)
 
     @property
@@ -196,12 +197,22 @@ def _service(name: str, spec: Mapping[str, Any]) -> Service:
         build=_build(spec.get("build")),
         labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
         user=str(spec["user"]) if spec.get("user") is not None else None,
+        synced=_synced(spec.get("develop")),
         publishes=bool(spec.get("ports")),
         depends_on=tuple(sorted(str(d) for d in spec.get("depends_on") or ()
                                 if isinstance(spec.get("depends_on"), list | dict))),
         launch=tuple(argv for argv in (_argv(spec.get("entrypoint")), _argv(spec.get("command")))
                      if argv),
     )
+
+
+def _synced(raw: Any) -> tuple[Bind, ...]:
+    watch = raw.get("watch") if isinstance(raw, dict) else None
+    return tuple(sorted({Bind(posixpath.normpath(str(w["path"])), posixpath.normpath(w["target"]))
+                         for w in watch or [] if isinstance(w, dict) and w.get("path")
+                         and isinstance(w.get("target"), str)
+                         and str(w.get("action", "")).startswith("sync")},
+                        key=lambda b: (b.target, b.source)))
 
 
 def _argv(raw: Any) -> tuple[str, ...]:

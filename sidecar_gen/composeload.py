@@ -2,7 +2,7 @@
 
 It builds the part of compose's resolved model that init and validate use (per service: image,
 build, container_name, working_dir, volumes, labels, profiles, depends_on, user, command,
-entrypoint, ports), in the shape
+entrypoint, ports, develop), in the shape
 `docker compose config --format json` prints it, following compose-go's rules: interpolation
 per file, `include` (each included project with its own folder and `.env`), `extends` (same
 file or another), override files merged in order (mappings merged, `volumes` by target,
@@ -36,7 +36,8 @@ from sidecar_gen.yamlio import Tagged, load_plain
 
 MAX_FILES = 64  # include/extends chains of a real project are a handful of files
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_KEPT = ("image", "container_name", "working_dir", "user", "command", "entrypoint", "ports")
+_KEPT = ("image", "container_name", "working_dir", "user", "command", "entrypoint", "ports",
+         "develop")
 
 
 class _Reset:
@@ -195,6 +196,9 @@ def _canonical(value: Any, key: str, base: Path, environ: Mapping[str, str]) -> 
         return [str(n) for n in names]
     if key == "profiles":
         return [str(p) for p in value or []]
+    if key == "develop":  # `docker compose watch`: only where it syncs files to matters here
+        watch = [w for w in value.get("watch") or [] if isinstance(w, dict) and w.get("path")]
+        return {"watch": [{**w, "path": _absolute(str(w["path"]), base, home)} for w in watch]}
     if key in ("command", "entrypoint") and isinstance(value, str):
         try:  # compose splits the string form like a shell would, without running one
             return shlex.split(value)
@@ -209,7 +213,7 @@ _SHAPES: dict[str, tuple[type, ...]] = {
     "image": (str,), "container_name": (str,), "working_dir": (str,), "user": (str, int),
     "build": (str, dict), "volumes": (list,), "labels": (dict, list),
     "depends_on": (list, dict), "profiles": (list,), "extends": (str, dict),
-    "command": (str, list), "entrypoint": (str, list), "ports": (list,),
+    "command": (str, list), "entrypoint": (str, list), "ports": (list,), "develop": (dict,),
 }
 _BUILD_SHAPES: dict[str, tuple[type, ...]] = {
     "context": (str,), "dockerfile": (str,), "dockerfile_inline": (str,), "target": (str,),

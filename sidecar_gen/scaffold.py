@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar_gen import __version__, resources, templating
-from sidecar_gen.compose import ComposeProject, Service, load_project
+from sidecar_gen.compose import Bind, ComposeProject, Service, load_project
 from sidecar_gen.evidence import Evidence, from_probe, knowledge
 from sidecar_gen.fileplan import Change, apply, plan_user_file
 from sidecar_gen.model import DEFAULT_WORKSPACE
@@ -85,12 +85,14 @@ class InitResult:
     files: list[Change]
 
 
-def _mappings(service: Service, project_dir: Path, workspace: str) -> tuple[tuple[str, str], ...]:
-    """Claude path -> container path for each directory of the project bind-mounted (a folder
-    mounted twice maps to one of its targets: the one holding working_dir, else the shortest)."""
+def _mappings(service: Service, project_dir: Path, workspace: str,
+              binds: tuple[Bind, ...] | None = None) -> tuple[tuple[str, str], ...]:
+    """Claude path -> container path for each directory of the project bind-mounted or synced
+    by `docker compose watch` (a folder mounted twice maps to one of its targets: the one
+    holding working_dir, else the shortest). `binds`: only these."""
     root = os.path.realpath(project_dir)
     found: dict[str, list[str]] = {}
-    for bind in service.binds:
+    for bind in (*service.binds, *service.synced) if binds is None else binds:
         if bind.is_file or not bind.target.startswith("/"):
             continue  # a single file is no place to work in, nor a folder to map
         rel = os.path.relpath(os.path.realpath(bind.source), root)
@@ -176,7 +178,10 @@ def propose(project: ComposeProject | None, workspace: str = DEFAULT_WORKSPACE,
         # user (client tools refuse a uid without a passwd entry).
         mapped = () if set(found.programs) <= DB_CLIENTS else paths[name]
         workdir = _workdir(service, mapped, found.workdir)
-        user = RUN_AS_USER if mapped else None
+        # Synced folders are copies: what a command writes there never reaches the host.
+        bound = bool(mapped) and bool(_mappings(service, project.directory, workspace,
+                                                service.binds))
+        user = RUN_AS_USER if bound else None
         mine = [p for p in found.programs if owner.get(p) == name]
         for program in mine:
             proposal.commands.append(ProposedCommand(
@@ -185,6 +190,9 @@ def propose(project: ComposeProject | None, workspace: str = DEFAULT_WORKSPACE,
                 stdin="never" if program in NO_STDIN else None))
         if mine and user:
             proposal.notes.extend(_volume_notes(service, mapped))
+        if mine and mapped and not bound:
+            proposal.notes.append(f"{name} gets the project by `docker compose watch` (copies): "
+                                  "what commands write there stays in the container")
     return proposal
 
 
