@@ -331,3 +331,70 @@ def test_inits_own_output_passes_validate_strict(tmp_path_factory: pytest.TempPa
             assert not targets or any(is_within(command.workdir, t) for t in targets)
     else:
         assert [f.rule for f in findings] == ["schema-empty"]
+
+
+def test_what_a_service_is_started_with_says_what_it_has(tmp_path: Path, mode: str) -> None:
+    # An image init does not know, started with `php` (compose) or `node` (Dockerfile CMD);
+    # a worker whose script runs `bundle exec` after a clean-up command.
+    (tmp_path / "Dockerfile").write_text('FROM example/base:2\nCMD ["node", "server.js"]\n')
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  api:\n    image: example/api:1\n    entrypoint: [php, -e, app/http.php]\n"
+        "  web:\n    build: .\n"
+        "  worker:\n    image: example/rails:1\n"
+        "    command: bash -c \"rm -f tmp/pids/server.pid; bundle exec rails s\"\n"
+        "  tool:\n    image: example/tool:1\n    command: /opt/venv/bin/python -m tool\n")
+    init(tmp_path, mode, clean_env(tmp_path))
+    found = routes(tmp_path)
+    assert {name: found[name][0] for name in found} == {
+        "php": "api", "node": "web", "ruby": "worker", "bundle": "worker", "rails": "worker"}
+    text = (tmp_path / ".sidecar" / "bridge.yaml").read_text()
+    assert "php:  # compose starts it: php -e app/http.php\n" in text
+    assert "node:  # Dockerfile: starts node server.js\n" in text
+    # A program run by a path off PATH is not the one a routed call finds.
+    assert "  # tool (image example/tool:1): no program init knows" in text
+
+
+def test_a_shared_program_goes_to_the_app_its_workers_wait_for(tmp_path: Path,
+                                                                mode: str) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "x-app: &app\n  image: python:3.13\n  volumes: ['.:/app']\n"
+        "services:\n  beat:\n    <<: *app\n    depends_on: [server]\n"
+        "  server:\n    <<: *app\n    ports: ['5000:5000']\n"
+        "  api:\n    <<: *app\n    ports: ['8000:8000']\n"
+        "  cron:\n    <<: *app\n")
+    init(tmp_path, mode, clean_env(tmp_path))
+    assert routes(tmp_path)["python"][0] == "server"
+    (tmp_path / "compose.yaml").write_text(
+        "x-app: &app\n  image: python:3.13\n  volumes: ['.:/app']\n"
+        "services:\n  beat:\n    <<: *app\n  web:\n    <<: *app\n    ports: ['80:80']\n")
+    init(tmp_path, mode, clean_env(tmp_path), force=True)
+    assert routes(tmp_path)["python"][0] == "web"
+
+
+def test_folders_compose_watch_syncs_are_mapped_without_a_user(tmp_path: Path,
+                                                                mode: str) -> None:
+    (tmp_path / "backend").mkdir()
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  api:\n    image: python:3.13\n    working_dir: /app/backend\n"
+        "    develop:\n      watch:\n"
+        "        - {path: ./backend, action: sync, target: /app/backend, ignore: [.venv]}\n"
+        "        - {path: ./backend/pyproject.toml, action: rebuild}\n")
+    result = init(tmp_path, mode, clean_env(tmp_path))
+    assert routes(tmp_path)["python"][2:] == (
+        "/app/backend", (("/workspace/backend", "/app/backend"),), None)
+    assert ("api gets the project by `docker compose watch` (copies): what commands write "
+            "there stays in the container") in result.proposal.notes
+    strict = run_check(CheckOptions(files=[tmp_path / ".sidecar" / "bridge.yaml"], strict=True))
+    assert strict.exit_code == 0, strict.report.findings
+
+
+def test_a_project_whose_services_are_all_in_inactive_profiles_says_so(tmp_path: Path,
+                                                                       mode: str) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  app:\n    image: node:22\n    profiles: [dev]\n"
+        "  db:\n    image: postgres:16\n    profiles: [dev, db]\n")
+    init(tmp_path, mode, clean_env(tmp_path))
+    text = (tmp_path / ".sidecar" / "bridge.yaml").read_text()
+    assert "each is in a profile\n# (`profiles:`) that COMPOSE_PROFILES does not name" in text
+    init(tmp_path, mode, clean_env(tmp_path, COMPOSE_PROFILES="dev"), force=True)
+    assert set(routes(tmp_path)) == {"node", "npm", "npx", "yarn", "psql", "pg_dump"}
