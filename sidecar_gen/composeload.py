@@ -197,8 +197,10 @@ def _canonical(value: Any, key: str, base: Path, environ: Mapping[str, str]) -> 
     if key == "profiles":
         return [str(p) for p in value or []]
     if key == "develop":  # `docker compose watch`: only where it syncs files to matters here
-        watch = [w for w in value.get("watch") or [] if isinstance(w, dict) and w.get("path")]
-        return {"watch": [{**w, "path": _absolute(str(w["path"]), base, home)} for w in watch]}
+        raw = value.get("watch") if isinstance(value, dict) else None
+        watch = [w for w in raw if isinstance(w, dict) and isinstance(w.get("path"), str)
+                 ] if isinstance(raw, list) else []
+        return {"watch": [{**w, "path": _absolute(w["path"], base, home)} for w in watch]}
     if key in ("command", "entrypoint") and isinstance(value, str):
         try:  # compose splits the string form like a shell would, without running one
             return shlex.split(value)
@@ -252,6 +254,9 @@ def _canonical_service(raw: Any, base: Path, environ: Mapping[str, str],
         raise InputError(where, "a service must be a mapping")
     spec = raw or {}
     _check_shapes(spec, _SHAPES, where)
+    develop = spec.get("develop")
+    if isinstance(develop, dict) and not isinstance(develop.get("watch") or [], list | _Reset):
+        raise InputError(where, "develop.watch must be a list")
     out = {key: _canonical(spec[key], key, base, environ)
            for key in (*_KEPT, "build", "volumes", "labels", "depends_on", "profiles")
            if key in spec}

@@ -398,3 +398,30 @@ def test_a_project_whose_services_are_all_in_inactive_profiles_says_so(tmp_path:
     assert "each is in a profile\n# (`profiles:`) that COMPOSE_PROFILES does not name" in text
     init(tmp_path, mode, clean_env(tmp_path, COMPOSE_PROFILES="dev"), force=True)
     assert set(routes(tmp_path)) == {"node", "npm", "npx", "yarn", "psql", "pg_dump"}
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("develop: !reset null", ()),
+    ("develop: {watch: !reset []}", ()),
+    ("develop: !override {watch: [{path: ., action: sync, target: /app}]}",
+     (("/workspace", "/app"),)),
+    ("develop: !override {watch: [5, {path: 5}, {action: sync, target: /x}]}",
+     ()),  # entries compose refuses, or without a path, map nothing
+])
+def test_start_commands_and_watch_read_with_reset_and_override(tmp_path: Path, override: str,
+                                                                expected: tuple[object, ...]
+                                                                ) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  app:\n    image: example/x\n    command: [node, a]\n"
+        "    develop: {watch: [{path: ., action: sync, target: /srv}]}\n")
+    (tmp_path / "compose.override.yaml").write_text(f"services:\n  app:\n    {override}\n")
+    # Our reader: compose versions differ in what they accept here, and it must never crash.
+    result = run_init(tmp_path, prefer_cli=False, probe=False, environ=clean_env(tmp_path))
+    assert [(c.name, c.paths) for c in result.proposal.commands] == [("node", expected)]
+
+
+def test_a_watch_that_is_no_list_is_refused_in_one_line(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  app:\n    image: php\n    develop: {watch: 5}\n")
+    with pytest.raises(InputError, match=r"services\.app: develop\.watch must be a list"):
+        run_init(tmp_path, prefer_cli=mode == "cli", probe=False, environ=clean_env(tmp_path))
