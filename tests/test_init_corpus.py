@@ -4,6 +4,8 @@ Each folder holds the project's data files (`project/`), where they come from (`
 bridge.yaml init must write for it (`bridge.yaml`, reviewed by hand). Both readers (the compose
 CLI and our own) must write exactly that file, and it must pass `validate --strict` against the
 project. No container runs: the programs come from what init knows about images and Dockerfiles.
+A project whose files need a newer compose than this machine's (`newer_compose` in SOURCE) takes
+the reader's fallback in CLI mode: a one-line reason, then the same reviewed file.
 """
 
 from __future__ import annotations
