@@ -27,6 +27,8 @@ from sidecar_gen.errors import ExitCode, SidecarError
 CHAIN = "SIDECAR-EGRESS"
 INGRESS_CHAIN = "SIDECAR-INGRESS"
 ALLOW_CHAIN = "SIDECAR-ALLOW"
+# Special-purpose destinations (private, loopback, multicast, ...): no DNS answer opens them.
+SPECIAL_CHAIN = "SIDECAR-SPECIAL"
 # The connmark of every flow our rules accepted; unmarked flows (opened before) are cut.
 CONNMARK = "0x5ec"
 SET4 = "sidecar-allow4"

@@ -9,17 +9,12 @@ very same ports (the control).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-from conftest import TEST_LABEL, unique_name
-from firewall.conftest import ECHO_SERVER, Claude, Internet
+from firewall.conftest import Claude, Internet
 
 # One probe per argument `proto,port,interface,address` (interface only for link-local): prints
 # `ok` when the echo came back, else the errno's name (a REJECTed TCP connect is ECONNREFUSED, a
@@ -62,35 +57,6 @@ def addresses(container: Any) -> dict[str, list[tuple[str, str]]]:
     out = container.exec_run(["ip", "-j", "addr", "show"]).output.decode()
     return {link["ifname"]: [(a["local"], a["scope"]) for a in link.get("addr_info", [])]
             for link in json.loads(out)}
-
-
-@pytest.fixture
-def host_server(docker_client: Any, claude_image: str) -> Iterator[tuple[Any, int, int, int]]:
-    """An echo server in the Docker host's own network namespace: (container, open TCP port,
-    closed TCP port, UDP port)."""
-    for _ in range(10):
-        ports = random.sample(range(20000, 60000), 3)
-        server = docker_client.containers.run(
-            claude_image, ["python3", "-c", ECHO_SERVER, f"tcp:{ports[0]}", f"tcp:{ports[1]}",
-                           f"udp:{ports[2]}"],
-            entrypoint=[], user="root", network_mode="host", detach=True,
-            name=unique_name("sidecar-sec-host"), labels={TEST_LABEL: "1"})
-        deadline = time.monotonic() + 30
-        while b"listening" not in server.logs() and time.monotonic() < deadline:
-            server.reload()
-            if server.status == "exited":
-                break  # a port was taken: try others
-            time.sleep(0.1)
-        if b"listening" in server.logs():
-            break
-        server.remove(force=True)
-    else:
-        pytest.fail("no free host ports for the test server")
-    try:
-        yield server, ports[0], ports[1], ports[2]
-    finally:
-        with contextlib.suppress(Exception):
-            server.remove(force=True)
 
 
 def test_docker_host_closed_but_for_host_ports(start_claude: Callable[..., Claude],
