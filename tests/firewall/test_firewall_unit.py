@@ -157,6 +157,13 @@ def test_enforce_ruleset_v4() -> None:
                        f"-A {chain} -m connmark --mark {mark} -j ACCEPT"]
     assert "ESTABLISHED" not in "\n".join(line for line in lines if f"-A {chain} " in line)
     assert f"-A {allow} -j CONNMARK --set-mark {mark}" in lines
+    # In: new flows only from the compose networks; everything else new, and unmarked older
+    # flows, dropped.
+    ingress = [line for line in lines if line.startswith(f"-A {firewall.INGRESS_CHAIN} ")]
+    assert ingress[-2:] == [
+        f"-A {firewall.INGRESS_CHAIN} -s 172.18.0.0/16 -m conntrack --ctstate NEW -j {allow}",
+        f"-A {firewall.INGRESS_CHAIN} -m conntrack --ctstate NEW,ESTABLISHED,RELATED -j DROP"]
+    assert [line for line in ingress if "NEW" in line and "-s " not in line] == [ingress[-1]]
 
 
 @pytest.mark.parametrize("family", [4, 6])
@@ -210,10 +217,20 @@ def test_enforce_ruleset_v6_allows_only_neighbour_discovery_on_link_local() -> N
     text = ruleset(6, "enforce", Plan(["fd00:1::/64"], ["fd00:1::1"], []), dns_uid=998)
     lines = text.splitlines()
     chain = firewall.CHAIN
-    nd = [line for line in lines if "--icmpv6-type" in line]
+    nd = [line for line in lines if "--icmpv6-type" in line and f"-A {chain} " in line]
     assert [line.split("--icmpv6-type ")[1].split()[0] for line in nd] == [
         "router-solicitation", "neighbour-solicitation", "neighbour-advertisement"]
     assert all("-m hl --hl-eq 255 -j ACCEPT" in line for line in nd)
+    # In: neighbour discovery from link-local peers, before new flows from elsewhere are dropped.
+    ingress = [line for line in lines if line.startswith(f"-A {firewall.INGRESS_CHAIN} ")]
+    nd_in = [line for line in ingress if "--icmpv6-type" in line]
+    assert [line.split("--icmpv6-type ")[1].split()[0] for line in nd_in] == [
+        "neighbour-solicitation", "neighbour-advertisement", "router-advertisement"]
+    assert all("-m hl --hl-eq 255 -j ACCEPT" in line for line in nd_in)
+    assert ingress[-2:] == [
+        f"-A {firewall.INGRESS_CHAIN} -s fd00:1::/64 -m conntrack --ctstate NEW -j "
+        f"{firewall.ALLOW_CHAIN}",
+        f"-A {firewall.INGRESS_CHAIN} -m conntrack --ctstate NEW,ESTABLISHED,RELATED -j DROP"]
     link_local = lines.index(f"-A {chain} -d fe80::/10 -j REJECT --reject-with "
                              "icmp6-port-unreachable")
     assert lines.index(nd[-1]) < link_local

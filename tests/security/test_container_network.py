@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from firewall.conftest import Claude, Internet
+from firewall.conftest import ECHO_SERVER, Claude, Internet
 
 # One probe per argument `proto,port,interface,address` (interface only for link-local): prints
 # `ok` when the echo came back, else the errno's name (a REJECTed TCP connect is ECONNREFUSED, a
@@ -119,3 +119,35 @@ def test_link_local_carries_only_neighbour_discovery(start_claude: Callable[...,
                 and "icmpv6-type" in line]
     assert accepted == [f"-A SIDECAR-EGRESS -p ipv6-icmp -m icmp6 --icmpv6-type {kind} -m hl "
                         "--hl-eq 255 -j ACCEPT" for kind in (133, 135, 136)]
+
+
+def test_new_flows_in_only_from_the_compose_network(start_claude: Callable[..., Claude],
+                                                   internet: Internet) -> None:
+    # A peer that can route to the container without being on a compose network (here: a host
+    # of the offline internet; in the world, a LAN host routing to Docker's subnet, or an
+    # internet host over unfiltered IPv6) must not get a channel with the agent by opening it
+    # from outside: the agent's listener never hears it, and nothing comes back.
+    claude = start_claude()
+    assert claude.health()[0] == 0
+    claude.container.exec_run(
+        ["bash", "-c", f"python3 -c '{ECHO_SERVER}' udp:40000 tcp:40001 >/tmp/listener.log"],
+        user="claude", detach=True)
+    code, out = claude.sh("for _ in $(seq 100); do grep -q listening /tmp/listener.log && "
+                          "exit 0; sleep 0.1; done; exit 1")
+    assert code == 0, out
+    claude.container.reload()
+    networks = claude.container.attrs["NetworkSettings"]["Networks"]
+    inet = networks[internet.inet.name]
+    outside = [f"udp,40000,,{inet['IPAddress']}", f"tcp,40001,,{inet['IPAddress']}",
+               f"udp,40000,,{inet['GlobalIPv6Address']}", f"tcp,40001,,{inet['GlobalIPv6Address']}"]
+    # TCP times out (dropped, so a scanner learns nothing); UDP gets no answer.
+    assert probe(internet.servers["rogue-inet"], *outside, user="root") == ["TimeoutError"] * 4
+    # The control: a service of the compose network reaches the same listener and is answered.
+    inside = networks[internet.proj.name]["IPAddress"]
+    assert probe(internet.servers["rogue-proj"], f"udp,40000,,{inside}", f"tcp,40001,,{inside}",
+                 user="root") == ["ok", "ok"]
+    # By effect: the listener heard the compose network's peer only.
+    _, log = claude.sh("cat /tmp/listener.log")
+    rogue_proj, _ = internet.addresses["rogue-proj"]
+    heard = [tuple(line.split()) for line in log.splitlines() if line.startswith(("udp", "tcp"))]
+    assert sorted(heard) == [("tcp", "40001", rogue_proj), ("udp", "40000", rogue_proj)]
