@@ -264,3 +264,25 @@ def test_agent_has_no_network_privilege(start_claude: Callable[..., Claude],
         assert code != 0, (script, out)
     assert resolves(claude, "blocked.test") == []
     assert resolves(claude, "allowed.test") == allowed
+
+
+def test_claude_code_gets_no_way_back_to_root(start_claude: Callable[..., Claude]) -> None:
+    # Claude Code, started as `docker compose exec claude claude` starts it (as root, through
+    # the image's wrapper), runs with an empty capability bounding set and no_new_privs: no
+    # setuid-root binary (su, mount, passwd... are in the image) can give it NET_ADMIN or root.
+    claude = start_claude()
+    stub = claude.workspace.parent / "claude-stub"
+    with stub.open("r+") as handle:  # in place: the container bind-mounts this very file
+        handle.truncate()
+        handle.write("#!/bin/sh\nid -u; grep -E '^(NoNewPrivs|CapBnd|CapPrm|CapEff)' "
+                     "/proc/self/status; su -c id root </dev/null 2>&1 | tail -1\n")
+    code, out = claude.claude_code()
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[:5] == ["1000", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000",
+                         "CapBnd:\t0000000000000000", "NoNewPrivs:\t1"], out
+    assert "uid=0" not in out
+    # The control: a process of the container that did not go through the wrapper still has
+    # the container's bounding set (NET_ADMIN included), which is what the wrapper drops.
+    _, status = claude.sh("grep CapBnd /proc/self/status", user="root")
+    assert status.split()[1] != "0000000000000000"
