@@ -216,7 +216,8 @@ def test_forwarder_carries_no_other_name(start_claude: Callable[..., Claude],
 
 # As the agent: no raw or packet socket (which would bypass the rules or forge neighbour
 # discovery), no SO_MARK, no capabilities; an ICMP echo (unprivileged datagram socket) to a
-# blocked address is refused at once (EPERM), to an allowed one answered.
+# blocked address is refused at once (EPERM), to an allowed one answered; broadcast and
+# multicast datagrams are refused at once.
 PRIVILEGES = r"""
 import errno, socket, sys
 def attempt(make):
@@ -240,6 +241,14 @@ print(attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPR
       attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)),
       attempt(mark), attempt(ping(sys.argv[1])), attempt(ping(sys.argv[2])))
 print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("CapEff")))
+def datagram(address):
+    def send():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        s.sendto(b"sidecar", (address, 5353))
+    return send
+# Broadcast and multicast (mDNS, SSDP-like groups): not sent at all.
+print(*(attempt(datagram(a)) for a in ("255.255.255.255", "224.0.0.251", "239.255.255.250")))
 """
 
 
@@ -255,6 +264,7 @@ def test_agent_has_no_network_privilege(start_claude: Callable[..., Claude],
     lines = result.output.decode().split("\n")
     assert lines[0].split() == ["EPERM", "EPERM", "EPERM", "EPERM", "EPERM", "ok"], lines
     assert lines[1] == "0000000000000000"
+    assert lines[2].split() == ["EPERM"] * 3, lines
     # Nor can it change the network or take the forwarder's port.
     for script in ("ip link set eth0 down", "ip route del default",
                    "ip addr add 10.9.9.9/32 dev lo",
