@@ -59,7 +59,9 @@ iptables -A OUTPUT -j REJECT --reject-with icmp-admin-prohibited
 DRIVER = r"""
 import json, os, subprocess, sys, time
 runs, domains_file = int(sys.argv[1]), sys.argv[2]
-env = {**os.environ, "SIDECAR_FIREWALL_NETWORKS": sys.argv[3]}
+# The offline internet lives in private ranges: declare them, as a private mirror would be.
+env = {**os.environ, "SIDECAR_FIREWALL_NETWORKS": sys.argv[3],
+       "SIDECAR_FIREWALL_PRIVATE_NETWORKS": sys.argv[4]}
 ours, original = [], []
 def timed(argv):
     start = time.perf_counter()
@@ -188,7 +190,7 @@ def main() -> None:
                  " && cat >/tmp/original.sh <<'EOF'\n" + ORIGINAL + "EOF\n")
         assert claude.exec_run(["bash", "-c", setup]).exit_code == 0
         result = claude.exec_run(["python3", "-c", DRIVER, str(args.runs), "/tmp/b/domains.txt",
-                                  subnet])
+                                  subnet, f"{v4net},{v6net}"])
         if result.exit_code != 0:
             sys.exit(result.output.decode())
         times = json.loads(result.output)

@@ -44,6 +44,14 @@ class ImageLayout:
     docker_host: str = "tcp://sidecar-gate:2375"
 
     @property
+    def as_user(self) -> str:
+        """The shell words that run a command as the agent's user from root, for good: no
+        capability left in its bounding set and no new privileges, so no setuid-root or
+        file-capability binary (today's or a future one) can hand it NET_ADMIN or root."""
+        return (f'setpriv --reuid={self.user} --regid="$(id -g {self.user})" --init-groups '
+                "--no-new-privs --inh-caps=-all --bounding-set=-all --")
+
+    @property
     def user_path(self) -> str:
         """PATH of the agent's user: routed commands first, then the `claude` wrapper."""
         return ":".join((self.wrapper_dir, self.claude_wrapper_dir, "/usr/local/sbin",
@@ -60,6 +68,7 @@ def render_entrypoint(layout: ImageLayout | None = None,
     layout = layout or ImageLayout()
     reserved = reserved or ReservedIds()
     return templating.render("entrypoint.sh.j2", **asdict(layout), user_path=layout.user_path,
+                             as_user=layout.as_user,
                              reserved_uids=_ids(reserved.uids),
                              reserved_gids=_ids(reserved.gids))
 
@@ -68,7 +77,7 @@ def render_claude_wrapper(layout: ImageLayout | None = None) -> str:
     """The `claude` wrapper's text: waits for readiness, drops root, adds YOLO when asked."""
     layout = layout or ImageLayout()
     return templating.render("claude-wrapper.sh.j2", **asdict(layout),
-                             user_path=layout.user_path)
+                             user_path=layout.user_path, as_user=layout.as_user)
 
 
 def render_health(layout: ImageLayout | None = None) -> str:

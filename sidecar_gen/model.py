@@ -36,6 +36,8 @@ class Firewall:
     enabled: bool = True
     domains: tuple[str, ...] = ()
     host_ports: tuple[int, ...] = ()  # TCP ports of the Docker host the firewall opens
+    # Special-purpose networks an allowed name's answer may open (a private mirror).
+    private_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ def bridge_from_plain(doc: dict[str, Any]) -> Bridge:
         shadow=tuple(side.get("shadow", DEFAULT_SHADOW)),
         credentials=side.get("credentials"),
         firewall=Firewall(enabled=fw.get("enabled", True), domains=tuple(fw.get("domains", ())),
-                          host_ports=tuple(sorted(fw.get("host_ports", ())))),
+                          host_ports=tuple(sorted(fw.get("host_ports", ()))),
+                          private_networks=tuple(fw.get("private_networks", ()))),
         viewer=Viewer(enabled=viewer.get("enabled", False), port=viewer.get("port", 3000),
                       image=viewer.get("image", DEFAULT_VIEWER_IMAGE)),
     )

@@ -3,9 +3,11 @@
 dnsmasq is the container's only resolver; it forwards only allowed names (and their subdomains)
 to Docker's embedded DNS, answers everything else NXDOMAIN, and adds every address it hands out
 to an ipset (IPv4 and IPv6). iptables and ip6tables accept loopback, the compose networks, the
-ipset members and the listed TCP ports of the Docker host, and REJECT everything else. Every
-flow the rules accept is connmarked and only marked flows stay open, so nothing opened before
-the rules loaded survives them. Set-up is batched and fails closed: when a step fails, a
+ipset members (but never a special-purpose address, unless declared private: no DNS answer
+opens the Docker host's other addresses or the LAN) and the listed TCP ports of the Docker host,
+and REJECT everything else. Every flow the rules accept is connmarked and only marked flows
+stay open, so nothing opened before the rules loaded survives them; new incoming flows are
+accepted from the compose networks only. Set-up is batched and fails closed: when a step fails, a
 lockdown ruleset (compose networks only) replaces it; when even that cannot load, the default
 routes are removed; and in every case but "enforcing" Claude Code does not start.
 
@@ -27,6 +29,8 @@ from sidecar_gen.errors import ExitCode, SidecarError
 CHAIN = "SIDECAR-EGRESS"
 INGRESS_CHAIN = "SIDECAR-INGRESS"
 ALLOW_CHAIN = "SIDECAR-ALLOW"
+# Special-purpose destinations (private, loopback, multicast, ...): no DNS answer opens them.
+SPECIAL_CHAIN = "SIDECAR-SPECIAL"
 # The connmark of every flow our rules accepted; unmarked flows (opened before) are cut.
 CONNMARK = "0x5ec"
 SET4 = "sidecar-allow4"

@@ -22,6 +22,7 @@ from pathlib import Path
 from sidecar_gen.firewall import DNS_USER, RESOLV_CONF, STATE_DIR, FirewallError
 from sidecar_gen.firewall.allowlist import load_domains, with_github
 from sidecar_gen.firewall.networks import (
+    PRIVATE_FIX,
     attached_networks,
     gateways,
     parse_host_ports,
@@ -66,6 +67,7 @@ class UpResult:
     networks: list[str] = field(default_factory=list)
     gateways: list[str] = field(default_factory=list)
     host_ports: list[int] = field(default_factory=list)
+    private: list[str] = field(default_factory=list)
     ipv6: bool = True
     seconds: float = 0.0
 
@@ -102,6 +104,8 @@ def _plan(env: Mapping[str, str], ipv6: bool, result: UpResult) -> None:
                             _read("/proc/net/ipv6_route") if ipv6 else "")
     result.gateways = gateways(result.networks, routed)
     result.host_ports = parse_host_ports(env.get("SIDECAR_FIREWALL_HOST_PORTS", ""))
+    result.private = parse_networks(env.get("SIDECAR_FIREWALL_PRIVATE_NETWORKS", ""),
+                                    "SIDECAR_FIREWALL_PRIVATE_NETWORKS", PRIVATE_FIX)
 
 
 def _read(path: str) -> str:
@@ -114,7 +118,9 @@ def _read(path: str) -> str:
 def _family_plans(result: UpResult) -> tuple[Plan, Plan]:
     nets4, nets6 = split_families(result.networks)
     gws4, gws6 = split_families(result.gateways)
-    return (Plan(nets4, gws4, result.host_ports), Plan(nets6, gws6, result.host_ports))
+    private4, private6 = split_families(result.private)
+    return (Plan(nets4, gws4, result.host_ports, private4),
+            Plan(nets6, gws6, result.host_ports, private6))
 
 
 def _dns_ids() -> tuple[int, str]:

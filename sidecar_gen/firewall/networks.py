@@ -11,14 +11,27 @@ from collections.abc import Sequence
 from sidecar_gen.firewall import FirewallError
 
 NETWORKS_FIX = "set SIDECAR_FIREWALL_NETWORKS to `auto` or to CIDRs separated by commas"
+PRIVATE_FIX = ("set SIDECAR_FIREWALL_PRIVATE_NETWORKS to CIDRs separated by commas, or leave it "
+               "empty")
+# Special-purpose ranges (IANA's registries; link-local has rules of its own): an allowed name
+# that resolves into one of them (DNS rebinding) would otherwise open the Docker host's other
+# addresses (docker0, the LAN address), the LAN, other containers or multicast. The compose
+# networks (accepted before) and SIDECAR_FIREWALL_PRIVATE_NETWORKS are exempt.
+SPECIAL4 = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "172.16.0.0/12",
+            "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
+            "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4")
+SPECIAL6 = ("::/127", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64", "2001:db8::/32",
+            "fc00::/7", "fec0::/10", "ff00::/8")
 HOST_PORTS_FIX = ("list TCP port numbers (1-65535) under sidecar.firewall.host_ports in "
                   "bridge.yaml, then `sidecar render` and `sidecar up` on the host")
 # The largest prefixes that still leave room for a gateway next to the containers.
 _GATEWAY_PREFIX = {4: 30, 6: 126}
 
 
-def parse_networks(spec: str) -> list[str]:
-    """`SIDECAR_FIREWALL_NETWORKS`: CIDRs separated by commas or spaces, normalized."""
+def parse_networks(spec: str, variable: str = "SIDECAR_FIREWALL_NETWORKS",
+                   fix: str = NETWORKS_FIX) -> list[str]:
+    """`SIDECAR_FIREWALL_NETWORKS` (or `variable`): CIDRs separated by commas or spaces,
+    normalized."""
     out: list[str] = []
     for item in re.split(r"[,\s]+", spec.strip()):
         if not item:
@@ -26,8 +39,7 @@ def parse_networks(spec: str) -> list[str]:
         try:
             out.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
-            raise FirewallError("SIDECAR_FIREWALL_NETWORKS", f"not a network: {item!r}",
-                                NETWORKS_FIX) from None
+            raise FirewallError(variable, f"not a network: {item!r}", fix) from None
     return out
 
 

@@ -21,9 +21,11 @@ from sidecar_gen.firewall import (
     INGRESS_CHAIN,
     SET4,
     SET6,
+    SPECIAL_CHAIN,
     STATE_DIR,
 )
 from sidecar_gen.firewall.allowlist import is_ip
+from sidecar_gen.firewall.networks import SPECIAL4, SPECIAL6
 
 RESOLV_MARK = "# claude-sidecar: the egress firewall's DNS forwarder"
 
@@ -35,6 +37,7 @@ class Plan:
     networks: Sequence[str] = ()  # the compose networks (every port)
     gateways: Sequence[str] = ()  # the Docker host's addresses on them (closed but for ports)
     host_ports: Sequence[int] = field(default_factory=tuple)  # TCP ports open on the gateways
+    private: Sequence[str] = ()  # special-purpose networks an allowed name may resolve into
 
 
 def ruleset(family: int, mode: str, plan: Plan, dns_uid: int) -> str:
@@ -42,7 +45,10 @@ def ruleset(family: int, mode: str, plan: Plan, dns_uid: int) -> str:
     template = "firewall/rules.v4.j2" if family == 4 else "firewall/rules.v6.j2"
     return templating.render(template, mode=mode, networks=list(plan.networks),
                              gateways=list(plan.gateways), host_ports=list(plan.host_ports),
-                             dns_uid=dns_uid, chain=CHAIN, ingress=INGRESS_CHAIN,
+                             private=list(plan.private),
+                             special=list(SPECIAL4 if family == 4 else SPECIAL6),
+                             special_chain=SPECIAL_CHAIN, dns_uid=dns_uid, chain=CHAIN,
+                             ingress=INGRESS_CHAIN,
                              allow=ALLOW_CHAIN, mark=CONNMARK, set4=SET4, set6=SET6,
                              github4=GITHUB4, github6=GITHUB6)
 

@@ -236,15 +236,16 @@ def wait_for_log(container: Any, text: str, timeout: float = 30) -> str:
 def start_claude(internet: Internet, tmp_path: Path) -> Iterator[Callable[..., Claude]]:
     """Start a Claude container with the firewall and wait until its start-up is over (ready
     or not); kwargs: domains (the approved allowlist's text, None: no approved allowlist),
-    env, volumes, cap (NET_ADMIN and NET_RAW), wait (False: return right after the start)."""
+    env, volumes, cap (NET_ADMIN and NET_RAW), wait (False: return right after the start),
+    dns (the resolvers Docker's embedded DNS forwards unknown names to)."""
     created: list[Any] = []
     stub = tmp_path / "claude-stub"
     stub.write_text(CLAUDE_STUB)
     stub.chmod(0o755)
 
-    def _start(domains: str | None = "allowed.test\n", env: dict[str, str] | None = None,
+    def _start(domains: str | None = "allowed.test\n", *, env: dict[str, str] | None = None,
                volumes: dict[str, Any] | None = None, cap: bool = True,
-               wait: bool = True) -> Claude:
+               wait: bool = True, dns: list[str] | None = None) -> Claude:
         workspace = tmp_path / f"work{len(created)}"
         (workspace / ".sidecar").mkdir(parents=True)
         policy = tmp_path / f"policy{len(created)}"
@@ -254,7 +255,10 @@ def start_claude(internet: Internet, tmp_path: Path) -> Iterator[Callable[..., C
         # Writable by the agent's user, as a real project checkout is (PUID).
         for path in (workspace, workspace / ".sidecar"):
             path.chmod(0o777)
+        # The offline internet lives in private ranges, which no DNS answer opens unless
+        # declared (as a private mirror would be).
         environment = {"SIDECAR_FIREWALL_NETWORKS": internet.proj_subnet,
+                       "SIDECAR_FIREWALL_PRIVATE_NETWORKS": f"{internet.v4},{internet.v6}",
                        "SIDECAR_FIREWALL_GITHUB": "0", **(env or {})}
         container = internet.client.containers.create(
             internet.image, None, name=unique_name("sidecar-fw-claude"),
@@ -264,7 +268,7 @@ def start_claude(internet: Internet, tmp_path: Path) -> Iterator[Callable[..., C
                      str(policy): {"bind": "/run/sidecar/policy", "mode": "ro"},
                      str(stub): {"bind": "/usr/local/bin/claude", "mode": "ro"},
                      **(volumes or {})},
-            network=internet.proj.name)
+            network=internet.proj.name, dns=dns)
         created.append(container)
         internet.inet.connect(container)
         container.start()

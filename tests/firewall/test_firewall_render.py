@@ -1,5 +1,6 @@
 """What `sidecar render` gives the claude service for the firewall and readiness:
-`sidecar.firewall.host_ports` (schema, model, environment) and the healthcheck."""
+`sidecar.firewall.host_ports` and `private_networks` (schema, model, environment) and the
+healthcheck."""
 
 from __future__ import annotations
 
@@ -44,6 +45,23 @@ def test_no_host_ports_no_variable_and_firewall_off_none(tmp_path: Path) -> None
     assert "SIDECAR_FIREWALL_HOST_PORTS" not in rendered_claude(tmp_path / "a", "")["environment"]
     off = rendered_claude(tmp_path / "b", "  firewall: {enabled: false, host_ports: [5432]}\n")
     assert "SIDECAR_FIREWALL_HOST_PORTS" not in off["environment"]
+
+
+def test_private_networks_reach_the_firewall_as_an_environment_variable(tmp_path: Path) -> None:
+    claude = rendered_claude(tmp_path, "  firewall: {private_networks: [10.1.0.0/16, "
+                                       "'fd00:1::/64']}\n")
+    assert claude["environment"]["SIDECAR_FIREWALL_PRIVATE_NETWORKS"] == "10.1.0.0/16 fd00:1::/64"
+    assert "SIDECAR_FIREWALL_PRIVATE_NETWORKS" not in rendered_claude(tmp_path / "a", "")[
+        "environment"]
+
+
+@pytest.mark.parametrize("networks", ['["10.1.0.0"]', '["300.1.0.0/16"]', '["10.0.0.0/33"]',
+                                      '["corp.example"]', '["fd00::/129"]', '"10.0.0.0/8"'])
+def test_bad_private_networks_are_findings(networks: str) -> None:
+    findings = validate_text(BRIDGE + f"  firewall: {{private_networks: {networks}}}\n",
+                             "bridge.yaml")
+    assert [f.rule for f in findings if f.severity is Severity.ERROR] in (
+        ["schema-pattern"], ["schema-type"]), findings
 
 
 def test_healthcheck_is_the_images_readiness_check(tmp_path: Path) -> None:

@@ -157,6 +157,51 @@ def test_enforce_ruleset_v4() -> None:
                        f"-A {chain} -m connmark --mark {mark} -j ACCEPT"]
     assert "ESTABLISHED" not in "\n".join(line for line in lines if f"-A {chain} " in line)
     assert f"-A {allow} -j CONNMARK --set-mark {mark}" in lines
+    # In: new flows only from the compose networks; everything else new, and unmarked older
+    # flows, dropped.
+    ingress = [line for line in lines if line.startswith(f"-A {firewall.INGRESS_CHAIN} ")]
+    assert ingress[-2:] == [
+        f"-A {firewall.INGRESS_CHAIN} -s 172.18.0.0/16 -m conntrack --ctstate NEW -j {allow}",
+        f"-A {firewall.INGRESS_CHAIN} -m conntrack --ctstate NEW,ESTABLISHED,RELATED -j DROP"]
+    assert [line for line in ingress if "NEW" in line and "-s " not in line] == [ingress[-1]]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_special_addresses_are_closed_before_the_sets(family: int) -> None:
+    # A DNS answer for an allowed name never opens a special-purpose address (the Docker
+    # host's other addresses, the LAN, multicast): the special chain comes after the compose
+    # networks (so they stay open) and before the sets; declared private networks return early.
+    net, exempt = ("172.18.0.0/16", "10.20.0.0/16") if family == 4 else ("fd00:1::/64",
+                                                                         "fd00:2::/64")
+    text = ruleset(family, "enforce", Plan([net], [], [], [exempt]), dns_uid=998)
+    lines = text.splitlines()
+    chain, special = firewall.CHAIN, firewall.SPECIAL_CHAIN
+    order = [f"-A {chain} -d {net} -j {firewall.ALLOW_CHAIN}", f"-A {chain} -j {special}",
+             f"-A {chain} -m set --match-set {firewall.SET4 if family == 4 else firewall.SET6} "
+             f"dst -j {firewall.ALLOW_CHAIN}"]
+    positions = [lines.index(rule) for rule in order]
+    assert positions == sorted(positions)
+    rules = [line for line in lines if line.startswith(f"-A {special} ")]
+    assert rules[0] == f"-A {special} -d {exempt} -j RETURN"
+    closed = {line.split()[3] for line in rules[1:]}
+    assert all(line.endswith(("-j REJECT --reject-with tcp-reset", "-unreachable"))
+               for line in rules[1:])
+    if family == 4:
+        assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+                "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4", "0.0.0.0/8"} <= closed
+    else:
+        assert {"fc00::/7", "ff00::/8", "::ffff:0:0/96", "::/127"} <= closed
+    # In lockdown too (no sets there, but the chain is harmless and the same).
+    assert f"-A {chain} -j {special}" in ruleset(family, "lockdown", Plan([net]), dns_uid=0)
+
+
+def test_private_networks_are_parsed_strictly() -> None:
+    from sidecar_gen.firewall.networks import PRIVATE_FIX
+
+    assert parse_networks("10.1.2.3/16 fd00::/8", "SIDECAR_FIREWALL_PRIVATE_NETWORKS",
+                          PRIVATE_FIX) == ["10.1.0.0/16", "fd00::/8"]
+    with pytest.raises(FirewallError, match="SIDECAR_FIREWALL_PRIVATE_NETWORKS: not a network"):
+        parse_networks("corp.example", "SIDECAR_FIREWALL_PRIVATE_NETWORKS", PRIVATE_FIX)
 
 
 def test_lockdown_ruleset_has_no_sets_and_no_dns_exception() -> None:
@@ -172,10 +217,20 @@ def test_enforce_ruleset_v6_allows_only_neighbour_discovery_on_link_local() -> N
     text = ruleset(6, "enforce", Plan(["fd00:1::/64"], ["fd00:1::1"], []), dns_uid=998)
     lines = text.splitlines()
     chain = firewall.CHAIN
-    nd = [line for line in lines if "--icmpv6-type" in line]
+    nd = [line for line in lines if "--icmpv6-type" in line and f"-A {chain} " in line]
     assert [line.split("--icmpv6-type ")[1].split()[0] for line in nd] == [
         "router-solicitation", "neighbour-solicitation", "neighbour-advertisement"]
     assert all("-m hl --hl-eq 255 -j ACCEPT" in line for line in nd)
+    # In: neighbour discovery from link-local peers, before new flows from elsewhere are dropped.
+    ingress = [line for line in lines if line.startswith(f"-A {firewall.INGRESS_CHAIN} ")]
+    nd_in = [line for line in ingress if "--icmpv6-type" in line]
+    assert [line.split("--icmpv6-type ")[1].split()[0] for line in nd_in] == [
+        "neighbour-solicitation", "neighbour-advertisement", "router-advertisement"]
+    assert all("-m hl --hl-eq 255 -j ACCEPT" in line for line in nd_in)
+    assert ingress[-2:] == [
+        f"-A {firewall.INGRESS_CHAIN} -s fd00:1::/64 -m conntrack --ctstate NEW -j "
+        f"{firewall.ALLOW_CHAIN}",
+        f"-A {firewall.INGRESS_CHAIN} -m conntrack --ctstate NEW,ESTABLISHED,RELATED -j DROP"]
     link_local = lines.index(f"-A {chain} -d fe80::/10 -j REJECT --reject-with "
                              "icmp6-port-unreachable")
     assert lines.index(nd[-1]) < link_local

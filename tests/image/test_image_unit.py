@@ -25,7 +25,7 @@ def test_entrypoint_carries_the_build_arguments() -> None:
     assert "boot-wrappers --dir /opt/sidecar/wrappers" in text
     # Order of the steps the image contract fixes: nothing is ready before the last mark.
     steps = ['"$health" --mark starting', "firewall up", "usermod", "credentials.json",
-             "boot-wrappers", '"$health" --mark "$ready"', "exec runuser"]
+             "boot-wrappers", '"$health" --mark "$ready"', "exec setpriv --reuid=claude"]
     positions = [text.index(step) for step in steps]
     assert positions == sorted(positions)
 
@@ -33,7 +33,7 @@ def test_entrypoint_carries_the_build_arguments() -> None:
 def test_claude_wrapper_waits_for_readiness_before_anything() -> None:
     text = render_claude_wrapper()
     assert "real=/usr/local/bin/claude" in text
-    steps = ["/usr/local/sbin/sidecar-health --wait", "exec runuser -u claude --"]
+    steps = ["/usr/local/sbin/sidecar-health --wait", "exec setpriv --reuid=claude"]
     positions = [text.index(step) for step in steps]
     assert positions == sorted(positions)
     assert "--dangerously-skip-permissions" in text

@@ -9,16 +9,11 @@ very same ports (the control).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-from conftest import TEST_LABEL, unique_name
 from firewall.conftest import ECHO_SERVER, Claude, Internet
 
 # One probe per argument `proto,port,interface,address` (interface only for link-local): prints
@@ -62,35 +57,6 @@ def addresses(container: Any) -> dict[str, list[tuple[str, str]]]:
     out = container.exec_run(["ip", "-j", "addr", "show"]).output.decode()
     return {link["ifname"]: [(a["local"], a["scope"]) for a in link.get("addr_info", [])]
             for link in json.loads(out)}
-
-
-@pytest.fixture
-def host_server(docker_client: Any, claude_image: str) -> Iterator[tuple[Any, int, int, int]]:
-    """An echo server in the Docker host's own network namespace: (container, open TCP port,
-    closed TCP port, UDP port)."""
-    for _ in range(10):
-        ports = random.sample(range(20000, 60000), 3)
-        server = docker_client.containers.run(
-            claude_image, ["python3", "-c", ECHO_SERVER, f"tcp:{ports[0]}", f"tcp:{ports[1]}",
-                           f"udp:{ports[2]}"],
-            entrypoint=[], user="root", network_mode="host", detach=True,
-            name=unique_name("sidecar-sec-host"), labels={TEST_LABEL: "1"})
-        deadline = time.monotonic() + 30
-        while b"listening" not in server.logs() and time.monotonic() < deadline:
-            server.reload()
-            if server.status == "exited":
-                break  # a port was taken: try others
-            time.sleep(0.1)
-        if b"listening" in server.logs():
-            break
-        server.remove(force=True)
-    else:
-        pytest.fail("no free host ports for the test server")
-    try:
-        yield server, ports[0], ports[1], ports[2]
-    finally:
-        with contextlib.suppress(Exception):
-            server.remove(force=True)
 
 
 def test_docker_host_closed_but_for_host_ports(start_claude: Callable[..., Claude],
@@ -153,3 +119,35 @@ def test_link_local_carries_only_neighbour_discovery(start_claude: Callable[...,
                 and "icmpv6-type" in line]
     assert accepted == [f"-A SIDECAR-EGRESS -p ipv6-icmp -m icmp6 --icmpv6-type {kind} -m hl "
                         "--hl-eq 255 -j ACCEPT" for kind in (133, 135, 136)]
+
+
+def test_new_flows_in_only_from_the_compose_network(start_claude: Callable[..., Claude],
+                                                   internet: Internet) -> None:
+    # A peer that can route to the container without being on a compose network (here: a host
+    # of the offline internet; in the world, a LAN host routing to Docker's subnet, or an
+    # internet host over unfiltered IPv6) must not get a channel with the agent by opening it
+    # from outside: the agent's listener never hears it, and nothing comes back.
+    claude = start_claude()
+    assert claude.health()[0] == 0
+    claude.container.exec_run(
+        ["bash", "-c", f"python3 -c '{ECHO_SERVER}' udp:40000 tcp:40001 >/tmp/listener.log"],
+        user="claude", detach=True)
+    code, out = claude.sh("for _ in $(seq 100); do grep -q listening /tmp/listener.log && "
+                          "exit 0; sleep 0.1; done; exit 1")
+    assert code == 0, out
+    claude.container.reload()
+    networks = claude.container.attrs["NetworkSettings"]["Networks"]
+    inet = networks[internet.inet.name]
+    outside = [f"udp,40000,,{inet['IPAddress']}", f"tcp,40001,,{inet['IPAddress']}",
+               f"udp,40000,,{inet['GlobalIPv6Address']}", f"tcp,40001,,{inet['GlobalIPv6Address']}"]
+    # TCP times out (dropped, so a scanner learns nothing); UDP gets no answer.
+    assert probe(internet.servers["rogue-inet"], *outside, user="root") == ["TimeoutError"] * 4
+    # The control: a service of the compose network reaches the same listener and is answered.
+    inside = networks[internet.proj.name]["IPAddress"]
+    assert probe(internet.servers["rogue-proj"], f"udp,40000,,{inside}", f"tcp,40001,,{inside}",
+                 user="root") == ["ok", "ok"]
+    # By effect: the listener heard the compose network's peer only.
+    _, log = claude.sh("cat /tmp/listener.log")
+    rogue_proj, _ = internet.addresses["rogue-proj"]
+    heard = [tuple(line.split()) for line in log.splitlines() if line.startswith(("udp", "tcp"))]
+    assert sorted(heard) == [("tcp", "40001", rogue_proj), ("udp", "40000", rogue_proj)]
