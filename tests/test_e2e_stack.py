@@ -213,6 +213,38 @@ def test_gate_refuses_a_container_create_from_inside(stack: Stack, docker_client
     assert docker_client.containers.list(all=True, filters={"name": name}) == []
 
 
+def _status(text: str) -> dict[str, str]:
+    fields = (line.partition(":") for line in text.splitlines())
+    return {key: value.strip() for key, _, value in fields}
+
+
+def test_no_process_gains_privileges_and_the_gate_has_no_capability(stack: Stack,
+                                                                    docker_client: Any) -> None:
+    """The claude service runs with no-new-privileges, so even a `docker compose exec` that does
+    not go through the `claude` wrapper cannot become root through a setuid binary; the gate
+    holds the Docker socket with no capability at all."""
+    as_claude = stack.claude("cat", "/proc/self/status", user="claude")
+    assert as_claude.returncode == 0, as_claude.stderr
+    assert _status(as_claude.stdout)["NoNewPrivs"] == "1"
+    # A setuid-root program (made here by root, as a compromised image could ship one) gives
+    # the agent's user nothing: it runs with the caller's ids.
+    made = stack.claude("sh", "-c", "cp /usr/bin/id /usr/local/bin/suid-id && "
+                        "chmod 4755 /usr/local/bin/suid-id", user="root")
+    assert made.returncode == 0, made.stderr
+    ran = stack.claude("/usr/local/bin/suid-id", "-u", user="claude")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == str(PUID)
+    labels = [f"com.docker.compose.project={stack.project}",
+              "com.docker.compose.service=sidecar-gate"]
+    (gate,) = docker_client.containers.list(filters={"label": labels})
+    status = _status(gate.exec_run(["cat", "/proc/1/status"]).output.decode())
+    assert status["CapEff"] == status["CapBnd"] == status["CapPrm"] == "0" * 16
+    assert status["NoNewPrivs"] == "1"
+    # Without capabilities it still serves: a routed command reached its target above and
+    # here the healthcheck (a request through it) passes.
+    assert gate_health(stack, docker_client) == "healthy"
+
+
 def test_files_belong_to_puid_pgid_and_secrets_are_shadowed(stack: Stack) -> None:
     command, spec = mapped_command(stack)
     claude_dir = next(iter(spec["paths"]))

@@ -194,6 +194,8 @@ def test_gate_holds_the_socket_read_only_and_publishes_nothing(tmp_path: Path) -
                    if arg.startswith("--config"))
     # Bounded (issue 10.4) and healthy only with a usable policy (issue 13).
     assert gate["pids_limit"] == 64
+    assert gate["cap_drop"] == ["ALL"]
+    assert gate["security_opt"] == ["no-new-privileges:true"]
     assert gate["mem_limit"] == "256m"
     test = gate["healthcheck"]["test"]
     assert test[0] == "CMD" and test[-3:] == ["-m", "sidecar_gen.gate.health",
