@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,12 @@ from sidecar_gen import __version__
 from sidecar_gen.composecli import ComposeTarget, ResolvedModel, compose_version, resolve_model
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
 from sidecar_gen.errors import InputError
-from sidecar_gen.fsutil import read_text_file
+from sidecar_gen.fsutil import open_regular, read_text_file
 from sidecar_gen.render import DOMAINS_NAME
 from sidecar_gen.trust.inputs import MAX_READ, compose_inputs
 from sidecar_gen.trust.record import Approval, FileState, Store
 
+MAX_INPUT = 16 << 20
 POLICY_FILES = (CONFIG_NAME, DOMAINS_NAME)  # what the sidecar-policy volume holds
 # Not secrets, and they choose which files compose loads: shown in clear in the record.
 CLEAR_PREFIX = "COMPOSE_"
@@ -63,14 +64,54 @@ def _masked_values(mapping: Any, store: Store) -> Any:
     return mapping
 
 
+RESOLVED_KEY = "x-sidecar-resolved"
+
+
+def _resolved(path: Any) -> str | None:
+    """The real path behind a host path when a symbolic link makes it another, else None."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return None
+    real = os.path.realpath(path)
+    return real if real != os.path.normpath(path) else None
+
+
+def _pin_sources(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` with the real path of each host path it names (bind sources, build context,
+    `file:` of configs and secrets) next to it, when a link makes it another.
+
+    The engine follows links when it mounts a bind source or reads a build context, at every
+    start: an agent that swaps `./data` for a link to `/home/you` leaves compose's model as it
+    was, yet the next start would mount your home into the service. With the real path in the
+    compared model, that swap is a change `up` refuses; a folder without links is unchanged.
+    """
+    out = dict(spec)
+    volumes = spec.get("volumes")
+    if isinstance(volumes, list):
+        out["volumes"] = [
+            {**v, RESOLVED_KEY: real} if isinstance(v, dict) and v.get("type") == "bind"
+            and (real := _resolved(v.get("source"))) else v for v in volumes]
+    build = spec.get("build")
+    if isinstance(build, dict) and (real := _resolved(build.get("context"))):
+        out["build"] = {**build, RESOLVED_KEY: real}
+    if real := _resolved(spec.get("file")):
+        out[RESOLVED_KEY] = real
+    return out
+
+
 def normalize_model(doc: dict[str, Any], store: Store) -> dict[str, Any]:
-    """The model as stored: environment and build-arg values replaced by keyed digests."""
+    """The model as stored: environment and build-arg values replaced by keyed digests, and
+    the real path of every host path a link redirects (`_pin_sources`)."""
     model = dict(doc)
+    for section in ("configs", "secrets"):
+        entries = doc.get(section)
+        if isinstance(entries, dict):
+            model[section] = {name: _pin_sources(entry) if isinstance(entry, dict) else entry
+                              for name, entry in entries.items()}
     services = doc.get("services")
     if isinstance(services, dict):
         model["services"] = {}
         for name, spec in services.items():
-            masked = dict(spec) if isinstance(spec, dict) else spec
+            masked = _pin_sources(spec) if isinstance(spec, dict) else spec
             if isinstance(masked, dict):
                 if "environment" in masked:
                     masked["environment"] = _masked_values(masked["environment"], store)
@@ -146,24 +187,46 @@ def display_name(path: Path, project_dir: Path) -> str:
 
 
 def file_state(path: Path, store: Store, *, env_file: bool) -> FileState:
-    """The keyed digest of a file and a copy of it for diffs (None digest: missing)."""
+    """The keyed digest of a file and a copy of it for diffs (None digest: missing).
+
+    Read through `fsutil.open_regular` in chunks: a FIFO or a device planted under a name
+    compose may read, or a file over MAX_INPUT (a sparse terabyte would take hours to hash),
+    is refused by name (`InputError`); only files up to MAX_READ are copied for diffs.
+    """
     try:
-        data = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
-        return FileState(None)
-    except IsADirectoryError:
-        return FileState(store.digest(b"<directory>"), "(a directory)\n")
-    except OSError as exc:
-        return FileState(store.digest(f"<unreadable {exc.errno}>".encode()),
-                         f"(unreadable: {exc.strerror})\n")
+        fd = open_regular(path)
+    except InputError as exc:
+        if exc.reason == "no such file" or isinstance(exc.__context__, NotADirectoryError):
+            return FileState(None)
+        if exc.reason == "is a directory, not a file":
+            return FileState(store.digest(b"<directory>"), "(a directory)\n")
+        if exc.reason.startswith("cannot read"):
+            return FileState(store.digest(f"<unreadable: {exc.reason}>".encode()),
+                             f"(unreadable: {exc.reason})\n")
+        raise
+    size = os.fstat(fd).st_size
+    if size > MAX_INPUT:
+        os.close(fd)
+        raise InputError(str(path), f"is larger than {MAX_INPUT // (1 << 20)} MiB, more than "
+                                    "any compose or env file (remove it)")
+    head = bytearray()
+
+    def chunks() -> Iterator[bytes]:
+        while chunk := handle.read(1 << 20):
+            if len(head) <= MAX_READ:
+                head.extend(chunk[:MAX_READ + 1 - len(head)])
+            yield chunk
+
+    with os.fdopen(fd, "rb") as handle:
+        digest = store.digest_chunks(chunks())
     text: str | None
     try:
-        text = data.decode("utf-8") if len(data) <= MAX_READ else None
+        text = head.decode("utf-8") if len(head) <= MAX_READ else None
     except UnicodeDecodeError:
         text = None
     if text is not None and env_file:
         text = mask_env_text(text, store)
-    return FileState(store.digest(data), text)
+    return FileState(digest, text)
 
 
 def read_policy_file(path: Path) -> str:
@@ -191,13 +254,14 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
     from concurrent.futures import ThreadPoolExecutor
 
     directory = target.directory
+    # The files first: one compose would wait on for ever (a FIFO) is refused by its name.
+    files = input_files(directory, store, target.environ())
     with ThreadPoolExecutor(max_workers=1) as pool:
         version = pool.submit(compose_version, target)  # meanwhile, the model
         resolved = resolve_model(target)
     policy = read_policy(directory)
     return Snapshot(target=target, resolved=resolved,
-                    model=normalize_model(resolved.doc, store),
-                    files=input_files(directory, store, target.environ()), policy=policy,
+                    model=normalize_model(resolved.doc, store), files=files, policy=policy,
                     compose_version=version.result())
 
 
