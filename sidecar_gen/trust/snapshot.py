@@ -98,9 +98,35 @@ def _pin_sources(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def normalize_model(doc: dict[str, Any], store: Store) -> dict[str, Any]:
-    """The model as stored: environment and build-arg values replaced by keyed digests, and
-    the real path of every host path a link redirects (`_pin_sources`)."""
+DOCKERFILE_KEY = "x-sidecar-dockerfile"
+
+
+def dockerfiles(doc: Mapping[str, Any]) -> dict[str, Path]:
+    """The Dockerfile each service with a local `build:` context is built from, by service.
+
+    It decides what runs in the service (base image, `USER`, every step) and compose reads it
+    only when it builds, so its digest is part of the compared model (`DOCKERFILE_KEY`).
+    """
+    found: dict[str, Path] = {}
+    services = doc.get("services")
+    for name, spec in (services.items() if isinstance(services, dict) else ()):
+        build = spec.get("build") if isinstance(spec, dict) else None
+        context = build.get("context") if isinstance(build, dict) else None
+        if not isinstance(context, str) or not os.path.isabs(context):
+            continue  # a remote context (git, URL): its content is not in the folder
+        assert isinstance(build, dict)
+        if build.get("dockerfile_inline") is not None:
+            continue  # in the model already
+        dockerfile = build.get("dockerfile") or "Dockerfile"
+        found[str(name)] = Path(context) / str(dockerfile)
+    return found
+
+
+def normalize_model(doc: dict[str, Any], store: Store,
+                    built: Mapping[str, FileState] | None = None) -> dict[str, Any]:
+    """The model as stored: environment and build-arg values replaced by keyed digests, the
+    real path of every host path a link redirects (`_pin_sources`), and the digest of each
+    built service's Dockerfile (`built`, by service)."""
     model = dict(doc)
     for section in ("configs", "secrets"):
         entries = doc.get(section)
@@ -117,7 +143,10 @@ def normalize_model(doc: dict[str, Any], store: Store) -> dict[str, Any]:
                     masked["environment"] = _masked_values(masked["environment"], store)
                 build = masked.get("build")
                 if isinstance(build, dict) and "args" in build:
-                    masked["build"] = {**build, "args": _masked_values(build["args"], store)}
+                    masked["build"] = build = {**build,
+                                               "args": _masked_values(build["args"], store)}
+                if isinstance(build, dict) and built and name in built:
+                    masked["build"] = {**build, DOCKERFILE_KEY: built[name].digest}
             model["services"][name] = masked
     return model
 
@@ -260,9 +289,14 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
         version = pool.submit(compose_version, target)  # meanwhile, the model
         resolved = resolve_model(target)
     policy = read_policy(directory)
+    sources = dockerfiles(resolved.doc)
+    built = {name: file_state(path, store, env_file=False) for name, path in sources.items()}
+    project_dir = Path(os.path.realpath(directory))
+    for name, path in sources.items():
+        files[display_name(path, project_dir)] = built[name]
     return Snapshot(target=target, resolved=resolved,
-                    model=normalize_model(resolved.doc, store), files=files, policy=policy,
-                    compose_version=version.result())
+                    model=normalize_model(resolved.doc, store, built), files=files,
+                    policy=policy, compose_version=version.result())
 
 
 def read_policy(directory: Path) -> dict[str, str]:

@@ -170,14 +170,13 @@ def test_a_huge_sparse_file_is_refused_by_name(approved: ComposeTarget) -> None:
     assert "docker-compose.override.yml: is larger than 16 MiB" in up.stderr
 
 
-@pytest.mark.parametrize(("rel", "key"), [
-    ("data", "services.gate.volumes[1].x-sidecar-resolved"),
-    ("ctx", "services.built.build.x-sidecar-resolved"),
-    ("settings.txt", "configs.settings.x-sidecar-resolved"),
+@pytest.mark.parametrize(("rel", "key", "named"), [
+    ("data", "services.gate.volumes[1].x-sidecar-resolved", "effective compose model"),
+    ("ctx", "services.built.build.x-sidecar-resolved", "ctx/Dockerfile"),
+    ("settings.txt", "configs.settings.x-sidecar-resolved", "effective compose model"),
 ])
-def test_a_link_swapped_in_behind_a_source_is_refused(approved: ComposeTarget,
-                                                      tmp_path: Path, rel: str,
-                                                      key: str) -> None:
+def test_a_link_swapped_in_behind_a_source_is_refused(
+        approved: ComposeTarget, tmp_path: Path, rel: str, key: str, named: str) -> None:
     """The model compose prints names `./data` either way; the engine would mount the link's
     target (the host's secrets) at the next start."""
     path = approved.directory / rel
@@ -189,7 +188,7 @@ def test_a_link_swapped_in_behind_a_source_is_refused(approved: ComposeTarget,
         path.unlink()
     outside = tmp_path / "outside"
     path.symlink_to(outside / "id_rsa" if rel.endswith(".txt") else outside)
-    diff = _refused(approved, "effective compose model")
+    diff = _refused(approved, named)
     assert f"+{key}: " in diff and str(outside) in diff
 
 
@@ -200,3 +199,23 @@ def test_a_link_that_was_approved_is_no_change(approved: ComposeTarget, tmp_path
     data.symlink_to(tmp_path / "outside")
     assert run(approved, "trust", "--yes").returncode == 0
     _unchanged(approved)
+
+
+def test_an_edited_dockerfile_is_refused_by_name(approved: ComposeTarget) -> None:
+    """The Dockerfile of a built service decides what runs there (its base, its USER); compose
+    reads it only when it builds, so its content is part of the approval."""
+    dockerfile = approved.directory / "ctx" / "Dockerfile"
+    dockerfile.write_text("FROM busybox:latest\nUSER root\n")
+    diff = _refused(approved, "ctx/Dockerfile")
+    assert "+USER root" in diff and "services.built.build.x-sidecar-dockerfile" in diff
+    assert run(approved, "trust", "--yes").returncode == 0
+    _unchanged(approved)
+
+
+def test_a_dockerfile_that_is_a_fifo_is_refused_by_name(approved: ComposeTarget) -> None:
+    dockerfile = approved.directory / "ctx" / "Dockerfile"
+    dockerfile.unlink()
+    os.mkfifo(dockerfile)
+    up = run(approved, "up", DOCKER_HOST=NO_ENGINE)
+    assert up.returncode == 2, up.stdout + up.stderr
+    assert "ctx/Dockerfile: is a FIFO" in up.stderr
