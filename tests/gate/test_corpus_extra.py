@@ -329,8 +329,8 @@ def test_http10_keepalive_then_hostile(env: Env, baseline: dict[str, Any],
                                        second: bytes) -> None:
     first = b"GET /_ping HTTP/1.0\r\nHost: d\r\nConnection: keep-alive\r\n\r\n"
     statuses = _pipeline(env, first + second.replace(b"HTTP/1.1", b"HTTP/1.0"), 2)
-    assert statuses[0] == 200
-    assert statuses[1:] in ([], [403]), statuses
+    # HTTP/1.0: the connection closes after the first answer; the second is never read.
+    assert statuses == [200], statuses
     assert snapshot(env) == baseline
 
 
@@ -340,8 +340,7 @@ def test_upgrade_on_inspect_is_not_a_stream(env: Env, baseline: dict[str, Any]) 
     raw = _raw("GET", "/v1.41/containers/{tgt}/json", b"",
                "Connection: Upgrade\r\nUpgrade: tcp\r\n")
     statuses = _pipeline(env, raw + _raw("POST", "/v1.41/containers/{foreign}/kill"), 2)
-    assert statuses[0] == 200
-    assert statuses[1:] in ([], [403]), statuses
+    assert statuses == [200], statuses
     assert snapshot(env) == baseline
 
 
