@@ -148,8 +148,8 @@ def compose_inputs(directory: Path, env: Mapping[str, str] | None = None) -> lis
             continue
         try:
             doc = YAML(typ="safe", pure=True).load(text)
-        except (YAMLError, ValueError):
-            continue  # compose itself will say what is wrong with it
+        except (YAMLError, ValueError, RecursionError):
+            continue  # compose itself will say what is wrong with it (or the model will)
         for ref, is_compose in _references(doc, variables):
             ref_path = Path(os.path.expanduser(ref))
             queue.append((ref_path if ref_path.is_absolute() else path.parent / ref_path,
