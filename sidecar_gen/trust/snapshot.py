@@ -8,6 +8,7 @@ written to the record in clear text, yet any change of it still shows as a chang
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -294,9 +295,25 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
     project_dir = Path(os.path.realpath(directory))
     for name, path in sources.items():
         files[display_name(path, project_dir)] = built[name]
-    return Snapshot(target=target, resolved=resolved,
+    return Snapshot(target=target, resolved=pin_dockerfiles(resolved, built),
                     model=normalize_model(resolved.doc, store, built), files=files,
                     policy=policy, compose_version=version.result())
+
+
+def pin_dockerfiles(resolved: ResolvedModel, built: Mapping[str, FileState]) -> ResolvedModel:
+    """`resolved` with each checked Dockerfile inlined (`dockerfile_inline`, `$` escaped as
+    compose wants), so a build at the start uses the bytes that were checked, not what the
+    agent writes into the file between the check and the build. Compose leaves `build` out of
+    a service's configuration hash: no container is recreated for it. A Dockerfile that cannot
+    be inlined (not UTF-8, over 1 MiB) stays a file."""
+    texts = {name: state.text for name, state in built.items() if state.text is not None}
+    if not texts:
+        return resolved
+    doc = json.loads(resolved.text)
+    for name, text in texts.items():
+        build = {k: v for k, v in doc["services"][name]["build"].items() if k != "dockerfile"}
+        doc["services"][name]["build"] = {**build, "dockerfile_inline": text.replace("$", "$$")}
+    return ResolvedModel(json.dumps(doc), doc)
 
 
 def read_policy(directory: Path) -> dict[str, str]:
