@@ -209,11 +209,13 @@ def mask_env_text(text: str, store: Store) -> str:
 
 
 def display_name(path: Path, project_dir: Path) -> str:
-    """A path relative to the project folder when it is inside it, else absolute."""
+    """Where the bytes really are: relative to the project folder when inside it, else the
+    absolute real path (a `.env` made a link to a file elsewhere is named by that file)."""
+    real = path.resolve()
     try:
-        return path.resolve().relative_to(project_dir).as_posix()
+        return real.relative_to(project_dir).as_posix()
     except ValueError:
-        return str(path)
+        return str(real)
 
 
 def file_state(path: Path, store: Store, *, env_file: bool) -> FileState:

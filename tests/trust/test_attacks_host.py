@@ -237,3 +237,39 @@ def test_a_deeply_nested_compose_file_is_one_line_not_a_crash(approved: ComposeT
                                           "extension field?)"), up.stderr
     else:  # compose drops service-level extensions: no change of the model
         assert REACHED in up.stderr, up.stderr
+
+
+def test_a_linked_sidecar_folder_is_refused(approved: ComposeTarget, tmp_path: Path) -> None:
+    """A `.sidecar/` made a link to a folder of the agent's choosing (a copy with a wider
+    policy, or a host folder whose files would be carried into the policy volume)."""
+    root = approved.directory
+    elsewhere = tmp_path / "elsewhere"
+    (root / ".sidecar").rename(elsewhere)
+    (root / ".sidecar").symlink_to(elsewhere)
+    up = run(approved, "up", DOCKER_HOST=NO_ENGINE)
+    assert up.returncode == 2, up.stdout + up.stderr
+    assert up.stderr.strip().endswith("is a symbolic link: the policy must be a plain file in "
+                                      "the project's .sidecar/ folder"), up.stderr
+
+
+def test_a_linked_dotenv_outside_the_folder_is_refused_by_name(approved: ComposeTarget,
+                                                               tmp_path: Path) -> None:
+    root = approved.directory
+    outside = tmp_path / "outside" / "other.env"
+    outside.write_text((root / ".env").read_text() + "DOCKER_SOCKET=/\n")
+    (root / ".env").unlink()
+    (root / ".env").symlink_to(outside)
+    diff = _refused(approved, str(outside))
+    assert '+services.gate.volumes[0].source: "/"' in diff
+
+
+def test_a_linked_compose_file_with_the_same_content_is_harmless(approved: ComposeTarget,
+                                                                 tmp_path: Path) -> None:
+    """Compose reads the same bytes: the model is the one approved, and `up` starts it from
+    stdin (the link is named, as a moved file, but decides nothing)."""
+    root = approved.directory
+    outside = tmp_path / "outside" / "compose.yaml"
+    outside.write_text((root / "compose.yaml").read_text())
+    (root / "compose.yaml").unlink()
+    (root / "compose.yaml").symlink_to(outside)
+    _unchanged(approved)
