@@ -77,8 +77,9 @@ def _resolved(path: Any) -> str | None:
 
 
 def _pin_sources(spec: dict[str, Any]) -> dict[str, Any]:
-    """`spec` with the real path of each host path it names (bind sources, build context,
-    `file:` of configs and secrets) next to it, when a link makes it another.
+    """`spec` with the real path of each host path it names (bind sources, build contexts,
+    `file:` of configs and secrets, a local volume's `device`) next to it, when a link makes
+    it another.
 
     The engine follows links when it mounts a bind source or reads a build context, at every
     start: an agent that swaps `./data` for a link to `/home/you` leaves compose's model as it
@@ -92,9 +93,18 @@ def _pin_sources(spec: dict[str, Any]) -> dict[str, Any]:
             {**v, RESOLVED_KEY: real} if isinstance(v, dict) and v.get("type") == "bind"
             and (real := _resolved(v.get("source"))) else v for v in volumes]
     build = spec.get("build")
-    if isinstance(build, dict) and (real := _resolved(build.get("context"))):
-        out["build"] = {**build, RESOLVED_KEY: real}
+    if isinstance(build, dict):
+        pins = {f"context={real}"} if (real := _resolved(build.get("context"))) else set()
+        extra = build.get("additional_contexts")
+        for name, path in (extra.items() if isinstance(extra, dict) else ()):
+            if real := _resolved(path):
+                pins.add(f"{name}={real}")
+        if pins:
+            out["build"] = {**build, RESOLVED_KEY: sorted(pins)}
     if real := _resolved(spec.get("file")):
+        out[RESOLVED_KEY] = real
+    options = spec.get("driver_opts")  # a local volume that is a bind in disguise
+    if isinstance(options, dict) and (real := _resolved(options.get("device"))):
         out[RESOLVED_KEY] = real
     return out
 
@@ -129,7 +139,7 @@ def normalize_model(doc: dict[str, Any], store: Store,
     real path of every host path a link redirects (`_pin_sources`), and the digest of each
     built service's Dockerfile (`built`, by service)."""
     model = dict(doc)
-    for section in ("configs", "secrets"):
+    for section in ("configs", "secrets", "volumes"):
         entries = doc.get(section)
         if isinstance(entries, dict):
             model[section] = {name: _pin_sources(entry) if isinstance(entry, dict) else entry

@@ -34,7 +34,11 @@ EXTRA = """\
     image: busybox:latest
     profiles: [extra]
   built:
-    build: {context: ./ctx}
+    build: {context: ./ctx, additional_contexts: {extra: ./extra}}
+    volumes: [devvol:/devvol]
+volumes:
+  devvol:
+    driver_opts: {type: none, o: bind, device: ./voldev}
 configs:
   settings:
     file: ./settings.txt
@@ -47,8 +51,10 @@ def approved(target: ComposeTarget, store: Store, tmp_path: Path) -> ComposeTarg
     build context and a config file, approved."""
     root = target.directory
     text = (root / "compose.yaml").read_text()
-    (root / "compose.yaml").write_text(text.replace("include:", EXTRA + "include:", 1))
-    for folder in ("data", "ctx"):
+    # A volume's `device` is kept as written: only an absolute one is a bind the engine makes.
+    extra = EXTRA.replace("./voldev", str(root / "voldev"))
+    (root / "compose.yaml").write_text(text.replace("include:", extra + "include:", 1))
+    for folder in ("data", "ctx", "extra", "voldev"):
         (root / folder).mkdir()
     (root / "ctx" / "Dockerfile").write_text("FROM busybox:latest\n")
     (root / "settings.txt").write_text("a=1\n")
@@ -172,7 +178,9 @@ def test_a_huge_sparse_file_is_refused_by_name(approved: ComposeTarget) -> None:
 
 @pytest.mark.parametrize(("rel", "key", "named"), [
     ("data", "services.gate.volumes[1].x-sidecar-resolved", "effective compose model"),
-    ("ctx", "services.built.build.x-sidecar-resolved", "ctx/Dockerfile"),
+    ("ctx", "services.built.build.x-sidecar-resolved[0]", "ctx/Dockerfile"),
+    ("extra", "services.built.build.x-sidecar-resolved[0]", "effective compose model"),
+    ("voldev", "volumes.devvol.x-sidecar-resolved", "effective compose model"),
     ("settings.txt", "configs.settings.x-sidecar-resolved", "effective compose model"),
 ])
 def test_a_link_swapped_in_behind_a_source_is_refused(
