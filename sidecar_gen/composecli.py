@@ -20,6 +20,7 @@ from typing import Any
 from sidecar_gen.errors import ExitCode, SidecarError
 
 CONFIG_TIMEOUT = 60.0
+MAX_DEPTH = 64
 
 
 class ComposeError(SidecarError):
@@ -126,9 +127,30 @@ def resolve_model(target: ComposeTarget) -> ResolvedModel:
         doc = json.loads(result.stdout)
     except json.JSONDecodeError as exc:
         raise ComposeError(f"docker compose config printed no JSON ({exc.msg})") from None
+    except RecursionError:
+        doc = None
+    if doc is None or _depth(doc) > MAX_DEPTH:
+        # Compose keeps `x-` extensions as written: a file the agent wrote must not crash (or
+        # exhaust) the commands that walk the model.
+        raise ComposeError(f"the compose model of {target.directory} is nested more than "
+                           f"{MAX_DEPTH} levels deep (an `x-` extension field?)")
     if not isinstance(doc, dict):
         raise ComposeError("docker compose config printed no project")
     return ResolvedModel(result.stdout, doc)
+
+
+def _depth(value: Any) -> int:
+    """How deeply a JSON value nests (iteratively: the value may be deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item \
+            if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def model_argv(target: ComposeTarget, model: ResolvedModel, *command: str) -> list[str]:

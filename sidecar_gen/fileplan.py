@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from sidecar_gen.errors import ExitCode, SidecarError
-from sidecar_gen.fsutil import write_atomic
+from sidecar_gen.errors import ExitCode, InputError, SidecarError
+from sidecar_gen.fsutil import open_regular, read_text_file, write_atomic
 from sidecar_gen.runtime import atomic
 
 CHECKSUM_PREFIX = "# sidecar-checksum: sha256:"
@@ -75,13 +75,13 @@ def edited_by_hand(text: str) -> bool:
 
 
 def read_current(path: Path) -> str | None:
-    """The file's text, None when it does not exist; undecodable text counts as edited."""
+    """The file's text, None when it does not exist; undecodable text, or anything that is
+    not a regular file (a FIFO the agent planted must not hang `render` or `up`), counts as
+    edited."""
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError):
-        return "\x00unreadable"
+        return read_text_file(path)
+    except InputError as exc:
+        return None if exc.reason == "no such file" else "\x00unreadable"
 
 
 def plan_generated(path: Path, new: str, *, force: bool) -> Change:
@@ -160,9 +160,12 @@ class _Undo:
         while not folder.exists() and folder.parent != folder:
             missing.append(folder)
             folder = folder.parent
-        if not path.exists():
+        try:
+            fd = open_regular(path)  # never blocks on a FIFO planted where we write
+        except InputError:
             return cls(path, made_dirs=tuple(missing))
-        return cls(path, path.read_bytes(), path.stat().st_mode & 0o7777)
+        with os.fdopen(fd, "rb") as handle:
+            return cls(path, handle.read(), os.fstat(handle.fileno()).st_mode & 0o7777)
 
     def restore(self, *, content: bool = True) -> None:
         if content and self.old is None:

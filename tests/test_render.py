@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -425,3 +426,19 @@ def test_render_suggests_trust_after_a_change(tmp_path: Path) -> None:
     assert "next: `sidecar trust`" in first.output
     again = runner.invoke(app, ["render", "--dir", str(root)])
     assert "sidecar trust" not in again.output
+
+
+def test_a_fifo_planted_as_a_generated_file_neither_hangs_nor_is_read(tmp_path: Path) -> None:
+    """The agent can write `.sidecar/` through a target: a FIFO there is refused by name, with
+    or without --force (compose would include it), and nothing waits for a writer."""
+    root = project(tmp_path)
+    run_render(root)
+    generated = root / ".sidecar" / "compose.yml"
+    generated.unlink()
+    os.mkfifo(generated)
+    for extra in ([], ["--force"]):
+        result = runner.invoke(app, ["render", "--dir", str(root), *extra])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().endswith("compose.yml: is a FIFO, not a regular file "
+                                              "(remove it)"), result.output
+        assert stat.S_ISFIFO(generated.lstat().st_mode)

@@ -24,10 +24,11 @@ from sidecar_gen.composeenv import (
     OVERRIDE_FILES,
     InterpolationError,
     interpolate,
-    load_dotenv,
+    parse_dotenv,
     project_environ,
 )
 from sidecar_gen.errors import InputError
+from sidecar_gen.fsutil import open_regular
 
 DOTENV = ".env"
 MAX_FILES = 200
@@ -35,11 +36,17 @@ MAX_READ = 1024 * 1024
 
 
 def _read(path: Path) -> str | None:
+    """Up to MAX_READ bytes of a regular file as text; None when absent, a directory or over
+    the limit; `InputError` for a FIFO, a device or a socket (`fsutil.open_regular`)."""
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_READ + 1)
-    except OSError:
-        return None
+        fd = open_regular(path)
+    except InputError as exc:
+        if exc.reason in ("no such file", "is a directory, not a file") \
+                or exc.reason.startswith("cannot read"):
+            return None
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(MAX_READ + 1)
     if len(data) > MAX_READ:
         return None
     return data.decode("utf-8", "replace")
@@ -49,12 +56,12 @@ def project_env(directory: Path, env: Mapping[str, str]) -> dict[str, str]:
     """The variables compose interpolates with: the environment, then `.env` for the names it
     does not set (a `.env` compose would refuse counts as empty: compose says why)."""
     variables = project_environ(directory, env)
-    path = directory / DOTENV
-    if path.is_file():
+    text = _read(directory / DOTENV)
+    if text is not None:
         try:
-            for key, value in load_dotenv(path, variables).items():
+            for key, value in parse_dotenv(text, variables).items():
                 variables.setdefault(key, value)
-        except InputError:
+        except ValueError:
             pass
     return variables
 
@@ -141,8 +148,8 @@ def compose_inputs(directory: Path, env: Mapping[str, str] | None = None) -> lis
             continue
         try:
             doc = YAML(typ="safe", pure=True).load(text)
-        except (YAMLError, ValueError):
-            continue  # compose itself will say what is wrong with it
+        except (YAMLError, ValueError, RecursionError):
+            continue  # compose itself will say what is wrong with it (or the model will)
         for ref, is_compose in _references(doc, variables):
             ref_path = Path(os.path.expanduser(ref))
             queue.append((ref_path if ref_path.is_absolute() else path.parent / ref_path,

@@ -97,7 +97,7 @@ def _gate_reads_policy(service: Mapping[str, Any]) -> bool:
     words = [str(w) for part in ("entrypoint", "command")
              for w in (service.get(part) or []) if isinstance(service.get(part), list)]
     return any(word == f"--config={POLICY_FILE}" or (word == "--config" and nxt == POLICY_FILE)
-               for word, nxt in zip(words, [*words[1:], ""], strict=True))
+               for word, nxt in zip(words, [*words[1:], ""], strict=False))
 
 
 def service_image(model: Mapping[str, Any], service: str) -> str:

@@ -27,7 +27,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -187,7 +187,14 @@ class Store:
     def digest(self, data: bytes) -> str:
         """A keyed digest: equal content gives equal digests, yet a guessable secret (a short
         password in `.env`) cannot be confirmed from the record without the key."""
-        return "hmac-sha256:" + hmac.new(self.key(), data, hashlib.sha256).hexdigest()
+        return self.digest_chunks([data])
+
+    def digest_chunks(self, chunks: Iterable[bytes]) -> str:
+        """`digest` of the concatenated chunks (a large file without holding it whole)."""
+        mac = hmac.new(self.key(), digestmod=hashlib.sha256)
+        for chunk in chunks:
+            mac.update(chunk)
+        return "hmac-sha256:" + mac.hexdigest()
 
     def directory(self, project_dir: Path) -> Path:
         """The record folder of `project_dir`."""

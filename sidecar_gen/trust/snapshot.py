@@ -8,10 +8,11 @@ written to the record in clear text, yet any change of it still shows as a chang
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,12 @@ from sidecar_gen import __version__
 from sidecar_gen.composecli import ComposeTarget, ResolvedModel, compose_version, resolve_model
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
 from sidecar_gen.errors import InputError
-from sidecar_gen.fsutil import read_text_file
+from sidecar_gen.fsutil import open_regular, read_text_file
 from sidecar_gen.render import DOMAINS_NAME
 from sidecar_gen.trust.inputs import MAX_READ, compose_inputs
 from sidecar_gen.trust.record import Approval, FileState, Store
 
+MAX_INPUT = 16 << 20
 POLICY_FILES = (CONFIG_NAME, DOMAINS_NAME)  # what the sidecar-policy volume holds
 # Not secrets, and they choose which files compose loads: shown in clear in the record.
 CLEAR_PREFIX = "COMPOSE_"
@@ -63,20 +65,99 @@ def _masked_values(mapping: Any, store: Store) -> Any:
     return mapping
 
 
-def normalize_model(doc: dict[str, Any], store: Store) -> dict[str, Any]:
-    """The model as stored: environment and build-arg values replaced by keyed digests."""
+RESOLVED_KEY = "x-sidecar-resolved"
+
+
+def _resolved(path: Any) -> str | None:
+    """The real path behind a host path when a symbolic link makes it another, else None."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return None
+    real = os.path.realpath(path)
+    return real if real != os.path.normpath(path) else None
+
+
+def _pin_sources(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` with the real path of each host path it names (bind sources, build contexts,
+    `file:` of configs and secrets, a local volume's `device`) next to it, when a link makes
+    it another.
+
+    The engine follows links when it mounts a bind source or reads a build context, at every
+    start: an agent that swaps `./data` for a link to `/home/you` leaves compose's model as it
+    was, yet the next start would mount your home into the service. With the real path in the
+    compared model, that swap is a change `up` refuses; a folder without links is unchanged.
+    """
+    out = dict(spec)
+    volumes = spec.get("volumes")
+    if isinstance(volumes, list):
+        out["volumes"] = [
+            {**v, RESOLVED_KEY: real} if isinstance(v, dict) and v.get("type") == "bind"
+            and (real := _resolved(v.get("source"))) else v for v in volumes]
+    build = spec.get("build")
+    if isinstance(build, dict):
+        pins = {f"context={real}"} if (real := _resolved(build.get("context"))) else set()
+        extra = build.get("additional_contexts")
+        for name, path in (extra.items() if isinstance(extra, dict) else ()):
+            if real := _resolved(path):
+                pins.add(f"{name}={real}")
+        if pins:
+            out["build"] = {**build, RESOLVED_KEY: sorted(pins)}
+    if real := _resolved(spec.get("file")):
+        out[RESOLVED_KEY] = real
+    options = spec.get("driver_opts")  # a local volume that is a bind in disguise
+    if isinstance(options, dict) and (real := _resolved(options.get("device"))):
+        out[RESOLVED_KEY] = real
+    return out
+
+
+DOCKERFILE_KEY = "x-sidecar-dockerfile"
+
+
+def dockerfiles(doc: Mapping[str, Any]) -> dict[str, Path]:
+    """The Dockerfile each service with a local `build:` context is built from, by service.
+
+    It decides what runs in the service (base image, `USER`, every step) and compose reads it
+    only when it builds, so its digest is part of the compared model (`DOCKERFILE_KEY`).
+    """
+    found: dict[str, Path] = {}
+    services = doc.get("services")
+    for name, spec in (services.items() if isinstance(services, dict) else ()):
+        build = spec.get("build") if isinstance(spec, dict) else None
+        context = build.get("context") if isinstance(build, dict) else None
+        if not isinstance(context, str) or not os.path.isabs(context):
+            continue  # a remote context (git, URL): its content is not in the folder
+        assert isinstance(build, dict)
+        if build.get("dockerfile_inline") is not None:
+            continue  # in the model already
+        dockerfile = build.get("dockerfile") or "Dockerfile"
+        found[str(name)] = Path(context) / str(dockerfile)
+    return found
+
+
+def normalize_model(doc: dict[str, Any], store: Store,
+                    built: Mapping[str, FileState] | None = None) -> dict[str, Any]:
+    """The model as stored: environment and build-arg values replaced by keyed digests, the
+    real path of every host path a link redirects (`_pin_sources`), and the digest of each
+    built service's Dockerfile (`built`, by service)."""
     model = dict(doc)
+    for section in ("configs", "secrets", "volumes"):
+        entries = doc.get(section)
+        if isinstance(entries, dict):
+            model[section] = {name: _pin_sources(entry) if isinstance(entry, dict) else entry
+                              for name, entry in entries.items()}
     services = doc.get("services")
     if isinstance(services, dict):
         model["services"] = {}
         for name, spec in services.items():
-            masked = dict(spec) if isinstance(spec, dict) else spec
+            masked = _pin_sources(spec) if isinstance(spec, dict) else spec
             if isinstance(masked, dict):
                 if "environment" in masked:
                     masked["environment"] = _masked_values(masked["environment"], store)
                 build = masked.get("build")
                 if isinstance(build, dict) and "args" in build:
-                    masked["build"] = {**build, "args": _masked_values(build["args"], store)}
+                    masked["build"] = build = {**build,
+                                               "args": _masked_values(build["args"], store)}
+                if isinstance(build, dict) and built and name in built:
+                    masked["build"] = {**build, DOCKERFILE_KEY: built[name].digest}
             model["services"][name] = masked
     return model
 
@@ -138,32 +219,56 @@ def mask_env_text(text: str, store: Store) -> str:
 
 
 def display_name(path: Path, project_dir: Path) -> str:
-    """A path relative to the project folder when it is inside it, else absolute."""
+    """Where the bytes really are: relative to the project folder when inside it, else the
+    absolute real path (a `.env` made a link to a file elsewhere is named by that file)."""
+    real = path.resolve()
     try:
-        return path.resolve().relative_to(project_dir).as_posix()
+        return real.relative_to(project_dir).as_posix()
     except ValueError:
-        return str(path)
+        return str(real)
 
 
 def file_state(path: Path, store: Store, *, env_file: bool) -> FileState:
-    """The keyed digest of a file and a copy of it for diffs (None digest: missing)."""
+    """The keyed digest of a file and a copy of it for diffs (None digest: missing).
+
+    Read through `fsutil.open_regular` in chunks: a FIFO or a device planted under a name
+    compose may read, or a file over MAX_INPUT (a sparse terabyte would take hours to hash),
+    is refused by name (`InputError`); only files up to MAX_READ are copied for diffs.
+    """
     try:
-        data = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
-        return FileState(None)
-    except IsADirectoryError:
-        return FileState(store.digest(b"<directory>"), "(a directory)\n")
-    except OSError as exc:
-        return FileState(store.digest(f"<unreadable {exc.errno}>".encode()),
-                         f"(unreadable: {exc.strerror})\n")
+        fd = open_regular(path)
+    except InputError as exc:
+        if exc.reason == "no such file" or isinstance(exc.__context__, NotADirectoryError):
+            return FileState(None)
+        if exc.reason == "is a directory, not a file":
+            return FileState(store.digest(b"<directory>"), "(a directory)\n")
+        if exc.reason.startswith("cannot read"):
+            return FileState(store.digest(f"<unreadable: {exc.reason}>".encode()),
+                             f"(unreadable: {exc.reason})\n")
+        raise
+    size = os.fstat(fd).st_size
+    if size > MAX_INPUT:
+        os.close(fd)
+        raise InputError(str(path), f"is larger than {MAX_INPUT // (1 << 20)} MiB, more than "
+                                    "any compose or env file (remove it)")
+    head = bytearray()
+
+    def chunks() -> Iterator[bytes]:
+        while chunk := handle.read(1 << 20):
+            if len(head) <= MAX_READ:
+                head.extend(chunk[:MAX_READ + 1 - len(head)])
+            yield chunk
+
+    with os.fdopen(fd, "rb") as handle:
+        digest = store.digest_chunks(chunks())
     text: str | None
     try:
-        text = data.decode("utf-8") if len(data) <= MAX_READ else None
+        text = head.decode("utf-8") if len(head) <= MAX_READ else None
     except UnicodeDecodeError:
         text = None
     if text is not None and env_file:
         text = mask_env_text(text, store)
-    return FileState(store.digest(data), text)
+    return FileState(digest, text)
 
 
 def read_policy_file(path: Path) -> str:
@@ -191,14 +296,36 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
     from concurrent.futures import ThreadPoolExecutor
 
     directory = target.directory
+    # The files first: one compose would wait on for ever (a FIFO) is refused by its name.
+    files = input_files(directory, store, target.environ())
     with ThreadPoolExecutor(max_workers=1) as pool:
         version = pool.submit(compose_version, target)  # meanwhile, the model
         resolved = resolve_model(target)
     policy = read_policy(directory)
-    return Snapshot(target=target, resolved=resolved,
-                    model=normalize_model(resolved.doc, store),
-                    files=input_files(directory, store, target.environ()), policy=policy,
-                    compose_version=version.result())
+    sources = dockerfiles(resolved.doc)
+    built = {name: file_state(path, store, env_file=False) for name, path in sources.items()}
+    project_dir = Path(os.path.realpath(directory))
+    for name, path in sources.items():
+        files[display_name(path, project_dir)] = built[name]
+    return Snapshot(target=target, resolved=pin_dockerfiles(resolved, built),
+                    model=normalize_model(resolved.doc, store, built), files=files,
+                    policy=policy, compose_version=version.result())
+
+
+def pin_dockerfiles(resolved: ResolvedModel, built: Mapping[str, FileState]) -> ResolvedModel:
+    """`resolved` with each checked Dockerfile inlined (`dockerfile_inline`, `$` escaped as
+    compose wants), so a build at the start uses the bytes that were checked, not what the
+    agent writes into the file between the check and the build. Compose leaves `build` out of
+    a service's configuration hash: no container is recreated for it. A Dockerfile that cannot
+    be inlined (not UTF-8, over 1 MiB) stays a file."""
+    texts = {name: state.text for name, state in built.items() if state.text is not None}
+    if not texts:
+        return resolved
+    doc = json.loads(resolved.text)
+    for name, text in texts.items():
+        build = {k: v for k, v in doc["services"][name]["build"].items() if k != "dockerfile"}
+        doc["services"][name]["build"] = {**build, "dockerfile_inline": text.replace("$", "$$")}
+    return ResolvedModel(json.dumps(doc), doc)
 
 
 def read_policy(directory: Path) -> dict[str, str]:
