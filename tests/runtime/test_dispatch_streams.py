@@ -148,7 +148,11 @@ def test_tty_under_a_real_pty(dispatch_env: Make, box: str) -> None:
 
 def test_window_size_follows_sigwinch(dispatch_env: Make, box: str) -> None:
     env = dispatch_env({"version": "1", "commands": {"sizes": {"container": box, "exec": [
-        "sh", "-c", "sleep 0.3; stty size; echo READY; read x; stty size"], "tty": "always"}}})
+        # The resize travels as its own request beside the stream: the remote waits up to
+        # 10 s for its size to change rather than the test guessing how long that takes.
+        "sh", "-c", "sleep 0.3; stty size; echo READY; read x; i=0; "
+        "while [ \"$(stty size)\" = '20 70' ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); "
+        "done; stty size"], "tty": "always"}}})
     pid, master = pty.fork()
     if pid == 0:
         try:
@@ -173,9 +177,6 @@ def test_window_size_follows_sigwinch(dispatch_env: Make, box: str) -> None:
             resized = True
             # Resizing the pty sends SIGWINCH to its foreground process group: the dispatcher.
             fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 41, 123, 0, 0))
-            import time
-
-            time.sleep(0.3)
             os.write(master, b"go\r")
     _pid, status = os.waitpid(pid, 0)
     os.close(master)
