@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
-import pty
-import select
 import struct
 import subprocess
 import sys
@@ -17,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runtime.conftest import DispatchEnv
+from runtime.conftest import DispatchEnv, PtyRun
 
 Make = Callable[[dict[str, Any]], DispatchEnv]
 MIB = 1024 * 1024
@@ -88,35 +85,6 @@ def test_256_mib_round_trip_is_byte_exact_with_flat_memory(dispatch_env: Make, b
     assert result.stdout.split()[0].decode() == upload.hexdigest()
 
 
-def _run_in_pty(argv: list[str], env: dict[str, str], rows: int, cols: int,
-                timeout: float = 30) -> tuple[int, bytes]:
-    """Run argv with a real pty as its controlling terminal; return (exit status, output)."""
-    pid, master = pty.fork()
-    if pid == 0:  # child: size the terminal, then become the program
-        try:
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            os.chdir("/tmp")
-            os.execve(argv[0], argv, env)
-        finally:
-            os._exit(99)
-    output = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], timeout)
-        if not ready:
-            os.kill(pid, 9)
-            break
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child side closed
-            break
-        if not data:
-            break
-        output += data
-    _pid, status = os.waitpid(pid, 0)
-    os.close(master)
-    return os.waitstatus_to_exitcode(status), output
-
-
 def test_tty_under_a_real_pty(dispatch_env: Make, box: str) -> None:
     env = dispatch_env({"version": "1", "commands": {
         # Give the resize that follows the start a moment: API 1.41 has no size at create.
@@ -131,9 +99,9 @@ def test_tty_under_a_real_pty(dispatch_env: Make, box: str) -> None:
         "after = termios.tcgetattr(0)\n"
         "print(f'\\nRC={rc} RESTORED={before == after}', flush=True)\n"
     )
-    status, output = _run_in_pty([sys.executable, "-c", probe, env.cmd("term")], env.env,
-                                 rows=33, cols=101)
-    text = output.decode("utf-8", "replace")
+    run = PtyRun([sys.executable, "-c", probe, env.cmd("term")], env.env, rows=33, cols=101)
+    status = run.wait()
+    text = run.text
     assert status == 0, text
     assert "/dev/pts/" in text
     assert "33 101" in text
@@ -153,34 +121,13 @@ def test_window_size_follows_sigwinch(dispatch_env: Make, box: str) -> None:
         "sh", "-c", "sleep 0.3; stty size; echo READY; read x; i=0; "
         "while [ \"$(stty size)\" = '20 70' ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); "
         "done; stty size"], "tty": "always"}}})
-    pid, master = pty.fork()
-    if pid == 0:
-        try:
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 20, 70, 0, 0))
-            os.chdir("/tmp")
-            os.execve(env.cmd("sizes"), [env.cmd("sizes")], env.env)
-        finally:
-            os._exit(99)
-    output = b""
-    resized = False
-    while True:
-        ready, _, _ = select.select([master], [], [], 20)
-        if not ready:
-            os.kill(pid, 9)
-            break
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        output += data
-        if b"READY" in output and not resized:
-            resized = True
-            # Resizing the pty sends SIGWINCH to its foreground process group: the dispatcher.
-            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 41, 123, 0, 0))
-            os.write(master, b"go\r")
-    _pid, status = os.waitpid(pid, 0)
-    os.close(master)
-    text = output.decode("utf-8", "replace")
-    assert os.waitstatus_to_exitcode(status) == 0, text
+    run = PtyRun([env.cmd("sizes")], env.env, rows=20, cols=70)
+    assert run.read_until(b"READY"), run.text
+    # Resizing the pty sends SIGWINCH to its foreground process group: the dispatcher.
+    fcntl.ioctl(run.master, termios.TIOCSWINSZ, struct.pack("HHHH", 41, 123, 0, 0))
+    run.write(b"go\r")
+    status = run.wait()
+    text = run.text
+    assert status == 0, text
     assert "20 70" in text
     assert "41 123" in text
