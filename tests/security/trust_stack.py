@@ -135,7 +135,14 @@ class TrustStack:
         return found[0]
 
     def wait_ready(self, command: str = "tool", timeout: float = 90) -> None:
-        """Until a routed command works from the claude container (wrappers installed)."""
+        """Until a routed command works from the claude container (wrappers installed).
+
+        First the image's own readiness check (what `--wait` and the `claude` wrapper wait
+        for): a routed command started while the firewall still loads can wait on a dropped
+        connection far longer than this (it did after a plain `compose start`)."""
+        ready = self.compose("exec", "-T", "claude", "/usr/local/sbin/sidecar-health",
+                             "--wait", str(int(timeout)), check=False)
+        assert ready.returncode == 0, ready.stdout + ready.stderr
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
