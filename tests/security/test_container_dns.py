@@ -111,10 +111,18 @@ class Authority:
                 if line.startswith("query ")]
 
 
+def bridge_gateway(config: dict[str, str]) -> str:
+    """The default bridge's gateway (docker0). A freshly started dockerd leaves `Gateway` out of
+    the bridge's IPAM config; it is then the subnet's first host address, as dockerd assigns it."""
+    if config.get("Gateway"):
+        return config["Gateway"]
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
 @pytest.fixture(scope="module")
 def authority(internet: Internet, docker_client: Any) -> Iterator[Authority]:
     """The authority, on the offline internet, with records an attacker could publish."""
-    host = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    host = bridge_gateway(docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0])
     assert ipaddress.ip_address(host).is_private, host
     blocked4, _ = internet.addresses["blocked"]
     records = [f"host.allowed.test=A:{host}",
