@@ -4,15 +4,21 @@ What decides: the effective compose model (compose's resolution, so a comment or
 key is no change, and a new override file, `COMPOSE_FILE` in `.env` or a changed variable is)
 and the policy (`bridge.yaml`, `allowed-domains.txt`, byte for byte). Files are compared too,
 to say where a change comes from; a file change that leaves the model alone decides nothing.
+
+Everything is compared raw; what is shown is escaped line by line (`runtime.escape`): the
+agent writes these files, and a key holding a clear-screen must not repaint the diff the user
+approves.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar_gen.runtime.escape import escape
 from sidecar_gen.trust.record import Approval, FileState
 from sidecar_gen.trust.snapshot import Snapshot
 
@@ -29,16 +35,16 @@ class FileChange:
     new: FileState
 
     def diff(self) -> str:
-        """A unified diff of the file's copies (masked values for env files)."""
+        """A unified diff of the file's copies (masked values for env files), each line
+        escaped."""
         hidden = [state for state in (self.old, self.new) if state.exists and state.text is None]
         if hidden:
-            return (f"--- a/{self.name}\n+++ b/{self.name}\n"
-                    "(binary, unreadable or over 1 MiB: contents not shown)\n")
-        return "".join(difflib.unified_diff(
-            (self.old.text or "").splitlines(keepends=True),
-            (self.new.text or "").splitlines(keepends=True),
+            return _shown([f"--- a/{self.name}", f"+++ b/{self.name}",
+                           "(binary, unreadable or over 1 MiB: contents not shown)"])
+        return _shown(difflib.unified_diff(
+            _lines(self.old.text), _lines(self.new.text),
             fromfile=f"a/{self.name}" if self.old.exists else "/dev/null",
-            tofile=f"b/{self.name}" if self.new.exists else "/dev/null"))
+            tofile=f"b/{self.name}" if self.new.exists else "/dev/null", lineterm=""))
 
 
 @dataclass(frozen=True)
@@ -73,12 +79,11 @@ class Comparison:
     def model_diff(self) -> str:
         """The model's difference as `path: value` lines (removed `-`, added `+`)."""
         old, new = self.model_lines
-        body = list(difflib.unified_diff(old, new, fromfile=f"a/{MODEL_LABEL} (approved)",
-                                         tofile=f"b/{MODEL_LABEL} (now)", n=0, lineterm=""))
-        return "".join(line + "\n" for line in body)
+        return _shown(difflib.unified_diff(old, new, fromfile=f"a/{MODEL_LABEL} (approved)",
+                                           tofile=f"b/{MODEL_LABEL} (now)", n=0, lineterm=""))
 
     def summary(self) -> list[str]:
-        """One line per changed file (and the model), for the terminal."""
+        """One line per changed file (and the model), for the terminal (escaped)."""
         lines = [f"{change.kind:<8} {change.name}" for change in self.files]
         if self.model_changed:
             lines.append(f"{'changed':<8} {MODEL_LABEL}")
@@ -86,11 +91,24 @@ class Comparison:
         if self.model_changed and old and new and old != new:
             lines.append(f"note: Docker Compose was {old} at approval and is {new} now; part of "
                          "the model's difference may come from the upgrade")
-        return lines
+        return [escape(line) for line in lines]
 
     def text(self) -> str:
         """Every diff: each changed file, then the model."""
         return "".join(change.diff() for change in self.files) + self.model_diff()
+
+
+def _lines(text: str | None) -> list[str]:
+    """A file's lines, split at `\n` only (a `\r` or a line separator stays in its line and
+    is shown escaped there, never obeyed)."""
+    if not text:
+        return []
+    return text.removesuffix("\n").split("\n")
+
+
+def _shown(lines: Iterable[str]) -> str:
+    """Diff lines as the terminal gets them: each one escaped and cut, one per line."""
+    return "".join(escape(line) + "\n" for line in lines)
 
 
 def flatten(value: Any, prefix: str = "") -> list[str]:

@@ -1,0 +1,35 @@
+"""What a user sees: output rendered on a terminal emulator (pyte), as rows of text.
+
+A terminal obeys control sequences (clear screen, cursor up, erase line, titles) and drops
+format characters. Comparing the rendered rows with the text expected on screen proves that
+nothing in the output steered the terminal: a single raw escape moves, hides or eats text.
+"""
+
+from __future__ import annotations
+
+import pyte
+
+
+def render(output: str | bytes, columns: int = 1200, rows: int | None = None) -> list[str]:
+    """The screen after `output` (a pty's bytes, or text whose `\\n` a terminal would turn into
+    a new line), each row without its trailing blanks, without the empty rows at the end.
+
+    The screen is wide enough that no line of ours wraps (lines are cut at 1000 characters)
+    and tall enough that nothing scrolls away, unless `rows` says otherwise."""
+    if isinstance(output, bytes):
+        output = output.decode("utf-8", "replace")
+    text = output.replace("\r\n", "\n").replace("\n", "\r\n")
+    screen = pyte.Screen(columns, rows or text.count("\n") + 2)
+    pyte.Stream(screen).feed(text)
+    shown = [line.rstrip() for line in screen.display]
+    while shown and not shown[-1]:
+        shown.pop()
+    return shown
+
+
+def lines(text: str) -> list[str]:
+    """`text` as the rows `render` returns for it when nothing in it is a control."""
+    shown = [line.rstrip() for line in text.split("\n")]
+    while shown and not shown[-1]:
+        shown.pop()
+    return shown
