@@ -27,9 +27,11 @@ def render(output: str | bytes, columns: int = 1200, rows: int | None = None) ->
     return shown
 
 
-def lines(text: str) -> list[str]:
+def lines(text: str | bytes) -> list[str]:
     """`text` as the rows `render` returns for it when nothing in it is a control."""
-    shown = [line.rstrip() for line in text.split("\n")]
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    shown = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     while shown and not shown[-1]:
         shown.pop()
     return shown
