@@ -7,6 +7,12 @@ nothing in the output steered the terminal: a single raw escape moves, hides or 
 
 from __future__ import annotations
 
+import os
+import pty
+import select
+import subprocess
+from pathlib import Path
+
 import pyte
 
 
@@ -35,3 +41,29 @@ def lines(text: str | bytes) -> list[str]:
     while shown and not shown[-1]:
         shown.pop()
     return shown
+
+
+def on_a_terminal(argv: list[str], cwd: Path, env: dict[str, str],
+                  answer: bytes | None = None) -> tuple[bytes, int]:
+    """Run `argv` on a pty (NO_COLOR): its output and exit code. When it asks `[y/N]`, type
+    `answer` (what a user who read the screen would)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=cwd, env={**env, "NO_COLOR": "1"}, stdin=slave,
+                            stdout=slave, stderr=slave)
+    os.close(slave)
+    output = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        assert ready, output[-2000:]
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        output += data
+        if answer is not None and output.rstrip().endswith(b"[y/N]:"):
+            os.write(master, answer)
+            answer = None
+    os.close(master)
+    return output, proc.wait(timeout=60)

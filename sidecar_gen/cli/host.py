@@ -30,10 +30,10 @@ def _target(directory: Path) -> ComposeTarget:
     return ComposeTarget(directory.resolve())
 
 
-def _show(comparison: Comparison) -> None:
+def _show(comparison: Comparison, show_values: bool = False) -> None:
     for line in comparison.summary():
         typer.echo(line)
-    typer.echo(comparison.text(), nl=False)
+    typer.echo(comparison.text(show_values), nl=False)
 
 
 def _notes(check: Check) -> None:
@@ -87,11 +87,17 @@ def up(
 def trust(
     directory: DirOption = Path("."),
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve without asking.")] = False,
+    show_values: Annotated[bool, typer.Option(
+        "--show-values", help="Also show the current value of each secret in the diff (names "
+        "with KEY, TOKEN, SECRET, PASS, CREDENTIAL or AUTH: shown as digests otherwise).")
+    ] = False,
 ) -> None:
     """Show what changed since your last approval and approve it (for `sidecar up`).
 
-    Asks on a terminal; `--yes` approves without asking. Exit codes: 0 approved (or nothing to
-    approve); 1 declined, or bridge.yaml is invalid; 2 usage error (no terminal and no --yes).
+    Asks on a terminal; `--yes` approves without asking. Values of variables whose names say
+    they are secrets are shown as digests; `--show-values` shows them too. Exit codes: 0
+    approved (or nothing to approve); 1 declined, or bridge.yaml is invalid; 2 usage error (no
+    terminal and no --yes).
     """
     from sidecar_gen.trust.actions import approve, check_project, locked
 
@@ -107,7 +113,7 @@ def trust(
             return
         if comparison.first_use:
             say(f"no approval on record for {target.directory}; approving means:")
-        _show(comparison)
+        _show(comparison, show_values)
         if not comparison.changed:
             typer.echo("note: the files changed but compose resolves the same model and the "
                        "policy is the same: approving only updates the copies shown in diffs")

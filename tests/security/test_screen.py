@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from screen import lines, render
+from screen import lines, on_a_terminal, render
 from trust.conftest import BRIDGE, COMPOSE, DOMAINS, GENERATED, compose_config
 
 __all__ = ["compose_config"]  # fixtures
@@ -51,7 +50,8 @@ DOTENV = ("DB_PASSWORD=hunter2-secret\n"
           "COMPOSE_NOTE=\x1b[2J\x1b[Hnothing to see\u202e\n")
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+def hostile_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a project under test: its own state folder, no engine."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
     env.update({"XDG_STATE_HOME": str(tmp_path / "state"), "FROM_SHELL": "x",
                 "DOCKER_HOST": NO_ENGINE})
@@ -68,40 +68,13 @@ def hostile(tmp_path: Path, compose_config: None) -> tuple[Path, dict[str, str]]
     (root / ".sidecar" / "compose.yml").write_text(GENERATED)
     (root / ".sidecar" / "bridge.yaml").write_text(BRIDGE)
     (root / ".sidecar" / "allowed-domains.txt").write_text(DOMAINS)
-    env = _env(tmp_path)
+    env = hostile_env(tmp_path)
     approved = subprocess.run([SIDECAR, "trust", "--yes"], cwd=root, env=env,
                               capture_output=True, text=True, timeout=120)
     assert approved.returncode == 0, approved.stderr
     (root / "compose.override.yaml").write_text(OVERRIDE)
     (root / ".env").write_text(DOTENV)
     return root, env
-
-
-def _on_a_terminal(argv: list[str], cwd: Path, env: dict[str, str],
-                   answer: bytes | None = None) -> tuple[bytes, int]:
-    """Run on a pty; when it asks, answer as a user who read the screen would: `answer`."""
-    import pty
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, cwd=cwd, env={**env, "NO_COLOR": "1"}, stdin=slave,
-                            stdout=slave, stderr=slave)
-    os.close(slave)
-    output = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 120)
-        assert ready, output[-2000:]
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        output += data
-        if answer is not None and output.rstrip().endswith(b"[y/N]:"):
-            os.write(master, answer)
-            answer = None
-    os.close(master)
-    return output, proc.wait(timeout=60)
 
 
 def _shown_escaped(screen: list[str]) -> None:
@@ -125,7 +98,7 @@ def test_the_approval_screen_shows_what_is_approved(
     """`sidecar trust` on a terminal: the screen is the text, the volume `/:/host` is on it;
     so the user reading it declines, and nothing is approved."""
     root, env = hostile
-    output, code = _on_a_terminal([SIDECAR, "trust"], root, env, answer=b"n\n")
+    output, code = on_a_terminal([SIDECAR, "trust"], root, env, answer=b"n\n")
     screen = render(output)
     assert screen == lines(output), "a control sequence reached the terminal"
     _shown_escaped(screen)
@@ -171,7 +144,7 @@ def test_validate_findings_quote_keys_escaped(tmp_path: Path) -> None:
         f'    exec: {json.dumps("x" * 100_000)}\n    unknown{json.dumps(chr(0x202e))}: 1\n'
         f'  {json.dumps("n" + chr(0x200d) + "pm")}:\n    container: 7\n')
     ran = subprocess.run([SIDECAR, "validate", str(bridge)], capture_output=True, text=True,
-                         env=_env(tmp_path), timeout=60)
+                         env=hostile_env(tmp_path), timeout=60)
     assert ran.returncode == 1
     screen = render(ran.stdout)
     assert screen == lines(ran.stdout)
@@ -188,7 +161,7 @@ def test_init_quotes_what_compose_said_escaped(tmp_path: Path, compose_config: N
     name = "web" + CLEAR + "read compose.yaml (project app, 1 services)\u202e"
     (root / "compose.yaml").write_text(f"services:\n  {json.dumps(name)}:\n    image: php:8\n")
     ran = subprocess.run([SIDECAR, "init", "--dir", str(root), "--no-probe"],
-                         capture_output=True, text=True, env=_env(tmp_path), timeout=120)
+                         capture_output=True, text=True, env=hostile_env(tmp_path), timeout=120)
     screen = render(ran.stdout + ran.stderr)
     assert screen == lines(ran.stdout + ran.stderr)
     assert "\x1b" not in ran.stdout + ran.stderr and "\u202e" not in ran.stdout + ran.stderr
