@@ -11,6 +11,7 @@ import os
 import pty
 import select
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pyte
@@ -44,9 +45,9 @@ def lines(text: str | bytes) -> list[str]:
 
 
 def on_a_terminal(argv: list[str], cwd: Path, env: dict[str, str],
-                  answer: bytes | None = None) -> tuple[bytes, int]:
+                  answer: bytes | Callable[[bytes], bytes] | None = None) -> tuple[bytes, int]:
     """Run `argv` on a pty (NO_COLOR): its output and exit code. When it asks `[y/N]`, type
-    `answer` (what a user who read the screen would)."""
+    `answer`, or what `answer(output so far)` says (a user who reads the screen)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(argv, cwd=cwd, env={**env, "NO_COLOR": "1"}, stdin=slave,
                             stdout=slave, stderr=slave)
@@ -63,7 +64,7 @@ def on_a_terminal(argv: list[str], cwd: Path, env: dict[str, str],
             break
         output += data
         if answer is not None and output.rstrip().endswith(b"[y/N]:"):
-            os.write(master, answer)
+            os.write(master, answer(output) if callable(answer) else answer)
             answer = None
     os.close(master)
     return output, proc.wait(timeout=60)
