@@ -104,3 +104,18 @@ def test_in_process_commands_are_guarded_too() -> None:
     assert result.exit_code == 2
     assert "\x1b" not in result.output
     assert "/nonexistent/\\x1b[2Jx.yaml" in result.output
+
+
+def test_the_dispatchers_own_lines_are_escaped(tmp_path: Path, sidecar_cli: list[str]) -> None:
+    """`sidecar exec NAME` quoting a name that is not routed: one visible line."""
+    import subprocess
+
+    config = tmp_path / "bridge.yaml"
+    config.write_text('version: "1"\ncommands:\n  php:\n    container: app\n    exec: php\n')
+    name = "x\x1b[2J\x1b]0;t\x07\u202e"
+    ran = subprocess.run([*sidecar_cli, "exec", "--config", str(config), name],
+                         capture_output=True, text=True,
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert ran.returncode == 127
+    assert render(ran.stderr) == [
+        f"sidecar: x\\x1b[2J\\x1b]0;t\\x07\\u202e: not a routed command in {config}"]

@@ -166,3 +166,26 @@ def test_init_quotes_what_compose_said_escaped(tmp_path: Path, compose_config: N
     assert screen == lines(ran.stdout + ran.stderr)
     assert "\x1b" not in ran.stdout + ran.stderr and "\u202e" not in ran.stdout + ran.stderr
     assert "\\x1b[2J" in "\n".join(screen)
+
+
+def test_session_ls_shows_names_and_paths_escaped(tmp_path: Path, docker_client: object) -> None:
+    """A session whose folder's name holds escapes (a checkout named by someone else)."""
+    from sidecar_gen.sessionstore import SessionRecord, Store
+
+    env = hostile_env(tmp_path)
+    env.pop("DOCKER_HOST")  # the states come from the engine
+    source = tmp_path / "shop\x1b[2J\x1b[H\u202e"
+    source.mkdir()
+    store = Store(source, env)
+    store.create("a", "shop")
+    store.save(SessionRecord(
+        name="a", project="shop", compose_project="shop-a", source=str(source),
+        worktree=str(tmp_path / "shop\x1b[2J\x1b[H\u202e.sessions" / "a"), subdir="",
+        branch="sidecar/a", base="0" * 40, created="2026-01-01T00:00:00Z"))
+    ran = subprocess.run([SIDECAR, "session", "ls", "--all"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    screen = render(ran.stdout)
+    assert screen == lines(ran.stdout)
+    assert screen[1].endswith("shop\\x1b[2J\\x1b[H\\u202e.sessions/a"), screen
+    assert "absent, worktree missing" in screen[1]
