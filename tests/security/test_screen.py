@@ -155,17 +155,24 @@ def test_validate_findings_quote_keys_escaped(tmp_path: Path) -> None:
 
 
 def test_init_quotes_what_compose_said_escaped(tmp_path: Path, compose_config: None) -> None:
-    """A service name compose rejects is quoted in compose's error, which init prints."""
+    """A service name compose rejects is quoted in compose's error, which init prints; in the
+    bridge.yaml init writes, it stays inside its comment (a line break there once added keys)."""
     root = tmp_path / "app"
     root.mkdir()
-    name = "web" + CLEAR + "read compose.yaml (project app, 1 services)\u202e"
-    (root / "compose.yaml").write_text(f"services:\n  {json.dumps(name)}:\n    image: php:8\n")
+    name = "web\nx: 1" + CLEAR + "read compose.yaml (project app, 1 services)\u202e"
+    (root / "compose.yaml").write_text(f"services:\n  {json.dumps(name)}:\n    image: php:8\n"
+                                       '    volumes: ["./:/var/www/html"]\n')
     ran = subprocess.run([SIDECAR, "init", "--dir", str(root), "--no-probe"],
                          capture_output=True, text=True, env=hostile_env(tmp_path), timeout=120)
     screen = render(ran.stdout + ran.stderr)
     assert screen == lines(ran.stdout + ran.stderr)
     assert "\x1b" not in ran.stdout + ran.stderr and "\u202e" not in ran.stdout + ran.stderr
     assert "\\x1b[2J" in "\n".join(screen)
+    from ruamel.yaml import YAML
+
+    written = YAML(typ="safe").load((root / ".sidecar" / "bridge.yaml").read_text())
+    assert set(written) == {"version", "commands", "sidecar"}, written
+    assert written["commands"]["php"]["container"] == name
 
 
 def test_session_ls_shows_names_and_paths_escaped(tmp_path: Path, docker_client: object) -> None:
