@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import typer
 from runtime.conftest import PtyRun
-from screen import render
+from screen import lines, render
 from typer.testing import CliRunner
 
 from sidecar_gen.cli import app
@@ -119,3 +119,36 @@ def test_the_dispatchers_own_lines_are_escaped(tmp_path: Path, sidecar_cli: list
     assert ran.returncode == 127
     assert render(ran.stderr) == [
         f"sidecar: x\\x1b[2J\\x1b]0;t\\x07\\u202e: not a routed command in {config}"]
+
+
+def test_the_gates_own_lines_are_escaped(tmp_path: Path, sidecar_cli: list[str]) -> None:
+    """`sidecar proxy`'s notices (what `docker compose logs sidecar-gate` shows) quoting a
+    policy file the agent shaped: visible lines."""
+    import socket
+    import subprocess
+    import time
+
+    config = tmp_path / "bridge.yaml"
+    config.write_text('version: "1"\ncommands:\n  "php\\e[2J\\e[H\\u202e":\n    container: 7\n')
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gate = subprocess.Popen([*sidecar_cli, "proxy", "--listen", f"tcp://127.0.0.1:{port}",
+                             "--upstream", "unix:///nonexistent/docker.sock", "--config",
+                             str(config)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        err = b""
+        while b"listening on" not in err and time.monotonic() < deadline:
+            line = gate.stderr.readline()  # type: ignore[union-attr]
+            if not line:
+                break
+            err += line
+    finally:
+        gate.terminate()
+        gate.wait(timeout=30)
+    text = err.decode()
+    assert "listening on" in text, text
+    assert "\x1b" not in text and "\u202e" not in text, text
+    assert render(text) == lines(text)
+    assert "php\\x1b[2J\\x1b[H\\u202e" in text, text
