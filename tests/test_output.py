@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import typer
+from hypothesis import given
+from hypothesis import strategies as st
 from runtime.conftest import PtyRun
 from screen import lines, render
 from typer.testing import CliRunner
@@ -152,3 +154,13 @@ def test_the_gates_own_lines_are_escaped(tmp_path: Path, sidecar_cli: list[str])
     assert "\x1b" not in text and "\u202e" not in text, text
     assert render(text) == lines(text)
     assert "php\\x1b[2J\\x1b[H\\u202e" in text, text
+
+
+@given(st.text())
+def test_nothing_but_our_colours_leaves_the_guard(text: str) -> None:
+    assert guarded(text, colors=False).replace("\n", "").isprintable()
+    shown = guarded(text, colors=True)
+    for code in PALETTE:
+        shown = shown.replace(code, "")
+    assert shown.replace("\n", "").isprintable()
+    assert guarded(text, colors=False).count("\n") == text.count("\n")
