@@ -17,6 +17,7 @@ from pathlib import Path
 from sidecar_gen.errors import ExitCode, InputError, SidecarError
 from sidecar_gen.fsutil import open_regular, read_text_file, write_atomic
 from sidecar_gen.runtime import atomic
+from sidecar_gen.runtime.escape import escape
 
 CHECKSUM_PREFIX = "# sidecar-checksum: sha256:"
 
@@ -46,14 +47,17 @@ class Change:
         return self.status in (Status.CREATED, Status.CHANGED)
 
     def diff(self, label: str | None = None) -> str:
-        """Unified diff from the current file to the new text (empty when nothing changes)."""
+        """Unified diff from the current file to the new text (empty when nothing changes),
+        each line escaped for the terminal (the file on disk may hold anything)."""
         if not self.writes:
             return ""
         name = label or str(self.path)
-        return "".join(difflib.unified_diff(
-            (self.old or "").splitlines(keepends=True), self.new.splitlines(keepends=True),
+        lines = difflib.unified_diff(
+            (self.old or "").removesuffix("\n").split("\n") if self.old else [],
+            self.new.removesuffix("\n").split("\n"),
             fromfile=f"a/{name}" if self.old is not None else "/dev/null",
-            tofile=f"b/{name}"))
+            tofile=f"b/{name}", lineterm="")
+        return "".join(escape(line) + "\n" for line in lines)
 
 
 def _digest(body: str) -> str:

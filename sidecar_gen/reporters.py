@@ -1,4 +1,8 @@
-"""Formatters for validation findings: text, json, github, sarif. Each returns a string."""
+"""Formatters for validation findings: text, json, github, sarif. Each returns a string.
+
+A finding quotes bridge.yaml (keys, values, names), which the agent can write: the text formats
+escape every non-printable character (`runtime.escape`), the JSON ones are pure ASCII.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Protocol
 from sidecar_gen import __version__, resources
 from sidecar_gen.findings import Finding, Severity
 from sidecar_gen.rules import RULE_BY_ID
+from sidecar_gen.runtime.escape import escape, escape_lines
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 JSON_FORMAT_VERSION = 1
@@ -22,7 +27,8 @@ def format_text(findings: Sequence[Finding], files: Sequence[str], *, color: boo
         if color:
             code = "31" if f.severity is Severity.ERROR else "33"
             severity = f"\x1b[{code}m{severity}\x1b[0m"
-        lines.append(f"{f.path}:{f.line}:{f.column}: {severity}: {f.message} [{f.rule}]")
+        lines.append(f"{escape(f.path)}:{f.line}:{f.column}: {severity}: {escape(f.message)} "
+                     f"[{f.rule}]")
     errors = sum(1 for f in findings if f.severity is Severity.ERROR)
     warnings = len(findings) - errors
     if findings:
@@ -45,7 +51,7 @@ def format_json(findings: Sequence[Finding], files: Sequence[str], *,
         "summary": {"errors": errors, "warnings": len(findings) - errors,
                     "valid": errors == 0},
     }
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def _github_escape(value: str, *, prop: bool = False) -> str:
@@ -61,9 +67,9 @@ def format_github(findings: Sequence[Finding], files: Sequence[str], *,
     out = []
     for f in findings:
         kind = "error" if f.severity is Severity.ERROR else "warning"
-        props = (f"file={_github_escape(f.path, prop=True)},line={f.line},col={f.column},"
-                 f"title={_github_escape(f.rule, prop=True)}")
-        out.append(f"::{kind} {props}::{_github_escape(f.message)}")
+        props = (f"file={_github_escape(escape(f.path), prop=True)},line={f.line},"
+                 f"col={f.column},title={_github_escape(f.rule, prop=True)}")
+        out.append(f"::{kind} {props}::{_github_escape(escape_lines(f.message))}")
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -107,7 +113,7 @@ def format_sarif(findings: Sequence[Finding], files: Sequence[str], *,
             } for f in findings],
         }],
     }
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(doc, indent=2) + "\n"
 
 
 class Reporter(Protocol):

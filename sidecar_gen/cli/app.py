@@ -12,7 +12,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from sidecar_gen import __version__
+from sidecar_gen.cli import output
 from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.runtime.escape import escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,17 +29,11 @@ app = typer.Typer(
 )
 
 
-def use_color(stream: Any = None) -> bool:
-    """Color only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
-    stream = stream or sys.stdout
-    if os.environ.get("NO_COLOR"):
-        return False
-    return bool(getattr(stream, "isatty", lambda: False)())
-
-
 def fail(message: str, code: int) -> typer.Exit:
-    """Print one error line to stderr and return the Exit to raise."""
-    typer.echo(f"sidecar: error: {message}", err=True)
+    """Print one error line to stderr and return the Exit to raise.
+
+    The message often quotes a file name or a value from the project: escaped, one line."""
+    typer.echo(f"sidecar: error: {escape(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -102,3 +98,4 @@ def root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Run Claude Code in a locked-down container next to your Docker Compose project."""
+    output.install()  # before any command writes: nothing it prints can steer the terminal

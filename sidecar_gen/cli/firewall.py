@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from sidecar_gen.cli.app import app, handle_errors
+from sidecar_gen.cli.output import say
 from sidecar_gen.errors import ExitCode
 
 firewall_app = typer.Typer(
@@ -36,7 +37,7 @@ def firewall_up_command(
     from sidecar_gen.firewall.apply import firewall_up
 
     result = firewall_up(domains if domains != Path("") else policy_domains_file())
-    typer.echo(f"sidecar: {result.message()}", err=True)
+    say(f"sidecar: {result.message()}", err=True)
     if not result.enforcing:
         raise typer.Exit(int(ExitCode.FINDINGS))
 
@@ -61,16 +62,16 @@ def firewall_status_command(
         def flag(value: bool | None) -> str:
             return "unknown (run as root)" if value is None else ("present" if value else "MISSING")
 
-        typer.echo(f"state:      {status.state}: {status.detail}")
-        typer.echo(f"forwarder:  {'running' if status.forwarder_alive else 'NOT running'}")
-        typer.echo(f"rules:      IPv4 {flag(status.rules_v4)}, IPv6 {flag(status.rules_v6)}")
+        say(f"state:      {status.state}: {status.detail}")
+        say(f"forwarder:  {'running' if status.forwarder_alive else 'NOT running'}")
+        say(f"rules:      IPv4 {flag(status.rules_v4)}, IPv6 {flag(status.rules_v6)}")
         sizes = ("unknown (run as root)" if status.set_sizes is None else
                  ", ".join(f"{k} {v}" for k, v in sorted(status.set_sizes.items())))
-        typer.echo(f"sets:       {sizes}")
-        typer.echo(f"networks:   {', '.join(status.networks) or '-'}")
+        say(f"sets:       {sizes}")
+        say(f"networks:   {', '.join(status.networks) or '-'}")
         ports = ", ".join(map(str, status.host_ports)) or "none"
-        typer.echo(f"host:       {', '.join(status.gateways) or '-'} (open TCP ports: {ports})")
-        typer.echo(f"domains:    {', '.join(status.domains) or '-'}")
+        say(f"host:       {', '.join(status.gateways) or '-'} (open TCP ports: {ports})")
+        say(f"domains:    {', '.join(status.domains) or '-'}")
     raise typer.Exit(0 if status.healthy else int(ExitCode.FINDINGS))
 
 

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sidecar_gen.cli.app import app, handle_errors, one_of, use_color
+from sidecar_gen.cli.app import app, handle_errors, one_of
+from sidecar_gen.cli.output import say, use_color
 from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.runtime.escape import escape
 
 if TYPE_CHECKING:
     from sidecar_gen.composecli import ComposeTarget
@@ -28,15 +30,15 @@ def _target(directory: Path) -> ComposeTarget:
     return ComposeTarget(directory.resolve())
 
 
-def _show(comparison: Comparison) -> None:
+def _show(comparison: Comparison, show_values: bool = False) -> None:
     for line in comparison.summary():
         typer.echo(line)
-    typer.echo(comparison.text(), nl=False)
+    typer.echo(comparison.text(show_values), nl=False)
 
 
 def _notes(check: Check) -> None:
     for note in check.notes:
-        typer.echo(f"note: {note}", err=True)
+        say(f"note: {note}", err=True)
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
@@ -60,15 +62,14 @@ def up(
 
     def announce(result: UpResult) -> None:
         if result.first_use:
-            typer.echo(f"sidecar: no approval on record for {target.directory}: approved what "
-                       f"is there now (trust on first use), recorded in {result.record}",
-                       err=True)
+            say(f"sidecar: no approval on record for {target.directory}: approved what is "
+                f"there now (trust on first use), recorded in {result.record}", err=True)
         else:
-            typer.echo(f"sidecar: matches your approval of {result.approved_at}", err=True)
+            say(f"sidecar: matches your approval of {result.approved_at}", err=True)
         if result.policy_changed:
             reloaded = ", ".join(result.reloaded) or "none running"
-            typer.echo(f"sidecar: policy volume filled with the approved bridge.yaml and "
-                       f"allowed-domains.txt; reloaded: {reloaded}", err=True)
+            say(f"sidecar: policy volume filled with the approved bridge.yaml and "
+                f"allowed-domains.txt; reloaded: {reloaded}", err=True)
 
     with locked(target) as store:
         check = check_project(target, store, render_notes=False)  # `trust` and `doctor` say it
@@ -86,11 +87,17 @@ def up(
 def trust(
     directory: DirOption = Path("."),
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve without asking.")] = False,
+    show_values: Annotated[bool, typer.Option(
+        "--show-values", help="Also show the current value of each secret in the diff (names "
+        "with KEY, TOKEN, SECRET, PASS, CREDENTIAL or AUTH: shown as digests otherwise).")
+    ] = False,
 ) -> None:
     """Show what changed since your last approval and approve it (for `sidecar up`).
 
-    Asks on a terminal; `--yes` approves without asking. Exit codes: 0 approved (or nothing to
-    approve); 1 declined, or bridge.yaml is invalid; 2 usage error (no terminal and no --yes).
+    Asks on a terminal; `--yes` approves without asking. Values of variables whose names say
+    they are secrets are shown as digests; `--show-values` shows them too. Exit codes: 0
+    approved (or nothing to approve); 1 declined, or bridge.yaml is invalid; 2 usage error (no
+    terminal and no --yes).
     """
     from sidecar_gen.trust.actions import approve, check_project, locked
 
@@ -102,11 +109,11 @@ def trust(
         if not comparison.changed and not comparison.files:
             approval = comparison.approval
             when = approval.approved_at if approval else "?"
-            typer.echo(f"nothing to approve: {target.directory} matches its approval of {when}")
+            say(f"nothing to approve: {target.directory} matches its approval of {when}")
             return
         if comparison.first_use:
-            typer.echo(f"no approval on record for {target.directory}; approving means:")
-        _show(comparison)
+            say(f"no approval on record for {target.directory}; approving means:")
+        _show(comparison, show_values)
         if not comparison.changed:
             typer.echo("note: the files changed but compose resolves the same model and the "
                        "policy is the same: approving only updates the copies shown in diffs")
@@ -117,7 +124,7 @@ def trust(
             if not typer.confirm("Approve this?", default=False):
                 raise SidecarError("not approved", exit_code=ExitCode.FINDINGS)
         path = approve(check)
-    typer.echo(f"approved {target.directory} (record: {path}); `sidecar up` starts it")
+    say(f"approved {target.directory} (record: {path}); `sidecar up` starts it")
 
 
 DOCTOR_FORMATS = ("text", "json")
@@ -159,7 +166,7 @@ def doctor(
             if color:
                 label = f"\x1b[{marks[result.status]}m{label}\x1b[0m"
             fix = f" -> {result.fix}" if result.fix and result.status is not Status.OK else ""
-            typer.echo(f"{label}  {result.name}: {result.message}{fix}")
+            typer.echo(f"{label}  {escape(f'{result.name}: {result.message}{fix}', None)}")
         problems = sum(r.status is Status.FAIL for r in report.results)
         typer.echo("healthy" if report.healthy else f"{problems} problem(s)")
     raise typer.Exit(report.exit_code)

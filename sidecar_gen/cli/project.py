@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
-from sidecar_gen.cli.app import app, handle_errors, one_of, use_color
+from sidecar_gen.cli.app import app, handle_errors, one_of
+from sidecar_gen.cli.output import say, use_color
 from sidecar_gen.errors import ExitCode, SidecarError
 from sidecar_gen.reporters import REPORTER_BY_NAME
+from sidecar_gen.runtime.escape import escape
 
 
 @app.command()
@@ -51,7 +53,7 @@ def validate(
                                           color=use_color())
     typer.echo(out, nl=False)
     for problem in result.unreadable:
-        typer.echo(f"sidecar: error: {problem}", err=True)
+        say(f"sidecar: error: {problem}", err=True)
     raise typer.Exit(result.exit_code)
 
 
@@ -82,21 +84,21 @@ def init(
         typer.echo("no compose file found: wrote a commented starter")
     else:
         if project.cli_error:
-            typer.echo(f"docker compose config failed: {project.cli_error}; "
-                       "read the compose files directly instead")
+            say(f"docker compose config failed: {project.cli_error}; "
+                "read the compose files directly instead")
         via = "docker compose config" if project.via_cli else "sidecar's own compose reader"
         ours = f", {len(project.sidecar_services)} of the sidecar's own left out" if \
             project.sidecar_services else ""
-        typer.echo(f"read {proposal.files} (project {project.name}, "
-                   f"{len(project.services)} services{ours}, via {via})")
+        say(f"read {proposal.files} (project {project.name}, "
+            f"{len(project.services)} services{ours}, via {via})")
         if proposal.probed:
-            typer.echo(f"asked the running containers of {', '.join(proposal.probed)} "
-                       "which programs they have")
+            say(f"asked the running containers of {', '.join(proposal.probed)} "
+                "which programs they have")
         typer.echo(f"proposed {len(proposal.commands)} commands; "
                    f"{len(proposal.unknown)} services without a known program")
     for item in result.files:
         status = str(item.status) + (f" ({item.reason})" if item.reason else "")
-        typer.echo(f"{status:<10} {item.path}")
+        say(f"{status:<10} {item.path}")
     if any(item.status is Status.SKIPPED for item in result.files):
         typer.echo("some files exist and were kept; rerun with --force to overwrite them")
 
@@ -131,11 +133,11 @@ def render(
         if color:
             label = f"\x1b[{marks[str(change.status)]}m{label}\x1b[0m"
         reason = f" ({change.reason})" if change.reason else ""
-        typer.echo(f"{label} {change.path}{reason}")
+        typer.echo(f"{label} {escape(f'{change.path}{reason}')}")
         if diff:
             typer.echo(change.diff(), nl=False)
     for note in result.notes:
-        typer.echo(f"note: {note}", err=True)
+        say(f"note: {note}", err=True)
     if result.applied and result.would_change:
         typer.echo("next: `sidecar trust` to review and approve the change, then `sidecar up` "
                    "to start the stack with it", err=True)

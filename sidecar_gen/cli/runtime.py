@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from sidecar_gen.cli.app import app, handle_errors, use_color
+from sidecar_gen.cli.app import app, handle_errors
+from sidecar_gen.cli.output import say, use_color
 from sidecar_gen.errors import ExitCode
 
 
@@ -40,14 +41,14 @@ def install_wrappers_command(
             typer.echo(format_text(findings, [exc.path], color=use_color(sys.stderr)),
                        err=True, nl=False)
         raise
-    typer.echo(f"wrappers in {report.directory} for {report.config} "
-               f"(launcher {report.launcher_status})")
+    say(f"wrappers in {report.directory} for {report.config} "
+        f"(launcher {report.launcher_status})")
     for label, names in (("created", report.created), ("removed", report.removed),
                          ("ok", report.ok)):
         for name in names:
-            typer.echo(f"{label:<8} {name}")
+            say(f"{label:<8} {name}")
     for name, reason in report.skipped:
-        typer.echo(f"skipped  {name} ({reason})")
+        say(f"skipped  {name} ({reason})")
     if report.cache is None:
         typer.echo("note: no writable cache directory; the dispatcher re-reads bridge.yaml on "
                    "every command (set XDG_CACHE_HOME)", err=True)
@@ -145,8 +146,8 @@ def boot_wrappers_command(
 
     result = boot_wrappers(directory, config)
     if result.ok:
-        typer.echo(f"sidecar: routed commands: {' '.join(result.commands) or 'none'}", err=True)
+        say(f"sidecar: routed commands: {' '.join(result.commands) or 'none'}", err=True)
         return
-    typer.echo(f"sidecar: bridge.yaml problem, routed commands will explain it until fixed: "
-               f"{result.message}", err=True)
+    say(f"sidecar: bridge.yaml problem, routed commands will explain it until fixed: "
+        f"{result.message}", err=True)
     raise typer.Exit(int(ExitCode.FINDINGS))

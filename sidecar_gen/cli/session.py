@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 
 from sidecar_gen.cli.app import app, handle_errors
+from sidecar_gen.cli.output import say
+from sidecar_gen.runtime.escape import escape
 
 session_app = typer.Typer(
     name="session",
@@ -53,19 +55,18 @@ def new_command(
     result = new_session(NewOptions(name=name, project_dir=project, ref=from_ref,
                                     worktree=directory, clone_volumes=clone_volumes))
     record = result.record
-    typer.echo(f"session {record.name} ready in {result.seconds:.1f} s")
-    typer.echo(f"  worktree  {record.project_dir} (branch {record.branch} at "
-               f"{record.base[:12]})")
-    typer.echo(f"  compose   {record.compose_project}: {', '.join(result.services)}")
+    say(f"session {record.name} ready in {result.seconds:.1f} s")
+    say(f"  worktree  {record.project_dir} (branch {record.branch} at {record.base[:12]})")
+    say(f"  compose   {record.compose_project}: {', '.join(result.services)}")
     if record.copied:
-        typer.echo(f"  copied    {', '.join(sorted(record.copied))}")
+        say(f"  copied    {', '.join(sorted(record.copied))}")
     for volume in result.volumes:
-        typer.echo(f"  volume    {volume}")
+        say(f"  volume    {volume}")
     for port in result.ports:
-        typer.echo(f"  port      {port.service} {port.port} on {port.host}")
+        say(f"  port      {port.service} {port.port} on {port.host}")
     for note in result.notes:
-        typer.echo(f"note: {note}", err=True)
-    typer.echo(f"Claude Code: sidecar session exec {record.name}")
+        say(f"note: {note}", err=True)
+    say(f"Claude Code: sidecar session exec {record.name}")
 
 
 @session_app.command("up")
@@ -79,9 +80,9 @@ def up_command(name: NameArgument, project: ProjectOption = Path(".")) -> None:
     from sidecar_gen.session import start_session
 
     result = start_session(project, name)
-    typer.echo(f"session {result.record.name} ready in {result.seconds:.1f} s")
+    say(f"session {result.record.name} ready in {result.seconds:.1f} s")
     for port in result.ports:
-        typer.echo(f"  port      {port.service} {port.port} on {port.host}")
+        say(f"  port      {port.service} {port.port} on {port.host}")
 
 
 @session_app.command("ls")
@@ -105,9 +106,10 @@ def ls_command(
     if not sessions:
         typer.echo("no sessions (create one with `sidecar session new NAME`)")
         return
-    rows = [("NAME", "STATE", "COMPOSE PROJECT", "CREATED", "PATH")]
-    rows += [(s.record.name, s.state, s.record.compose_project, s.record.created,
-              str(s.record.project_dir)) for s in sessions]
+    rows: list[tuple[str, ...]] = [("NAME", "STATE", "COMPOSE PROJECT", "CREATED", "PATH")]
+    rows += [tuple(escape(cell) for cell in (
+        s.record.name, s.state, s.record.compose_project, s.record.created,
+        str(s.record.project_dir))) for s in sessions]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
@@ -163,8 +165,8 @@ def rm_command(
 
     result = remove_session(project, name, keep_worktree=keep_worktree, force=force)
     for item in result.removed:
-        typer.echo(f"removed   {item}")
+        say(f"removed   {item}")
     worktree = result.record.worktree
-    typer.echo(f"{'removed' if result.worktree_removed else 'kept':<9} worktree {worktree}")
-    typer.echo(f"kept      branch {result.record.branch} "
-               f"(`git branch -D {result.record.branch}` deletes it)")
+    say(f"{'removed' if result.worktree_removed else 'kept':<9} worktree {worktree}")
+    say(f"kept      branch {result.record.branch} "
+        f"(`git branch -D {result.record.branch}` deletes it)")

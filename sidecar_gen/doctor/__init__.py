@@ -4,8 +4,13 @@
 the same checks run for the main stack and for a session (its worktree, `-p <project>-NAME`, and
 the policy stored when it was made in place of the project's approval).
 Host-side checks live in `host`, checks of the running stack (through the Engine API, execs
-included) in `stack`. Checks that need what an earlier one could not get are skipped, saying
-which one to fix first.
+included) in `stack`, the ways of asking a container without trusting it in `peek`. Checks that
+need what an earlier one could not get are skipped, saying which one to fix first.
+
+Its report cannot be forged: every field is escaped (`runtime.escape`) when it is added, so
+nothing from a file or a container can start a line of its own, and what a container said is
+shown quoted after our words. Doctor as a whole has a time limit (`DOCTOR_TIMEOUT`): a check
+that would wait past it is skipped, saying so.
 """
 
 from __future__ import annotations
@@ -16,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.doctor.peek import Deadline
 from sidecar_gen.errors import ExitCode
+from sidecar_gen.runtime.escape import escape
+
+DOCTOR_TIMEOUT = 120.0  # seconds for the whole run (each exec in claude: stack.EXEC_TIMEOUT)
+ENGINE_TIMEOUT = 30  # seconds for one Engine API answer
 
 
 class Status(StrEnum):
@@ -50,10 +60,11 @@ class DoctorReport:
     target: ComposeTarget
     project: str = ""
     results: list[CheckResult] = field(default_factory=list)
+    deadline: Deadline = field(default_factory=lambda: Deadline(DOCTOR_TIMEOUT))
 
     def add(self, name: str, status: Status, message: str, fix: str = "") -> CheckResult:
-        """Append one result and return it."""
-        result = CheckResult(name, status, message, fix)
+        """Append one result (every field escaped, one line each) and return it."""
+        result = CheckResult(escape(name), status, escape(message), escape(fix))
         self.results.append(result)
         return result
 
@@ -80,17 +91,18 @@ def run_doctor(target: ComposeTarget, session: str | None = None) -> DoctorRepor
     from sidecar_gen.doctor import host, stack
     from sidecar_gen.sessionstore import Store, record_for_path
 
+    deadline = Deadline(DOCTOR_TIMEOUT)
     record = record_for_path(target.directory, target.environ())
     if session is not None:
         source = Path(record.source) if record else target.directory
         record = Store(source, target.environ()).load(session)
     if record is None:
-        report = DoctorReport(target)
+        report = DoctorReport(target, deadline=deadline)
         context = host.run_host_checks(report)
     else:
         folder = Store(Path(record.source), target.environ()).folder(record.name)
         report = DoctorReport(ComposeTarget(record.project_dir, record.compose_project,
-                                            target.env))
+                                            target.env), deadline=deadline)
         context = host.run_session_checks(report, record, folder)
     stack.run_stack_checks(report, context)
     return report

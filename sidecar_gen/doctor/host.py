@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sidecar_gen.composecli import ResolvedModel, compose_version
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME, bridge_from_text, load_bridge
-from sidecar_gen.doctor import DoctorReport, Status
+from sidecar_gen.doctor import ENGINE_TIMEOUT, DoctorReport, Status
 from sidecar_gen.errors import SidecarError
 from sidecar_gen.fsutil import read_text_file
 from sidecar_gen.model import Bridge
@@ -45,7 +45,7 @@ def _engine(report: DoctorReport, context: HostContext) -> None:
     from sidecar_gen.hostengine import connect
 
     try:
-        client = connect(timeout=60)
+        client = connect(timeout=ENGINE_TIMEOUT)
         info = client.version()
     except SidecarError as exc:
         report.add("engine", Status.FAIL, exc.message, "start Docker, or set DOCKER_HOST")

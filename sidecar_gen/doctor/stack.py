@@ -2,8 +2,11 @@
 
 Containers are found by their compose labels in the project, and routed commands are resolved
 by the gate's rule (`contract.service_members`, then a literal name that belongs to no other
-compose project). What only the inside can tell (the gate's answer, the firewall, the ids
-Claude runs with, Claude Code itself) is asked with an exec in the claude container.
+compose project). A routed program is looked for from the outside (`peek.find_program`):
+nothing runs in a target, which the agent controls. The ids Claude runs with are read from the
+claude container's /etc/passwd through the engine. What only the inside can tell (the gate's
+answer, the firewall, Claude Code itself) is asked with an exec in the claude container, by
+absolute path, within a time limit; what it prints is only ever shown quoted.
 """
 
 from __future__ import annotations
@@ -11,21 +14,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sidecar_gen.compose import normalize_project_name
 from sidecar_gen.config import CONFIG_NAME
-from sidecar_gen.doctor import DoctorReport, Status
+from sidecar_gen.doctor import DOCTOR_TIMEOUT, DoctorReport, Status, peek
 from sidecar_gen.doctor.host import HostContext
+from sidecar_gen.doctor.peek import Deadline, PeekError
 from sidecar_gen.render import DOMAINS_NAME, GATE_SERVICE
 from sidecar_gen.runtime import contract
+from sidecar_gen.runtime.escape import quote
 from sidecar_gen.trust.policyvolume import POLICY_DIR
 
-EXEC_TIMEOUT = 20  # seconds, for each exec (run under `timeout` in the container)
+EXEC_TIMEOUT = 20  # seconds, for each exec in the claude container (enforced from the host)
 CLAUDE_BINARY = "/usr/local/bin/claude"
-# Asked as the user claude inside the claude container: the gate's `X-Sidecar-Policy` header
-# (from `GET /_ping` at DOCKER_HOST) and the digests of the policy files claude itself reads.
+PYTHON = "/usr/bin/python3"
+SIDECAR = "/opt/sidecar/bin/sidecar"
+OUT_OF_TIME = f"not checked: doctor's time limit ({DOCTOR_TIMEOUT:.0f} s) ran out"
+# Asked as root inside the claude container (so the agent, user claude there, can neither stop
+# nor trace it): the gate's `X-Sidecar-Policy` header (from `GET /_ping` at DOCKER_HOST, from
+# where the agent sits) and the digests of the policy files claude itself reads.
 _PROBE = r"""
 import hashlib, http.client, json, os, socket
 out = {}
@@ -61,20 +70,23 @@ print(json.dumps(out))
 """
 
 
-def _exec(container: Any, argv: list[str], user: str = "",
-          limit: bool = True) -> tuple[int | None, str, str]:
-    """Run argv in the container; (exit code, stdout, stderr). `limit` kills it after
-    EXEC_TIMEOUT with `timeout` (our image has it; a target's image may not)."""
-    import docker.errors
-
+def _exec(report: DoctorReport, container: Any, argv: list[str],
+          user: str) -> peek.ExecResult:
+    """Run argv (an absolute path first) in the claude container within EXEC_TIMEOUT and the
+    doctor's deadline; an engine failure is an exit code of None with the reason as stderr."""
     try:
-        result = container.exec_run(["timeout", str(EXEC_TIMEOUT), *argv] if limit else argv,
-                                    user=user, demux=True)
-    except docker.errors.APIError as exc:
-        return None, "", str(exc.explanation or exc)
-    out, err = result.output if isinstance(result.output, tuple) else (result.output, b"")
-    return (result.exit_code, (out or b"").decode("utf-8", "replace"),
-            (err or b"").decode("utf-8", "replace"))
+        return peek.run(container.client, container.id, argv, report.deadline, user=user,
+                        cap=EXEC_TIMEOUT)
+    except PeekError as exc:
+        return peek.ExecResult(None, "", str(exc))
+
+
+def _said(result: peek.ExecResult) -> str:
+    """What an exec printed, for a message: quoted, escaped, short; or that it hung."""
+    if result.timed_out:
+        return f"no answer within {result.seconds:.0f} s (it was left behind)"
+    text = (result.err or result.out).strip()
+    return f"exit {result.code}, it said {quote(text, 200)}" if text else f"exit {result.code}"
 
 
 def _project_name(report: DoctorReport, context: HostContext) -> str:
@@ -138,6 +150,9 @@ def _commands(report: DoctorReport, client: Any, context: HostContext, project: 
     listing = client.api.containers(all=True)
     for name, route in sorted(bridge.commands.items()):
         check = f"command {name}"
+        if report.deadline.expired:
+            report.add(check, Status.SKIP, OUT_OF_TIME)
+            continue
         wanted = bridge.resolve_container(route.container)
         container, problem = _resolve(listing, wanted, project)
         if container is None:
@@ -154,29 +169,41 @@ def _commands(report: DoctorReport, client: Any, context: HostContext, project: 
                        f"`sidecar up` (or `docker start {label}`)")
             continue
         program = route.argv[0]
-        code, out, err = _exec(client.containers.get(container["Id"]),
-                               ["sh", "-c", 'command -v "$1"', "sh", program], limit=False)
-        said = f"{out} {err}"
-        if code == 0:
-            report.add(check, Status.OK, f"{label}: {program} is {out.strip()}")
-        elif "executable file not found" in said or "OCI runtime" in said:
-            report.add(check, Status.WARN, f"{label}: cannot check for {program}: the "
-                       "container has no `sh`")
-        elif code in (1, 127):
+        try:
+            found = _find(client, container["Id"], route, program, report.deadline)
+        except PeekError as exc:
+            report.add(check, Status.WARN, f"{label}: cannot check for {program}: {exc}")
+            continue
+        if found is not None:
+            report.add(check, Status.OK, f"{label}: {program} is {quote(found)}")
+        else:
             report.add(check, Status.FAIL, f"{label}: {program} not found",
                        f"install {program} in that image, or fix `exec:` in bridge.yaml")
-        else:
-            report.add(check, Status.WARN, f"{label}: cannot check for {program} (exit "
-                       f"{code}: {said.strip()[:200]})")
+
+
+def _find(client: Any, container_id: str, route: Any, program: str,
+          deadline: Deadline) -> str | None:
+    """Where the exec of a route would find its program, looked up from the outside."""
+    try:
+        config = client.api.inspect_container(container_id).get("Config") or {}
+    except Exception as exc:
+        raise PeekError(f"the engine did not answer ({type(exc).__name__})") from None
+    env = dict(entry.split("=", 1) for entry in route.env if "=" in entry)
+    workdir = route.workdir or str(config.get("WorkingDir") or "/")
+    return peek.find_program(client, container_id, program,
+                             search_path=peek.container_path(config, env), workdir=workdir,
+                             deadline=deadline)
 
 
 def _probe(report: DoctorReport, claude: Any, context: HostContext) -> None:
-    code, out, err = _exec(claude, ["python3", "-I", "-c", _PROBE], user="claude")
+    ran = _exec(report, claude, [PYTHON, "-I", "-c", _PROBE], user="root")
     try:
-        found = json.loads(out)
-    except json.JSONDecodeError:
-        report.add("gate policy", Status.FAIL, f"cannot ask the gate from claude (exit {code}: "
-                   f"{err.strip()[:200]})", "`docker compose logs claude`")
+        found = json.loads(ran.out)
+        if not isinstance(found, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        report.add("gate policy", Status.FAIL, f"cannot ask the gate from claude ({_said(ran)})",
+                   "`docker compose logs claude`")
         return
     policy = context.approval.policy if context.approval else {}
     want = {name: hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -184,8 +211,8 @@ def _probe(report: DoctorReport, claude: Any, context: HostContext) -> None:
     header = found.get("policy")
     fix = "`sidecar up` (it fills the policy volume and restarts the gate)"
     if "error" in found:
-        report.add("gate policy", Status.FAIL, f"the gate does not answer: {found['error']}",
-                   "`docker compose logs sidecar-gate`")
+        report.add("gate policy", Status.FAIL, f"the gate does not answer: "
+                   f"{quote(str(found['error']), 200)}", "`docker compose logs sidecar-gate`")
     elif not want:
         report.add("gate policy", Status.SKIP, "nothing approved to compare with")
     elif header is None:
@@ -198,7 +225,8 @@ def _probe(report: DoctorReport, claude: Any, context: HostContext) -> None:
     elif header == f"sha256:{want.get(CONFIG_NAME)}":
         report.add("gate policy", Status.OK, "the gate runs the approved bridge.yaml")
     else:
-        report.add("gate policy", Status.FAIL, f"the gate runs another policy ({header})", fix)
+        report.add("gate policy", Status.FAIL, f"the gate runs another policy "
+                   f"({quote(str(header), 100)})", fix)
     if want:
         differ = [n for n in (CONFIG_NAME, DOMAINS_NAME) if found.get(n) != want.get(n)]
         if differ:
@@ -209,34 +237,49 @@ def _probe(report: DoctorReport, claude: Any, context: HostContext) -> None:
 
 
 def _firewall(report: DoctorReport, claude: Any) -> None:
-    code, out, err = _exec(claude, ["sidecar", "firewall", "status", "--json"], user="root")
+    ran = _exec(report, claude, [SIDECAR, "firewall", "status", "--json"], user="root")
     try:
-        state = json.loads(out)
-    except json.JSONDecodeError:
-        report.add("firewall", Status.FAIL, f"cannot read its state (exit {code}: "
-                   f"{err.strip()[:200]})", "`docker compose logs claude`")
+        state = json.loads(ran.out)
+        name, detail = str(state.get("state", "unknown")), str(state.get("detail", ""))
+    except (ValueError, AttributeError):
+        report.add("firewall", Status.FAIL, f"cannot read its state ({_said(ran)})",
+                   "`docker compose logs claude`")
         return
-    name, detail = state.get("state", "unknown"), state.get("detail", "")
+    said = f"its status says {quote(detail, 300)}"
     if name == "enforcing":
-        report.add("firewall", Status.OK, f"enforcing: {detail}")
+        report.add("firewall", Status.OK, f"enforcing; {said}")
     elif name == "disabled":
-        report.add("firewall", Status.WARN, f"disabled: {detail}",
+        report.add("firewall", Status.WARN, f"disabled; {said}",
                    "sidecar.firewall.enabled: true in bridge.yaml to filter egress")
     else:
-        report.add("firewall", Status.FAIL, f"{name}: {detail}",
+        report.add("firewall", Status.FAIL, f"not enforcing (state {quote(name, 40)}); {said}",
                    "`docker compose logs claude` says why; fix it, then `sidecar up`")
 
 
+def _claude_ids(report: DoctorReport, claude: Any) -> tuple[str, str] | None:
+    """The uid and gid of the user claude, from the container's /etc/passwd (root's file
+    there), read through the engine: nothing runs for it."""
+    try:
+        data = peek.read_file(claude.client, claude.id, "/etc/passwd", report.deadline)
+    except PeekError:
+        return None
+    for line in (data or b"").decode("utf-8", "replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[0] == "claude" and fields[2].isdigit() \
+                and fields[3].isdigit():
+            return fields[2], fields[3]
+    return None
+
+
 def _ids(report: DoctorReport, claude: Any) -> None:
-    code, out, _err = _exec(claude, ["sh", "-c", "id -u claude; id -g claude"])
-    ids = out.split()
-    if code != 0 or len(ids) != 2:
+    ids = _claude_ids(report, claude)
+    if ids is None:
         report.add("puid", Status.FAIL, "cannot read the ids of the user claude",
                    "`docker compose logs claude`")
         return
     info = os.stat(report.target.directory)
     owner = (str(info.st_uid), str(info.st_gid))
-    if tuple(ids) == owner:
+    if ids == owner:
         report.add("puid", Status.OK, f"Claude runs as {ids[0]}:{ids[1]}, the project "
                    "folder's owner")
     elif owner[0] == "0":
@@ -251,14 +294,18 @@ def _ids(report: DoctorReport, claude: Any) -> None:
 
 
 def _claude_code(report: DoctorReport, claude: Any) -> None:
-    code, out, err = _exec(claude, [CLAUDE_BINARY, "--version"], user="claude")
-    if code == 0 and out.strip():
-        report.add("claude code", Status.OK, out.strip().splitlines()[0])
+    # As the agent's user, as Claude Code runs: its output is the agent's to shape (it owns
+    # the config folder and the process), so it is only shown quoted.
+    ran = _exec(report, claude, [CLAUDE_BINARY, "--version"], user="claude")
+    first = (ran.out.strip().splitlines() or [""])[0]
+    if ran.code == 0 and first:
+        report.add("claude code", Status.OK, f"Claude Code reports {quote(first, 200)}")
         return
     image = claude.image
     install = (image.labels or {}).get("dev.claude-sidecar.claude-install", "?")
-    why = ("not installed" if code in (126, 127) or "no such file" in (err + out).lower()
-           else f"`claude --version` failed (exit {code}): {(err or out).strip()[:200]}")
+    missing = ran.code in (126, 127) or "no such file" in (ran.err + ran.out).lower()
+    why = "not installed" if missing and not ran.timed_out else \
+        f"`claude --version` failed ({_said(ran)})"
     report.add("claude code", Status.FAIL, f"{why} in image "
                f"{image.tags[0] if image.tags else image.short_id} "
                f"(built with CLAUDE_INSTALL={install})",
@@ -283,7 +330,13 @@ def run_stack_checks(report: DoctorReport, context: HostContext) -> None:
         for name in names[3:]:
             report.add(name, Status.SKIP, "needs a running claude container (see claude)")
         return
-    _probe(report, claude, context)
-    _firewall(report, claude)
-    _ids(report, claude)
-    _claude_code(report, claude)
+    steps: tuple[tuple[str, Callable[[], None]], ...] = (
+        ("gate policy", lambda: _probe(report, claude, context)),
+        ("firewall", lambda: _firewall(report, claude)),
+        ("puid", lambda: _ids(report, claude)),
+        ("claude code", lambda: _claude_code(report, claude)))
+    for name, step in steps:
+        if report.deadline.expired:
+            report.add(name, Status.SKIP, OUT_OF_TIME)
+        else:
+            step()

@@ -51,8 +51,12 @@ KILLED, TERMINATED = SIGNAL_BASE + 9, SIGNAL_BASE + 15  # what `docker stop`/`ki
 
 
 def _say(line: str) -> None:
+    # Our own lines quote names, paths and the engine's or the gate's words: escaped, so none
+    # of it steers the terminal (imported here: only a failure says anything).
+    from sidecar_gen.runtime.escape import escape
+
     try:  # noqa: SIM105 - contextlib is not imported on the hot path
-        os.write(2, (line.replace("\n", " ") + "\n").encode("utf-8", "replace"))
+        os.write(2, (escape(line) + "\n").encode("utf-8", "replace"))
     except OSError:
         pass
 

@@ -4,17 +4,28 @@ What decides: the effective compose model (compose's resolution, so a comment or
 key is no change, and a new override file, `COMPOSE_FILE` in `.env` or a changed variable is)
 and the policy (`bridge.yaml`, `allowed-domains.txt`, byte for byte). Files are compared too,
 to say where a change comes from; a file change that leaves the model alone decides nothing.
+
+Everything is compared raw; what is shown is escaped line by line (`runtime.escape`): the
+agent writes these files, and a key holding a clear-screen must not repaint the diff the user
+approves. Values that are not secrets are compared and shown in clear (`secrets`); a record
+made before that rule holds their digests, which are read back as the values they stand for
+when those are the same now, so an upgrade alone shows no difference.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sidecar_gen.runtime.escape import escape, quote
 from sidecar_gen.trust.record import Approval, FileState
+from sidecar_gen.trust.secrets import upgrade_text, upgrade_values
 from sidecar_gen.trust.snapshot import Snapshot
+
+Reveal = Mapping[str, str]  # digest -> the secret it stands for (`sidecar trust --show-values`)
 
 MODEL_LABEL = "effective compose model (docker compose config)"
 
@@ -28,17 +39,17 @@ class FileChange:
     old: FileState
     new: FileState
 
-    def diff(self) -> str:
-        """A unified diff of the file's copies (masked values for env files)."""
+    def diff(self, reveal: Reveal | None = None) -> str:
+        """A unified diff of the file's copies (secrets masked in env files; `reveal` adds the
+        current value of each), each line escaped."""
         hidden = [state for state in (self.old, self.new) if state.exists and state.text is None]
         if hidden:
-            return (f"--- a/{self.name}\n+++ b/{self.name}\n"
-                    "(binary, unreadable or over 1 MiB: contents not shown)\n")
-        return "".join(difflib.unified_diff(
-            (self.old.text or "").splitlines(keepends=True),
-            (self.new.text or "").splitlines(keepends=True),
+            return _shown([f"--- a/{self.name}", f"+++ b/{self.name}",
+                           "(binary, unreadable or over 1 MiB: contents not shown)"])
+        return _shown(difflib.unified_diff(
+            _lines(self.old.text), _lines(self.new.text),
             fromfile=f"a/{self.name}" if self.old.exists else "/dev/null",
-            tofile=f"b/{self.name}" if self.new.exists else "/dev/null"))
+            tofile=f"b/{self.name}" if self.new.exists else "/dev/null", lineterm=""), reveal)
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,7 @@ class Comparison:
     model_lines: tuple[list[str], list[str]] = ([], [])
     policy: list[str] = field(default_factory=list)  # names of policy files that differ
     compose_versions: tuple[str | None, str | None] = (None, None)
+    hidden: Reveal = field(default_factory=dict, repr=False)  # the secrets now, by digest
 
     @property
     def first_use(self) -> bool:
@@ -70,15 +82,15 @@ class Comparison:
         """The changed files, each once, in display order."""
         return [change.name for change in self.files]
 
-    def model_diff(self) -> str:
+    def model_diff(self, reveal: Reveal | None = None) -> str:
         """The model's difference as `path: value` lines (removed `-`, added `+`)."""
         old, new = self.model_lines
-        body = list(difflib.unified_diff(old, new, fromfile=f"a/{MODEL_LABEL} (approved)",
-                                         tofile=f"b/{MODEL_LABEL} (now)", n=0, lineterm=""))
-        return "".join(line + "\n" for line in body)
+        return _shown(difflib.unified_diff(old, new, fromfile=f"a/{MODEL_LABEL} (approved)",
+                                           tofile=f"b/{MODEL_LABEL} (now)", n=0, lineterm=""),
+                      reveal)
 
     def summary(self) -> list[str]:
-        """One line per changed file (and the model), for the terminal."""
+        """One line per changed file (and the model), for the terminal (escaped)."""
         lines = [f"{change.kind:<8} {change.name}" for change in self.files]
         if self.model_changed:
             lines.append(f"{'changed':<8} {MODEL_LABEL}")
@@ -86,11 +98,35 @@ class Comparison:
         if self.model_changed and old and new and old != new:
             lines.append(f"note: Docker Compose was {old} at approval and is {new} now; part of "
                          "the model's difference may come from the upgrade")
-        return lines
+        return [escape(line) for line in lines]
 
-    def text(self) -> str:
-        """Every diff: each changed file, then the model."""
-        return "".join(change.diff() for change in self.files) + self.model_diff()
+    def text(self, show_values: bool = False) -> str:
+        """Every diff: each changed file, then the model. `show_values`: each line that holds
+        a secret's digest also says its current value (the user asked for it)."""
+        reveal = self.hidden if show_values else None
+        return "".join(change.diff(reveal) for change in self.files) + self.model_diff(reveal)
+
+
+def _lines(text: str | None) -> list[str]:
+    """A file's lines, split at `\n` only (a `\r` or a line separator stays in its line and
+    is shown escaped there, never obeyed)."""
+    if not text:
+        return []
+    return text.removesuffix("\n").split("\n")
+
+
+def _shown(lines: Iterable[str], reveal: Reveal | None = None) -> str:
+    """Diff lines as the terminal gets them: each one escaped and cut, one per line; with
+    `reveal`, a line holding a secret's digest also says what the secret is now."""
+    out = []
+    for line in lines:
+        shown = escape(line)
+        if reveal and "hmac-sha256:" in line and not line.startswith(("---", "+++")):
+            values = [quote(value, 200) for token, value in reveal.items() if token in line]
+            if values:
+                shown += f"   (now: {', '.join(values)})"
+        out.append(shown + "\n")
+    return "".join(out)
 
 
 def flatten(value: Any, prefix: str = "") -> list[str]:
@@ -120,12 +156,43 @@ def file_changes(old: dict[str, FileState], new: dict[str, FileState]) -> list[F
     return changes
 
 
+def _upgraded(approval: Approval, known: Mapping[str, str]) -> Approval:
+    """`approval` with the digests an older version stored for values that are not secrets
+    read back as those values, where they are the same now (`secrets.upgrade_*`)."""
+    if not known:
+        return approval
+    model = dict(approval.model)
+    services = model.get("services")
+    if isinstance(services, dict):
+        model["services"] = {name: _upgraded_service(spec, known)
+                             for name, spec in services.items()}
+    files = {name: state if state.text is None else
+             FileState(state.digest, upgrade_text(state.text, dict(known)))
+             for name, state in approval.files.items()}
+    return replace(approval, model=model, files=files)
+
+
+def _upgraded_service(spec: Any, known: Mapping[str, str]) -> Any:
+    if not isinstance(spec, dict):
+        return spec
+    out = dict(spec)
+    if "environment" in out:
+        out["environment"] = upgrade_values(out["environment"], dict(known))
+    build = out.get("build")
+    if isinstance(build, dict) and "args" in build:
+        out["build"] = {**build, "args": upgrade_values(build["args"], dict(known))}
+    return out
+
+
 def compare(approval: Approval | None, snapshot: Snapshot) -> Comparison:
     """Compare what is on disk and what compose resolves now with what was approved."""
+    masks = snapshot.masks
+    hidden = dict(masks.hidden) if masks else {}
     if approval is None:
         files = file_changes({}, snapshot.files)
         return Comparison(None, files, ([], flatten(snapshot.model)),
-                          sorted(snapshot.policy), (None, snapshot.compose_version))
+                          sorted(snapshot.policy), (None, snapshot.compose_version), hidden)
+    approval = _upgraded(approval, masks.known if masks else {})
     policy = sorted(name for name in set(approval.policy) | set(snapshot.policy)
                     if approval.policy.get(name) != snapshot.policy.get(name))
     return Comparison(
@@ -134,4 +201,5 @@ def compare(approval: Approval | None, snapshot: Snapshot) -> Comparison:
         model_lines=(flatten(approval.model), flatten(snapshot.model)),
         policy=policy,
         compose_versions=(approval.compose_version, snapshot.compose_version),
+        hidden=hidden,
     )

@@ -10,9 +10,10 @@ Layout (directories 0700, files 0600, owned by the user):
             lock                             serialises `sidecar up`/`trust` on the project
 
 `approval.json` (format 1) holds the project folder, the compose project, when and with which
-sidecar and compose versions it was approved, the effective compose model with every
-`environment:` and build-arg value replaced by a keyed digest, each input file's keyed digest
-and a copy for diffs (`.env`-style files with their values masked), and the exact approved
+sidecar and compose versions it was approved, the effective compose model with the value of
+every `environment:` entry and build argument that is a secret by its name (`secrets`)
+replaced by a keyed digest (the others in clear), each input file's keyed digest and a copy for
+diffs (`.env`-style files with the secrets' values masked), and the exact approved
 `bridge.yaml` and `allowed-domains.txt` (what `sidecar up` puts into the policy volume).
 """
 

@@ -1,19 +1,19 @@
 """The project as it is now: compose's effective model, the files behind it, the policy.
 
 The model is what `docker compose config` resolves in the folder with the user's environment.
-Before it is stored or compared, every `environment:` and `build.args` value is replaced by a
-keyed digest (`record.Store.digest`), so a secret from the environment or `.env` is never
-written to the record in clear text, yet any change of it still shows as a change.
+Before it is stored or compared, every `environment:` and `build.args` value of a secret (by
+its name: `secrets.is_secret`) is replaced by a keyed digest (`record.Store.digest`), so a
+secret from the environment or `.env` is never written to the record in clear text, yet any
+change of it still shows as a change; every other value stays as it is, to be read in a diff.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +25,15 @@ from sidecar_gen.fsutil import open_regular, read_text_file
 from sidecar_gen.render import DOMAINS_NAME
 from sidecar_gen.trust.inputs import MAX_READ, compose_inputs
 from sidecar_gen.trust.record import Approval, FileState, Store
+from sidecar_gen.trust.secrets import Masker
 
 MAX_INPUT = 16 << 20
 POLICY_FILES = (CONFIG_NAME, DOMAINS_NAME)  # what the sidecar-policy volume holds
-# Not secrets, and they choose which files compose loads: shown in clear in the record.
-CLEAR_PREFIX = "COMPOSE_"
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The project now. `resolved` holds clear-text secrets: it is never stored."""
+    """The project now. `resolved` and `masks` hold clear-text secrets: never stored."""
 
     target: ComposeTarget
     resolved: ResolvedModel
@@ -42,6 +41,7 @@ class Snapshot:
     files: dict[str, FileState]
     policy: dict[str, str]
     compose_version: str | None
+    masks: Masker | None = field(default=None, compare=False, repr=False)
 
     @property
     def project_dir(self) -> Path:
@@ -54,15 +54,6 @@ class Snapshot:
                         compose_project=self.resolved.name, model=self.model,
                         files=self.files, policy=self.policy,
                         sidecar_version=__version__, compose_version=self.compose_version)
-
-
-def _masked_values(mapping: Any, store: Store) -> Any:
-    if isinstance(mapping, dict):
-        return {key: (None if value is None else store.digest(str(value).encode()))
-                for key, value in mapping.items()}
-    if isinstance(mapping, list):  # compose prints a mapping; a list form is masked per entry
-        return [store.digest(str(item).encode()) for item in mapping]
-    return mapping
 
 
 RESOLVED_KEY = "x-sidecar-resolved"
@@ -133,11 +124,11 @@ def dockerfiles(doc: Mapping[str, Any]) -> dict[str, Path]:
     return found
 
 
-def normalize_model(doc: dict[str, Any], store: Store,
+def normalize_model(doc: dict[str, Any], masker: Masker,
                     built: Mapping[str, FileState] | None = None) -> dict[str, Any]:
-    """The model as stored: environment and build-arg values replaced by keyed digests, the
-    real path of every host path a link redirects (`_pin_sources`), and the digest of each
-    built service's Dockerfile (`built`, by service)."""
+    """The model as stored: the environment and build-arg values of secrets replaced by keyed
+    digests (`masker`), the real path of every host path a link redirects (`_pin_sources`),
+    and the digest of each built service's Dockerfile (`built`, by service)."""
     model = dict(doc)
     for section in ("configs", "secrets", "volumes"):
         entries = doc.get(section)
@@ -151,71 +142,15 @@ def normalize_model(doc: dict[str, Any], store: Store,
             masked = _pin_sources(spec) if isinstance(spec, dict) else spec
             if isinstance(masked, dict):
                 if "environment" in masked:
-                    masked["environment"] = _masked_values(masked["environment"], store)
+                    masked["environment"] = masker.mapping(masked["environment"])
                 build = masked.get("build")
                 if isinstance(build, dict) and "args" in build:
                     masked["build"] = build = {**build,
-                                               "args": _masked_values(build["args"], store)}
+                                               "args": masker.mapping(build["args"])}
                 if isinstance(build, dict) and built and name in built:
                     masked["build"] = {**build, DOCKERFILE_KEY: built[name].digest}
             model["services"][name] = masked
     return model
-
-
-# One `.env` assignment as written (compose reads `KEY=value`, `KEY: value`, `export KEY=...`):
-# only the key is needed here, the value is masked as written (composeenv interprets values).
-_ASSIGNMENT = re.compile(r"(?:export[ \t]+)?([\w.\-\[\]]+)[ \t]*[=:][ \t]*(.*)")
-
-
-def _opens_quote(value: str) -> str:
-    """The quote a value opens and leaves open (a multi-line value), else ""."""
-    if not value or value[0] not in "'\"":
-        return ""
-    return value[0] if not _closes(value[1:], value[0]) else ""
-
-
-def _closes(text: str, quote: str) -> bool:
-    escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif char == "\\" and quote == '"':
-            escaped = True
-        elif char == quote:
-            return True
-    return False
-
-
-def mask_env_text(text: str, store: Store) -> str:
-    """A `KEY=VALUE` file with each value replaced by its keyed digest (`COMPOSE_*` kept).
-
-    Only blank and comment lines stay as they are: a line that is not `KEY=VALUE` (the rest of
-    a multi-line quoted value, or something compose would reject) is replaced whole.
-    """
-
-    def masked(value: str) -> str:
-        return store.digest(value.encode())[:24] + "…"
-
-    out = []
-    open_quote = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if open_quote:
-            out.append(masked(raw))
-            if _closes(line, open_quote):
-                open_quote = ""
-            continue
-        if not line or line.startswith("#"):
-            out.append(raw)
-            continue
-        assignment = _ASSIGNMENT.match(line)
-        if assignment is None:
-            out.append(masked(raw))
-            continue
-        key, value = assignment.group(1), assignment.group(2)
-        open_quote = _opens_quote(value)
-        out.append(f"{key}={value if key.startswith(CLEAR_PREFIX) else masked(value)}")
-    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
 def display_name(path: Path, project_dir: Path) -> str:
@@ -228,8 +163,10 @@ def display_name(path: Path, project_dir: Path) -> str:
         return str(real)
 
 
-def file_state(path: Path, store: Store, *, env_file: bool) -> FileState:
-    """The keyed digest of a file and a copy of it for diffs (None digest: missing).
+def file_state(path: Path, store: Store, *, env_file: bool,
+               masker: Masker | None = None) -> FileState:
+    """The keyed digest of a file and a copy of it for diffs (None digest: missing; an env
+    file's copy with its secrets masked by `masker`).
 
     Read through `fsutil.open_regular` in chunks: a FIFO or a device planted under a name
     compose may read, or a file over MAX_INPUT (a sparse terabyte would take hours to hash),
@@ -267,7 +204,7 @@ def file_state(path: Path, store: Store, *, env_file: bool) -> FileState:
     except UnicodeDecodeError:
         text = None
     if text is not None and env_file:
-        text = mask_env_text(text, store)
+        text = (masker or Masker(store)).env_text(text)
     return FileState(digest, text)
 
 
@@ -296,8 +233,9 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
     from concurrent.futures import ThreadPoolExecutor
 
     directory = target.directory
+    masker = Masker(store)
     # The files first: one compose would wait on for ever (a FIFO) is refused by its name.
-    files = input_files(directory, store, target.environ())
+    files = input_files(directory, store, target.environ(), masker)
     with ThreadPoolExecutor(max_workers=1) as pool:
         version = pool.submit(compose_version, target)  # meanwhile, the model
         resolved = resolve_model(target)
@@ -308,8 +246,8 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
     for name, path in sources.items():
         files[display_name(path, project_dir)] = built[name]
     return Snapshot(target=target, resolved=pin_dockerfiles(resolved, built),
-                    model=normalize_model(resolved.doc, store, built), files=files,
-                    policy=policy, compose_version=version.result())
+                    model=normalize_model(resolved.doc, masker, built), files=files,
+                    policy=policy, compose_version=version.result(), masks=masker)
 
 
 def pin_dockerfiles(resolved: ResolvedModel, built: Mapping[str, FileState]) -> ResolvedModel:
@@ -333,14 +271,16 @@ def read_policy(directory: Path) -> dict[str, str]:
     return {name: read_policy_file(directory / CONFIG_DIR / name) for name in POLICY_FILES}
 
 
-def input_files(directory: Path, store: Store, env: Mapping[str, str]) -> dict[str, FileState]:
+def input_files(directory: Path, store: Store, env: Mapping[str, str],
+                masker: Masker | None = None) -> dict[str, FileState]:
     """Every file that decides how the project at `directory` starts (compose files, env
     files, the policy), by its name relative to the folder, as the record keeps them."""
     project_dir = Path(os.path.realpath(directory))
+    masker = masker or Masker(store)
     files: dict[str, FileState] = {}
     for item in compose_inputs(directory, env):
         files[display_name(item.path, project_dir)] = file_state(
-            item.path, store, env_file=item.kind == "env")
+            item.path, store, env_file=item.kind == "env", masker=masker)
     for name in POLICY_FILES:
         files[f"{CONFIG_DIR}/{name}"] = file_state(directory / CONFIG_DIR / name, store,
                                                    env_file=False)

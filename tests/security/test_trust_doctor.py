@@ -28,9 +28,9 @@ def test_a_healthy_stack(trust_stack: TrustStack) -> None:
     problems = {k: v for k, v in checks.items() if v["status"] not in ("ok",)}
     assert problems == {}, problems
     assert code == 0
-    assert checks["claude code"]["message"] == FAKE_CLAUDE
-    assert checks["command tool"]["message"].endswith("tool is /bin/tool")
-    assert checks["firewall"]["message"].startswith("enforcing")
+    assert checks["claude code"]["message"] == f'Claude Code reports "{FAKE_CLAUDE}"'
+    assert checks["command tool"]["message"].endswith('tool is "/bin/tool"')
+    assert checks["firewall"]["message"].startswith("enforcing; its status says \"")
     assert checks["puid"]["message"].startswith(f"Claude runs as {PUID}:{PGID}")
     assert checks["gate policy"]["message"] == "the gate runs the approved bridge.yaml"
     text = trust_stack.sidecar("doctor")

@@ -20,7 +20,7 @@ services:
     image: busybox:latest
     environment:
       PASSWORD: ${DB_PASSWORD:-changeme}
-      FROM_SHELL:
+      SHELL_TOKEN:
     volumes: ["./:/app"]
 include:
   - .sidecar/compose.yml
@@ -64,7 +64,7 @@ def project(tmp_path: Path) -> Path:
 def env(tmp_path: Path) -> dict[str, str]:
     """The environment compose and the store see: a private state folder, no COMPOSE_*."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
-    environ.update({"XDG_STATE_HOME": str(tmp_path / "state"), "FROM_SHELL": "shell-secret"})
+    environ.update({"XDG_STATE_HOME": str(tmp_path / "state"), "SHELL_TOKEN": "shell-secret"})
     return environ
 
 

@@ -68,10 +68,10 @@ def test_secrets_are_never_stored_yet_their_changes_count(target: ComposeTarget,
 def test_a_changed_shell_variable_changes_the_model(target: ComposeTarget,
                                                     store: Store) -> None:
     approve(target, store)
-    env = {**target.environ(), "FROM_SHELL": "another"}
+    env = {**target.environ(), "SHELL_TOKEN": "another"}
     result = now(replace(target, env=env), store)
     assert result.changed and result.files == []
-    assert "services.app.environment.FROM_SHELL" in result.model_diff()
+    assert "services.app.environment.SHELL_TOKEN" in result.model_diff()
     assert "shell-secret" not in result.model_diff() and "another" not in result.model_diff()
 
 
@@ -115,18 +115,18 @@ def test_included_and_env_files_are_named(target: ComposeTarget, store: Store) -
     root = target.directory
     (root / "extra.yml").write_text("services:\n  db:\n    image: busybox\n"
                                     "    env_file: [db.env]\n")
-    (root / "db.env").write_text("DB_ROOT=also-secret\n")
+    (root / "db.env").write_text("DB_ROOT_PASSWORD=also-secret\n")
     text = (root / "compose.yaml").read_text()
     (root / "compose.yaml").write_text(text + "  - extra.yml\n")
     approve(target, store)
     record = next(store.root.glob("projects/*/approval.json")).read_text()
     assert "also-secret" not in record
-    (root / "db.env").write_text("DB_ROOT=changed-secret\n")
+    (root / "db.env").write_text("DB_ROOT_PASSWORD=changed-secret\n")
     result = now(target, store)
     assert result.changed and kinds(result) == {"db.env": "changed"}
     assert "also-secret" not in result.text() and "changed-secret" not in result.text()
-    assert "-DB_ROOT=hmac-sha256:" in result.text()
-    (root / "db.env").write_text("DB_ROOT=also-secret\n")
+    assert "-DB_ROOT_PASSWORD=hmac-sha256:" in result.text()
+    (root / "db.env").write_text("DB_ROOT_PASSWORD=also-secret\n")
     (root / "extra.yml").write_text("services:\n  db:\n    image: busybox\n    privileged: true\n"
                                     "    env_file: [db.env]\n")
     result = now(target, store)
@@ -171,19 +171,21 @@ def test_files_outside_the_project_are_named_by_their_path(target: ComposeTarget
     assert kinds(result)[str(outside)] == "new"
 
 
-def test_env_copies_mask_every_value_line(tmp_path: Path) -> None:
-    from sidecar_gen.trust.snapshot import mask_env_text
+def test_env_copies_mask_every_line_of_a_secret(tmp_path: Path) -> None:
+    from sidecar_gen.trust.secrets import Masker
 
     store = Store(tmp_path / "state")
     text = ("# comment\n\nCOMPOSE_FILE=a.yml\nKEY=\"-----BEGIN KEY-----\nsecret-body\n"
-            "# not a comment: inside the value\n-----END KEY-----\"\nPLAIN=visible-secret\n"
-            "export EXPORTED='single'\nnot an assignment\n")
-    masked = mask_env_text(text, store)
+            "# not a comment: inside the value\n-----END KEY-----\"\nAPI_PASS=hidden\n"
+            "export EXPORTED_TOKEN='single'\nnot an assignment\nPUID=1000\n"
+            "NOTE=\"two\nlines\"\n")
+    masked = Masker(store).env_text(text)
     lines = masked.splitlines()
     assert lines[:3] == ["# comment", "", "COMPOSE_FILE=a.yml"]
     assert lines[3].startswith("KEY=hmac-sha256:")
-    for secret in ("BEGIN", "secret-body", "inside the value", "END", "visible-secret", "single",
+    for secret in ("BEGIN", "secret-body", "inside the value", "END", "hidden", "single",
                    "assignment"):
         assert secret not in masked, secret
     assert len(lines) == len(text.splitlines())
-    assert lines[-2].startswith("EXPORTED=hmac-sha256:")
+    assert lines[-5].startswith("EXPORTED_TOKEN=hmac-sha256:")
+    assert lines[-3:] == ["PUID=1000", 'NOTE="two', 'lines"']

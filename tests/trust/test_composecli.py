@@ -14,7 +14,7 @@ def test_the_verified_model_round_trips_through_stdin(target: ComposeTarget) -> 
     (root / "compose.yaml").write_text(
         "name: demo\nservices:\n  app:\n    image: busybox\n    profiles: [dev]\n"
         "    command: [sh, -c, 'echo $$HOME ${GREETING:-hi}']\n"
-        "    environment: {FROM_SHELL: null, UNSET: null}\n"
+        "    environment: {SHELL_TOKEN: null, UNSET: null}\n"
         "    labels: {literal: \"$$x\"}\n")
     env = {**target.environ(), "COMPOSE_PROFILES": "dev"}
     model = resolve_model(ComposeTarget(root, env=env))
@@ -31,7 +31,7 @@ def test_the_verified_model_round_trips_through_stdin(target: ComposeTarget) -> 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == model.doc
     service = model.doc["services"]["app"]
-    assert service["environment"] == {"FROM_SHELL": "shell-secret", "UNSET": None}
+    assert service["environment"] == {"SHELL_TOKEN": "shell-secret", "UNSET": None}
     assert service["command"] == ["sh", "-c", "echo $$HOME hi"]
 
 
