@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from sidecar_gen import __version__
-from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.errors import ExitCode, Interrupted, SidecarError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,6 +76,8 @@ def handle_errors(func: F) -> F:
             raise fail(exc.message, int(exc.exit_code)) from None
         except KeyboardInterrupt:
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except Interrupted as exc:  # a host command's process group was stopped first
+            raise typer.Exit(128 + exc.signum) from None
         except BrokenPipeError:
             raise quiet_broken_pipe() from None
         except (typer.Exit, typer.Abort, SystemExit):

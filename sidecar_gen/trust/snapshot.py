@@ -8,6 +8,7 @@ written to the record in clear text, yet any change of it still shows as a chang
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from sidecar_gen import __version__
-from sidecar_gen.composecli import ComposeTarget, ResolvedModel, compose_version, resolve_model
+from sidecar_gen.composecli import (
+    ComposeTarget,
+    ResolvedModel,
+    parse_version,
+    resolve_model,
+    start_version,
+)
+from sidecar_gen.composeload import check_bounds
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import open_regular, read_text_file
@@ -293,14 +301,14 @@ def read_policy_file(path: Path) -> str:
 
 def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
     """Resolve the model with compose and read every input file and the policy."""
-    from concurrent.futures import ThreadPoolExecutor
-
     directory = target.directory
-    # The files first: one compose would wait on for ever (a FIFO) is refused by its name.
+    # The files first: one compose would wait on for ever (a FIFO) or spend minutes expanding
+    # (an alias bomb) is refused by its name.
     files = input_files(directory, store, target.environ())
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        version = pool.submit(compose_version, target)  # meanwhile, the model
+    version = start_version(target)  # meanwhile, the model
+    with version or contextlib.nullcontext():
         resolved = resolve_model(target)
+        compose = parse_version(version)
     policy = read_policy(directory)
     sources = dockerfiles(resolved.doc)
     built = {name: file_state(path, store, env_file=False) for name, path in sources.items()}
@@ -309,7 +317,7 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
         files[display_name(path, project_dir)] = built[name]
     return Snapshot(target=target, resolved=pin_dockerfiles(resolved, built),
                     model=normalize_model(resolved.doc, store, built), files=files,
-                    policy=policy, compose_version=version.result())
+                    policy=policy, compose_version=compose)
 
 
 def pin_dockerfiles(resolved: ResolvedModel, built: Mapping[str, FileState]) -> ResolvedModel:
@@ -337,8 +345,10 @@ def input_files(directory: Path, store: Store, env: Mapping[str, str]) -> dict[s
     """Every file that decides how the project at `directory` starts (compose files, env
     files, the policy), by its name relative to the folder, as the record keeps them."""
     project_dir = Path(os.path.realpath(directory))
+    inputs = compose_inputs(directory, env)
+    check_bounds(item.path for item in inputs if item.kind == "compose")
     files: dict[str, FileState] = {}
-    for item in compose_inputs(directory, env):
+    for item in inputs:
         files[display_name(item.path, project_dir)] = file_state(
             item.path, store, env_file=item.kind == "env")
     for name in POLICY_FILES:
