@@ -29,7 +29,7 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,14 +172,14 @@ def _include_target(origin: str, value: str, place: Place, env: Mapping[str, str
         return None
     if value == "~" or value.startswith("~/"):
         home = env.get("HOME") or os.path.expanduser("~")
-        return Path(home + value[1:])
+        return Path(os.path.normpath(home + value[1:]))
     path = Path(value)
     if path.is_absolute():
         return path
     including = Path(origin.removeprefix("file:"))
     if not including.is_absolute():
         including = place.cwd / including
-    return including.parent / path
+    return Path(os.path.normpath(including.parent / path))
 
 
 def _checked(path: Path) -> bool:
@@ -205,23 +205,48 @@ def _checked(path: Path) -> bool:
     return True
 
 
-def _entries(place: Place, env: Mapping[str, str], identity: hostproc.Identity | None
-             ) -> Iterator[tuple[str, str, str]]:
-    """Every configuration entry the command could see: the listing, then every file its
-    includes and includeIfs name (all conditions taken as true), to INCLUDE_DEPTH."""
-    todo = [(entry, 0) for entry in _list(place, env, identity)]
+def _is_include(key: str) -> bool:
+    section, sub, variable = _split(key)
+    return variable == "path" and (section, sub is None) in (("include", True),
+                                                             ("includeif", False))
+
+
+@dataclass
+class Walk:
+    """Every configuration entry a git command could see (`entries`: origin, key, value) and
+    every file an include or includeIf names (`included`, absent ones too), all conditions
+    taken as true, to INCLUDE_DEPTH. A FIFO or device among them raises GitError by name."""
+
+    entries: list[tuple[str, str, str]]
+    included: list[Path]
+
+
+def walk_config(place: Place, env: Mapping[str, str] | None = None,
+                identity: hostproc.Identity | None = None,
+                roots: Sequence[Path] | None = None) -> Walk:
+    """The configuration of a command at `place` (or of the files `roots` only), read without
+    letting git follow includes: they are followed here, each file checked first."""
+    env = with_config(base_env(place), list(FIXED)) if env is None else env
+    if roots is None:
+        first = _list(place, env, identity)
+    else:
+        first = []
+        for root in roots:
+            if _checked(root):
+                first += _list(place, env, identity, "--file", str(root))
+    walk = Walk([], [])
+    todo = [(entry, 0) for entry in first]
     seen: set[Path] = set()
     while todo:
         (origin, key, value), depth = todo.pop(0)
-        yield origin, key, value
-        section, sub, variable = _split(key)
-        include = (section, sub is None) in (("include", True), ("includeif", False))
-        if variable != "path" or not include:
+        walk.entries.append((origin, key, value))
+        if not _is_include(key):
             continue
         target = _include_target(origin, value, place, env)
         if target is None or depth >= INCLUDE_DEPTH or target in seen:
             continue
         seen.add(target)
+        walk.included.append(target)
         if len(seen) > MAX_FILES:
             raise GitError(f"the git configuration of {place.cwd} includes more than "
                            f"{MAX_FILES} files: refusing to run git", exit_code=ExitCode.USAGE)
@@ -231,10 +256,21 @@ def _entries(place: Place, env: Mapping[str, str], identity: hostproc.Identity |
             except GitError:
                 continue  # git cannot read it either (as that user), so it skips it
             todo.extend((entry, depth + 1) for entry in found)
+    return walk
 
 
-def neutral_config(entries: Iterator[tuple[str, str, str]] | Sequence[tuple[str, str, str]]
-                   ) -> list[tuple[str, str]]:
+def file_entries(path: Path, cwd: Path) -> list[tuple[str, str]]:
+    """(key, value) of the entries written in the configuration file `path` itself (its
+    includes not followed); GitError when git cannot read it, or it is not a regular file."""
+    if not _checked(path):
+        raise GitError(f"{path}: cannot read it")
+    place = Place(cwd)
+    listing = _list(place, with_config(base_env(place), list(FIXED)), None, "--file",
+                    str(path))
+    return [(key, value) for _, key, value in listing]
+
+
+def neutral_config(entries: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
     """The command-line configuration that disables every program `entries` could make git
     run: `FIXED`, then each driver name's neutral values (`DRIVERS`, `WHOLE_SECTIONS`)."""
     pairs: dict[str, str] = dict(FIXED)
@@ -256,8 +292,8 @@ def safe_env(place: Place, identity: hostproc.Identity | None = None,
     """The environment a git command at `place` runs with: `base_env` and the neutral
     configuration of what it would read now."""
     env = base_env(place, environ)
-    listing = with_config(env, list(FIXED))
-    return with_config(env, neutral_config(list(_entries(place, listing, identity))))
+    walk = walk_config(place, with_config(env, list(FIXED)), identity)
+    return with_config(env, neutral_config(walk.entries))
 
 
 def run(place: Place, *args: str, check: bool = True,

@@ -1,9 +1,11 @@
 """Approved vs now: what changed, as data, and as diffs that name each file.
 
 What decides: the effective compose model (compose's resolution, so a comment or a reordered
-key is no change, and a new override file, `COMPOSE_FILE` in `.env` or a changed variable is)
-and the policy (`bridge.yaml`, `allowed-domains.txt`, byte for byte). Files are compared too,
-to say where a change comes from; a file change that leaves the model alone decides nothing.
+key is no change, and a new override file, `COMPOSE_FILE` in `.env` or a changed variable is),
+the policy (`bridge.yaml`, `allowed-domains.txt`, byte for byte) and the git files that decide
+what git runs on the host (`gitfiles`: a configuration by its entries, hooks by their bytes).
+Compose's input files are compared too, to say where a change comes from; a change of them
+that leaves the model alone decides nothing.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Comparison:
     model_lines: tuple[list[str], list[str]] = ([], [])
     policy: list[str] = field(default_factory=list)  # names of policy files that differ
     compose_versions: tuple[str | None, str | None] = (None, None)
+    git: list[FileChange] = field(default_factory=list)  # git files that decide what git runs
 
     @property
     def first_use(self) -> bool:
@@ -64,11 +67,11 @@ class Comparison:
     @property
     def changed(self) -> bool:
         """True when anything that decides how the stack starts differs from the approval."""
-        return self.first_use or self.model_changed or bool(self.policy)
+        return self.first_use or self.model_changed or bool(self.policy) or bool(self.git)
 
     def names(self) -> list[str]:
-        """The changed files, each once, in display order."""
-        return [change.name for change in self.files]
+        """The changed files, each once, in display order (git files last)."""
+        return [change.name for change in [*self.files, *self.git]]
 
     def model_diff(self) -> str:
         """The model's difference as `path: value` lines (removed `-`, added `+`)."""
@@ -79,7 +82,7 @@ class Comparison:
 
     def summary(self) -> list[str]:
         """One line per changed file (and the model), for the terminal."""
-        lines = [f"{change.kind:<8} {change.name}" for change in self.files]
+        lines = [f"{change.kind:<8} {change.name}" for change in [*self.files, *self.git]]
         if self.model_changed:
             lines.append(f"{'changed':<8} {MODEL_LABEL}")
         old, new = self.compose_versions
@@ -90,7 +93,8 @@ class Comparison:
 
     def text(self) -> str:
         """Every diff: each changed file, then the model."""
-        return "".join(change.diff() for change in self.files) + self.model_diff()
+        return "".join(change.diff() for change in [*self.files, *self.git]) + \
+            self.model_diff()
 
 
 def flatten(value: Any, prefix: str = "") -> list[str]:
@@ -125,7 +129,8 @@ def compare(approval: Approval | None, snapshot: Snapshot) -> Comparison:
     if approval is None:
         files = file_changes({}, snapshot.files)
         return Comparison(None, files, ([], flatten(snapshot.model)),
-                          sorted(snapshot.policy), (None, snapshot.compose_version))
+                          sorted(snapshot.policy), (None, snapshot.compose_version),
+                          file_changes({}, snapshot.git.states))
     policy = sorted(name for name in set(approval.policy) | set(snapshot.policy)
                     if approval.policy.get(name) != snapshot.policy.get(name))
     return Comparison(
@@ -134,4 +139,6 @@ def compare(approval: Approval | None, snapshot: Snapshot) -> Comparison:
         model_lines=(flatten(approval.model), flatten(snapshot.model)),
         policy=policy,
         compose_versions=(approval.compose_version, snapshot.compose_version),
+        # A record from before git files were approved: every one of them is new, once.
+        git=file_changes(approval.git or {}, snapshot.git.states),
     )

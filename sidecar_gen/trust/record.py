@@ -12,8 +12,10 @@ Layout (directories 0700, files 0600, owned by the user):
 `approval.json` (format 1) holds the project folder, the compose project, when and with which
 sidecar and compose versions it was approved, the effective compose model with every
 `environment:` and build-arg value replaced by a keyed digest, each input file's keyed digest
-and a copy for diffs (`.env`-style files with their values masked), and the exact approved
-`bridge.yaml` and `allowed-domains.txt` (what `sidecar up` puts into the policy volume).
+and a copy for diffs (`.env`-style files with their values masked), the exact approved
+`bridge.yaml` and `allowed-domains.txt` (what `sidecar up` puts into the policy volume), and
+the keyed digests and copies of the git files that decide what git runs on the host (`git`:
+`trust.gitfiles`).
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ class Approval:
     approved_at: str = ""
     sidecar_version: str = ""
     compose_version: str | None = None
+    # The project's execution-relevant git files (`trust.gitfiles`); None in a record made
+    # before they were part of the approval.
+    git: dict[str, FileState] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document stored in approval.json."""
@@ -100,6 +105,8 @@ class Approval:
             "model": self.model,
             "files": {name: state.to_json() for name, state in sorted(self.files.items())},
             "policy": dict(sorted(self.policy.items())),
+            "git": None if self.git is None else {
+                name: state.to_json() for name, state in sorted(self.git.items())},
         }
 
     @classmethod
@@ -117,6 +124,8 @@ class Approval:
                 approved_at=str(doc.get("approved_at", "")),
                 sidecar_version=str(doc.get("sidecar_version", "")),
                 compose_version=doc.get("compose_version"),
+                git=None if doc.get("git") is None else {
+                    str(k): FileState.from_json(v) for k, v in doc["git"].items()},
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed approval record ({exc})") from None

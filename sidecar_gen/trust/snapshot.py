@@ -14,7 +14,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import open_regular, read_text_file
 from sidecar_gen.render import DOMAINS_NAME
+from sidecar_gen.trust.gitfiles import GitFiles, git_files
 from sidecar_gen.trust.inputs import MAX_READ, compose_inputs
 from sidecar_gen.trust.record import Approval, FileState, Store
 
@@ -50,6 +51,7 @@ class Snapshot:
     files: dict[str, FileState]
     policy: dict[str, str]
     compose_version: str | None
+    git: GitFiles = field(default_factory=GitFiles)
 
     @property
     def project_dir(self) -> Path:
@@ -61,7 +63,8 @@ class Snapshot:
         return Approval(project_dir=str(self.project_dir),
                         compose_project=self.resolved.name, model=self.model,
                         files=self.files, policy=self.policy,
-                        sidecar_version=__version__, compose_version=self.compose_version)
+                        sidecar_version=__version__, compose_version=self.compose_version,
+                        git=self.git.states)
 
 
 def _masked_values(mapping: Any, store: Store) -> Any:
@@ -310,6 +313,7 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
         resolved = resolve_model(target)
         compose = parse_version(version)
     policy = read_policy(directory)
+    git = git_files(directory, store)
     sources = dockerfiles(resolved.doc)
     built = {name: file_state(path, store, env_file=False) for name, path in sources.items()}
     project_dir = Path(os.path.realpath(directory))
@@ -317,7 +321,7 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
         files[display_name(path, project_dir)] = built[name]
     return Snapshot(target=target, resolved=pin_dockerfiles(resolved, built),
                     model=normalize_model(resolved.doc, store, built), files=files,
-                    policy=policy, compose_version=compose)
+                    policy=policy, compose_version=compose, git=git)
 
 
 def pin_dockerfiles(resolved: ResolvedModel, built: Mapping[str, FileState]) -> ResolvedModel:
