@@ -26,6 +26,7 @@ driver reads the repository's settings (git-lfs's transfer agents).
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -296,18 +297,33 @@ def safe_env(place: Place, identity: hostproc.Identity | None = None,
     return with_config(env, neutral_config(walk.entries))
 
 
+def _home(uid: int) -> str:
+    try:
+        home = pwd.getpwuid(uid).pw_dir
+    except KeyError:
+        return "/nonexistent"
+    return home if os.path.isdir(home) else "/nonexistent"
+
+
 def run(place: Place, *args: str, check: bool = True,
-        identity: hostproc.Identity | None = None,
+        identity: hostproc.Identity | None = None, input_text: str | None = None,
         environ: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `git ARGS...` at `place`, executing nothing the configuration names (see the module
     docstring); as root, as `identity` (default: the owner of `place.cwd`). GitError with
     git's last line when it fails and `check`."""
     if identity is None:
         identity = hostproc.owner_identity(place.cwd)
-    env = safe_env(place, identity, environ)
+    source = dict(os.environ if environ is None else environ)
+    if identity is not None:
+        # Git as the project's owner reads that user's configuration, not root's (which it
+        # could not read anyway).
+        source.pop("XDG_CONFIG_HOME", None)
+        source["HOME"] = _home(identity.uid)
+    env = safe_env(place, identity, source)
     done = hostproc.run(hostproc.Call([*_git_argv(), *args], "git",
                                       f"git {args[0] if args else ''} in {place.cwd}",
-                                      cwd=place.cwd, env=env, identity=identity))
+                                      cwd=place.cwd, env=env, input=input_text,
+                                      identity=identity))
     if check and done.returncode != 0:
         raise GitError(f"git {args[0] if args else ''} failed in {place.cwd}: "
                        f"{_last_line(done.stderr, f'exit {done.returncode}')}")
