@@ -94,12 +94,15 @@ _live: set[int] = set()  # process groups of running children
 _saved: dict[int, object] = {}
 _lock = threading.Lock()
 _caught: list[int] = []  # the signal being handled: a second one must not cut the clean-up
+_starting: list[int] = []  # a child is being started: a signal now waits until it is known
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     if _caught:
         return
     _caught.append(signum)
+    if _starting:
+        return  # raised by `Child` once the new child is registered (and can be stopped)
     raise Interrupted(signum)
 
 
@@ -171,8 +174,10 @@ class Child:
         if call.identity is not None:
             extra = {"user": call.identity.uid, "group": call.identity.gid,
                      "extra_groups": []}
+        self._done: subprocess.CompletedProcess[str] | None = None
         with _lock:
             _watch_signals()
+            _starting.append(1)
             try:
                 self.process: subprocess.Popen[str] = subprocess.Popen(
                     list(call.argv), cwd=call.cwd,
@@ -182,11 +187,16 @@ class Child:
                     stderr=subprocess.PIPE if call.capture else None,
                     text=True, process_group=0, **extra)  # type: ignore[call-overload]
             except OSError as exc:
+                _starting.pop()
                 _unwatch_signals()
                 raise SidecarError(f"cannot run {call.what}: {exc.strerror or exc}",
                                    exit_code=ExitCode.USAGE) from None
             _live.add(self.process.pid)
-        self._done: subprocess.CompletedProcess[str] | None = None
+            _starting.pop()
+        if _caught and not _starting:  # a signal came while it started
+            signum = _caught[0]
+            self._stop()
+            raise Interrupted(signum)
 
     def finish(self) -> subprocess.CompletedProcess[str]:
         """Wait for the child; its output. HostTimeoutError when it passed its limit."""

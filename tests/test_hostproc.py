@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sidecar_gen import hostproc
-from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.errors import ExitCode, Interrupted, SidecarError
 
 # A command that leaves a grandchild behind it and never ends: both pids go to a file.
 HANG = "sleep 1000 & echo $! >> {pids}; echo $$ >> {pids}; wait"
@@ -150,3 +150,23 @@ def test_as_root_a_child_runs_as_the_owner_of_a_folder(tmp_path: Path) -> None:
                                       identity=owner))
     assert done.stdout.split() == ["1234", "2345", "2345"]  # no supplementary group of root
     assert hostproc.owner_identity(tmp_path) is None  # root's own folder: no change
+
+
+def test_a_signal_while_a_child_starts_stops_it_once_it_is_known(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[int] = []
+    real = subprocess.Popen
+
+    class SignalledAtStart(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self.pid)
+            os.kill(os.getpid(), signal.SIGTERM)  # handled before the runner knows the child
+
+    monkeypatch.setattr(subprocess, "Popen", SignalledAtStart)
+    with pytest.raises(Interrupted) as caught:
+        hostproc.run(hostproc.Call(["sh", "-c", HANG.format(pids=tmp_path / "pids")], "git",
+                                   "stand-in"))
+    assert caught.value.signum == signal.SIGTERM
+    assert gone(started), started
+    assert not hostproc._live

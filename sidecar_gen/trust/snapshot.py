@@ -350,11 +350,11 @@ def input_files(directory: Path, store: Store, env: Mapping[str, str]) -> dict[s
     files, the policy), by its name relative to the folder, as the record keeps them."""
     project_dir = Path(os.path.realpath(directory))
     inputs = compose_inputs(directory, env)
-    check_bounds(item.path for item in inputs if item.kind == "compose")
     files: dict[str, FileState] = {}
     for item in inputs:
         files[display_name(item.path, project_dir)] = file_state(
             item.path, store, env_file=item.kind == "env")
+    check_bounds(item.path for item in inputs if item.kind == "compose")
     for name in POLICY_FILES:
         files[f"{CONFIG_DIR}/{name}"] = file_state(directory / CONFIG_DIR / name, store,
                                                    env_file=False)

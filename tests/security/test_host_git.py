@@ -11,10 +11,12 @@ deletion), does not.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -373,3 +375,28 @@ def test_as_root_a_worktree_of_another_users_project_is_entirely_theirs(tmp_path
     sessiongit.remove_worktree(repo.root, tree.path)
     assert not tree.path.exists()
     shutil.rmtree(tmp_path / "elsewhere")
+
+
+def test_doctor_warns_when_core_hooks_path_is_in_the_work_tree(tmp_path: Path) -> None:
+    """husky's `.husky/`: hooks the agent writes as project files, run by the user's next
+    commit on the host. They cannot be made read-only: doctor says so."""
+    repo = make_repo(tmp_path)
+    (repo.root / "compose.yaml").write_text("services:\n  app:\n    image: busybox\n")
+    (repo.root / ".sidecar").mkdir()
+    (repo.root / ".sidecar" / "bridge.yaml").write_text(
+        'version: "1"\ncommands:\n  app-sh:\n    container: app\n    exec: sh\n')
+    sidecar = str(Path(sys.executable).parent / "sidecar")
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "NO_COLOR": "1"}
+
+    def doctor() -> dict[str, dict[str, str]]:
+        ran = subprocess.run([sidecar, "doctor", "--format", "json"], cwd=repo.root, env=env,
+                             capture_output=True, text=True, timeout=300)
+        return {c["check"]: c for c in json.loads(ran.stdout)["checks"]}
+
+    assert "git hooks" not in doctor()
+    git(repo.root, "config", "core.hooksPath", ".husky")
+    check = doctor()["git hooks"]
+    assert check["status"] == "warn"
+    assert check["message"] == (f"core.hooksPath is {repo.root.resolve()}/.husky, inside the "
+                                "work tree: the agent can write the hooks your next commit on "
+                                "the host runs")
