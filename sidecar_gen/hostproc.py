@@ -20,7 +20,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -244,16 +244,3 @@ def run(call: Call) -> subprocess.CompletedProcess[str]:
     """Run `call` to its end within its limit; its exit status and (captured) output."""
     with start(call) as child:
         return child.finish()
-
-
-@contextlib.contextmanager
-def running(calls: Sequence[Call]) -> Iterator[list[Child]]:
-    """Start several calls side by side; every one still running is stopped on the way out."""
-    children: list[Child] = []
-    try:
-        for call in calls:
-            children.append(start(call))
-        yield children
-    finally:
-        for child in children:
-            child.__exit__(None, None, None)
