@@ -15,21 +15,25 @@ import posixpath
 import re
 import shlex
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sidecar_gen import hostproc
 from sidecar_gen.composeenv import ComposeSetup, compose_setup, find_default_file
-from sidecar_gen.composeload import is_remote, load_model, normalize_project_name, project_name
-from sidecar_gen.errors import InputError
+from sidecar_gen.composeload import (
+    check_bounds,
+    is_remote,
+    load_model,
+    normalize_project_name,
+    project_name,
+)
+from sidecar_gen.errors import InputError, SidecarError
 from sidecar_gen.runtime.contract import PROTECTED_ROLES, ROLE_LABEL
 
 __all__ = ["Bind", "Build", "ComposeProject", "ProjectNames", "Service", "find_compose_file",
            "load_project", "normalize_project_name"]
-
-CLI_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -260,17 +264,17 @@ def read_cli(setup: ComposeSetup, explicit: bool) -> tuple[dict[str, Any] | None
     """(`docker compose config`'s model, None) or (None, why not); (None, None) without a CLI."""
     if shutil.which("docker") is None:
         return None, None
+    check_bounds(setup.files)  # an alias bomb would keep compose busy for many minutes
     command = ["docker", "compose"]
     for file in setup.files if explicit else ():
         command += ["-f", str(file)]
     try:
-        result = subprocess.run([*command, "config", "--format", "json"], capture_output=True,
-                                text=True, timeout=CLI_TIMEOUT, cwd=setup.directory,
-                                env=setup.process_environ, check=False)
-    except subprocess.TimeoutExpired:
-        return None, f"docker compose config did not answer within {CLI_TIMEOUT:.0f} s"
-    except OSError as exc:
-        return None, f"cannot run docker compose: {exc.strerror or exc}"
+        result = hostproc.run(hostproc.Call(
+            [*command, "config", "--format", "json"], "compose-config",
+            f"docker compose config in {setup.directory}", cwd=setup.directory,
+            env=setup.process_environ))
+    except SidecarError as exc:
+        return None, exc.message
     if result.returncode != 0:
         if "is not a docker command" in result.stderr or "unknown command" in result.stderr:
             return None, None  # Docker without the compose plugin: nothing to compare against

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sidecar_gen import hostproc
 from sidecar_gen.errors import ExitCode, SidecarError
 
-CONFIG_TIMEOUT = 60.0
 MAX_DEPTH = 64
 
 
@@ -92,17 +91,38 @@ def _first_error(stderr: str) -> str:
     return (errors or lines or ["no output"])[-1]
 
 
-def compose_version(target: ComposeTarget) -> str | None:
-    """The compose CLI's version (`2.22.0`), None when it is not installed."""
+def start_version(target: ComposeTarget) -> hostproc.Child | None:
+    """Start `docker compose version --short` (read it with `parse_version`: it can run while
+    something else does); None when the CLI cannot run."""
     if shutil.which("docker") is None:
         return None
     try:
-        result = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True,
-                                text=True, timeout=30, env=target.environ(), check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        return hostproc.start(hostproc.Call(["docker", "compose", "version", "--short"],
+                                            "compose-version", "docker compose version",
+                                            env=target.environ()))
+    except SidecarError:
+        return None
+
+
+def parse_version(child: hostproc.Child | None) -> str | None:
+    """The version a `start_version` child printed (`2.22.0`), None when it failed."""
+    if child is None:
+        return None
+    try:
+        result = child.finish()
+    except SidecarError:
         return None
     version = result.stdout.strip().lstrip("v")
     return version if result.returncode == 0 and version else None
+
+
+def compose_version(target: ComposeTarget) -> str | None:
+    """The compose CLI's version (`2.22.0`), None when it is not installed."""
+    child = start_version(target)
+    if child is None:
+        return None
+    with child:
+        return parse_version(child)
 
 
 def resolve_model(target: ComposeTarget) -> ResolvedModel:
@@ -111,15 +131,10 @@ def resolve_model(target: ComposeTarget) -> ResolvedModel:
     _require_cli()
     if not target.directory.is_dir():
         raise ComposeError(f"{target.directory}: no such directory", exit_code=ExitCode.USAGE)
-    try:
-        result = subprocess.run(target.argv("config", "--format", "json"), capture_output=True,
-                                text=True, timeout=CONFIG_TIMEOUT, cwd=target.directory,
-                                env=target.environ(), check=False)
-    except subprocess.TimeoutExpired:
-        raise ComposeError("docker compose config did not answer in time") from None
-    except OSError as exc:
-        raise ComposeError(f"cannot run docker compose: {exc.strerror or exc}",
-                           exit_code=ExitCode.USAGE) from None
+    result = hostproc.run(hostproc.Call(
+        target.argv("config", "--format", "json"), "compose-config",
+        f"docker compose config in {target.directory}", cwd=target.directory,
+        env=target.environ()))
     if result.returncode != 0:
         raise ComposeError(f"docker compose config failed in {target.directory}: "
                            f"{_first_error(result.stderr)}")
@@ -172,23 +187,23 @@ def up_argv(target: ComposeTarget, model: ResolvedModel, services: Sequence[str]
     return model_argv(target, model, "up", "-d", "--wait", *services)
 
 
-def run_model(target: ComposeTarget, model: ResolvedModel, argv: list[str]) -> int:
-    """Run a `model_argv` command line (its progress goes to this process's terminal)."""
+def run_model(target: ComposeTarget, model: ResolvedModel, argv: list[str], kind: str) -> int:
+    """Run a `model_argv` command line (its progress goes to this process's terminal) within
+    the time limit of `kind` (`compose-up`: `docker compose up`)."""
     _require_cli()
-    try:
-        result = subprocess.run(argv, input=model.text, text=True, cwd=target.directory,
-                                env=target.environ(), check=False)
-    except OSError as exc:
-        raise ComposeError(f"cannot run docker compose: {exc.strerror or exc}",
-                           exit_code=ExitCode.USAGE) from None
+    what = "docker compose " + kind.removeprefix("compose-")
+    result = hostproc.run(hostproc.Call(argv, kind, f"{what} in {target.directory}",
+                                        cwd=target.directory, env=target.environ(),
+                                        input=model.text, capture=False))
     return result.returncode
 
 
 def up_model(target: ComposeTarget, model: ResolvedModel, services: Sequence[str]) -> int:
     """Start `model`; compose's exit code."""
-    return run_model(target, model, up_argv(target, model, services))
+    return run_model(target, model, up_argv(target, model, services), "compose-up")
 
 
 def pull_model(target: ComposeTarget, model: ResolvedModel, services: Sequence[str]) -> int:
     """Pull the images of `services` of `model`; compose's exit code."""
-    return run_model(target, model, model_argv(target, model, "pull", "--quiet", *services))
+    return run_model(target, model, model_argv(target, model, "pull", "--quiet", *services),
+                     "compose-pull")

@@ -18,7 +18,7 @@ import os
 import posixpath
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from sidecar_gen.composeenv import (
     read_bounded,
 )
 from sidecar_gen.errors import InputError
-from sidecar_gen.yamlio import Tagged, load_plain
+from sidecar_gen.yamlio import Tagged, bounds_problem, load_plain
 
 MAX_FILES = 64  # include/extends chains of a real project are a handful of files
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -91,6 +91,25 @@ def _interpolated(data: Any, lookup: Lookup, where: str) -> Any:
         except InterpolationError as exc:
             raise InputError(where, str(exc)) from None
     return data
+
+
+def check_bounds(files: Iterable[Path]) -> None:
+    """Refuse (InputError naming the file) a compose file over our loader's bounds: size,
+    nesting, values once aliases are expanded. `docker compose` has none of them: an alias
+    bomb in an override file kept `docker compose config` busy for over ten minutes. Files
+    that are absent or not YAML are left to compose, which says why."""
+    for file in files:
+        try:
+            text = read_bounded(file)
+        except InputError as exc:
+            if exc.reason == "no such file" or exc.reason.startswith(
+                    ("not UTF-8", "cannot read", "is a directory")):
+                continue
+            raise
+        problem = bounds_problem(text, str(file))
+        if problem is not None:
+            raise InputError(str(file), f"line {problem.line}: {problem.message} (refused "
+                                        "before docker compose reads it)")
 
 
 def _read_file(file: Path, lookup: Lookup) -> dict[str, Any]:

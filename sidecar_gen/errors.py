@@ -53,3 +53,13 @@ class ConfigError(SidecarError):
         super().__init__(f"{path}: {summary}", exit_code=ExitCode.FINDINGS)
         self.path = path
         self.findings = findings or []
+
+
+class Interrupted(BaseException):
+    """sidecar received `signum` (SIGTERM, SIGINT, SIGHUP) while a host command ran; the
+    command's process group was stopped. Not a SidecarError: nothing may swallow it on the
+    way out. The CLI exits with 128+signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen import sessiongit
+from sidecar_gen import hostproc, sessiongit
 from sidecar_gen.composecli import ComposeTarget
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME, load_bridge
 from sidecar_gen.fsutil import read_text_file, write_atomic
@@ -409,8 +409,12 @@ def remove_session(directory: Path, name: str, *, keep_worktree: bool = False,
             except SessionError as exc:
                 if "Permission denied" not in exc.message or not record.image:
                     raise
-                # Files a routed command wrote as root: give them back, then remove.
-                engine.give_back(record.image, worktree, os.getuid(), os.getgid())
+                # Files a routed command wrote as root: give them back to whom git runs as
+                # (as root: the project folder's owner), then remove.
+                owner = hostproc.owner_identity(toplevel)
+                engine.give_back(record.image, worktree,
+                                 owner.uid if owner else os.getuid(),
+                                 owner.gid if owner else os.getgid())
                 sessiongit.remove_worktree(toplevel, worktree)
             worktree_removed = True
     store.delete(name)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sidecar_gen import hostproc
 from sidecar_gen.composecli import ComposeTarget, resolve_model
 from sidecar_gen.render import PASSTHROUGH_ENV
 from sidecar_gen.runtime.contract import (
@@ -30,7 +30,6 @@ from sidecar_gen.sessionstore import SessionError, usage_error
 
 VOLUME_LABEL = "com.docker.compose.volume"
 HELPER_LABEL = "dev.claude-sidecar.helper"
-UP_TIMEOUT = 600.0
 READY_TIMEOUT = 120.0
 # The entrypoint's last line before it waits for `docker compose exec` (images without a
 # healthcheck: readiness is this line).
@@ -64,17 +63,15 @@ def _compose_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
 
 
-def compose_up(model_file: Path, project: str, services: Iterable[str],
-               timeout: float = UP_TIMEOUT) -> None:
-    """`docker compose up -d` of exactly the model in `model_file` (readiness: `wait_ready`)."""
+def compose_up(model_file: Path, project: str, services: Iterable[str]) -> None:
+    """`docker compose up -d` of exactly the model in `model_file` (readiness: `wait_ready`),
+    within the `compose-up` time limit (`hostproc`)."""
     argv = [docker_cli(), "compose", "-p", project, "-f", str(model_file),
             "--project-directory", str(model_file.parent), "up", "-d", "--remove-orphans",
             *services]
-    try:
-        result = subprocess.run(argv, cwd=model_file.parent, env=_compose_env(),
-                                capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise SessionError(f"the session's stack was not up after {timeout:.0f} s") from None
+    result = hostproc.run(hostproc.Call(argv, "compose-up",
+                                        f"docker compose up of the session {project}",
+                                        cwd=model_file.parent, env=_compose_env()))
     if result.returncode != 0:
         raise SessionError(f"the session's stack did not start: {_last_lines(result.stderr)}")
 

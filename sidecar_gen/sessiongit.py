@@ -6,6 +6,7 @@ Every function runs the real `git` and raises `SessionError` with git's own one-
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sidecar_gen import hostgit, hostproc
 from sidecar_gen.composeenv import InterpolationError, compose_setup, interpolate
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
 from sidecar_gen.sessionstore import SessionError, usage_error
@@ -25,39 +27,19 @@ BRANCH_PREFIX = "sidecar/"
 # The generated stack and its inputs: a project that never committed them still has a session.
 SIDECAR_FILES = (f"{CONFIG_DIR}/{CONFIG_NAME}", f"{CONFIG_DIR}/allowed-domains.txt",
                  f"{CONFIG_DIR}/compose.yml")
-GIT_TIMEOUT = 120
-
-
-# Variables that would point git at another repository than the one asked for.
-_GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR",
-                 "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE")
-# The worktree is the agent's: nothing in it may make git run a program on the host. Hooks and
-# the file-system monitor are the configured ways git runs one during these commands.
-_NO_PROGRAMS = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
 
 
 def git(cwd: Path, *args: str, check: bool = True, git_dir: Path | None = None,
         work_tree: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run git in `cwd` (on `git_dir`/`work_tree` when given, instead of what `cwd/.git`
-    says); SessionError carrying git's last line when it fails and `check`."""
+    says) through `hostgit.run`: nothing the repository configures runs, and as root it runs
+    as the owner of `cwd`. SessionError carrying git's last line when it fails and `check`."""
     if shutil.which("git") is None:
         raise usage_error("git is not installed: sessions are git worktrees")
-    env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION}
-    env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
-    if git_dir is not None:
-        env["GIT_DIR"] = str(git_dir)
-    if work_tree is not None:
-        env["GIT_WORK_TREE"] = str(work_tree)
     try:
-        result = subprocess.run(["git", *_NO_PROGRAMS, *args], cwd=cwd, capture_output=True,
-                                text=True, env=env, timeout=GIT_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        raise SessionError(f"git {args[0]} took longer than {GIT_TIMEOUT} s") from None
-    if check and result.returncode != 0:
-        lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-        reason = lines[-1].strip() if lines else f"exit {result.returncode}"
-        raise SessionError(f"git {args[0]} failed in {cwd}: {reason}")
-    return result
+        return hostgit.run(hostgit.Place(cwd, git_dir, work_tree), *args, check=check)
+    except hostgit.GitError as exc:
+        raise SessionError(exc.message, exit_code=exc.exit_code) from None
 
 
 def repo_toplevel(directory: Path) -> Path:
@@ -98,7 +80,7 @@ def add_worktree(toplevel: Path, path: Path, branch: str, ref: str | None) -> Wo
         raise usage_error(f"{path} exists and is not empty: pass --dir to put the worktree "
                           "elsewhere")
     if exists:
-        git(toplevel, "worktree", "add", "--quiet", str(path), branch)
+        command = ["worktree", "add", "--quiet", str(path), branch]
     else:
         start = ref or "HEAD"
         found = git(toplevel, "rev-parse", "--verify", "--quiet", f"{start}^{{commit}}",
@@ -106,8 +88,17 @@ def add_worktree(toplevel: Path, path: Path, branch: str, ref: str | None) -> Wo
         if found.returncode != 0:
             what = "has no commit yet" if ref is None else f"has no commit {ref!r}"
             raise usage_error(f"the repository {toplevel} {what}")
-        git(toplevel, "worktree", "add", "--quiet", "-b", branch, str(path),
-            found.stdout.strip())
+        command = ["worktree", "add", "--quiet", "-b", branch, str(path), found.stdout.strip()]
+    # The folder is made here, as the project's owner's: as root, git runs as that owner
+    # (`hostgit`), who may not be allowed to create it beside the repository.
+    made = make_dirs(path, hostproc.owner_identity(toplevel))
+    try:
+        git(toplevel, *command)
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while empty: what git made stays for the caller's undo
+        raise
     out = git(path, "rev-parse", "HEAD", "--absolute-git-dir", "--git-common-dir").stdout
     base, git_dir, common = out.split("\n")[:3]
     return Worktree(path=path, base=base, git_dir=Path(git_dir),
@@ -126,6 +117,22 @@ def remove_worktree(toplevel: Path, path: Path) -> None:
     git(toplevel, "worktree", "prune", check=False)
 
 
+def make_dirs(path: Path, owner: hostproc.Identity | None) -> list[Path]:
+    """Create `path` and its missing parents, each given to `owner` when set (a routed
+    command running as the project's owner must be able to write what sidecar made); the
+    folders made, deepest first."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        folder.mkdir()
+        if owner is not None:
+            os.lchown(folder, owner.uid, owner.gid)
+    return missing
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -133,12 +140,15 @@ def _sha256(path: Path) -> str:
 def uncommitted(worktree: Path, git_dir: Path, copied: Mapping[str, str],
                 subdir: str = "") -> list[str]:
     """`git status` lines for the worktree's uncommitted changes (untracked files included,
-    ignored ones not), leaving out the files the session copied in while they are unchanged.
+    ignored ones and changes inside submodules not), leaving out the files the session copied
+    in while they are unchanged.
 
     Runs on the git directory recorded at creation, never on what the worktree's `.git` file
     says now (the agent can write the worktree)."""
+    # A submodule's changes would need git run in it, with its own configuration: only a
+    # changed submodule commit is reported.
     out = git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all",
-              git_dir=git_dir, work_tree=worktree).stdout
+              "--ignore-submodules=dirty", git_dir=git_dir, work_tree=worktree).stdout
     entries = out.split("\0")
     lines: list[str] = []
     index = 0
@@ -264,7 +274,9 @@ def _inside(root: Path, rel: str) -> bool:
 def copy_missing(source: Path, target: Path, files: Iterable[str]) -> dict[str, str]:
     """Copy each of `files` (relative paths) from `source` to `target` where `target` lacks it
     (a file git does not track); return what was copied, with each file's sha256. Paths that
-    pass through a symbolic link, on either side, are skipped."""
+    pass through a symbolic link, on either side, are skipped. As root, what is made belongs
+    to the owner of `target` (the worktree's: the project folder's owner)."""
+    owner = hostproc.owner_identity(target)
     copied: dict[str, str] = {}
     for rel in files:
         src, dst = source / rel, target / rel
@@ -272,7 +284,9 @@ def copy_missing(source: Path, target: Path, files: Iterable[str]) -> dict[str, 
             continue
         if not src.is_file() or dst.exists():
             continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(dst.parent, owner)
         shutil.copy2(src, dst)
+        if owner is not None:
+            os.lchown(dst, owner.uid, owner.gid)
         copied[rel] = _sha256(dst)
     return copied

@@ -197,6 +197,18 @@ def _compose(yaml: YAML, text: str, result: Loaded) -> Node | None:
     return root
 
 
+BOUND_RULES = ("file-too-large", "yaml-too-large", "yaml-too-deep")
+
+
+def bounds_problem(text: str, source: str) -> Finding | None:
+    """The first bound `text` breaks (size, values once aliases are expanded, depth), else
+    None. Only the bounds: a syntax error is for the file's own reader to report. Cheap even
+    on an alias bomb (nothing is expanded), so it can guard a reader that has no bounds."""
+    result = Loaded(path=source)
+    _compose(YAML(typ="safe", pure=True), text, result)
+    return next((f for f in result.findings if f.rule in BOUND_RULES), None)
+
+
 def load_text(text: str, source: str) -> Loaded:
     """Parse YAML text into a `Loaded`; syntax problems become findings, never exceptions."""
     result = Loaded(path=source)

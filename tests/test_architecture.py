@@ -16,9 +16,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sidecar_gen"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("runtime", ("runtime", "runtime.*")),
     ("base", ("", "errors", "findings", "rules", "model", "resources", "templating", "yamlio",
-              "fsutil", "toolchains", "programs", "imageids", "reporters")),
+              "fsutil", "toolchains", "programs", "imageids", "reporters", "hostproc")),
     ("domain", ("bridgecheck", "namecheck", "config", "routes", "fileplan", "compose*",
-                "dockerfile", "evidence", "probe", "hostengine", "imagefiles", "wrappers",
+                "dockerfile", "evidence", "probe", "hostengine", "hostgit", "imagefiles",
+                "wrappers",
                 "firewall", "firewall.*", "gate", "gate.*")),
     ("actions", ("validate", "scaffold", "render", "trust", "trust.*", "doctor", "doctor.*",
                  "session", "session*", "session.*")),

@@ -13,7 +13,7 @@ import typer
 
 from sidecar_gen import __version__
 from sidecar_gen.cli import output
-from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.errors import ExitCode, Interrupted, SidecarError
 from sidecar_gen.runtime.escape import escape
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,6 +72,8 @@ def handle_errors(func: F) -> F:
             raise fail(exc.message, int(exc.exit_code)) from None
         except KeyboardInterrupt:
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except Interrupted as exc:  # a host command's process group was stopped first
+            raise typer.Exit(128 + exc.signum) from None
         except BrokenPipeError:
             raise quiet_broken_pipe() from None
         except (typer.Exit, typer.Abort, SystemExit):

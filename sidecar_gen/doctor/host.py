@@ -144,6 +144,24 @@ def _policy(report: DoctorReport, context: HostContext) -> None:
         context.bridge = None  # `render` or `approval` already said why
 
 
+def _git_hooks(report: DoctorReport) -> None:
+    """A `core.hooksPath` inside the work tree (husky's `.husky/`): `sidecar up` cannot make
+    those hooks read-only (they are the project's files), yet your next commit runs them."""
+    from sidecar_gen.trust.gitfiles import hooks_in_tree
+
+    try:
+        folder = hooks_in_tree(report.target.directory)
+    except SidecarError as exc:
+        report.add("git hooks", Status.WARN, exc.message, "fix the file it names")
+        return
+    if folder is not None:
+        report.add("git hooks", Status.WARN,
+                   f"core.hooksPath is {folder}, inside the work tree: the agent can write "
+                   "the hooks your next commit on the host runs",
+                   "read them before each commit or push on the host, or unset "
+                   "core.hooksPath")
+
+
 def _session(report: DoctorReport, context: HostContext, session: SessionRecord,
              folder: Path | None) -> None:
     """A session runs the model and policy stored when it was made (its own approval): read
@@ -197,4 +215,5 @@ def run_host_checks(report: DoctorReport) -> HostContext:
     else:
         report.add("approval", Status.SKIP, "needs Docker Compose (see compose)")
     _policy(report, context)
+    _git_hooks(report)
     return context

@@ -2,9 +2,12 @@
 
 - `record`: the approval record in `$XDG_STATE_HOME/claude-sidecar/` (outside every container).
 - `inputs`: the files compose would load in a project folder (for diffs that name files).
+- `gitfiles`: the git files that decide what git runs on the host (their digests, what to
+  mount read-only).
 - `snapshot`: the project as it is now: compose's effective model, those files, the policy.
 - `secrets`: which values are kept in clear and which as keyed digests (by the variable's name).
 - `compare`: approved vs now, as data and as diffs.
 - `policyvolume`: the `sidecar-policy` volume the gate and claude read (read-only).
+- `startmodel`: what `sidecar up` adds to the verified model before starting it.
 - `actions`: `sidecar up` and `sidecar trust`.
 """

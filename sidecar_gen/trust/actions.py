@@ -5,7 +5,8 @@ policy) with the approval; refuse on any difference (`UnapprovedChangeError`, ex
 approval yet, approve what is there (trust on first use); put the approved policy into the
 `sidecar-policy` volume and, when that changed it, make the running gate (SIGHUP) and claude
 (restart) read it; start exactly the verified model (`docker compose -f - up -d --wait`, the
-model on stdin: nothing in the folder is read between the check and the start).
+model on stdin: nothing in the folder is read between the check and the start), with the
+repository's execution-relevant git files mounted read-only (`startmodel`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sidecar_gen.trust.policyvolume import (
 )
 from sidecar_gen.trust.record import Store, state_root
 from sidecar_gen.trust.snapshot import Snapshot, take_snapshot
+from sidecar_gen.trust.startmodel import started_model
 
 RESTART_TIMEOUT = 10
 
@@ -167,5 +169,6 @@ def start(check: Check, services: Sequence[str], client: Any,
         result.reloaded = _reload_policy(client, model.name)
     if before_compose is not None:
         before_compose(result)
-    result.compose_code = up_model(check.snapshot.target, model, services)
+    started = started_model(model, check.snapshot.git.protect)
+    result.compose_code = up_model(check.snapshot.target, started, services)
     return result

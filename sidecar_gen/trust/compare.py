@@ -1,9 +1,11 @@
 """Approved vs now: what changed, as data, and as diffs that name each file.
 
 What decides: the effective compose model (compose's resolution, so a comment or a reordered
-key is no change, and a new override file, `COMPOSE_FILE` in `.env` or a changed variable is)
-and the policy (`bridge.yaml`, `allowed-domains.txt`, byte for byte). Files are compared too,
-to say where a change comes from; a file change that leaves the model alone decides nothing.
+key is no change, and a new override file, `COMPOSE_FILE` in `.env` or a changed variable is),
+the policy (`bridge.yaml`, `allowed-domains.txt`, byte for byte) and the git files that decide
+what git runs on the host (`gitfiles`: a configuration by its entries, hooks by their bytes).
+Compose's input files are compared too, to say where a change comes from; a change of them
+that leaves the model alone decides nothing.
 
 Everything is compared raw; what is shown is escaped line by line (`runtime.escape`): the
 agent writes these files, and a key holding a clear-screen must not repaint the diff the user
@@ -62,6 +64,7 @@ class Comparison:
     policy: list[str] = field(default_factory=list)  # names of policy files that differ
     compose_versions: tuple[str | None, str | None] = (None, None)
     hidden: Reveal = field(default_factory=dict, repr=False)  # the secrets now, by digest
+    git: list[FileChange] = field(default_factory=list)  # git files that decide what git runs
 
     @property
     def first_use(self) -> bool:
@@ -76,11 +79,11 @@ class Comparison:
     @property
     def changed(self) -> bool:
         """True when anything that decides how the stack starts differs from the approval."""
-        return self.first_use or self.model_changed or bool(self.policy)
+        return self.first_use or self.model_changed or bool(self.policy) or bool(self.git)
 
     def names(self) -> list[str]:
-        """The changed files, each once, in display order."""
-        return [change.name for change in self.files]
+        """The changed files, each once, in display order (git files last)."""
+        return [change.name for change in [*self.files, *self.git]]
 
     def model_diff(self, reveal: Reveal | None = None) -> str:
         """The model's difference as `path: value` lines (removed `-`, added `+`)."""
@@ -91,7 +94,7 @@ class Comparison:
 
     def summary(self) -> list[str]:
         """One line per changed file (and the model), for the terminal (escaped)."""
-        lines = [f"{change.kind:<8} {change.name}" for change in self.files]
+        lines = [f"{change.kind:<8} {change.name}" for change in [*self.files, *self.git]]
         if self.model_changed:
             lines.append(f"{'changed':<8} {MODEL_LABEL}")
         old, new = self.compose_versions
@@ -104,7 +107,8 @@ class Comparison:
         """Every diff: each changed file, then the model. `show_values`: each line that holds
         a secret's digest also says its current value (the user asked for it)."""
         reveal = self.hidden if show_values else None
-        return "".join(change.diff(reveal) for change in self.files) + self.model_diff(reveal)
+        return "".join(change.diff(reveal) for change in [*self.files, *self.git]) + \
+            self.model_diff(reveal)
 
 
 def _lines(text: str | None) -> list[str]:
@@ -191,7 +195,8 @@ def compare(approval: Approval | None, snapshot: Snapshot) -> Comparison:
     if approval is None:
         files = file_changes({}, snapshot.files)
         return Comparison(None, files, ([], flatten(snapshot.model)),
-                          sorted(snapshot.policy), (None, snapshot.compose_version), hidden)
+                          sorted(snapshot.policy), (None, snapshot.compose_version), hidden,
+                          file_changes({}, snapshot.git.states))
     approval = _upgraded(approval, masks.known if masks else {})
     policy = sorted(name for name in set(approval.policy) | set(snapshot.policy)
                     if approval.policy.get(name) != snapshot.policy.get(name))
@@ -202,4 +207,6 @@ def compare(approval: Approval | None, snapshot: Snapshot) -> Comparison:
         policy=policy,
         compose_versions=(approval.compose_version, snapshot.compose_version),
         hidden=hidden,
+        # A record from before git files were approved: every one of them is new, once.
+        git=file_changes(approval.git or {}, snapshot.git.states),
     )

@@ -13,8 +13,10 @@ Layout (directories 0700, files 0600, owned by the user):
 sidecar and compose versions it was approved, the effective compose model with the value of
 every `environment:` entry and build argument that is a secret by its name (`secrets`)
 replaced by a keyed digest (the others in clear), each input file's keyed digest and a copy for
-diffs (`.env`-style files with the secrets' values masked), and the exact approved
-`bridge.yaml` and `allowed-domains.txt` (what `sidecar up` puts into the policy volume).
+diffs (`.env`-style files with the secrets' values masked), the exact approved
+`bridge.yaml` and `allowed-domains.txt` (what `sidecar up` puts into the policy volume), and
+the keyed digests and copies of the git files that decide what git runs on the host (`git`:
+`trust.gitfiles`).
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ class Approval:
     approved_at: str = ""
     sidecar_version: str = ""
     compose_version: str | None = None
+    # The project's execution-relevant git files (`trust.gitfiles`); None in a record made
+    # before they were part of the approval.
+    git: dict[str, FileState] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document stored in approval.json."""
@@ -101,6 +106,8 @@ class Approval:
             "model": self.model,
             "files": {name: state.to_json() for name, state in sorted(self.files.items())},
             "policy": dict(sorted(self.policy.items())),
+            "git": None if self.git is None else {
+                name: state.to_json() for name, state in sorted(self.git.items())},
         }
 
     @classmethod
@@ -118,6 +125,8 @@ class Approval:
                 approved_at=str(doc.get("approved_at", "")),
                 sidecar_version=str(doc.get("sidecar_version", "")),
                 compose_version=doc.get("compose_version"),
+                git=None if doc.get("git") is None else {
+                    str(k): FileState.from_json(v) for k, v in doc["git"].items()},
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed approval record ({exc})") from None

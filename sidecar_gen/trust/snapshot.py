@@ -9,6 +9,7 @@ change of it still shows as a change; every other value stays as it is, to be re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -18,11 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from sidecar_gen import __version__
-from sidecar_gen.composecli import ComposeTarget, ResolvedModel, compose_version, resolve_model
+from sidecar_gen.composecli import (
+    ComposeTarget,
+    ResolvedModel,
+    parse_version,
+    resolve_model,
+    start_version,
+)
+from sidecar_gen.composeload import check_bounds
 from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import open_regular, read_text_file
 from sidecar_gen.render import DOMAINS_NAME
+from sidecar_gen.trust.gitfiles import GitFiles, git_files
 from sidecar_gen.trust.inputs import MAX_READ, compose_inputs
 from sidecar_gen.trust.record import Approval, FileState, Store
 from sidecar_gen.trust.secrets import Masker
@@ -42,6 +51,7 @@ class Snapshot:
     policy: dict[str, str]
     compose_version: str | None
     masks: Masker | None = field(default=None, compare=False, repr=False)
+    git: GitFiles = field(default_factory=GitFiles)
 
     @property
     def project_dir(self) -> Path:
@@ -53,7 +63,8 @@ class Snapshot:
         return Approval(project_dir=str(self.project_dir),
                         compose_project=self.resolved.name, model=self.model,
                         files=self.files, policy=self.policy,
-                        sidecar_version=__version__, compose_version=self.compose_version)
+                        sidecar_version=__version__, compose_version=self.compose_version,
+                        git=self.git.states)
 
 
 RESOLVED_KEY = "x-sidecar-resolved"
@@ -230,16 +241,17 @@ def read_policy_file(path: Path) -> str:
 
 def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
     """Resolve the model with compose and read every input file and the policy."""
-    from concurrent.futures import ThreadPoolExecutor
-
     directory = target.directory
     masker = Masker(store)
-    # The files first: one compose would wait on for ever (a FIFO) is refused by its name.
+    # The files first: one compose would wait on for ever (a FIFO) or spend minutes expanding
+    # (an alias bomb) is refused by its name.
     files = input_files(directory, store, target.environ(), masker)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        version = pool.submit(compose_version, target)  # meanwhile, the model
+    version = start_version(target)  # meanwhile, the model
+    with version or contextlib.nullcontext():
         resolved = resolve_model(target)
+        compose = parse_version(version)
     policy = read_policy(directory)
+    git = git_files(directory, store)
     sources = dockerfiles(resolved.doc)
     built = {name: file_state(path, store, env_file=False) for name, path in sources.items()}
     project_dir = Path(os.path.realpath(directory))
@@ -247,7 +259,7 @@ def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
         files[display_name(path, project_dir)] = built[name]
     return Snapshot(target=target, resolved=pin_dockerfiles(resolved, built),
                     model=normalize_model(resolved.doc, masker, built), files=files,
-                    policy=policy, compose_version=version.result(), masks=masker)
+                    policy=policy, compose_version=compose, masks=masker, git=git)
 
 
 def pin_dockerfiles(resolved: ResolvedModel, built: Mapping[str, FileState]) -> ResolvedModel:
@@ -277,10 +289,12 @@ def input_files(directory: Path, store: Store, env: Mapping[str, str],
     files, the policy), by its name relative to the folder, as the record keeps them."""
     project_dir = Path(os.path.realpath(directory))
     masker = masker or Masker(store)
+    inputs = compose_inputs(directory, env)
     files: dict[str, FileState] = {}
-    for item in compose_inputs(directory, env):
+    for item in inputs:
         files[display_name(item.path, project_dir)] = file_state(
             item.path, store, env_file=item.kind == "env", masker=masker)
+    check_bounds(item.path for item in inputs if item.kind == "compose")
     for name in POLICY_FILES:
         files[f"{CONFIG_DIR}/{name}"] = file_state(directory / CONFIG_DIR / name, store,
                                                    env_file=False)

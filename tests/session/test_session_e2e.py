@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,10 +54,10 @@ class Project:
         result = self.run("session", "new", name, *flags)
         assert result.returncode == 0, result.stdout + result.stderr
         worktree = self.root.parent / f"{self.root.name}.sessions" / name
-        # A real repository and its worktrees belong to the host user whose ids PUID/PGID
-        # carry (these tests run as root: git made the new parts root's).
-        subprocess.run(["chown", "-R", f"{PUID}:{PGID}", str(worktree),
-                        str(self.root / ".git")], check=True)
+        # The repository belongs to the host user whose ids PUID/PGID carry; these tests run
+        # as root, and sidecar ran git as that user: the worktree is theirs.
+        assert {(p.lstat().st_uid, p.lstat().st_gid) for p in [
+            worktree, *worktree.rglob("*")]} == {(PUID, PGID)}
         self.sessions[name] = worktree
         return result
 
@@ -167,10 +168,13 @@ def _cleanup(project: Project) -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, claude_image: str, compose_cli: list[str],
+def project(claude_image: str, compose_cli: list[str],
             docker_client: Any) -> Iterator[Project]:
     name = unique_name("sess")
-    base = tmp_path_factory.mktemp("sessions")
+    # Not pytest's temporary folder (root's only): as root, sidecar runs git as the project's
+    # owner, who must be able to reach it, as in a real home folder.
+    base = Path(tempfile.mkdtemp(prefix="sidecar-sessions-"))
+    base.chmod(0o755)
     root = base / name
     (root / ".sidecar").mkdir(parents=True)
     port = _free_port()
@@ -185,7 +189,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, claude_image: str, compose
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
     env.update({
         "PUID": str(PUID), "PGID": str(PGID), "XDG_STATE_HOME": str(base / "state"),
-        # The worktrees belong to PUID, the tests run as root: let git read them.
+        # The worktrees belong to PUID, the tests run as root: let the tests' own git read
+        # them (sidecar drops every GIT_* variable and runs git as their owner).
         "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory",
         "GIT_CONFIG_VALUE_0": "*",
     })
