@@ -326,11 +326,6 @@ def match(method: str, raw_target: str) -> tuple[Endpoint, Target, str | None, A
     return found, target, ref, found.query(dict(target.query))
 
 
-def classify(method: str, raw_target: str) -> str:
-    """The kind of endpoint a request line names (`RefusedError` when none)."""
-    return match(method, raw_target)[0].kind
-
-
 def decide(gk: Gatekeeper, *, method: str, raw_target: str, headers: Mapping[bytes, bytes],
            body: bytes, peer: str, log: Callable[..., None]) -> Outcome:
     """Run one request through the table; log exactly one line; return what to answer."""

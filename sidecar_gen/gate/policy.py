@@ -366,13 +366,6 @@ def allow_exec(policy: Policy, rule: TargetRule, request: ExecRequest) -> None:
             "strict mode: Cmd does not start with a configured exec of this container")
 
 
-def check_exec_create(policy: Policy, rule: TargetRule, body: bytes) -> dict[str, Any]:
-    """`parse_exec` and `allow_exec` together: the body to forward, or `RefusedError`."""
-    request = parse_exec(body)
-    allow_exec(policy, rule, request)
-    return request.doc
-
-
 def parse_start(body: bytes) -> dict[str, Any]:
     """Check an exec-start body: attached (not detached), optional Tty and ConsoleSize."""
     if not body.strip():
