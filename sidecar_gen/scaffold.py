@@ -19,8 +19,8 @@ from sidecar_gen.evidence import Evidence, from_probe, knowledge
 from sidecar_gen.fileplan import Change, apply, plan_user_file
 from sidecar_gen.model import DEFAULT_WORKSPACE
 from sidecar_gen.programs import CATALOGUE, DB_CLIENTS, NO_STDIN
-from sidecar_gen.render import DOMAINS_NAME, domains_text
-from sidecar_gen.runtime.cache import CONFIG_DIR, CONFIG_NAME
+from sidecar_gen.render import domains_text
+from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
 from sidecar_gen.runtime.pathmap import is_within
 
 RUN_AS_USER = "${PUID}:${PGID}"

@@ -15,19 +15,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from sidecar_gen.compose import normalize_project_name
-from sidecar_gen.config import CONFIG_NAME
 from sidecar_gen.doctor import DoctorReport, Status
 from sidecar_gen.doctor.host import HostContext
-from sidecar_gen.render import DOMAINS_NAME, GATE_SERVICE
 from sidecar_gen.runtime import contract
-from sidecar_gen.trust.policyvolume import POLICY_DIR
+from sidecar_gen.runtime.names import (
+    AGENT_USER,
+    CLAUDE_BINARY,
+    CLAUDE_SERVICE,
+    CONFIG_NAME,
+    DOMAINS_NAME,
+    GATE_SERVICE,
+    POLICY_DIR,
+    POLICY_DIR_ENV,
+)
 
 EXEC_TIMEOUT = 20  # seconds, for each exec (run under `timeout` in the container)
-CLAUDE_BINARY = "/usr/local/bin/claude"
 # Asked as the user claude inside the claude container: the gate's `X-Sidecar-Policy` header
 # (from `GET /_ping` at DOCKER_HOST) and the digests of the policy files claude itself reads.
+# Arguments: the policy folder's variable, its default, then the files to digest.
 _PROBE = r"""
-import hashlib, http.client, json, os, socket
+import hashlib, http.client, json, os, socket, sys
 out = {}
 host = os.environ.get("DOCKER_HOST", "")
 try:
@@ -50,8 +57,8 @@ try:
     out["policy"] = response.getheader("X-Sidecar-Policy")
 except Exception as exc:
     out["error"] = "%s: %s" % (type(exc).__name__, exc)
-folder = os.environ.get("SIDECAR_POLICY_DIR", "/run/sidecar/policy")
-for name in ("bridge.yaml", "allowed-domains.txt"):
+folder = os.environ.get(sys.argv[1], sys.argv[2])
+for name in sys.argv[3:]:
     try:
         with open(os.path.join(folder, name), "rb") as handle:
             out[name] = hashlib.sha256(handle.read()).hexdigest()
@@ -100,7 +107,8 @@ def _state(container: Any) -> str:
 
 def _services(report: DoctorReport, client: Any, project: str) -> dict[str, Any]:
     running: dict[str, Any] = {}
-    for role, service in ((contract.ROLE_GATE, GATE_SERVICE), (contract.ROLE_CLAUDE, "claude")):
+    for role, service in ((contract.ROLE_GATE, GATE_SERVICE),
+                          (contract.ROLE_CLAUDE, CLAUDE_SERVICE)):
         container = _service_container(client, project, role)
         if container is None:
             report.add(service, Status.FAIL, f"no {service} container in compose project "
@@ -171,7 +179,8 @@ def _commands(report: DoctorReport, client: Any, context: HostContext, project: 
 
 
 def _probe(report: DoctorReport, claude: Any, context: HostContext) -> None:
-    code, out, err = _exec(claude, ["python3", "-I", "-c", _PROBE], user="claude")
+    code, out, err = _exec(claude, ["python3", "-I", "-c", _PROBE, POLICY_DIR_ENV, POLICY_DIR,
+                                    CONFIG_NAME, DOMAINS_NAME], user=AGENT_USER)
     try:
         found = json.loads(out)
     except json.JSONDecodeError:
@@ -251,7 +260,7 @@ def _ids(report: DoctorReport, claude: Any) -> None:
 
 
 def _claude_code(report: DoctorReport, claude: Any) -> None:
-    code, out, err = _exec(claude, [CLAUDE_BINARY, "--version"], user="claude")
+    code, out, err = _exec(claude, [CLAUDE_BINARY, "--version"], user=AGENT_USER)
     if code == 0 and out.strip():
         report.add("claude code", Status.OK, out.strip().splitlines()[0])
         return
@@ -268,7 +277,7 @@ def _claude_code(report: DoctorReport, claude: Any) -> None:
 def run_stack_checks(report: DoctorReport, context: HostContext) -> None:
     """Services, routed commands, the gate's policy, firewall, ids, Claude Code."""
     client = context.client
-    names = ("sidecar-gate", "claude", "commands", "gate policy", "firewall", "puid",
+    names = (GATE_SERVICE, CLAUDE_SERVICE, "commands", "gate policy", "firewall", "puid",
              "claude code")
     if client is None:
         for name in names:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sidecar_gen.firewall import DNS_USER, RESOLV_CONF, STATE_DIR, FirewallError
+from sidecar_gen.firewall import RESOLV_CONF, STATE_DIR, FirewallError
 from sidecar_gen.firewall.allowlist import load_domains, with_github
 from sidecar_gen.firewall.networks import (
     PRIVATE_FIX,
@@ -48,6 +48,7 @@ from sidecar_gen.firewall.system import (
     stop_forwarder,
 )
 from sidecar_gen.fsutil import write_atomic
+from sidecar_gen.runtime.names import DNS_USER
 
 NET_ADMIN_FIX = ("add `cap_add: [NET_ADMIN, NET_RAW]` to the claude service (`sidecar render` "
                  "does), or turn the firewall off in bridge.yaml "

@@ -14,7 +14,6 @@ from sidecar_gen.firewall import (
     ALLOW_CHAIN,
     CHAIN,
     CONNMARK,
-    DNS_USER,
     EMBEDDED_DNS,
     GITHUB4,
     GITHUB6,
@@ -26,6 +25,7 @@ from sidecar_gen.firewall import (
 )
 from sidecar_gen.firewall.allowlist import is_ip
 from sidecar_gen.firewall.networks import SPECIAL4, SPECIAL6
+from sidecar_gen.runtime.names import DNS_USER
 
 RESOLV_MARK = "# claude-sidecar: the egress firewall's DNS forwarder"
 

@@ -26,6 +26,7 @@ from sidecar_gen.gate.http import Answer, Request, Switch
 from sidecar_gen.gate.policy import self_container_ids
 from sidecar_gen.gate.server import Limits, Server, bind
 from sidecar_gen.model import Bridge
+from sidecar_gen.runtime import transport
 
 
 @dataclass
@@ -33,7 +34,7 @@ class GateOptions:
     """Everything `Gate` needs; the CLI fills it from flags."""
 
     listen: str
-    upstream: str = "unix:///var/run/docker.sock"
+    upstream: str = transport.DEFAULT_HOST
     config: Path | None = None  # the approved bridge.yaml, read at start and on SIGHUP
     bridge: Bridge | None = None  # a fixed policy (tests), instead of `config`
     workspace: Path | None = None  # the workspace's bridge.yaml, only compared with `config`

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from sidecar_gen.runtime import cache, engine, killer, session, transport
+from sidecar_gen.runtime import cache, engine, session, transport
 from sidecar_gen.runtime.contract import (
     PROJECT_LABEL,
     SERVICE_LABEL,
@@ -34,6 +34,7 @@ from sidecar_gen.runtime.errors import (
     TIMEOUT,
     DispatchError,
 )
+from sidecar_gen.runtime.names import AUDIT_LOG_ENV, DEBUG_ENV
 from sidecar_gen.runtime.plan import Plan
 from sidecar_gen.runtime.userspec import expand_user
 
@@ -69,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return SIGNAL_BASE + 2
     except Exception as exc:
         # A bug: still one line, never a traceback, unless asked for.
-        if os.environ.get("SIDECAR_DEBUG"):
+        if os.environ.get(DEBUG_ENV):
             raise
         _say(f"sidecar: internal error: {type(exc).__name__}: {exc}"
-             " (set SIDECAR_DEBUG=1 for the traceback and please report it)")
+             f" (set {DEBUG_ENV}=1 for the traceback and please report it)")
         return ENGINE
 
 
@@ -146,7 +147,7 @@ def _dispatch(name: str, args: list[str], wrapper_dir: str | None, config: str |
         raise
     finally:
         signals.restore()
-        if plan is not None and environ.get("SIDECAR_AUDIT_LOG"):
+        if plan is not None and environ.get(AUDIT_LOG_ENV):
             from sidecar_gen.runtime import audit
 
             problem = audit.log_run(environ, plan, code, signum, time.monotonic() - started)
@@ -243,6 +244,8 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
 
 def _stop_remote(plan: Plan) -> bool:
     """Stop the command's processes; True when there were any (or it cannot be known)."""
+    from sidecar_gen.runtime import killer  # an interrupted command only: off the hot path
+
     found, problem = killer.stop(plan.endpoint, plan.ref, plan.user, plan.token)
     if problem:
         _say(f"sidecar: {plan.name}: could not stop the command in container {plan.container}:"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from sidecar_gen.runtime import killer
+from sidecar_gen.runtime.names import EXEC_TOKEN_ENV, EXEC_TOKEN_HEX_DIGITS
 from sidecar_gen.runtime.pathmap import map_args, pick_workdir
 from sidecar_gen.runtime.session import DETACH_KEYS
 from sidecar_gen.runtime.userspec import HOME_ENV, home_for
@@ -76,12 +76,12 @@ class Plan:
               user: str | None, endpoint: Endpoint, environ: Mapping[str, str],
               cwd: str) -> Plan:
         """The plan for running `name args` through `route` in the resolved container."""
-        token = os.urandom(killer.TOKEN_HEX_DIGITS // 2).hex()
+        token = os.urandom(EXEC_TOKEN_HEX_DIGITS // 2).hex()
         env = [f"{key}={environ[key]}" for key in route.env if key in environ]
         home = home_for(user, route.env)
         if home:
             env.append(f"{HOME_ENV}={home}")
-        env.append(f"{killer.TOKEN_ENV}={token}")
+        env.append(f"{EXEC_TOKEN_ENV}={token}")
         mode = route.tty
         tty = mode == "always" or (mode == "auto" and os.isatty(0) and os.isatty(1))
         return cls(name=name, argv=(*route.argv, *map_args(args, route.paths)),

@@ -324,12 +324,12 @@ def test_container_stopped_under_a_command(dispatch_env: Make, make_container: A
 
 def test_kill_script_stops_what_carries_the_token_and_says_when_nothing_did(
         box: str, docker_client: Any) -> None:
-    from sidecar_gen.runtime import killer
+    from sidecar_gen.runtime import killer, names
 
     container = docker_client.containers.get(box)
     token, mark = os.urandom(16).hex(), marker()
     container.exec_run(["sh", "-c", f"sleep {mark}1 & sleep {mark}2; wait"], detach=True,
-                       environment={killer.TOKEN_ENV: token})
+                       environment={names.EXEC_TOKEN_ENV: token})
     container.exec_run(["sleep", f"{mark}3"], detach=True)  # no token: a bystander
     deadline = time.monotonic() + 15
     while f"sleep {mark}2" not in remote_processes(docker_client, box):

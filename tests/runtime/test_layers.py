@@ -24,6 +24,7 @@ from sidecar_gen.runtime import (
     httpclient,
     jsonlite,
     killer,
+    names,
     pathmap,
     transport,
 )
@@ -354,7 +355,7 @@ def test_plan_exec_config() -> None:
         "Env": ["APP_ENV=t", "HOME=/tmp", f"SIDECAR_EXEC_TOKEN={token}"],
         "Cmd": ["php", "/srv/a.php"], "WorkingDir": "/srv/src", "DetachKeys": DETACH_KEYS,
         "User": "1000:1000"}
-    assert len(token) == killer.TOKEN_HEX_DIGITS and int(token, 16) >= 0
+    assert len(token) == names.EXEC_TOKEN_HEX_DIGITS and int(token, 16) >= 0
     # No terminal: no detach keys (they only exist on a TTY); no user: no home is made up.
     plain = _plan(Route("app", ("php",), tty="never", stdin="always"))
     config = plain.exec_config()
@@ -515,7 +516,7 @@ def test_cache_unwritable_location_is_not_an_error(tmp_path: Path) -> None:
 def test_kill_command_shape() -> None:
     token = "0123456789abcdef0123456789abcdef"
     assert killer.kill_command(token) == ["sh", "-c", killer.KILL_SCRIPT, "sh", token]
-    assert len(token) == killer.TOKEN_HEX_DIGITS
+    assert len(token) == names.EXEC_TOKEN_HEX_DIGITS
 
 
 def test_kill_script_refuses_a_non_hex_token(tmp_path: Path) -> None:
