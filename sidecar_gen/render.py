@@ -22,6 +22,7 @@ from sidecar_gen import __version__, templating
 from sidecar_gen.compose import ComposeProject, find_compose_file, load_project
 from sidecar_gen.errors import SidecarError
 from sidecar_gen.fileplan import Change, Status, apply, plan_edit, plan_generated, with_checksum
+from sidecar_gen.firewall import state as firewall
 from sidecar_gen.fsutil import read_text_file
 from sidecar_gen.model import Bridge
 from sidecar_gen.runtime import contract
@@ -114,6 +115,8 @@ def render_compose(bridge: Bridge, project_dir: Path, project_file: str) -> str:
         config_dir=posixpath.join(bridge.stack.workspace, CONFIG_DIR),
         shadowed=shadowed,
         readonly=readonly_files(project_dir, project_dir / project_file, shadowed),
+        firewall_switch=firewall.ENABLED_ENV,
+        firewall_options=firewall.environment(bridge.stack.firewall),
         role_label=contract.ROLE_LABEL,
         roles={"claude": contract.ROLE_CLAUDE, "gate": contract.ROLE_GATE,
                "viewer": contract.ROLE_VIEWER},

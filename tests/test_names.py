@@ -66,3 +66,13 @@ def test_the_generated_compose_file_takes_the_names_from_the_context() -> None:
     for variable in (names.BRIDGE_CONFIG_ENV, names.CONFIG_DIR_ENV, names.POLICY_DIR_ENV,
                      names.WORKSPACE_ENV):
         assert not re.search(rf"^\s*{variable}:", text, re.MULTILINE), variable
+
+
+def test_every_sidecar_variable_of_the_image_and_templates_is_declared() -> None:
+    from sidecar_gen.firewall import state
+
+    declared = {v for v in vars(names).values() if isinstance(v, str)}
+    declared |= {o.env for o in state.OPTIONS} | {state.ENABLED_ENV, state.GITHUB_ENV}
+    for path in [REPO / "Dockerfile", *TEMPLATES]:
+        used = set(re.findall(r"\bSIDECAR_[A-Z0-9_]+", path.read_text(encoding="utf-8")))
+        assert used <= declared, (path.name, sorted(used - declared))

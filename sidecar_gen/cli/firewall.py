@@ -68,6 +68,7 @@ def firewall_status_command(
                  ", ".join(f"{k} {v}" for k, v in sorted(status.set_sizes.items())))
         typer.echo(f"sets:       {sizes}")
         typer.echo(f"networks:   {', '.join(status.networks) or '-'}")
+        typer.echo(f"private:    {', '.join(status.private_networks) or '-'}")
         ports = ", ".join(map(str, status.host_ports)) or "none"
         typer.echo(f"host:       {', '.join(status.gateways) or '-'} (open TCP ports: {ports})")
         typer.echo(f"domains:    {', '.join(status.domains) or '-'}")

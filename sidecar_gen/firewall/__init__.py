@@ -12,10 +12,11 @@ lockdown ruleset (compose networks only) replaces it; when even that cannot load
 routes are removed; and in every case but "enforcing" Claude Code does not start.
 
 Modules, one concern each: `allowlist` (allowed-domains.txt), `networks` (networks, gateways,
-host ports), `rulesets` (the rulesets, ipsets and forwarder configuration as text), `system`
-(subprocesses, the forwarder's process), `apply` (`firewall up`), `status`
-(`firewall status`), `github` (GitHub's published ranges). This module holds the names they
-share; it imports nothing heavy, so `firewall status` stays fast.
+host ports), `state` (the options, each one environment variable, in one table; the state
+`firewall up` records and `firewall status` reports), `rulesets` (the rulesets, ipsets and
+forwarder configuration as text), `system` (subprocesses, the forwarder's process), `apply`
+(`firewall up`), `status` (`firewall status`), `github` (GitHub's published ranges). This
+module holds the names they share; it imports nothing heavy, so `firewall status` stays fast.
 """
 
 from __future__ import annotations

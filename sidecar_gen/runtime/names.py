@@ -69,6 +69,7 @@ POLICY_DIR_ENV = "SIDECAR_POLICY_DIR"  # POLICY_DIR unless a hand-made setup mov
 WORKSPACE_ENV = "SIDECAR_WORKSPACE"
 AUDIT_LOG_ENV = "SIDECAR_AUDIT_LOG"  # the dispatcher's audit log, when set
 DEBUG_ENV = "SIDECAR_DEBUG"  # tracebacks instead of one line
+READY_TIMEOUT_ENV = "SIDECAR_READY_TIMEOUT"  # how long `claude` waits for the start-up
 # Carried by every exec the dispatcher starts (EXEC_TOKEN_HEX_DIGITS lowercase hex digits): the
 # cleanup exec finds the command's processes by it, and the gate checks its shape.
 EXEC_TOKEN_ENV = "SIDECAR_EXEC_TOKEN"  # noqa: S105 - a name, not a secret
