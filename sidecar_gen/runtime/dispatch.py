@@ -191,16 +191,16 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
     try:
         exec_id = engine.create_exec(conn, plan.ref, plan.exec_config())
     except engine.EngineError as exc:
-        raise _explain(exc, plan.container, plan.service) from None
+        raise _explain(exc, plan.container, plan.route.container) from None
     terminal = session.Terminal()
     running = True  # before the start request: a signal may come while it is on its way
     try:
-        signals.arm_timeout(plan.timeout)
+        signals.arm_timeout(plan.route.timeout)
         try:
             engine.start_exec(conn, exec_id, plan.tty)
         except engine.EngineError as exc:
             running = False
-            raise _explain(exc, plan.container, plan.service) from None
+            raise _explain(exc, plan.container, plan.route.container) from None
         if plan.tty:
             if plan.stdin:  # without stdin, Ctrl-C must stay a local SIGINT
                 terminal.enter_raw()
@@ -225,7 +225,7 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
                 raise
             running = False  # the engine dropped the exec with its container: nothing runs
             raise DispatchError(f"container {plan.container} stopped while the command was"
-                                f" running: docker compose up -d {plan.service}") from None
+                                f" running: docker compose up -d {plan.route.container}") from None
         _check_attached(plan, state)
         running = False
     except BaseException:
@@ -321,7 +321,7 @@ def verdict(plan: Plan, state: engine.ExecState, output: session.Output) -> int:
     if code in (KILLED, TERMINATED) and _container_stopped(plan):
         raise DispatchError(
             f"container {plan.container} stopped while the command was running"
-            f" (exit code {code}): docker compose up -d {plan.service}")
+            f" (exit code {code}): docker compose up -d {plan.route.container}")
     return code
 
 

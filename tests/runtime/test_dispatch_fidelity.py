@@ -267,6 +267,7 @@ def test_start_failures_are_decided_by_the_engine(dispatch_env: Make, box: str,
 def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any) -> None:
     """The verdict after a 137/143, from one look at the container (no polling)."""
     from sidecar_gen.runtime import dispatch, engine, session
+    from sidecar_gen.runtime.contract import Route
     from sidecar_gen.runtime.plan import Plan
     from sidecar_gen.runtime.transport import parse_host
 
@@ -275,9 +276,9 @@ def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any)
     stopped.stop(timeout=0)
 
     def plan(container: Any) -> Plan:
-        return Plan(name="spew", argv=("spew",), container=container.name, ref=container.id,
-                    service="app", user=None, workdir="/", env=(), token="0" * 32, tty=False,
-                    stdin=False, timeout=None, endpoint=parse_host(None))
+        return Plan(name="spew", route=Route("app", ("spew",)), argv=("spew",),
+                    container=container.name, ref=container.id, user=None, workdir="/", env=(),
+                    token="0" * 32, tty=False, stdin=False, endpoint=parse_host(None))
 
     killed = engine.ExecState(running=False, exit_code=137, pid=4321)
     quiet = session.Output(None, b"")
