@@ -20,8 +20,9 @@ from typing import IO
 from sidecar_gen.errors import InputError
 from sidecar_gen.gate import policyfile
 from sidecar_gen.gate.audit import DecisionLog
-from sidecar_gen.gate.endpoints import Gatekeeper, decide
+from sidecar_gen.gate.endpoints import decide
 from sidecar_gen.gate.engine import Engine, UpstreamError
+from sidecar_gen.gate.gatekeeper import Gatekeeper
 from sidecar_gen.gate.http import Answer, Request, Switch
 from sidecar_gen.gate.policy import self_container_ids
 from sidecar_gen.gate.server import Limits, Server, bind
