@@ -18,7 +18,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -160,26 +160,34 @@ def save_state(state_dir: Path, state: FirewallState) -> None:
         write_atomic(state_dir / "state.json", json.dumps(data, indent=1) + "\n", mode=0o644)
 
 
+# What `firewall status` finds out itself: never read from the record.
+_LIVE = frozenset({"forwarder_alive", "rules_v4", "rules_v6", "set_sizes"})
+
+
+def _recorded(kind: str, value: Any) -> Any:
+    """A recorded value as its field's type (the record is root's, but read it strictly)."""
+    items = value if isinstance(value, list) else []
+    if kind == "list[int]":
+        return [v for v in items if isinstance(v, int) and not isinstance(v, bool)]
+    if kind == "list[str]":
+        return [str(v) for v in items]
+    if kind == "bool":
+        return bool(value)
+    if kind == "float":
+        return float(value) if isinstance(value, int | float) else 0.0
+    return str(value or "")
+
+
 def load_state(state_dir: Path) -> FirewallState | None:
-    """What `firewall up` recorded (None without a readable record)."""
+    """What `firewall up` recorded (None without a readable record): every field it saves,
+    an option's included, so status reports what up planned with."""
     try:
         data = json.loads((state_dir / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):
         return None
-
-    def texts(key: str) -> list[str]:
-        return [str(v) for v in data.get(key) or []]
-
-    return FirewallState(
-        state=data["state"] if data.get("state") in UP_STATES else "unknown",
-        detail=str(data.get("detail") or ""),
-        reason=str(data.get("reason") or ""), fix=str(data.get("fix") or ""),
-        error=str(data.get("error") or ""),
-        domains=texts("domains"), networks=texts("networks"), gateways=texts("gateways"),
-        host_ports=[p for p in data.get("host_ports") or [] if isinstance(p, int)],
-        private_networks=texts("private_networks"),
-        ipv6=bool(data.get("ipv6")),
-        seconds=float(data["seconds"]) if isinstance(data.get("seconds"), int | float) else 0.0,
-    )
+    values = {f.name: _recorded(str(f.type), data.get(f.name)) for f in fields(FirewallState)
+              if f.name not in _LIVE and f.name != "state"}
+    return FirewallState(data["state"] if data.get("state") in UP_STATES else "unknown",
+                         **values)

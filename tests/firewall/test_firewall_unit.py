@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from sidecar_gen.firewall.state import (
     OPTIONS,
     FirewallState,
     environment,
+    load_state,
     read_option,
     save_state,
 )
@@ -387,3 +388,13 @@ def test_status_reports_what_up_recorded_private_networks_included(tmp_path: Pat
 def test_a_ruleset_has_one_of_two_modes() -> None:
     with pytest.raises(ValueError, match="enforce"):
         ruleset(4, "enforce", Plan(), dns_uid=0)
+
+
+def test_the_record_of_up_reads_back_whole(tmp_path: Path) -> None:
+    state = FirewallState("lockdown", reason="r", fix="f", error="e", domains=["a.b"],
+                          networks=["10.0.0.0/8"], gateways=["10.0.0.1"], host_ports=[80],
+                          private_networks=["10.9.0.0/16"], ipv6=False, seconds=0.5)
+    save_state(tmp_path, state)
+    assert load_state(tmp_path) == replace(state, detail=state.message())
+    (tmp_path / "state.json").write_text('{"state": "enforce", "host_ports": ["80", true]}')
+    assert load_state(tmp_path) == FirewallState("unknown", ipv6=False)
