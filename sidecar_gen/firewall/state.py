@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar_gen.firewall.networks import (
     NETWORKS_FIX,
@@ -29,7 +29,9 @@ from sidecar_gen.firewall.networks import (
     parse_networks,
 )
 from sidecar_gen.fsutil import write_atomic
-from sidecar_gen.model import Firewall
+
+if TYPE_CHECKING:
+    from sidecar_gen.model import Firewall  # render's side only: the image's commands skip it
 
 # The firewall on or off (bridge.yaml's sidecar.firewall.enabled): read by the entrypoint,
 # which then runs `firewall up` or not, and by `firewall status`.

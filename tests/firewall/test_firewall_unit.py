@@ -398,3 +398,14 @@ def test_the_record_of_up_reads_back_whole(tmp_path: Path) -> None:
     assert load_state(tmp_path) == replace(state, detail=state.message())
     (tmp_path / "state.json").write_text('{"state": "enforce", "host_ports": ["80", true]}')
     assert load_state(tmp_path) == FirewallState("unknown", ipv6=False)
+
+
+def test_a_bad_option_still_leaves_the_networks_to_the_lockdown_rules() -> None:
+    from sidecar_gen.firewall.apply import _plan
+
+    result = FirewallState("enforcing", ipv6=False)
+    with pytest.raises(FirewallError, match="SIDECAR_FIREWALL_HOST_PORTS: not a TCP port"):
+        _plan({"SIDECAR_FIREWALL_NETWORKS": "10.0.0.0/8",
+               "SIDECAR_FIREWALL_HOST_PORTS": "x"}, result)
+    assert result.networks == ["10.0.0.0/8"]
+    assert "10.0.0.1" in result.gateways
