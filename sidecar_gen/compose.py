@@ -111,11 +111,6 @@ class Service:
     synced: tuple[Bind, ...] = ()  # folders `docker compose watch` copies in (one way)
     publishes: bool = False  # it has `ports:` (what people reach: the app, not its workers)
 
-    @property
-    def has_build(self) -> bool:
-        """True when compose builds the image (a `build:` section)."""
-        return self.build is not None
-
 
 @dataclass(frozen=True)
 class ComposeProject:

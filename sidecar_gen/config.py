@@ -12,9 +12,6 @@ from sidecar_gen.findings import Finding, Severity
 from sidecar_gen.model import Bridge, bridge_from_plain
 from sidecar_gen.runtime import cache
 
-CONFIG_NAME = cache.CONFIG_NAME
-CONFIG_DIR = cache.CONFIG_DIR
-
 
 def find_config(explicit: Path | None = None, cwd: Path | None = None) -> Path:
     """The bridge.yaml every command uses: `explicit`, else the dispatcher's lookup

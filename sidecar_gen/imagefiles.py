@@ -15,33 +15,34 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sidecar_gen import templating
-from sidecar_gen.firewall import DNS_USER, FORWARDER_PID, POLICY_DIR
+from sidecar_gen.firewall import FORWARDER_PID
 from sidecar_gen.fsutil import write_atomic
 from sidecar_gen.imageids import ReservedIds, reserved_ids, this_system
+from sidecar_gen.runtime import names
 
 
 @dataclass(frozen=True)
 class ImageLayout:
-    """Names and paths the image contract fixes (the rendered compose relies on them)."""
+    """The image's names and paths (`runtime/names`), with the build's uid and gid."""
 
-    user: str = "claude"
+    user: str = names.AGENT_USER
     uid: int = 1000
     gid: int = 1000
-    home: str = "/home/claude"
-    config_dir: str = "/home/claude/.claude"
-    workspace: str = "/workspace"
-    venv: str = "/opt/sidecar"
-    wrapper_dir: str = "/opt/sidecar/wrappers"
-    claude_wrapper_dir: str = "/usr/local/sidecar/bin"
-    claude_binary: str = "/usr/local/bin/claude"
-    entrypoint: str = "/usr/local/sbin/sidecar-entrypoint"
-    health: str = "/usr/local/sbin/sidecar-health"
-    ready_file: str = "/run/sidecar/ready"
-    policy_dir: str = str(POLICY_DIR)
+    home: str = names.AGENT_HOME
+    config_dir: str = names.CLAUDE_CONFIG
+    workspace: str = names.WORKSPACE
+    venv: str = names.VENV
+    wrapper_dir: str = names.WRAPPER_DIR
+    claude_wrapper_dir: str = names.CLAUDE_WRAPPER_DIR
+    claude_binary: str = names.CLAUDE_BINARY
+    entrypoint: str = names.ENTRYPOINT
+    health: str = names.HEALTH
+    ready_file: str = names.READY_FILE
+    policy_dir: str = names.POLICY_DIR
     forwarder_pid: str = str(FORWARDER_PID)
-    dns_user: str = DNS_USER
-    seed_dir: str = "/run/sidecar/seed"
-    docker_host: str = "tcp://sidecar-gate:2375"
+    dns_user: str = names.DNS_USER
+    seed_dir: str = names.SEED_DIR
+    docker_host: str = names.GATE_URL
 
     @property
     def as_user(self) -> str:

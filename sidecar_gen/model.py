@@ -1,32 +1,21 @@
 """bridge.yaml as typed data, built from a document that passed validation.
 
-Each routed command is a `runtime.contract.Route`: the same object the route cache stores and
-the dispatcher and the gate read.
+Each routed command is a `runtime.contract.Route`, built by `Route.from_spec`: the same object
+the route cache stores and the dispatcher and the gate read.
 """
 
 from __future__ import annotations
 
-import posixpath
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar_gen.runtime.contract import Route
+from sidecar_gen.runtime.names import WORKSPACE
 
 DEFAULT_IMAGE = "ghcr.io/claude-sidecar/claude-sidecar:latest"
-DEFAULT_WORKSPACE = "/workspace"
+DEFAULT_WORKSPACE = WORKSPACE
 DEFAULT_SHADOW = (".env", ".credentials.json")
 DEFAULT_VIEWER_IMAGE = "node:22-slim"
-
-
-def split_exec(value: str | list[str]) -> list[str]:
-    """Split `exec` into argv: a string like a POSIX shell splits words, a list literally.
-
-    Raises ValueError for unbalanced quotes.
-    """
-    if isinstance(value, list):
-        return list(value)
-    return shlex.split(value, comments=False, posix=True)
 
 
 @dataclass(frozen=True)
@@ -78,31 +67,9 @@ class Bridge:
         return self.containers.get(logical, logical)
 
 
-def _normalize_mapping(paths: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    pairs = {
-        posixpath.normpath(k).replace("//", "/"): posixpath.normpath(v).replace("//", "/")
-        for k, v in paths.items()
-    }
-    # Longest prefix first: the dispatcher takes the first whole-component match.
-    return tuple(sorted(pairs.items(), key=lambda kv: (-len(kv[0]), kv[0])))
-
-
 def bridge_from_plain(doc: dict[str, Any]) -> Bridge:
     """Build a `Bridge` from a validated plain document."""
-    commands: dict[str, Route] = {}
-    for name, spec in doc["commands"].items():
-        timeout = spec.get("timeout")
-        commands[name] = Route(
-            container=spec["container"],
-            argv=tuple(split_exec(spec["exec"])),
-            workdir=spec.get("workdir"),
-            paths=_normalize_mapping(spec.get("paths") or {}),
-            user=spec.get("user"),
-            env=tuple(spec.get("env") or ()),
-            tty=spec.get("tty", "auto"),
-            stdin=spec.get("stdin", "auto"),
-            timeout=float(timeout) if timeout is not None else None,
-        )
+    commands = {name: Route.from_spec(spec) for name, spec in doc["commands"].items()}
     side = doc.get("sidecar") or {}
     fw = side.get("firewall") or {}
     viewer = side.get("viewer") or {}

@@ -22,23 +22,24 @@ from sidecar_gen import __version__, templating
 from sidecar_gen.compose import ComposeProject, find_compose_file, load_project
 from sidecar_gen.errors import SidecarError
 from sidecar_gen.fileplan import Change, Status, apply, plan_edit, plan_generated, with_checksum
+from sidecar_gen.firewall import state as firewall
 from sidecar_gen.fsutil import read_text_file
 from sidecar_gen.model import Bridge
 from sidecar_gen.runtime import contract
-from sidecar_gen.runtime.cache import CONFIG_DIR, CONFIG_NAME
+from sidecar_gen.runtime.names import (
+    CONFIG_DIR,
+    CONFIG_NAME,
+    CONFIG_VOLUME,
+    DOMAINS_NAME,
+    GENERATED_COMPOSE,
+    MANAGED_SERVICES,
+    POLICY_VOLUME,
+)
 from sidecar_gen.toolchains import allowed_domains
-from sidecar_gen.trust.policyvolume import POLICY_DIR, POLICY_VOLUME
+from sidecar_gen.trust.inputs import existing_compose_files
 from sidecar_gen.yamlio import load_text
 
-GENERATED_COMPOSE = "compose.yml"
-DOMAINS_NAME = "allowed-domains.txt"
 INCLUDE_ENTRY = f"{CONFIG_DIR}/{GENERATED_COMPOSE}"
-GATE_SERVICE = "sidecar-gate"
-GATE_PORT = 2375
-CONFIG_VOLUME = "claude-config"
-MANAGED_SERVICES = ("claude", GATE_SERVICE, "viewer")
-# Passed into the Claude container from the shell that starts the stack, only when set there.
-PASSTHROUGH_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_YOLO")
 
 
 class RenderError(SidecarError):
@@ -90,8 +91,6 @@ def shadowed_files(bridge: Bridge, project_dir: Path) -> list[str]:
 def readonly_files(project_dir: Path, project_file: Path, shadowed: list[str]) -> list[str]:
     """The project's compose files and `.env` (where they exist, inside the project, not
     already shadowed or under .sidecar/), relative: mounted read-only into claude."""
-    from sidecar_gen.trust.inputs import existing_compose_files
-
     root = project_dir.resolve()
     out: set[str] = set()
     for path in [project_file, *existing_compose_files(project_dir)]:
@@ -113,16 +112,11 @@ def render_compose(bridge: Bridge, project_dir: Path, project_file: str) -> str:
         stack=bridge.stack,
         version=__version__,
         project_file=project_file,
-        gate_service=GATE_SERVICE,
-        gate_port=GATE_PORT,
-        gate_url=f"tcp://{GATE_SERVICE}:{GATE_PORT}",
         config_dir=posixpath.join(bridge.stack.workspace, CONFIG_DIR),
-        config_volume=CONFIG_VOLUME,
         shadowed=shadowed,
         readonly=readonly_files(project_dir, project_dir / project_file, shadowed),
-        policy_volume=POLICY_VOLUME,
-        policy_dir=POLICY_DIR,
-        passthrough=PASSTHROUGH_ENV,
+        firewall_switch=firewall.ENABLED_ENV,
+        firewall_options=firewall.environment(bridge.stack.firewall),
         role_label=contract.ROLE_LABEL,
         roles={"claude": contract.ROLE_CLAUDE, "gate": contract.ROLE_GATE,
                "viewer": contract.ROLE_VIEWER},

@@ -19,25 +19,24 @@ from sidecar_gen.evidence import Evidence, from_probe, knowledge
 from sidecar_gen.fileplan import Change, apply, plan_user_file
 from sidecar_gen.model import DEFAULT_WORKSPACE
 from sidecar_gen.programs import CATALOGUE, DB_CLIENTS, NO_STDIN
-from sidecar_gen.render import DOMAINS_NAME, domains_text
-from sidecar_gen.runtime.cache import CONFIG_DIR, CONFIG_NAME
+from sidecar_gen.render import domains_text
+from sidecar_gen.runtime.contract import Route
+from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
 from sidecar_gen.runtime.pathmap import is_within
 
 RUN_AS_USER = "${PUID}:${PGID}"
+# Why init sets an option, after its line in bridge.yaml (`ProposedCommand.notes`).
+NO_STDIN_NOTE = "it never reads input: a `while read` loop keeps its own"
 
 
 @dataclass(frozen=True)
 class ProposedCommand:
-    """One command init proposes."""
+    """One command init proposes: the route it writes into bridge.yaml (`Route.to_spec`)."""
 
     name: str
-    service: str
-    exec: str
-    workdir: str
-    paths: tuple[tuple[str, str], ...]
-    user: str | None
+    route: Route
     source: str  # where init found the program (a comment in bridge.yaml)
-    stdin: str | None = None  # "never" for programs known not to read it
+    notes: tuple[tuple[str, str], ...] = ()  # (option, why init set it)
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,8 @@ class Proposal:
         """The service to suggest as default_container: the one holding the whole project (a
         program found nowhere else most likely belongs there); None when none does."""
         for command in self.commands:
-            if any(claude == self.workspace for claude, _ in command.paths):
-                return command.service
+            if any(claude == self.workspace for claude, _ in command.route.paths):
+                return command.route.container
         return None
 
     @property
@@ -184,10 +183,12 @@ def propose(project: ComposeProject | None, workspace: str = DEFAULT_WORKSPACE,
         user = RUN_AS_USER if bound else None
         mine = [p for p in found.programs if owner.get(p) == name]
         for program in mine:
+            quiet = program in NO_STDIN
+            route = Route(name, (program,), workdir=workdir, paths=mapped, user=user,
+                          stdin="never" if quiet else "auto")
             proposal.commands.append(ProposedCommand(
-                name=program, service=name, exec=program, workdir=workdir, paths=mapped,
-                user=user, source=found.sources[program],
-                stdin="never" if program in NO_STDIN else None))
+                name=program, route=route, source=found.sources[program],
+                notes=(("stdin", NO_STDIN_NOTE),) if quiet else ()))
         if mine and user:
             proposal.notes.extend(_volume_notes(service, mapped))
         if mine and mapped and not bound:

@@ -30,10 +30,10 @@ from typing import Any
 
 from sidecar_gen import hostproc, sessiongit
 from sidecar_gen.composecli import ComposeTarget
-from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME, load_bridge
+from sidecar_gen.config import load_bridge
 from sidecar_gen.fsutil import read_text_file, write_atomic
 from sidecar_gen.imagefiles import ImageLayout
-from sidecar_gen.render import CONFIG_VOLUME, DOMAINS_NAME
+from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, CONFIG_VOLUME, DOMAINS_NAME
 from sidecar_gen.sessionengine import (
     LOGIN_FILES,
     Engine,

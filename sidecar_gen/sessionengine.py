@@ -18,7 +18,6 @@ from typing import Any
 
 from sidecar_gen import hostproc
 from sidecar_gen.composecli import ComposeTarget, resolve_model
-from sidecar_gen.render import PASSTHROUGH_ENV
 from sidecar_gen.runtime.contract import (
     ONEOFF_LABEL,
     PROJECT_LABEL,
@@ -26,6 +25,7 @@ from sidecar_gen.runtime.contract import (
     ROLE_LABEL,
     SERVICE_LABEL,
 )
+from sidecar_gen.runtime.names import PASSTHROUGH_ENV
 from sidecar_gen.sessionstore import SessionError, usage_error
 
 VOLUME_LABEL = "com.docker.compose.volume"

@@ -19,14 +19,14 @@ from typing import Any
 
 from sidecar_gen import hostgit, hostproc
 from sidecar_gen.composeenv import InterpolationError, compose_setup, interpolate
-from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
+from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME, GENERATED_COMPOSE
 from sidecar_gen.sessionstore import SessionError, usage_error
 from sidecar_gen.yamlio import load_text
 
 BRANCH_PREFIX = "sidecar/"
 # The generated stack and its inputs: a project that never committed them still has a session.
-SIDECAR_FILES = (f"{CONFIG_DIR}/{CONFIG_NAME}", f"{CONFIG_DIR}/allowed-domains.txt",
-                 f"{CONFIG_DIR}/compose.yml")
+SIDECAR_FILES = (f"{CONFIG_DIR}/{CONFIG_NAME}", f"{CONFIG_DIR}/{DOMAINS_NAME}",
+                 f"{CONFIG_DIR}/{GENERATED_COMPOSE}")
 
 
 def git(cwd: Path, *args: str, check: bool = True, git_dir: Path | None = None,

@@ -26,13 +26,18 @@ from ruamel.yaml.comments import CommentedMap
 
 from sidecar_gen.model import Bridge
 from sidecar_gen.runtime.contract import ROLE_CLAUDE, ROLE_GATE, ROLE_LABEL
+from sidecar_gen.runtime.names import (
+    BRIDGE_CONFIG_ENV,
+    CONFIG_DIR_ENV,
+    GATE_CONFIG_DIR,
+    POLICY_BRIDGE,
+    POLICY_DIR_ENV,
+)
+from sidecar_gen.runtime.names import POLICY_DIR as POLICY_TARGET
 from sidecar_gen.sessionstore import SessionError
 from sidecar_gen.yamlio import load_text, make_yaml
 
 SESSION_LABEL = "dev.claude-sidecar.session"
-POLICY_TARGET = "/run/sidecar/policy"
-POLICY_BRIDGE = f"{POLICY_TARGET}/bridge.yaml"
-GATE_CONFIG_DIR = "/etc/sidecar"  # where the gate sees the workspace's .sidecar/ (read-only)
 _NETWORK_ATTACHMENT_DROPS = ("ipv4_address", "ipv6_address", "link_local_ips", "mac_address")
 _NETWORK_KEEPS = ("driver", "internal", "attachable", "labels", "enable_ipv6")
 
@@ -373,9 +378,9 @@ def plan_model(model: Mapping[str, Any], *, session: str, name: str,
     env = out_services[claude].get("environment")
     out_services[claude]["environment"] = {
         **(env if isinstance(env, dict) else {}),
-        "BRIDGE_CONFIG": POLICY_BRIDGE, "SIDECAR_POLICY_DIR": POLICY_TARGET,
+        BRIDGE_CONFIG_ENV: POLICY_BRIDGE, POLICY_DIR_ENV: POLICY_TARGET,
         # The entrypoint reads the allowlist and installs the wrappers from here.
-        "SIDECAR_CONFIG_DIR": POLICY_TARGET,
+        CONFIG_DIR_ENV: POLICY_TARGET,
     }
     volumes, volume_names = _own_volumes(model, out_services, session, notes)
     networks = _own_networks(model, out_services, session, notes)

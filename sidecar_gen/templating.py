@@ -1,4 +1,8 @@
-"""The one Jinja environment: StrictUndefined, packaged templates, errors as user errors."""
+"""The one Jinja environment: StrictUndefined, packaged templates, errors as user errors.
+
+Every template sees the stack's names and paths as `names` (`runtime/names.py`): a template
+writes `{{ names.GATE_SERVICE }}`, never the literal.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import jinja2
 
 from sidecar_gen import resources
 from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.runtime import names
 
 # Strings YAML would read as something other than a plain string.
 _YAML_SPECIAL = re.compile(
@@ -62,6 +67,7 @@ def environment() -> jinja2.Environment:
     env.filters["yaml"] = yaml_scalar
     env.filters["comment"] = yaml_comment
     env.filters["tojson"] = lambda v: json.dumps(v, ensure_ascii=False)
+    env.globals["names"] = {k: v for k, v in vars(names).items() if k.isupper()}
     return env
 
 

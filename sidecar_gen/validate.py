@@ -7,9 +7,10 @@ from pathlib import Path
 
 from sidecar_gen.bridgecheck import Report, validate_file
 from sidecar_gen.compose import ProjectNames, load_project
-from sidecar_gen.config import CONFIG_DIR, find_config
+from sidecar_gen.config import find_config
 from sidecar_gen.errors import ExitCode, InputError
 from sidecar_gen.findings import Finding, Severity
+from sidecar_gen.runtime.names import CONFIG_DIR
 
 
 @dataclass

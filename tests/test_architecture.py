@@ -29,8 +29,8 @@ RANK = {name: index for index, (name, _) in enumerate(LAYERS)}
 # The one deliberate upward edge: a stale route cache is recompiled (and bridge.yaml validated)
 # by the full package, imported lazily on that slow path only.
 ALLOWED_UPWARD = {("runtime.cache", "routes"), ("runtime.cache", "errors")}
-GATE_MAY_USE = {"runtime.contract", "runtime.killer", "runtime.userspec", "runtime.transport",
-                "runtime.httpclient", "runtime.jsonlite", "runtime.errors"}
+GATE_MAY_USE = {"runtime.contract", "runtime.killer", "runtime.names", "runtime.userspec",
+                "runtime.transport", "runtime.httpclient", "runtime.jsonlite", "runtime.errors"}
 STDLIB = set(sys.stdlib_module_names)
 
 
@@ -124,3 +124,58 @@ def test_the_layers_are_documented() -> None:
     text = (PACKAGE.parent / "ARCHITECTURE.md").read_text(encoding="utf-8").lower()
     for index, (name, _) in enumerate(LAYERS, start=1):
         assert f"| {index}. {name} |" in text, name
+
+
+# Import cycles between modules that are there on purpose: the dispatcher's slow path
+# (a stale route cache is recompiled by the full package), and the doctor package whose
+# `__init__` runs the checks its modules report into.
+KNOWN_CYCLES = [{"config", "routes", "runtime.cache"}, {"doctor", "doctor.host", "doctor.stack"}]
+
+
+def _cycles() -> list[set[str]]:
+    """The strongly connected components of the import graph with more than one module."""
+    graph = {m: {t for t in internal(imports_of(m)) if t in MODULES and t != m} for m in MODULES}
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[set[str]] = []
+
+    def visit(module: str) -> None:
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        for target in graph[module]:
+            if target not in order:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], order[target])
+        if low[module] == order[module]:
+            component = set()
+            while True:
+                member = stack.pop()
+                component.add(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                found.append(component)
+
+    for module in sorted(graph):
+        if module not in order:
+            visit(module)
+    return found
+
+
+def test_no_import_cycles_but_the_known_ones() -> None:
+    unexpected = [sorted(c) for c in _cycles() if c not in KNOWN_CYCLES]
+    assert not unexpected, unexpected
+
+
+def test_names_and_constants_come_from_runtime_names_not_render() -> None:
+    """`render` is an action, not a constants hub: what other modules take from it is code."""
+    from sidecar_gen import render
+
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "sidecar_gen.render":
+                for alias in node.names:
+                    assert callable(getattr(render, alias.name)), (module, alias.name)

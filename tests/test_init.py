@@ -223,7 +223,7 @@ def test_rerun_after_render_leaves_the_sidecar_out(tmp_path: Path, mode: str) ->
     assert project is not None
     assert sorted(project.sidecar_services) == ["claude", "sidecar-gate", "viewer"]
     assert set(project.services) == {"web"}
-    assert all(c.service == "web" for c in result.proposal.commands)
+    assert all(c.route.container == "web" for c in result.proposal.commands)
 
 
 def test_cli_failure_is_explained_and_our_reader_answers_alike(tmp_path: Path,
@@ -327,8 +327,8 @@ def test_inits_own_output_passes_validate_strict(tmp_path_factory: pytest.TempPa
     if proposal.commands:
         assert findings == []
         for command in proposal.commands:
-            targets = [t for _, t in command.paths]
-            assert not targets or any(is_within(command.workdir, t) for t in targets)
+            targets = [t for _, t in command.route.paths]
+            assert not targets or any(is_within(command.route.workdir, t) for t in targets)
     else:
         assert [f.rule for f in findings] == ["schema-empty"]
 
@@ -417,7 +417,7 @@ def test_start_commands_and_watch_read_with_reset_and_override(tmp_path: Path, o
     (tmp_path / "compose.override.yaml").write_text(f"services:\n  app:\n    {override}\n")
     # Our reader: compose versions differ in what they accept here, and it must never crash.
     result = run_init(tmp_path, prefer_cli=False, probe=False, environ=clean_env(tmp_path))
-    assert [(c.name, c.paths) for c in result.proposal.commands] == [("node", expected)]
+    assert [(c.name, c.route.paths) for c in result.proposal.commands] == [("node", expected)]
 
 
 def test_a_watch_that_is_no_list_is_refused_in_one_line(tmp_path: Path, mode: str) -> None:

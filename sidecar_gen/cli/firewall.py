@@ -69,6 +69,7 @@ def firewall_status_command(
                  ", ".join(f"{k} {v}" for k, v in sorted(status.set_sizes.items())))
         say(f"sets:       {sizes}")
         say(f"networks:   {', '.join(status.networks) or '-'}")
+        say(f"private:    {', '.join(status.private_networks) or '-'}")
         ports = ", ".join(map(str, status.host_ports)) or "none"
         say(f"host:       {', '.join(status.gateways) or '-'} (open TCP ports: {ports})")
         say(f"domains:    {', '.join(status.domains) or '-'}")

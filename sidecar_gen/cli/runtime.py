@@ -11,6 +11,7 @@ import typer
 from sidecar_gen.cli.app import app, handle_errors
 from sidecar_gen.cli.output import say, use_color
 from sidecar_gen.errors import ExitCode
+from sidecar_gen.runtime.names import ENGINE_SOCKET, GATE_PORT
 
 
 @app.command("install-wrappers")
@@ -82,10 +83,10 @@ def exec_command(
 def proxy_command(
     *,
     listen: Annotated[str, typer.Option(
-        help="Where to listen: tcp://HOST:PORT or unix:///path.")] = "tcp://0.0.0.0:2375",
+        help="Where to listen: tcp://HOST:PORT or unix:///path.")] = f"tcp://0.0.0.0:{GATE_PORT}",
     upstream: Annotated[str, typer.Option(
         help="The real engine: unix:///path/to/docker.sock or tcp://HOST:PORT.")
-    ] = "unix:///var/run/docker.sock",
+    ] = f"unix://{ENGINE_SOCKET}",
     config: Annotated[Path | None, typer.Option(
         help="The approved bridge.yaml (in the stack: /run/sidecar/policy/bridge.yaml, "
              "filled by `sidecar up`) [default: $BRIDGE_CONFIG, else "

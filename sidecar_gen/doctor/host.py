@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sidecar_gen.composecli import ResolvedModel, compose_version
-from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME, bridge_from_text, load_bridge
+from sidecar_gen.config import bridge_from_text, load_bridge
 from sidecar_gen.doctor import ENGINE_TIMEOUT, DoctorReport, Status
 from sidecar_gen.errors import SidecarError
 from sidecar_gen.fsutil import read_text_file
 from sidecar_gen.model import Bridge
-from sidecar_gen.render import DOMAINS_NAME
+from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
 from sidecar_gen.trust.record import Approval
 
 if TYPE_CHECKING:

@@ -18,25 +18,32 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sidecar_gen.compose import normalize_project_name
-from sidecar_gen.config import CONFIG_NAME
 from sidecar_gen.doctor import DOCTOR_TIMEOUT, DoctorReport, Status, peek
 from sidecar_gen.doctor.host import HostContext
 from sidecar_gen.doctor.peek import Deadline, PeekError
-from sidecar_gen.render import DOMAINS_NAME, GATE_SERVICE
 from sidecar_gen.runtime import contract
 from sidecar_gen.runtime.escape import quote
-from sidecar_gen.trust.policyvolume import POLICY_DIR
+from sidecar_gen.runtime.names import (
+    AGENT_USER,
+    CLAUDE_BINARY,
+    CLAUDE_SERVICE,
+    CONFIG_NAME,
+    DOMAINS_NAME,
+    GATE_SERVICE,
+    POLICY_DIR,
+    POLICY_DIR_ENV,
+)
 
 EXEC_TIMEOUT = 20  # seconds, for each exec in the claude container (enforced from the host)
-CLAUDE_BINARY = "/usr/local/bin/claude"
 PYTHON = "/usr/bin/python3"
 SIDECAR = "/opt/sidecar/bin/sidecar"
 OUT_OF_TIME = f"not checked: doctor's time limit ({DOCTOR_TIMEOUT:.0f} s) ran out"
 # Asked as root inside the claude container (so the agent, user claude there, can neither stop
 # nor trace it): the gate's `X-Sidecar-Policy` header (from `GET /_ping` at DOCKER_HOST, from
 # where the agent sits) and the digests of the policy files claude itself reads.
+# Arguments: the policy folder's variable, its default, then the files to digest.
 _PROBE = r"""
-import hashlib, http.client, json, os, socket
+import hashlib, http.client, json, os, socket, sys
 out = {}
 host = os.environ.get("DOCKER_HOST", "")
 try:
@@ -59,8 +66,8 @@ try:
     out["policy"] = response.getheader("X-Sidecar-Policy")
 except Exception as exc:
     out["error"] = "%s: %s" % (type(exc).__name__, exc)
-folder = os.environ.get("SIDECAR_POLICY_DIR", "/run/sidecar/policy")
-for name in ("bridge.yaml", "allowed-domains.txt"):
+folder = os.environ.get(sys.argv[1], sys.argv[2])
+for name in sys.argv[3:]:
     try:
         with open(os.path.join(folder, name), "rb") as handle:
             out[name] = hashlib.sha256(handle.read()).hexdigest()
@@ -112,7 +119,8 @@ def _state(container: Any) -> str:
 
 def _services(report: DoctorReport, client: Any, project: str) -> dict[str, Any]:
     running: dict[str, Any] = {}
-    for role, service in ((contract.ROLE_GATE, GATE_SERVICE), (contract.ROLE_CLAUDE, "claude")):
+    for role, service in ((contract.ROLE_GATE, GATE_SERVICE),
+                          (contract.ROLE_CLAUDE, CLAUDE_SERVICE)):
         container = _service_container(client, project, role)
         if container is None:
             report.add(service, Status.FAIL, f"no {service} container in compose project "
@@ -196,7 +204,8 @@ def _find(client: Any, container_id: str, route: Any, program: str,
 
 
 def _probe(report: DoctorReport, claude: Any, context: HostContext) -> None:
-    ran = _exec(report, claude, [PYTHON, "-I", "-c", _PROBE], user="root")
+    ran = _exec(report, claude, [PYTHON, "-I", "-c", _PROBE, POLICY_DIR_ENV, POLICY_DIR,
+                                 CONFIG_NAME, DOMAINS_NAME], user="root")
     try:
         found = json.loads(ran.out)
         if not isinstance(found, dict):
@@ -296,7 +305,7 @@ def _ids(report: DoctorReport, claude: Any) -> None:
 def _claude_code(report: DoctorReport, claude: Any) -> None:
     # As the agent's user, as Claude Code runs: its output is the agent's to shape (it owns
     # the config folder and the process), so it is only shown quoted.
-    ran = _exec(report, claude, [CLAUDE_BINARY, "--version"], user="claude")
+    ran = _exec(report, claude, [CLAUDE_BINARY, "--version"], user=AGENT_USER)
     first = (ran.out.strip().splitlines() or [""])[0]
     if ran.code == 0 and first:
         report.add("claude code", Status.OK, f"Claude Code reports {quote(first, 200)}")
@@ -315,7 +324,7 @@ def _claude_code(report: DoctorReport, claude: Any) -> None:
 def run_stack_checks(report: DoctorReport, context: HostContext) -> None:
     """Services, routed commands, the gate's policy, firewall, ids, Claude Code."""
     client = context.client
-    names = ("sidecar-gate", "claude", "commands", "gate policy", "firewall", "puid",
+    names = (GATE_SERVICE, CLAUDE_SERVICE, "commands", "gate policy", "firewall", "puid",
              "claude code")
     if client is None:
         for name in names:

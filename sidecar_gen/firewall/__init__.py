@@ -12,10 +12,11 @@ lockdown ruleset (compose networks only) replaces it; when even that cannot load
 routes are removed; and in every case but "enforcing" Claude Code does not start.
 
 Modules, one concern each: `allowlist` (allowed-domains.txt), `networks` (networks, gateways,
-host ports), `rulesets` (the rulesets, ipsets and forwarder configuration as text), `system`
-(subprocesses, the forwarder's process), `apply` (`firewall up`), `status`
-(`firewall status`), `github` (GitHub's published ranges). This module holds the names they
-share; it imports nothing heavy, so `firewall status` stays fast.
+host ports), `state` (the options, each one environment variable, in one table; the state
+`firewall up` records and `firewall status` reports), `rulesets` (the rulesets, ipsets and
+forwarder configuration as text), `system` (subprocesses, the forwarder's process), `apply`
+(`firewall up`), `status` (`firewall status`), `github` (GitHub's published ranges). This
+module holds the names they share; it imports nothing heavy, so `firewall status` stays fast.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.runtime.names import DOMAINS_NAME, FIREWALL_STATE_DIR, POLICY_DIR, POLICY_DIR_ENV
 
 CHAIN = "SIDECAR-EGRESS"
 INGRESS_CHAIN = "SIDECAR-INGRESS"
@@ -37,14 +39,10 @@ SET4 = "sidecar-allow4"
 SET6 = "sidecar-allow6"
 GITHUB4 = "sidecar-github4"
 GITHUB6 = "sidecar-github6"
-DNS_USER = "sidecar-dns"
 EMBEDDED_DNS = "127.0.0.11"
-STATE_DIR = Path("/run/sidecar/firewall")
+STATE_DIR = Path(FIREWALL_STATE_DIR)
 FORWARDER_PID = STATE_DIR / "dnsmasq.pid"
 RESOLV_CONF = Path("/etc/resolv.conf")
-# The approved policy (filled by `sidecar up` on the host, read-only in the container).
-POLICY_DIR = Path("/run/sidecar/policy")
-DOMAINS_NAME = "allowed-domains.txt"
 # GitHub names always go through the forwarder; its published ranges are added when reachable.
 GITHUB_DOMAINS = ("github.com", "githubusercontent.com")
 
@@ -65,4 +63,4 @@ class FirewallError(SidecarError):
 def policy_domains_file(environ: Mapping[str, str] | None = None) -> Path:
     """`$SIDECAR_POLICY_DIR/allowed-domains.txt` (default /run/sidecar/policy): the approved one."""
     env = os.environ if environ is None else environ
-    return Path(env.get("SIDECAR_POLICY_DIR") or POLICY_DIR) / DOMAINS_NAME
+    return Path(env.get(POLICY_DIR_ENV) or POLICY_DIR) / DOMAINS_NAME

@@ -10,13 +10,13 @@ from collections.abc import Sequence
 
 from sidecar_gen.firewall import FirewallError
 
-NETWORKS_FIX = "set SIDECAR_FIREWALL_NETWORKS to `auto` or to CIDRs separated by commas"
-PRIVATE_FIX = ("set SIDECAR_FIREWALL_PRIVATE_NETWORKS to CIDRs separated by commas, or leave it "
-               "empty")
+# What a bad variable's message says to do (`{variable}`: the variable's name).
+NETWORKS_FIX = "set {variable} to `auto` or to CIDRs separated by commas"
+PRIVATE_FIX = "set {variable} to CIDRs separated by commas, or leave it empty"
 # Special-purpose ranges (IANA's registries; link-local has rules of its own): an allowed name
 # that resolves into one of them (DNS rebinding) would otherwise open the Docker host's other
 # addresses (docker0, the LAN address), the LAN, other containers or multicast. The compose
-# networks (accepted before) and SIDECAR_FIREWALL_PRIVATE_NETWORKS are exempt.
+# networks (accepted before) and the declared private networks are exempt.
 SPECIAL4 = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "172.16.0.0/12",
             "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
             "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4")
@@ -28,9 +28,8 @@ HOST_PORTS_FIX = ("list TCP port numbers (1-65535) under sidecar.firewall.host_p
 _GATEWAY_PREFIX = {4: 30, 6: 126}
 
 
-def parse_networks(spec: str, variable: str = "SIDECAR_FIREWALL_NETWORKS",
-                   fix: str = NETWORKS_FIX) -> list[str]:
-    """`SIDECAR_FIREWALL_NETWORKS` (or `variable`): CIDRs separated by commas or spaces,
+def parse_networks(spec: str, variable: str, fix: str = NETWORKS_FIX) -> list[str]:
+    """The networks in `spec`, the value of `variable`: CIDRs separated by commas or spaces,
     normalized."""
     out: list[str] = []
     for item in re.split(r"[,\s]+", spec.strip()):
@@ -39,7 +38,8 @@ def parse_networks(spec: str, variable: str = "SIDECAR_FIREWALL_NETWORKS",
         try:
             out.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
-            raise FirewallError(variable, f"not a network: {item!r}", fix) from None
+            raise FirewallError(variable, f"not a network: {item!r}",
+                                fix.format(variable=variable)) from None
     return out
 
 
@@ -108,15 +108,15 @@ def gateways(networks: Sequence[str], routed: Sequence[str] = ()) -> list[str]:
     return out
 
 
-def parse_host_ports(spec: str) -> list[int]:
-    """`SIDECAR_FIREWALL_HOST_PORTS`: TCP ports, separated by commas or spaces, sorted."""
+def parse_host_ports(spec: str, variable: str) -> list[int]:
+    """The TCP ports in `spec`, the value of `variable`: separated by commas or spaces,
+    sorted."""
     ports: set[int] = set()
     for item in re.split(r"[,\s]+", spec.strip()):
         if not item:
             continue
         if not item.isdigit() or not 1 <= int(item) <= 65535:
-            raise FirewallError("SIDECAR_FIREWALL_HOST_PORTS", f"not a TCP port: {item!r}",
-                                HOST_PORTS_FIX)
+            raise FirewallError(variable, f"not a TCP port: {item!r}", HOST_PORTS_FIX)
         ports.add(int(item))
     return sorted(ports)
 

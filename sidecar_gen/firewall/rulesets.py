@@ -14,7 +14,6 @@ from sidecar_gen.firewall import (
     ALLOW_CHAIN,
     CHAIN,
     CONNMARK,
-    DNS_USER,
     EMBEDDED_DNS,
     GITHUB4,
     GITHUB6,
@@ -25,7 +24,9 @@ from sidecar_gen.firewall import (
     STATE_DIR,
 )
 from sidecar_gen.firewall.allowlist import is_ip
-from sidecar_gen.firewall.networks import SPECIAL4, SPECIAL6
+from sidecar_gen.firewall.networks import SPECIAL4, SPECIAL6, split_families
+from sidecar_gen.firewall.state import FirewallState
+from sidecar_gen.runtime.names import DNS_USER
 
 RESOLV_MARK = "# claude-sidecar: the egress firewall's DNS forwarder"
 
@@ -37,15 +38,27 @@ class Plan:
     networks: Sequence[str] = ()  # the compose networks (every port)
     gateways: Sequence[str] = ()  # the Docker host's addresses on them (closed but for ports)
     host_ports: Sequence[int] = field(default_factory=tuple)  # TCP ports open on the gateways
-    private: Sequence[str] = ()  # special-purpose networks an allowed name may resolve into
+    private_networks: Sequence[str] = ()  # special-purpose networks a DNS answer may open
+
+
+def family_plans(state: FirewallState) -> tuple[Plan, Plan]:
+    """The IPv4 and the IPv6 plan of what `firewall up` read and found."""
+    nets4, nets6 = split_families(state.networks)
+    gws4, gws6 = split_families(state.gateways)
+    private4, private6 = split_families(state.private_networks)
+    return (Plan(nets4, gws4, state.host_ports, private4),
+            Plan(nets6, gws6, state.host_ports, private6))
 
 
 def ruleset(family: int, mode: str, plan: Plan, dns_uid: int) -> str:
-    """The iptables-restore (family 4) or ip6tables-restore (6) text; mode enforce|lockdown."""
+    """The iptables-restore (family 4) or ip6tables-restore (6) text; mode is "enforcing" or
+    "lockdown" (the compose networks only)."""
+    if mode not in ("enforcing", "lockdown"):
+        raise ValueError(f"no ruleset for mode {mode!r}")
     template = "firewall/rules.v4.j2" if family == 4 else "firewall/rules.v6.j2"
     return templating.render(template, mode=mode, networks=list(plan.networks),
                              gateways=list(plan.gateways), host_ports=list(plan.host_ports),
-                             private=list(plan.private),
+                             private_networks=list(plan.private_networks),
                              special=list(SPECIAL4 if family == 4 else SPECIAL6),
                              special_chain=SPECIAL_CHAIN, dns_uid=dns_uid, chain=CHAIN,
                              ingress=INGRESS_CHAIN,

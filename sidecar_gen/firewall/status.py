@@ -2,50 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sidecar_gen.firewall import CHAIN, GITHUB4, GITHUB6, SET4, SET6, STATE_DIR, FirewallError
+from sidecar_gen.firewall.state import FirewallState, firewall_disabled, load_state
 from sidecar_gen.firewall.system import forwarder_pid, run
-
-# state.json's mode -> the state status reports.
-_STATES = {"enforce": "enforcing", "lockdown": "lockdown", "isolated": "isolated",
-           "open": "open"}
-
-
-@dataclass
-class FirewallStatus:
-    """`sidecar firewall status` as data."""
-
-    state: str  # enforcing | lockdown | isolated | open | degraded | disabled | unknown
-    detail: str
-    forwarder_alive: bool = False
-    rules_v4: bool | None = None  # None: not inspectable (needs root)
-    rules_v6: bool | None = None
-    set_sizes: dict[str, int] | None = None
-    domains: list[str] = field(default_factory=list)
-    networks: list[str] = field(default_factory=list)
-    gateways: list[str] = field(default_factory=list)
-    host_ports: list[int] = field(default_factory=list)
-
-    @property
-    def healthy(self) -> bool:
-        """True when egress is filtered as configured (or deliberately disabled)."""
-        return self.state in ("enforcing", "disabled")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {**asdict(self), "healthy": self.healthy}
-
-
-def firewall_disabled(environ: Mapping[str, str]) -> bool:
-    """True when bridge.yaml turned the firewall off (`SIDECAR_FIREWALL=0`)."""
-    return environ.get("SIDECAR_FIREWALL", "1").strip().lower() in ("0", "false", "no", "off")
 
 
 def _rules_present(tool: str) -> bool | None:
@@ -70,31 +34,20 @@ def _set_sizes() -> dict[str, int] | None:
 
 
 def firewall_status(environ: Mapping[str, str] | None = None,
-                    state_dir: Path = STATE_DIR) -> FirewallStatus:
+                    state_dir: Path = STATE_DIR) -> FirewallState:
     """Inspect the firewall: rules, set sizes (as root), forwarder, allowed domains."""
     env = os.environ if environ is None else environ
     if firewall_disabled(env):
-        return FirewallStatus("disabled", "disabled by bridge.yaml (sidecar.firewall.enabled: "
-                              "false): egress is not filtered")
-    try:
-        state = json.loads((state_dir / "state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        state = None
-    if not isinstance(state, dict):
-        return FirewallStatus("unknown", "the firewall was not set up in this container "
-                              "(no state file): Claude Code will not start")
-    status = FirewallStatus(
-        state=_STATES.get(str(state.get("mode")), "unknown"),
-        detail=str(state.get("message") or ""),
-        forwarder_alive=forwarder_pid(state_dir) is not None,
-        domains=[str(d) for d in state.get("domains") or []],
-        networks=[str(n) for n in state.get("networks") or []],
-        gateways=[str(g) for g in state.get("gateways") or []],
-        host_ports=[int(p) for p in state.get("host_ports") or [] if isinstance(p, int)],
-    )
+        return FirewallState("disabled", "disabled by bridge.yaml (sidecar.firewall.enabled: "
+                             "false): egress is not filtered")
+    status = load_state(state_dir)
+    if status is None:
+        return FirewallState("unknown", "the firewall was not set up in this container "
+                             "(no state file): Claude Code will not start")
+    status.forwarder_alive = forwarder_pid(state_dir) is not None
     if os.geteuid() == 0:
         status.rules_v4 = _rules_present("iptables")
-        status.rules_v6 = _rules_present("ip6tables") if state.get("ipv6") else None
+        status.rules_v6 = _rules_present("ip6tables") if status.ipv6 else None
         status.set_sizes = _set_sizes()
     if status.state != "enforcing":
         return status

@@ -2,11 +2,12 @@
 
 `run_gate(GateOptions(...))` is the one entry point (the `sidecar proxy` command calls it).
 Layers: `urlpath` (canonical request targets), `policy` and `listing` (pure decisions),
+`gatekeeper` (the state they are taken with: engine, policy in force, scope, grants),
 `endpoints` (the table of allowed requests and their handlers), `engine` (the upstream, on the
 shared Engine API client), `http` (h11 parsing and responses), `relay` (exec streams),
-`server` (binding and the event loop), `service` (the wiring), `policyfile` (the approved
-policy), `audit` (the decision log), `registry` (the execs this gate created), `health` (the
-container healthcheck).
+`server` (binding and the event loop), `serving` (the worker threads), `service` (the wiring),
+`policyfile` (the approved policy), `audit` (the decision log), `registry` (the execs this gate
+created), `health` (the container healthcheck).
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ from sidecar_gen.runtime.contract import (
     labels_of,
     service_members,
 )
-from sidecar_gen.runtime.killer import KILL_SCRIPT, TOKEN_ENV, TOKEN_HEX_DIGITS
+from sidecar_gen.runtime.killer import KILL_SCRIPT
+from sidecar_gen.runtime.names import EXEC_TOKEN_ENV, EXEC_TOKEN_HEX_DIGITS
 from sidecar_gen.runtime.userspec import FALLBACK_HOME, HOME_ENV, expand_user
 
 # The dispatcher's cleanup exec is `KILL_CMD + [token]` (sidecar_gen.runtime.killer).
@@ -37,7 +38,7 @@ START_KEYS = frozenset({"Detach", "Tty", "ConsoleSize"})
 
 EXEC_ID = re.compile(r"[0-9a-f]{64}")
 _FULL_ID = EXEC_ID  # container ids have the same shape
-_TOKEN_VALUE = re.compile(f"[0-9a-f]{{{TOKEN_HEX_DIGITS}}}")
+_TOKEN_VALUE = re.compile(f"[0-9a-f]{{{EXEC_TOKEN_HEX_DIGITS}}}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -352,9 +353,9 @@ def allow_exec(policy: Policy, rule: TargetRule, request: ExecRequest) -> None:
         raise RefusedError(f"user {user!r} is not a configured user of this container")
     for entry in doc.get("Env") or []:
         name, _, value = entry.partition("=")
-        if name == TOKEN_ENV:
+        if name == EXEC_TOKEN_ENV:
             if not _TOKEN_VALUE.fullmatch(value):
-                raise RefusedError(f"{TOKEN_ENV} must be a hex token")
+                raise RefusedError(f"{EXEC_TOKEN_ENV} must be a hex token")
         elif name == HOME_ENV and value == FALLBACK_HOME:
             continue  # what the dispatcher gives a uid without a home (runtime.userspec)
         elif name not in rule.env:
@@ -364,13 +365,6 @@ def allow_exec(policy: Policy, rule: TargetRule, request: ExecRequest) -> None:
             tuple(cmd[:len(p)]) == p for p in rule.argv_prefixes):
         raise RefusedError(
             "strict mode: Cmd does not start with a configured exec of this container")
-
-
-def check_exec_create(policy: Policy, rule: TargetRule, body: bytes) -> dict[str, Any]:
-    """`parse_exec` and `allow_exec` together: the body to forward, or `RefusedError`."""
-    request = parse_exec(body)
-    allow_exec(policy, rule, request)
-    return request.doc
 
 
 def parse_start(body: bytes) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 One thread (the loop) owns the client connections: it accepts (beyond `max_connections`, a
 fast 503 and close), reads requests with deadlines for slow heads, bodies and idle
 connections, writes what could not be sent at once, and relays every upgraded exec stream.
-A small pool of worker threads (`serving`) takes each new connection at once and serves the
-requests that arrive at once through `handle` (the decisions, which wait on the engine);
-whatever would make a worker wait goes back to the loop. So a flood of connections costs a
+A small pool of worker threads (`serving.Workers`) takes each new connection at once and
+serves the requests that arrive at once through `handle` (the decisions, which wait on the
+engine); whatever would make a worker wait goes back to the loop through the four calls of
+`serving.Loop`, which the server implements. So a flood of connections costs a
 few KiB each, never a thread, and cannot delay the next command once it is gone. Nothing here
 knows what is allowed.
 """
@@ -37,7 +38,7 @@ from sidecar_gen.gate.http import (
     render,
 )
 from sidecar_gen.gate.relay import READ, WRITE, Relay, sync_interest
-from sidecar_gen.gate.serving import RECV, Client, Handler, Serving
+from sidecar_gen.gate.serving import RECV, Client, Handler, Workers, send_now
 from sidecar_gen.runtime import transport
 from sidecar_gen.runtime.errors import DispatchError
 
@@ -54,8 +55,6 @@ class Limits:
     idle_timeout: float = 60.0  # a kept-alive connection may wait this long for a request
     write_timeout: float = 30.0  # the client must take an answer within this time
     workers: int = 16  # threads deciding requests (they wait on the engine)
-
-
 
 
 def bind(listen: str) -> tuple[socket.socket, str]:
@@ -85,7 +84,7 @@ def bind(listen: str) -> tuple[socket.socket, str]:
         raise InputError(listen, f"cannot listen: {exc.strerror or exc}") from None
 
 
-class Server(Serving):
+class Server:
     """The event loop serving one listening socket; `handle` runs in the worker threads.
 
     `log` writes the decision log's connection-level lines (refused connections, malformed
@@ -98,9 +97,9 @@ class Server(Serving):
         self.address = address
         self._sock = sock
         self._sock.setblocking(False)
-        self._handle = handle
         self._log = log
         self._policy = policy
+        self._serving = Workers(self, handle, log, policy)
         self._limits = limits or Limits()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -155,7 +154,7 @@ class Server(Serving):
                       status=500, policy=self._policy(),
                       reason=f"internal error: {type(exc).__name__}: {exc}")
             if isinstance(item, Client):
-                self._close(item)
+                self.close_client(item)
             elif isinstance(item, Relay):
                 self._end_relay(item)
 
@@ -182,7 +181,7 @@ class Server(Serving):
     def _close_all(self) -> None:
         self._flush_refusals(force=True)
         for client in list(self._clients):
-            self._close(client)
+            self.close_client(client)
         for stream in list(self._relays):
             self._end_relay(stream)
         self._workers.shutdown(wait=False, cancel_futures=True)
@@ -233,7 +232,7 @@ class Server(Serving):
             self._clients.add(client)
             # A worker wakes while the client sends its first request, and serves it if it
             # comes at once; else (slow, idle) the loop takes the connection, with deadlines.
-            self._workers.submit(self._serve, client)
+            self._workers.submit(self._serving.serve, client)
 
     def _turn_away(self, sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
@@ -279,7 +278,7 @@ class Server(Serving):
                 self._deny_malformed(item, method, target, "request not complete in time",
                                      status=408)
             elif item.phase in ("read", "write"):
-                self._close(item)
+                self.close_client(item)
 
     # -- reading and answering -------------------------------------------------------------
 
@@ -289,7 +288,7 @@ class Server(Serving):
         except BlockingIOError:
             return
         except OSError:
-            self._close(client)
+            self.close_client(client)
             return
         if not data:
             if client.reader.head_done:
@@ -297,7 +296,7 @@ class Server(Serving):
                 self._deny_malformed(client, method, target,
                                      "connection closed inside the request body")
             else:
-                self._close(client)
+                self.close_client(client)
             return
         if not client.reader.started and client.deadline - now > self._limits.head_timeout:
             self._arm(client, now + self._limits.head_timeout)  # was idle: the head starts
@@ -314,7 +313,7 @@ class Server(Serving):
             self._deny_malformed(client, method, target, str(exc))
             return
         if reader.reply_now:
-            self._send_now(client, reader.reply_now)
+            send_now(client, reader.reply_now)
             reader.reply_now = b""
         if request is None:
             if reader.head_done and not had_head:
@@ -323,9 +322,12 @@ class Server(Serving):
         client.phase = "busy"
         client.deadline = 0.0
         self._selector.unregister(client.sock)
-        self._workers.submit(self._work, client, request)
+        self._workers.submit(self._serving.work, client, request)
 
-    def _resume(self, client: Client, reader: RequestReader, *, fresh: bool = False) -> None:
+    # -- what the workers hand back (`serving.Loop`) ---------------------------------------
+
+    def resume(self, client: Client, reader: RequestReader, *, fresh: bool = False) -> None:
+        """Take the connection back to read its next request here, with its deadlines."""
         now = time.monotonic()
         client.reader = reader
         client.phase = "read"
@@ -334,7 +336,8 @@ class Server(Serving):
                                  else self._limits.idle_timeout))
         self._advance(client, now)
 
-    def _complete(self, client: Client, rest: bytes, then: Callable[[], None]) -> None:
+    def complete(self, client: Client, rest: bytes, then: Callable[[], None]) -> None:
+        """Send `rest`, then run `then`, in the loop's thread (from a worker)."""
         self._done.append((client, rest, then))
         self._wake()
 
@@ -358,7 +361,7 @@ class Server(Serving):
         except BlockingIOError:
             return
         except OSError:
-            self._close(client)
+            self.close_client(client)
             return
         del client.out[:sent]
         if client.out:
@@ -377,9 +380,10 @@ class Server(Serving):
         if client.phase == "read":
             self._selector.unregister(client.sock)
         client.phase = "busy"
-        self._complete(client, self._send_now(client, data), lambda: self._close(client))
+        self.complete(client, send_now(client, data), lambda: self.close_client(client))
 
-    def _close(self, client: Client) -> None:
+    def close_client(self, client: Client) -> None:
+        """Close one client connection (in the loop's thread)."""
         if client not in self._clients:
             return
         self._clients.discard(client)
@@ -392,8 +396,9 @@ class Server(Serving):
 
     # -- exec streams ----------------------------------------------------------------------
 
-    def _start_relay(self, client: Client, upstream: _socket.socket, *, to_upstream: bytes,
-                     to_client: bytes) -> None:
+    def start_relay(self, client: Client, upstream: _socket.socket, *, to_upstream: bytes,
+                    to_client: bytes) -> None:
+        """Relay the upgraded exec stream; the client's connection slot passes to it."""
         self._clients.discard(client)  # the slot passes to the stream
         stream = Relay(client.sock, upstream, to_upstream=to_upstream, to_client=to_client)
         self._relays[stream] = {}

@@ -20,12 +20,14 @@ from typing import IO
 from sidecar_gen.errors import InputError
 from sidecar_gen.gate import policyfile
 from sidecar_gen.gate.audit import DecisionLog
-from sidecar_gen.gate.endpoints import Gatekeeper, decide
+from sidecar_gen.gate.endpoints import decide
 from sidecar_gen.gate.engine import Engine, UpstreamError
+from sidecar_gen.gate.gatekeeper import Gatekeeper
 from sidecar_gen.gate.http import Answer, Request, Switch
 from sidecar_gen.gate.policy import self_container_ids
 from sidecar_gen.gate.server import Limits, Server, bind
 from sidecar_gen.model import Bridge
+from sidecar_gen.runtime import transport
 
 
 @dataclass
@@ -33,7 +35,7 @@ class GateOptions:
     """Everything `Gate` needs; the CLI fills it from flags."""
 
     listen: str
-    upstream: str = "unix:///var/run/docker.sock"
+    upstream: str = transport.DEFAULT_HOST
     config: Path | None = None  # the approved bridge.yaml, read at start and on SIGHUP
     bridge: Bridge | None = None  # a fixed policy (tests), instead of `config`
     workspace: Path | None = None  # the workspace's bridge.yaml, only compared with `config`

@@ -1,6 +1,6 @@
 """What the worker threads do with a client connection: read a request that comes at once,
 take it through the decisions, send the answer, and hand the connection back to the event
-loop (`server.Server`) whenever it would have to wait.
+loop (`server.Server`, through the four calls of `Loop`) whenever it would have to wait.
 
 A worker never waits long on a client: for a new connection's first request FIRST_WAIT, for
 the next one after an answer NEXT_WAIT (the dispatcher sends it as soon as it has the answer).
@@ -14,6 +14,7 @@ import select
 import socket
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from sidecar_gen.gate.http import (
     Answer,
@@ -50,44 +51,51 @@ class Client:
         self.deadline = 0.0
 
 
-class Serving:
-    """The worker side of the server; `Server` supplies the loop side (`_complete`, `_close`,
-    `_resume`, `_start_relay`) and the handler, the log and the policy."""
+class Loop(Protocol):
+    """What a worker hands back to the event loop, which owns every connection that waits."""
 
-    _handle: Handler
-    _log: Callable[..., None]
-    _policy: Callable[[], str]
+    def complete(self, client: Client, rest: bytes, then: Callable[[], None]) -> None:
+        """Send `rest` (what the socket did not take), then run `then`, in the loop."""
 
-    def _complete(self, client: Client, rest: bytes, then: Callable[[], None]) -> None:
-        raise NotImplementedError
+    def close_client(self, client: Client) -> None:
+        """Close the connection (in the loop)."""
 
-    def _close(self, client: Client) -> None:
-        raise NotImplementedError
+    def resume(self, client: Client, reader: RequestReader, *, fresh: bool = False) -> None:
+        """Read the connection's next request in the loop, with its deadlines."""
 
-    def _resume(self, client: Client, reader: RequestReader, *, fresh: bool = False) -> None:
-        raise NotImplementedError
+    def start_relay(self, client: Client, upstream: _socket.socket, *, to_upstream: bytes,
+                    to_client: bytes) -> None:
+        """Relay the upgraded exec stream between the client and the engine."""
 
-    def _start_relay(self, client: Client, upstream: _socket.socket, *, to_upstream: bytes,
-                     to_client: bytes) -> None:
-        raise NotImplementedError
 
-    def _send_now(self, client: Client, data: bytes) -> bytes:
-        """Send what the socket takes without blocking; return the rest."""
-        try:
-            sent = client.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return b""
-        return data[sent:]
+def send_now(client: Client, data: bytes) -> bytes:
+    """Send what the socket takes without blocking; return the rest."""
+    try:
+        sent = client.sock.send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        return b""
+    return data[sent:]
 
-    def _serve(self, client: Client) -> None:
+
+class Workers:
+    """The worker side of the server: `serve` a new connection, `work` on a request read."""
+
+    def __init__(self, loop: Loop, handle: Handler, log: Callable[..., None],
+                 policy: Callable[[], str]) -> None:
+        self._loop = loop
+        self._handle = handle
+        self._log = log
+        self._policy = policy
+
+    def serve(self, client: Client) -> None:
         """In a worker: a new connection's first request, if it comes at once."""
         request = self._linger(client, b"", first=True)
         if request is not None:
-            self._work(client, request)
+            self.work(client, request)
 
-    def _work(self, client: Client, request: Request) -> None:
+    def work(self, client: Client, request: Request) -> None:
         """In a worker: decide, render and send the answer, and go on with the next request
         on the connection if it comes at once; the loop does the rest."""
         try:
@@ -103,27 +111,28 @@ class Serving:
             self._log(peer=client.peer, method=request.method, path=request.target,
                       decision="error", status=500, policy=self._policy(),
                       reason=f"internal error: {type(exc).__name__}: {exc}")
-            rest = self._send_now(client, raw_response(
+            rest = send_now(client, raw_response(
                 500, json_message("sidecar gate: internal error")))
-            self._complete(client, rest, lambda: self._close(client))
+            self._loop.complete(client, rest, lambda: self._loop.close_client(client))
 
     def _answer(self, client: Client, request: Request,
                 outcome: Answer | Switch) -> bytes | None:
         if isinstance(outcome, Switch):
-            rest = self._send_now(client, render_upgrade(outcome.headers))
+            rest = send_now(client, render_upgrade(outcome.headers))
             early, upstream = upgrade_leftover(request.conn), outcome.upstream
-            self._complete(client, b"", lambda: self._start_relay(
+            self._loop.complete(client, b"", lambda: self._loop.start_relay(
                 client, upstream, to_upstream=early, to_client=rest + outcome.early))
             return None
         data = render(outcome.status, outcome.body, headers=outcome.headers,
                       head_only=request.method == "HEAD", length=outcome.length,
                       close=outcome.close)
         leftover = None if outcome.close else request.leftover()
-        rest = self._send_now(client, data)
+        rest = send_now(client, data)
         if leftover is None:
-            self._complete(client, rest, lambda: self._close(client))
+            self._loop.complete(client, rest, lambda: self._loop.close_client(client))
         elif rest:
-            self._complete(client, rest, lambda: self._resume(client, RequestReader(leftover)))
+            self._loop.complete(client, rest,
+                                lambda: self._loop.resume(client, RequestReader(leftover)))
         else:
             return leftover
         return None
@@ -141,7 +150,7 @@ class Serving:
             except MalformedError:
                 break  # the loop answers it
             if reader.reply_now:
-                self._send_now(client, reader.reply_now)
+                send_now(client, reader.reply_now)
                 reader.reply_now = b""
             if request is not None:
                 return request
@@ -157,6 +166,6 @@ class Serving:
             if not data:
                 break  # the loop sees the end of the stream too
             reader.feed(data)
-        self._complete(client, b"", lambda: self._resume(client, reader, fresh=first))
+        self._loop.complete(client, b"", lambda: self._loop.resume(client, reader, fresh=first))
         return None
 

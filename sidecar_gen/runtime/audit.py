@@ -6,6 +6,7 @@ import os
 import time
 
 from sidecar_gen.runtime import jsonlite
+from sidecar_gen.runtime.names import AUDIT_LOG_ENV
 
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy
 # only (mypy treats any name TYPE_CHECKING as true).
@@ -45,7 +46,7 @@ def log_run(environ: Mapping[str, str], plan: Plan, code: int | None, signum: in
     `signal` is the signal the dispatcher received (then `exit_code` is 128+N); a timeout is
     exit code 124 with no signal. Returns an error text when the log cannot be written.
     """
-    path = environ.get("SIDECAR_AUDIT_LOG")
+    path = environ.get(AUDIT_LOG_ENV)
     if not path:
         return None
     return append(path, {

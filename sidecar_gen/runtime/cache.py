@@ -14,6 +14,7 @@ import sys
 
 from sidecar_gen.runtime.contract import RouteTable, fnv1a
 from sidecar_gen.runtime.errors import DispatchError
+from sidecar_gen.runtime.names import BRIDGE_CONFIG_ENV, CONFIG_DIR, CONFIG_DIR_ENV, CONFIG_NAME
 
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy only
 # (mypy treats any name TYPE_CHECKING as true).
@@ -24,17 +25,15 @@ if TYPE_CHECKING:
 # Extra sys.path entries (the environment's site-packages) for the slow path; the launcher
 # written by `install-wrappers` sets them (as `dispatch.SLOW_PATH`, this very list).
 SLOW_PATH: list[str] = []
-CONFIG_DIR = ".sidecar"
-CONFIG_NAME = "bridge.yaml"
 Stamp = tuple[int, int, int]
 
 
 def find_config(environ: Mapping[str, str], cwd: str) -> str:
     """`BRIDGE_CONFIG`, else `$SIDECAR_CONFIG_DIR/bridge.yaml`, else `$PWD/.sidecar/bridge.yaml`."""
-    explicit = environ.get("BRIDGE_CONFIG")
+    explicit = environ.get(BRIDGE_CONFIG_ENV)
     if explicit:
         return os.path.join(cwd, explicit)
-    config_dir = environ.get("SIDECAR_CONFIG_DIR")
+    config_dir = environ.get(CONFIG_DIR_ENV)
     if config_dir:
         return os.path.join(cwd, config_dir, CONFIG_NAME)
     return os.path.join(cwd, CONFIG_DIR, CONFIG_NAME)

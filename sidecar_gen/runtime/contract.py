@@ -1,9 +1,12 @@
 """The one contract between bridge.yaml, the route cache, the dispatcher and the gate.
 
 - `Route`: one routed command, as validation builds it (`model.Bridge.commands`), as the route
-  cache stores it and as the dispatcher and the gate read it. Its fields are declared once, in
-  `Route.__slots__`; the cache record is derived from them, and so is `CACHE_VERSION`: adding,
-  removing or reordering a field changes the cache version by construction.
+  cache stores it, as the dispatcher and the gate read it and as `sidecar init` proposes it.
+  Its options are declared once, in `ROUTE_OPTIONS` (bridge.yaml key, field, how the YAML value
+  becomes the field's and back) and the constructor (types, defaults): `Route.from_spec` builds
+  one from a validated bridge.yaml entry, `Route.to_spec` writes one back, the cache record and
+  `CACHE_VERSION` derive from the fields (adding, removing or reordering one changes the cache
+  version by construction), and a test holds the JSON Schema's command properties to them.
 - `RouteTable`: a whole compiled bridge.yaml (the dispatcher's view).
 - The labels compose puts on containers and the role labels `sidecar render` adds, and the one
   rule for what a compose service name means (`service_members`, `pick_member`), used by the
@@ -18,7 +21,7 @@ from __future__ import annotations
 # only (mypy treats any name TYPE_CHECKING as true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
 # -- labels -------------------------------------------------------------------------------------
@@ -43,6 +46,53 @@ STDIN_MODES = ("auto", "always", "never")
 # -- one routed command -------------------------------------------------------------------------
 
 
+def split_exec(value: str | list[str]) -> tuple[str, ...]:
+    """`exec` as argv: a string split like a POSIX shell splits words, a list literally.
+
+    Raises ValueError for unbalanced quotes."""
+    if isinstance(value, list):
+        return tuple(value)
+    import shlex  # bridge.yaml's slow path only: the dispatcher reads compiled routes
+
+    return tuple(shlex.split(value, comments=False, posix=True))
+
+
+def join_exec(argv: tuple[str, ...]) -> str:
+    """`exec` as the one string `split_exec` reads back as `argv`."""
+    import shlex
+
+    return shlex.join(argv)
+
+
+def mapping_pairs(paths: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """`paths` as normalized (Claude path, container path) pairs, longest prefix first (the
+    dispatcher takes the first whole-component match)."""
+    import posixpath
+
+    pairs = {
+        posixpath.normpath(k).replace("//", "/"): posixpath.normpath(v).replace("//", "/")
+        for k, v in paths.items()
+    }
+    return tuple(sorted(pairs.items(), key=lambda kv: (-len(kv[0]), kv[0])))
+
+
+# A routed command's options, in bridge.yaml's order: key -> (Route field, how the YAML value
+# becomes the field's, how the field is written back); None: as it is. Types and defaults are
+# the constructor's. A new option is a row here, a keyword of `Route.__init__`, its property in
+# the JSON Schema, and the code that acts on it.
+ROUTE_OPTIONS: dict[str, tuple[str, Callable[[Any], Any] | None, Callable[[Any], Any] | None]] = {
+    "container": ("container", None, None),
+    "exec": ("argv", split_exec, join_exec),
+    "workdir": ("workdir", None, None),
+    "paths": ("paths", mapping_pairs, dict),
+    "user": ("user", None, None),
+    "env": ("env", tuple, list),
+    "tty": ("tty", None, None),
+    "stdin": ("stdin", None, None),
+    "timeout": ("timeout", float, None),
+}
+
+
 class Route:
     """One routed command: the container it runs in and how.
 
@@ -53,8 +103,7 @@ class Route:
     (whether the command gets the caller's stdin); `timeout` is in seconds.
     """
 
-    __slots__ = ("argv", "container", "env", "paths", "stdin", "timeout", "tty", "user",
-                 "workdir")
+    __slots__ = tuple(sorted(field for field, _parse, _show in ROUTE_OPTIONS.values()))
 
     def __init__(
         self,
@@ -78,6 +127,27 @@ class Route:
         self.tty = tty
         self.stdin = stdin
         self.timeout = timeout
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Route:
+        """The route of a validated bridge.yaml command entry (an absent option: its default)."""
+        values = {}
+        for key, (field, parse, _show) in ROUTE_OPTIONS.items():
+            value = spec.get(key)
+            if value is not None:
+                values[field] = parse(value) if parse else value
+        return cls(**values)
+
+    def to_spec(self) -> dict[str, Any]:
+        """The bridge.yaml entry of this route: the options that differ from their defaults, in
+        `ROUTE_OPTIONS` order (`from_spec` reads it back as this route)."""
+        defaults = Route.__init__.__kwdefaults__ or {}
+        out = {}
+        for key, (field, _parse, show) in ROUTE_OPTIONS.items():
+            value = getattr(self, field)
+            if field not in defaults or value != defaults[field]:
+                out[key] = show(value) if show else value
+        return out
 
     def to_record(self) -> tuple[Any, ...]:
         """The plain tuple the route cache stores (marshal-able), in `FIELDS` order."""

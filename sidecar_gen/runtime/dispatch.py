@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from sidecar_gen.runtime import cache, engine, killer, session, transport
+from sidecar_gen.runtime import cache, engine, session, transport
 from sidecar_gen.runtime.contract import (
     PROJECT_LABEL,
     SERVICE_LABEL,
@@ -34,6 +34,7 @@ from sidecar_gen.runtime.errors import (
     TIMEOUT,
     DispatchError,
 )
+from sidecar_gen.runtime.names import AUDIT_LOG_ENV, DEBUG_ENV
 from sidecar_gen.runtime.plan import Plan
 from sidecar_gen.runtime.userspec import expand_user
 
@@ -73,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         return SIGNAL_BASE + 2
     except Exception as exc:
         # A bug: still one line, never a traceback, unless asked for.
-        if os.environ.get("SIDECAR_DEBUG"):
+        if os.environ.get(DEBUG_ENV):
             raise
         _say(f"sidecar: internal error: {type(exc).__name__}: {exc}"
-             " (set SIDECAR_DEBUG=1 for the traceback and please report it)")
+             f" (set {DEBUG_ENV}=1 for the traceback and please report it)")
         return ENGINE
 
 
@@ -150,7 +151,7 @@ def _dispatch(name: str, args: list[str], wrapper_dir: str | None, config: str |
         raise
     finally:
         signals.restore()
-        if plan is not None and environ.get("SIDECAR_AUDIT_LOG"):
+        if plan is not None and environ.get(AUDIT_LOG_ENV):
             from sidecar_gen.runtime import audit
 
             problem = audit.log_run(environ, plan, code, signum, time.monotonic() - started)
@@ -194,16 +195,16 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
     try:
         exec_id = engine.create_exec(conn, plan.ref, plan.exec_config())
     except engine.EngineError as exc:
-        raise _explain(exc, plan.container, plan.service) from None
+        raise _explain(exc, plan.container, plan.route.container) from None
     terminal = session.Terminal()
     running = True  # before the start request: a signal may come while it is on its way
     try:
-        signals.arm_timeout(plan.timeout)
+        signals.arm_timeout(plan.route.timeout)
         try:
             engine.start_exec(conn, exec_id, plan.tty)
         except engine.EngineError as exc:
             running = False
-            raise _explain(exc, plan.container, plan.service) from None
+            raise _explain(exc, plan.container, plan.route.container) from None
         if plan.tty:
             if plan.stdin:  # without stdin, Ctrl-C must stay a local SIGINT
                 terminal.enter_raw()
@@ -228,7 +229,7 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
                 raise
             running = False  # the engine dropped the exec with its container: nothing runs
             raise DispatchError(f"container {plan.container} stopped while the command was"
-                                f" running: docker compose up -d {plan.service}") from None
+                                f" running: docker compose up -d {plan.route.container}") from None
         _check_attached(plan, state)
         running = False
     except BaseException:
@@ -247,6 +248,8 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
 
 def _stop_remote(plan: Plan) -> bool:
     """Stop the command's processes; True when there were any (or it cannot be known)."""
+    from sidecar_gen.runtime import killer  # an interrupted command only: off the hot path
+
     found, problem = killer.stop(plan.endpoint, plan.ref, plan.user, plan.token)
     if problem:
         _say(f"sidecar: {plan.name}: could not stop the command in container {plan.container}:"
@@ -322,7 +325,7 @@ def verdict(plan: Plan, state: engine.ExecState, output: session.Output) -> int:
     if code in (KILLED, TERMINATED) and _container_stopped(plan):
         raise DispatchError(
             f"container {plan.container} stopped while the command was running"
-            f" (exit code {code}): docker compose up -d {plan.service}")
+            f" (exit code {code}): docker compose up -d {plan.route.container}")
     return code
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from sidecar_gen.runtime import engine
 from sidecar_gen.runtime.errors import DispatchError
+from sidecar_gen.runtime.names import EXEC_TOKEN_ENV
 
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy
 # only (mypy treats any name TYPE_CHECKING as true).
@@ -26,9 +27,7 @@ if TYPE_CHECKING:
 
     from sidecar_gen.runtime.transport import Endpoint
 
-TOKEN_ENV = "SIDECAR_EXEC_TOKEN"  # noqa: S105 - a name, not a secret
 GRACE_SECONDS = 2
-TOKEN_HEX_DIGITS = 32
 NOTHING_FOUND = 3
 
 # environ is NUL-separated: `tr` makes it lines, since busybox `grep -F` stops at the first NUL.
@@ -36,7 +35,7 @@ NOTHING_FOUND = 3
 # this exec, not part of its environment), so the script never matches itself.
 KILL_SCRIPT = (
     'case "$1" in *[!0-9a-f]*|"") exit 2;; esac\n'
-    't="SIDECAR_EXEC_TOKEN=$1"\n'
+    f't="{EXEC_TOKEN_ENV}=$1"\n'
     "pids() {\n"
     "  for f in /proc/[0-9]*/environ; do\n"
     '    p="${f#/proc/}"; p="${p%/environ}"\n'

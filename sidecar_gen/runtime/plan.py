@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from sidecar_gen.runtime import killer
+from sidecar_gen.runtime.names import EXEC_TOKEN_ENV, EXEC_TOKEN_HEX_DIGITS
 from sidecar_gen.runtime.pathmap import map_args, pick_workdir
 from sidecar_gen.runtime.session import DETACH_KEYS
 from sidecar_gen.runtime.userspec import HOME_ENV, home_for
@@ -47,21 +47,21 @@ def stdin_wanted(mode: str) -> bool:
 class Plan:
     """One run of a routed command (read-only once built)."""
 
-    __slots__ = ("argv", "container", "endpoint", "env", "name", "ref", "service", "stdin",
-                 "timeout", "token", "tty", "user", "workdir")
+    __slots__ = ("argv", "container", "endpoint", "env", "name", "ref", "route", "stdin",
+                 "token", "tty", "user", "workdir")
 
     name: str  # the command as typed
+    route: Route  # how bridge.yaml routes it (`route.container`: the logical name, for
+    # `docker compose up -d ...`; the options the plan does not resolve are read from here)
     argv: tuple[str, ...]  # what runs in the container
     container: str  # the container's name, for messages and the audit log
     ref: str  # what the API calls use: an id when resolved through compose labels
-    service: str  # the logical name bridge.yaml routes to (for `docker compose up -d ...`)
-    user: str | None
+    user: str | None  # the route's user with ${PUID}/${PGID} filled in
     workdir: str
     env: tuple[str, ...]  # NAME=value entries, the cleanup token included
     token: str  # marks the command's processes for the cleanup exec
     tty: bool
     stdin: bool  # attach stdin
-    timeout: float | None
     endpoint: Endpoint
 
     def __init__(self, **fields: Any) -> None:
@@ -76,19 +76,18 @@ class Plan:
               user: str | None, endpoint: Endpoint, environ: Mapping[str, str],
               cwd: str) -> Plan:
         """The plan for running `name args` through `route` in the resolved container."""
-        token = os.urandom(killer.TOKEN_HEX_DIGITS // 2).hex()
+        token = os.urandom(EXEC_TOKEN_HEX_DIGITS // 2).hex()
         env = [f"{key}={environ[key]}" for key in route.env if key in environ]
         home = home_for(user, route.env)
         if home:
             env.append(f"{HOME_ENV}={home}")
-        env.append(f"{killer.TOKEN_ENV}={token}")
+        env.append(f"{EXEC_TOKEN_ENV}={token}")
         mode = route.tty
         tty = mode == "always" or (mode == "auto" and os.isatty(0) and os.isatty(1))
-        return cls(name=name, argv=(*route.argv, *map_args(args, route.paths)),
-                   container=container, ref=ref, service=route.container, user=user,
+        return cls(name=name, route=route, argv=(*route.argv, *map_args(args, route.paths)),
+                   container=container, ref=ref, user=user,
                    workdir=pick_workdir(cwd, route.paths, route.workdir), env=tuple(env),
-                   token=token, tty=tty, stdin=stdin_wanted(route.stdin),
-                   timeout=route.timeout, endpoint=endpoint)
+                   token=token, tty=tty, stdin=stdin_wanted(route.stdin), endpoint=endpoint)
 
     def exec_config(self) -> dict[str, Any]:
         """The body of `POST /containers/{ref}/exec`."""

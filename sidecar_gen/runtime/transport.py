@@ -9,8 +9,9 @@ from __future__ import annotations
 import _socket
 
 from sidecar_gen.runtime.errors import DispatchError
+from sidecar_gen.runtime.names import ENGINE_SOCKET
 
-DEFAULT_HOST = "unix:///var/run/docker.sock"
+DEFAULT_HOST = f"unix://{ENGINE_SOCKET}"
 Endpoint = tuple[str, str, int]  # (scheme, path or host, port)
 
 

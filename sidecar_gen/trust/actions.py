@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from sidecar_gen.composecli import ComposeTarget, pull_model, up_model
-from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME, load_bridge
+from sidecar_gen.config import load_bridge
 from sidecar_gen.errors import ExitCode, SidecarError
-from sidecar_gen.render import GATE_SERVICE
 from sidecar_gen.runtime import contract
+from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, GATE_SERVICE
 from sidecar_gen.trust.compare import Comparison, compare
 from sidecar_gen.trust.policyvolume import (
     PolicyVolumeError,

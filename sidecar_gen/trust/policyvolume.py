@@ -17,10 +17,8 @@ from typing import Any
 
 from sidecar_gen.errors import ExitCode, SidecarError
 from sidecar_gen.runtime import contract
+from sidecar_gen.runtime.names import BRIDGE_CONFIG_ENV, POLICY_BRIDGE, POLICY_DIR, POLICY_VOLUME
 
-POLICY_VOLUME = "sidecar-policy"  # its key in the generated compose file's `volumes:`
-POLICY_DIR = "/run/sidecar/policy"  # where the gate and claude mount it, read-only
-POLICY_FILE = f"{POLICY_DIR}/bridge.yaml"
 FILL_PATH = "/sidecar-policy"  # where the helper mounts it: not a path the image has
 HELPER_ROLE = "policy-writer"
 VOLUME_LABEL = "com.docker.compose.volume"
@@ -85,18 +83,19 @@ def design_problems(model: Mapping[str, Any]) -> list[str]:
             problems.append(f"service {name} ({role}) does not mount `{POLICY_VOLUME}` at "
                             f"{POLICY_DIR}")
         if role == contract.ROLE_GATE and not _gate_reads_policy(service):
-            problems.append(f"service {name} (gate) does not run with --config={POLICY_FILE}")
+            problems.append(f"service {name} (gate) does not run with --config={POLICY_BRIDGE}")
         env = service.get("environment")
         if role == contract.ROLE_CLAUDE and (
-                not isinstance(env, dict) or env.get("BRIDGE_CONFIG") != POLICY_FILE):
-            problems.append(f"service {name} (claude) does not set BRIDGE_CONFIG={POLICY_FILE}")
+                not isinstance(env, dict) or env.get(BRIDGE_CONFIG_ENV) != POLICY_BRIDGE):
+            problems.append(f"service {name} (claude) does not set "
+                            f"{BRIDGE_CONFIG_ENV}={POLICY_BRIDGE}")
     return problems
 
 
 def _gate_reads_policy(service: Mapping[str, Any]) -> bool:
     words = [str(w) for part in ("entrypoint", "command")
              for w in (service.get(part) or []) if isinstance(service.get(part), list)]
-    return any(word == f"--config={POLICY_FILE}" or (word == "--config" and nxt == POLICY_FILE)
+    return any(word == f"--config={POLICY_BRIDGE}" or (word == "--config" and nxt == POLICY_BRIDGE)
                for word, nxt in zip(words, [*words[1:], ""], strict=False))
 
 

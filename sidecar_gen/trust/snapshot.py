@@ -27,10 +27,9 @@ from sidecar_gen.composecli import (
     start_version,
 )
 from sidecar_gen.composeload import check_bounds
-from sidecar_gen.config import CONFIG_DIR, CONFIG_NAME
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import open_regular, read_text_file
-from sidecar_gen.render import DOMAINS_NAME
+from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
 from sidecar_gen.trust.gitfiles import GitFiles, git_files
 from sidecar_gen.trust.inputs import MAX_READ, compose_inputs
 from sidecar_gen.trust.record import Approval, FileState, Store

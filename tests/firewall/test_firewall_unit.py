@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,6 @@ import pytest
 from sidecar_gen import firewall
 from sidecar_gen.firewall import FirewallError
 from sidecar_gen.firewall.allowlist import load_domains, parse_domains, with_github
-from sidecar_gen.firewall.apply import UpResult
 from sidecar_gen.firewall.github import github_ranges
 from sidecar_gen.firewall.networks import (
     attached_networks,
@@ -21,8 +20,17 @@ from sidecar_gen.firewall.networks import (
     route_gateways,
 )
 from sidecar_gen.firewall.rulesets import Plan, dnsmasq_config, nameservers, resolv_conf, ruleset
+from sidecar_gen.firewall.state import (
+    OPTIONS,
+    FirewallState,
+    environment,
+    load_state,
+    read_option,
+    save_state,
+)
 from sidecar_gen.firewall.status import firewall_status
 from sidecar_gen.firewall.system import has_capability
+from sidecar_gen.model import Firewall
 
 
 def test_parse_domains_accepts_comments_blank_lines_and_case() -> None:
@@ -111,15 +119,19 @@ def test_attached_networks_from_ip_json() -> None:
     assert attached_networks(sample) == ["172.18.0.0/16", "fd00:1::/64", "10.1.2.0/24"]
 
 
+NETWORKS, HOST_PORTS = "SIDECAR_FIREWALL_NETWORKS", "SIDECAR_FIREWALL_HOST_PORTS"
+
+
 def test_parse_networks() -> None:
-    assert parse_networks("172.18.0.5/16, fd00::/64 10.0.0.0/8") == [
+    assert parse_networks("172.18.0.5/16, fd00::/64 10.0.0.0/8", NETWORKS) == [
         "172.18.0.0/16", "fd00::/64", "10.0.0.0/8"]
-    with pytest.raises(FirewallError, match="not a network"):
-        parse_networks("172.18.0.0/16,nonsense")
+    with pytest.raises(FirewallError, match="not a network") as caught:
+        parse_networks("172.18.0.0/16,nonsense", NETWORKS)
+    assert caught.value.fix == f"set {NETWORKS} to `auto` or to CIDRs separated by commas"
 
 
 def test_enforce_ruleset_v4() -> None:
-    text = ruleset(4, "enforce", Plan(["172.18.0.0/16"], ["172.18.0.1"], [5432]), dns_uid=998)
+    text = ruleset(4, "enforcing", Plan(["172.18.0.0/16"], ["172.18.0.1"], [5432]), dns_uid=998)
     lines = text.splitlines()
     assert lines[-1] == "COMMIT"
     assert ":OUTPUT DROP [0:0]" in lines
@@ -173,7 +185,7 @@ def test_special_addresses_are_closed_before_the_sets(family: int) -> None:
     # networks (so they stay open) and before the sets; declared private networks return early.
     net, exempt = ("172.18.0.0/16", "10.20.0.0/16") if family == 4 else ("fd00:1::/64",
                                                                          "fd00:2::/64")
-    text = ruleset(family, "enforce", Plan([net], [], [], [exempt]), dns_uid=998)
+    text = ruleset(family, "enforcing", Plan([net], [], [], [exempt]), dns_uid=998)
     lines = text.splitlines()
     chain, special = firewall.CHAIN, firewall.SPECIAL_CHAIN
     order = [f"-A {chain} -d {net} -j {firewall.ALLOW_CHAIN}", f"-A {chain} -j {special}",
@@ -214,7 +226,7 @@ def test_lockdown_ruleset_has_no_sets_and_no_dns_exception() -> None:
 
 
 def test_enforce_ruleset_v6_allows_only_neighbour_discovery_on_link_local() -> None:
-    text = ruleset(6, "enforce", Plan(["fd00:1::/64"], ["fd00:1::1"], []), dns_uid=998)
+    text = ruleset(6, "enforcing", Plan(["fd00:1::/64"], ["fd00:1::1"], []), dns_uid=998)
     lines = text.splitlines()
     chain = firewall.CHAIN
     nd = [line for line in lines if "--icmpv6-type" in line and f"-A {chain} " in line]
@@ -257,11 +269,11 @@ def test_gateways_and_host_ports() -> None:
     assert gateways(["172.18.0.0/16", "10.5.0.0/24", "fd00:1::/64", "10.9.9.9/32"],
                     ["172.18.0.254", "fe80::1"]) == [
         "172.18.0.254", "172.18.0.1", "10.5.0.1", "fd00:1::1"]
-    assert parse_host_ports("5432, 6379 5432") == [5432, 6379]
-    assert parse_host_ports("") == []
+    assert parse_host_ports("5432, 6379 5432", HOST_PORTS) == [5432, 6379]
+    assert parse_host_ports("", HOST_PORTS) == []
     for bad in ("0", "65536", "http", "-1"):
-        with pytest.raises(FirewallError, match="not a TCP port") as caught:
-            parse_host_ports(bad)
+        with pytest.raises(FirewallError, match=f"{HOST_PORTS}: not a TCP port") as caught:
+            parse_host_ports(bad, HOST_PORTS)
         assert "host_ports" in caught.value.fix
 
 
@@ -272,14 +284,14 @@ def test_capability_from_proc_status() -> None:
 
 def test_up_result_messages_say_what_holds_and_how_to_fix() -> None:
     base = {"reason": "capabilities: no", "fix": "add it"}
-    assert UpResult("lockdown", **base).message() == (
+    assert FirewallState("lockdown", **base).message() == (
         "FIREWALL FAILED CLOSED: capabilities: no; egress is blocked except the compose "
         "network. Claude Code will not start. To fix: add it")
-    assert UpResult("open", **base).message() == (
+    assert FirewallState("open", **base).message() == (
         "FIREWALL NOT ENFORCING: capabilities: no; egress is NOT blocked. Claude Code will "
         "not start. To fix: add it")
-    assert "the default routes were removed" in UpResult("isolated", **base).message()
-    ok = UpResult("enforce", domains=["a.b"], networks=["10.0.0.0/8"], host_ports=[5432],
+    assert "the default routes were removed" in FirewallState("isolated", **base).message()
+    ok = FirewallState("enforcing", domains=["a.b"], networks=["10.0.0.0/8"], host_ports=[5432],
                   seconds=0.25).message()
     assert ok == ("firewall enforcing: 1 allowed domain(s) + GitHub, networks 10.0.0.0/8, "
                   "Docker host TCP 5432, ready in 250 ms")
@@ -326,9 +338,8 @@ def test_status_without_state_and_disabled(tmp_path: Path) -> None:
 
 
 def test_status_from_a_lockdown_state_file(tmp_path: Path) -> None:
-    result = UpResult("lockdown", reason="x: broken", fix="f", networks=["10.0.0.0/8"])
-    (tmp_path / "state.json").write_text(json.dumps({**asdict(result),
-                                                     "message": result.message()}))
+    result = FirewallState("lockdown", reason="x: broken", fix="f", networks=["10.0.0.0/8"])
+    save_state(tmp_path, result)
     status = firewall_status({}, state_dir=tmp_path)
     assert status.state == "lockdown"
     assert status.detail == result.message()
@@ -341,3 +352,60 @@ def test_the_allowlist_read_is_the_approved_one() -> None:
     assert firewall.policy_domains_file({"SIDECAR_POLICY_DIR": "/p",
                                          "SIDECAR_CONFIG_DIR": "/workspace/.sidecar"}) == Path(
         "/p/allowed-domains.txt")
+
+
+def test_each_option_keeps_its_name_from_bridge_yaml_to_status() -> None:
+    schema = json.loads((Path(__file__).resolve().parents[2] / "schemas" /
+                         "bridge.schema.json").read_text())
+    keys = set(schema["$defs"]["sidecar"]["properties"]["firewall"]["properties"])
+    model_fields = {f.name for f in fields(Firewall)}
+    state_fields = {f.name for f in fields(FirewallState)}
+    for option in OPTIONS:
+        assert option.name in state_fields, option.name
+        if option.in_bridge:
+            assert option.name in keys and option.name in model_fields, option.name
+
+
+def test_options_travel_from_the_model_to_firewall_up_through_the_environment() -> None:
+    wanted = Firewall(host_ports=(80, 5432), private_networks=("10.1.0.0/16", "fd00::/8"))
+    environ = {variable: value for variable, value, _ in environment(wanted)}
+    assert set(environ) == {"SIDECAR_FIREWALL_HOST_PORTS", "SIDECAR_FIREWALL_PRIVATE_NETWORKS"}
+    read = {o.name: read_option(o, environ) for o in OPTIONS}
+    assert read == {"networks": "auto", "host_ports": [80, 5432],
+                    "private_networks": ["10.1.0.0/16", "fd00::/8"]}
+    assert environment(Firewall(enabled=False, host_ports=(80,))) == []
+
+
+def test_status_reports_what_up_recorded_private_networks_included(tmp_path: Path) -> None:
+    result = FirewallState("isolated", reason="x: broken", fix="f", networks=["10.0.0.0/8"],
+                           host_ports=[5432], private_networks=["10.9.0.0/16"])
+    save_state(tmp_path, result)
+    status = firewall_status({}, state_dir=tmp_path)
+    assert status.to_dict()["private_networks"] == ["10.9.0.0/16"]
+    assert (status.state, status.host_ports, status.reason) == ("isolated", [5432], "x: broken")
+
+
+def test_a_ruleset_has_one_of_two_modes() -> None:
+    with pytest.raises(ValueError, match="enforce"):
+        ruleset(4, "enforce", Plan(), dns_uid=0)
+
+
+def test_the_record_of_up_reads_back_whole(tmp_path: Path) -> None:
+    state = FirewallState("lockdown", reason="r", fix="f", error="e", domains=["a.b"],
+                          networks=["10.0.0.0/8"], gateways=["10.0.0.1"], host_ports=[80],
+                          private_networks=["10.9.0.0/16"], ipv6=False, seconds=0.5)
+    save_state(tmp_path, state)
+    assert load_state(tmp_path) == replace(state, detail=state.message())
+    (tmp_path / "state.json").write_text('{"state": "enforce", "host_ports": ["80", true]}')
+    assert load_state(tmp_path) == FirewallState("unknown", ipv6=False)
+
+
+def test_a_bad_option_still_leaves_the_networks_to_the_lockdown_rules() -> None:
+    from sidecar_gen.firewall.apply import _plan
+
+    result = FirewallState("enforcing", ipv6=False)
+    with pytest.raises(FirewallError, match="SIDECAR_FIREWALL_HOST_PORTS: not a TCP port"):
+        _plan({"SIDECAR_FIREWALL_NETWORKS": "10.0.0.0/8",
+               "SIDECAR_FIREWALL_HOST_PORTS": "x"}, result)
+    assert result.networks == ["10.0.0.0/8"]
+    assert "10.0.0.1" in result.gateways

@@ -9,10 +9,10 @@ import pytest
 from conftest import REPO
 
 GATE = REPO / "sidecar_gen" / "gate"
-# The runtime modules the gate may use: the contract, the cleanup exec's shape, user specs, the
-# one transport and the one Engine API client (with its JSON and errors).
-RUNTIME_ALLOWED = {"contract", "killer", "userspec", "transport", "httpclient", "jsonlite",
-                   "errors"}
+# The runtime modules the gate may use: the contract, the stack's names, the cleanup exec's
+# shape, user specs, the one transport and the one Engine API client (with its JSON and errors).
+RUNTIME_ALLOWED = {"contract", "names", "killer", "userspec", "transport", "httpclient",
+                   "jsonlite", "errors"}
 # Modules that would mean I/O (or threads): the decisions must not touch them.
 IO_MODULES = {"socket", "_socket", "os", "selectors", "threading", "subprocess", "pathlib",
               "io", "h11", "time", "signal", "sidecar_gen.gate.engine",

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar_gen.gate.endpoints import classify
+from sidecar_gen.gate.endpoints import match
 from sidecar_gen.gate.http import MalformedError, prescan, split_head
 from sidecar_gen.gate.policy import (
     Policy,
     RefusedError,
     TargetRule,
-    check_exec_create,
+    allow_exec,
     lookup,
     parse_exec,
     parse_start,
@@ -29,6 +29,13 @@ from sidecar_gen.model import bridge_from_plain
 from sidecar_gen.runtime.killer import kill_command
 
 EXEC_ID = "a" * 64
+
+
+def check_exec_create(policy: Policy, rule: TargetRule, body: bytes) -> dict[str, Any]:
+    """What the gate's exec-create handler decides before it forwards: the body, checked."""
+    request = parse_exec(body)
+    allow_exec(policy, rule, request)
+    return request.doc
 
 
 @pytest.mark.parametrize(("target", "version", "segments", "query"), [
@@ -77,7 +84,7 @@ def test_upstream_path_is_rebuilt_from_parts() -> None:
     ("GET", f"/exec/{EXEC_ID}/json", "exec_json"),
 ])
 def test_allowed_shapes(method: str, target: str, kind: str) -> None:
-    assert classify(method, target) == kind
+    assert match(method, target)[0].kind == kind
 
 
 @pytest.mark.parametrize(("method", "target"), [
@@ -96,7 +103,7 @@ def test_allowed_shapes(method: str, target: str, kind: str) -> None:
 ])
 def test_refused_shapes(method: str, target: str) -> None:
     with pytest.raises(RefusedError):
-        classify(method, target)
+        match(method, target)
 
 
 POLICY = Policy.from_bridge(bridge_from_plain({

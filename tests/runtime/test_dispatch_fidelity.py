@@ -267,6 +267,7 @@ def test_start_failures_are_decided_by_the_engine(dispatch_env: Make, box: str,
 def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any) -> None:
     """The verdict after a 137/143, from one look at the container (no polling)."""
     from sidecar_gen.runtime import dispatch, engine, session
+    from sidecar_gen.runtime.contract import Route
     from sidecar_gen.runtime.plan import Plan
     from sidecar_gen.runtime.transport import parse_host
 
@@ -275,9 +276,9 @@ def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any)
     stopped.stop(timeout=0)
 
     def plan(container: Any) -> Plan:
-        return Plan(name="spew", argv=("spew",), container=container.name, ref=container.id,
-                    service="app", user=None, workdir="/", env=(), token="0" * 32, tty=False,
-                    stdin=False, timeout=None, endpoint=parse_host(None))
+        return Plan(name="spew", route=Route("app", ("spew",)), argv=("spew",),
+                    container=container.name, ref=container.id, user=None, workdir="/", env=(),
+                    token="0" * 32, tty=False, stdin=False, endpoint=parse_host(None))
 
     killed = engine.ExecState(running=False, exit_code=137, pid=4321)
     quiet = session.Output(None, b"")
@@ -324,12 +325,12 @@ def test_container_stopped_under_a_command(dispatch_env: Make, make_container: A
 
 def test_kill_script_stops_what_carries_the_token_and_says_when_nothing_did(
         box: str, docker_client: Any) -> None:
-    from sidecar_gen.runtime import killer
+    from sidecar_gen.runtime import killer, names
 
     container = docker_client.containers.get(box)
     token, mark = os.urandom(16).hex(), marker()
     container.exec_run(["sh", "-c", f"sleep {mark}1 & sleep {mark}2; wait"], detach=True,
-                       environment={killer.TOKEN_ENV: token})
+                       environment={names.EXEC_TOKEN_ENV: token})
     container.exec_run(["sleep", f"{mark}3"], detach=True)  # no token: a bystander
     deadline = time.monotonic() + 15
     while f"sleep {mark}2" not in remote_processes(docker_client, box):

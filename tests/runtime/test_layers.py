@@ -24,10 +24,11 @@ from sidecar_gen.runtime import (
     httpclient,
     jsonlite,
     killer,
+    names,
     pathmap,
     transport,
 )
-from sidecar_gen.runtime.contract import FIELDS, Route, RouteTable
+from sidecar_gen.runtime.contract import FIELDS, ROUTE_OPTIONS, Route, RouteTable
 from sidecar_gen.runtime.errors import DispatchError
 from sidecar_gen.runtime.plan import Plan
 from sidecar_gen.runtime.session import DETACH_BYTES, DETACH_KEYS
@@ -354,7 +355,7 @@ def test_plan_exec_config() -> None:
         "Env": ["APP_ENV=t", "HOME=/tmp", f"SIDECAR_EXEC_TOKEN={token}"],
         "Cmd": ["php", "/srv/a.php"], "WorkingDir": "/srv/src", "DetachKeys": DETACH_KEYS,
         "User": "1000:1000"}
-    assert len(token) == killer.TOKEN_HEX_DIGITS and int(token, 16) >= 0
+    assert len(token) == names.EXEC_TOKEN_HEX_DIGITS and int(token, 16) >= 0
     # No terminal: no detach keys (they only exist on a TTY); no user: no home is made up.
     plain = _plan(Route("app", ("php",), tty="never", stdin="always"))
     config = plain.exec_config()
@@ -469,6 +470,32 @@ def test_schema_command_properties_are_the_route_fields() -> None:
         assert spec["enum"] == ["auto", "always", "never"]
 
 
+def test_a_route_option_is_declared_once_and_the_schema_agrees() -> None:
+    command = json.loads((REPO / "schemas" / "bridge.schema.json").read_text())[
+        "$defs"]["command"]
+    assert list(command["properties"]) == list(ROUTE_OPTIONS)
+    assert set(FIELDS) == {field for field, _parse, _show in ROUTE_OPTIONS.values()}
+    defaults = Route.__init__.__kwdefaults__ or {}
+    keywords = set(Route.__init__.__code__.co_varnames[1:Route.__init__.__code__.co_argcount])
+    assert keywords | set(defaults) == set(FIELDS)
+    for key, (field, _parse, _show) in ROUTE_OPTIONS.items():
+        if "default" in command["properties"][key]:
+            assert command["properties"][key]["default"] == defaults[field], key
+        assert (key in command["required"]) == (field not in defaults), key
+
+
+def test_a_route_reads_back_from_what_init_writes() -> None:
+    spec = {"container": "app", "exec": "php -d 'x=a b'", "workdir": "/srv",
+            "paths": {"/workspace/": "/srv//app"}, "user": "${PUID}:${PGID}", "env": ["A"],
+            "tty": "never", "stdin": "never", "timeout": 5}
+    route = Route.from_spec(spec)
+    assert route == Route("app", ("php", "-d", "x=a b"), workdir="/srv",
+                          paths=(("/workspace", "/srv/app"),), user="${PUID}:${PGID}",
+                          env=("A",), tty="never", stdin="never", timeout=5.0)
+    assert Route.from_spec(route.to_spec()) == route
+    assert Route("app", ("php",)).to_spec() == {"container": "app", "exec": "php"}
+
+
 # -- route cache -------------------------------------------------------------------------------
 
 
@@ -515,7 +542,7 @@ def test_cache_unwritable_location_is_not_an_error(tmp_path: Path) -> None:
 def test_kill_command_shape() -> None:
     token = "0123456789abcdef0123456789abcdef"
     assert killer.kill_command(token) == ["sh", "-c", killer.KILL_SCRIPT, "sh", token]
-    assert len(token) == killer.TOKEN_HEX_DIGITS
+    assert len(token) == names.EXEC_TOKEN_HEX_DIGITS
 
 
 def test_kill_script_refuses_a_non_hex_token(tmp_path: Path) -> None:
