@@ -203,6 +203,18 @@ def test_gate_holds_the_socket_read_only_and_publishes_nothing(tmp_path: Path) -
                                                "tcp://127.0.0.1:2375"]
 
 
+def test_claude_gains_no_privileges_and_no_socket(tmp_path: Path) -> None:
+    """A setuid binary in the claude container gives the agent's user nothing, also in a
+    process started without the `claude` wrapper (issue 20.9: only the gate was checked)."""
+    root = project(tmp_path)
+    run_render(root)
+    claude = load(root / ".sidecar" / "compose.yml")["services"]["claude"]
+    assert claude["security_opt"] == ["no-new-privileges:true"]
+    assert "privileged" not in claude
+    assert claude["cap_add"] == ["NET_ADMIN", "NET_RAW"]
+    assert claude["environment"]["DOCKER_HOST"] == "tcp://sidecar-gate:2375"
+
+
 def test_every_generated_service_carries_its_role_label(tmp_path: Path) -> None:
     """The role labels keep the gate, the Claude container (credentials) and the viewer out of
     the gate's reach (issue 16.2): each generated service must carry exactly its own."""
