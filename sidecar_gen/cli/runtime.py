@@ -10,6 +10,7 @@ import typer
 
 from sidecar_gen.cli.app import app, handle_errors, use_color
 from sidecar_gen.errors import ExitCode
+from sidecar_gen.gate import MAX_CONNECTIONS
 
 
 @app.command("install-wrappers")
@@ -98,7 +99,7 @@ def proxy_command(
              "in one itself (in one, its own project is used).")] = None,
     max_connections: Annotated[int, typer.Option(
         min=1, max=65536, help="Client connections at once (exec streams included); "
-        "beyond, a 503 and close.")] = 256,
+        "beyond, a 503 and close.")] = MAX_CONNECTIONS,
     log: Annotated[Path | None, typer.Option(
         help="Decision log, one JSON line per request (appended) [default: "
              "$SIDECAR_GATE_LOG, else stderr].", envvar="SIDECAR_GATE_LOG")] = None,

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Gate", "GateOptions", "run_gate"]
 
+# Client connections the gate holds at once (exec streams included), unless `--max-connections`
+# says otherwise: the one default of `server.Limits` and of `sidecar proxy`. Here, not in
+# `server`, so the CLI reads it without loading the server.
+MAX_CONNECTIONS = 256
+
 
 def __getattr__(name: str) -> object:
     # Lazy: `python -m sidecar_gen.gate.health` (the healthcheck) must not load the server.

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sidecar_gen.errors import InputError
+from sidecar_gen.gate import MAX_CONNECTIONS
 from sidecar_gen.gate.http import (
     MalformedError,
     RequestReader,
@@ -48,7 +49,7 @@ BUSY = raw_response(503, json_message("sidecar gate: too many connections; try a
 class Limits:
     """What one client may hold, and for how long."""
 
-    max_connections: int = 256  # client connections at once, exec streams included
+    max_connections: int = MAX_CONNECTIONS  # client connections at once, exec streams included
     head_timeout: float = 10.0  # a request head must be complete this long after it started
     body_timeout: float = 30.0  # ... and its body this long after the head
     idle_timeout: float = 60.0  # a kept-alive connection may wait this long for a request
