@@ -37,7 +37,7 @@ from sidecar_gen.gate.http import (
     raw_response,
     render,
 )
-from sidecar_gen.gate.relay import READ, WRITE, Relay, sync_interest
+from sidecar_gen.gate.relay import READ, WRITE, Relay, StreamEnd, sync_interest
 from sidecar_gen.gate.serving import RECV, Client, Handler, Serving
 from sidecar_gen.runtime import transport
 from sidecar_gen.runtime.errors import DispatchError
@@ -394,9 +394,10 @@ class Server(Serving):
     # -- exec streams ----------------------------------------------------------------------
 
     def _start_relay(self, client: Client, upstream: _socket.socket, *, to_upstream: bytes,
-                     to_client: bytes) -> None:
+                     to_client: bytes, on_end: StreamEnd | None = None) -> None:
         self._clients.discard(client)  # the slot passes to the stream
-        stream = Relay(client.sock, upstream, to_upstream=to_upstream, to_client=to_client)
+        stream = Relay(client.sock, upstream, to_upstream=to_upstream, to_client=to_client,
+                       on_end=on_end)
         self._relays[stream] = {}
         self._pump_relay(stream, time.monotonic())
 

@@ -27,6 +27,7 @@ from sidecar_gen.gate.http import (
     render_upgrade,
     upgrade_leftover,
 )
+from sidecar_gen.gate.relay import StreamEnd
 
 RECV = 65536
 # How long a worker waits for a connection's first request, and for the next one after an
@@ -68,7 +69,7 @@ class Serving:
         raise NotImplementedError
 
     def _start_relay(self, client: Client, upstream: _socket.socket, *, to_upstream: bytes,
-                     to_client: bytes) -> None:
+                     to_client: bytes, on_end: StreamEnd | None = None) -> None:
         raise NotImplementedError
 
     def _send_now(self, client: Client, data: bytes) -> bytes:
@@ -112,8 +113,12 @@ class Serving:
         if isinstance(outcome, Switch):
             rest = self._send_now(client, render_upgrade(outcome.headers))
             early, upstream = upgrade_leftover(request.conn), outcome.upstream
+            on_end = outcome.on_end
+            counted = None if on_end is None else (  # the 101's own rest is not output
+                lambda given, got: on_end(given, got - len(rest)))
             self._complete(client, b"", lambda: self._start_relay(
-                client, upstream, to_upstream=early, to_client=rest + outcome.early))
+                client, upstream, to_upstream=early, to_client=rest + outcome.early,
+                on_end=counted))
             return None
         data = render(outcome.status, outcome.body, headers=outcome.headers,
                       head_only=request.method == "HEAD", length=outcome.length,
