@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar_gen.limits import Limits, limits_from_plain
 from sidecar_gen.runtime.contract import Route
 
 DEFAULT_IMAGE = "ghcr.io/claude-sidecar/claude-sidecar:latest"
@@ -62,6 +63,7 @@ class Stack:
     credentials: str | None = None
     firewall: Firewall = field(default_factory=Firewall)
     viewer: Viewer = field(default_factory=Viewer)
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ def bridge_from_plain(doc: dict[str, Any]) -> Bridge:
                           private_networks=tuple(fw.get("private_networks", ()))),
         viewer=Viewer(enabled=viewer.get("enabled", False), port=viewer.get("port", 3000),
                       image=viewer.get("image", DEFAULT_VIEWER_IMAGE)),
+        limits=limits_from_plain(side.get("limits")),
     )
     return Bridge(
         commands=commands,
