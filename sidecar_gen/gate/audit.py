@@ -7,8 +7,10 @@ audit trail of everything the agent asked the Docker engine to do. The line form
 What one client (a peer address) can make the gate write is bounded, or a flood of refused
 requests with 15 KiB paths would write hundreds of MiB a minute and rotate the trail away:
 
-- **actions are always written whole**: an allowed POST (exec create, start, resize) and the
-  line that ends an exec stream are never cut, budgeted or aggregated;
+- **actions are always written, one line each**: an allowed POST (exec create, start,
+  resize) and the line that ends an exec stream are never counted instead; they are written
+  whole while the client's action budget (`ACTION_PER_SECOND`, `ACTION_BURST` bytes) lasts,
+  and cut as below beyond it (each one is a real exec in the engine, which sets their pace);
 - every other line (refusals, errors, allowed reads) has its strings cut to `STRING_BYTES`
   (list items to `ITEM_BYTES`, lists to `LIST_ITEMS`), the bytes left out counted in `cut`,
   and is written while the client's budget (`BUDGET_PER_SECOND`, `BUDGET_BURST` bytes) lasts;
@@ -30,6 +32,8 @@ ITEM_BYTES = 256  # ... an item of a list (argv, environment names) this many
 LIST_ITEMS = 16  # ... and a list this many items
 BUDGET_PER_SECOND = 2048  # bytes of budgeted lines one client may have written per second
 BUDGET_BURST = 64 * 1024  # ... and at once
+ACTION_PER_SECOND = 16 * 1024  # bytes of whole action lines one client may have per second
+ACTION_BURST = 1024 * 1024  # ... and at once (beyond: written cut, never left out)
 SUMMARY_SECONDS = 10.0  # counted lines are written as one line per reason this often
 MAX_REASONS = 16  # reasons counted apart per client; the rest as OTHER_REASON
 MAX_CLIENTS = 1024  # clients with a budget of their own; beyond, they share SHARED_CLIENT's
@@ -51,9 +55,9 @@ def client_of(peer: str) -> str:
 
 
 def is_action(entry: dict[str, Any]) -> bool:
-    """Whether a line records something done in the engine (never cut, budgeted or counted):
-    an allowed POST (the gate allows POST only for exec create, start and resize) or the end
-    of an exec stream."""
+    """Whether a line records something done in the engine (always written, never counted
+    instead): an allowed POST (the gate allows POST only for exec create, start and resize) or
+    the end of an exec stream."""
     return entry["decision"] == "allow" and (entry["method"] == "POST" or "stream" in entry)
 
 
@@ -115,6 +119,24 @@ class _Budget:
     at: float
 
 
+class _Budgets:
+    """One token bucket of bytes per client: `burst` at once, refilled at `rate` a second."""
+
+    def __init__(self, burst: int, rate: int) -> None:
+        self.burst, self.rate = burst, rate
+        self.by_client: dict[str, _Budget] = {}
+
+    def spend(self, client: str, size: int, now: float) -> bool:
+        """Take `size` bytes from the client's bucket if it holds them."""
+        budget = self.by_client.setdefault(client, _Budget(self.burst, now))
+        budget.tokens = min(self.burst, budget.tokens + (now - budget.at) * self.rate)
+        budget.at = now
+        if budget.tokens < size:
+            return False
+        budget.tokens -= size
+        return True
+
+
 @dataclass
 class _Count:
     count: int
@@ -126,11 +148,12 @@ class DecisionLog:
     """Append JSON lines to a text stream; thread-safe, one flush per line, bounded per client
     (module docstring). `close()` writes the counts still pending."""
 
-    def __init__(self, stream: IO[str], *, bounded: bool = True) -> None:
+    def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
-        self._bounded = bounded
         self._lock = threading.Lock()
-        self._budgets: dict[str, _Budget] = {}
+        self._budgets = _Budgets(BUDGET_BURST, BUDGET_PER_SECOND)
+        self._actions = _Budgets(ACTION_BURST, ACTION_PER_SECOND)
+        self._known: set[str] = set()  # clients with budgets of their own
         self._counts: dict[tuple[str, str, int, str, str], _Count] = {}
         self._reasons: dict[str, int] = {}  # client -> reasons counted apart
         self._wake = threading.Event()
@@ -158,37 +181,33 @@ class DecisionLog:
             "policy": policy,
         }
         entry.update(extra)
-        if not self._bounded or is_action(entry):
-            self._write(_dumps(entry))
+        now = time.monotonic()
+        if is_action(entry):
+            line = _dumps(entry)
+            with self._lock:
+                client = self._client(peer)
+                if not self._actions.spend(client, len(line), now):
+                    line = _dumps(cut_entry(entry))
+                self._write_locked(line)
             return
         entry = cut_entry(entry)
         line = _dumps(entry)
-        now = time.monotonic()
         with self._lock:
-            client = self._client(peer, now)
-            if self._spend(client, len(line), now):
+            client = self._client(peer)
+            if self._budgets.spend(client, len(line), now):
                 self._write_locked(line)
                 return
             self._count(client, entry, now)
 
-    def _client(self, peer: str, now: float) -> str:
-        """The budget a peer's lines draw on (one per client, a shared one beyond
-        MAX_CLIENTS)."""
+    def _client(self, peer: str) -> str:
+        """Whose budgets a peer's lines draw on: its client's, or beyond MAX_CLIENTS a shared
+        one."""
         client = client_of(peer)
-        if client not in self._budgets:
-            if len(self._budgets) >= MAX_CLIENTS:
-                client = SHARED_CLIENT
-            self._budgets.setdefault(client, _Budget(BUDGET_BURST, now))
+        if client not in self._known:
+            if len(self._known) >= MAX_CLIENTS:
+                return SHARED_CLIENT
+            self._known.add(client)
         return client
-
-    def _spend(self, client: str, size: int, now: float) -> bool:
-        budget = self._budgets[client]
-        budget.tokens = min(BUDGET_BURST, budget.tokens + (now - budget.at) * BUDGET_PER_SECOND)
-        budget.at = now
-        if budget.tokens < size:
-            return False
-        budget.tokens -= size
-        return True
 
     def _count(self, client: str, entry: dict[str, Any], now: float) -> None:
         reason = _cut_text(str(entry["reason"]), REASON_KEY_BYTES)[0]
@@ -241,10 +260,6 @@ class DecisionLog:
         if self._flusher is not None:
             self._flusher.join(timeout=5)
         self.flush(everything=True)
-
-    def _write(self, line: str) -> None:
-        with self._lock:
-            self._write_locked(line)
 
     def _write_locked(self, line: str) -> None:
         try:

@@ -224,5 +224,37 @@ def test_the_documented_bounds_are_the_gates() -> None:
     assert f"{audit.BUDGET_BURST // 1024} KiB at once, refilled at " \
         f"{audit.BUDGET_PER_SECOND // 1024} KiB a second" in readme
     assert f"every {audit.SUMMARY_SECONDS:.0f} s with `count`" in readme
+    assert f"{audit.ACTION_BURST // (1 << 20)} MiB at once, refilled at " \
+        f"{audit.ACTION_PER_SECOND // 1024} KiB a\n  second" in readme
     assert f"At most {audit.MAX_REASONS} reasons per\n  client" in readme
     assert f"more than {audit.MAX_CLIENTS} clients share one budget" in readme
+
+
+def test_a_flood_of_allowed_execs_is_recorded_exec_by_exec(
+        gate_factory: Callable[..., RunningGate], make_container: Callable[..., Any]) -> None:
+    """Allowed exec creates are actions: every one has its line, never a count; beyond the
+    client's action budget the line is cut (60 KB argvs: 62 MB in 10 s before)."""
+    box = make_container()
+    gate = gate_factory(bridge={"version": "1", "commands": {"tool": {
+        "container": box.name, "exec": "sh"}}})
+    argv = ["sh", "-c", "x" * 60000]
+    created = []
+    for _ in range(60):
+        reply = request(gate.address, "POST", f"/v1.41/containers/{box.name}/exec",
+                        {"Cmd": argv, "AttachStdout": True})
+        assert reply.status == 201
+        created.append(reply.json()["Id"])
+    gate.stop()
+    lines = gate.log_lines()
+    _validate(lines)
+    creates = [d for d in lines if d["reason"] == "exec into a target"]
+    assert [d["exec_id"] for d in creates] == created  # each one, in order
+    whole = [d for d in creates if d["exec"]["cmd"] == argv]
+    cut = [d for d in creates if "cut" in d]
+    assert whole and cut and len(whole) + len(cut) == len(created)
+    assert creates.index(cut[0]) == len(whole)  # whole while the budget lasts, then cut
+    for d in cut:
+        assert d["exec"]["cmd"] == ["sh", "-c", "x" * audit.ITEM_BYTES]
+        assert d["cut"] == {"exec": 60000 - audit.ITEM_BYTES}
+    size = gate.log_path.stat().st_size
+    assert size < audit.ACTION_BURST + 60 * 2048, size
