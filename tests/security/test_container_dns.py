@@ -250,7 +250,9 @@ def test_no_dns_answer_opens_any_special_range(start_claude: Callable[..., Claud
     """Every special-purpose range, over IPv4 and IPv6: an allowed name resolving there is
     refused on the spot (the special chain), while the same answers, declared as private
     networks, are let through to the network (the control). Kills a weakened chain in either
-    family, and any range left out of it (issue 20.9: only render-level tests noticed)."""
+    family, and any range left out of it (issue 20.9: only render-level tests noticed). Mutant
+    run: with IPv6's jump to the chain removed, or 10.0.0.0/8 left out of SPECIAL4, the other
+    firewall and security e2e tests all passed and this one failed."""
     from sidecar_gen.firewall.networks import SPECIAL4, SPECIAL6
 
     assert {r for _n, _a, r, _p in SPECIAL_PROBES} <= set(SPECIAL4) | set(SPECIAL6)
