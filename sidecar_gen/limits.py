@@ -73,7 +73,7 @@ GATE_DEFAULT = Limit(memory=256 << 20, pids=64)
 
 
 @dataclass(frozen=True)
-class Limits:
+class StackLimits:
     """The `sidecar.limits` section."""
 
     claude: Limit = CLAUDE_DEFAULT
@@ -100,11 +100,11 @@ def _limit(spec: Any, default: Limit | None) -> Limit | None:
                  pids=spec.get("pids", base.pids))
 
 
-def limits_from_plain(doc: Any) -> Limits:
-    """`Limits` from a validated `sidecar.limits` value (None: the defaults)."""
+def limits_from_plain(doc: Any) -> StackLimits:
+    """`StackLimits` from a validated `sidecar.limits` value (None: the defaults)."""
     doc = doc if isinstance(doc, dict) else {}
     logs = doc.get("logs") if isinstance(doc.get("logs"), dict) else {}
-    return Limits(
+    return StackLimits(
         claude=_limit(doc.get("claude"), CLAUDE_DEFAULT) or CLAUDE_DEFAULT,
         gate=_limit(doc.get("gate"), GATE_DEFAULT) or GATE_DEFAULT,
         routed=_limit(doc.get("routed"), None),

@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar_gen.limits import Limits, limits_from_plain
+from sidecar_gen.limits import StackLimits, limits_from_plain
 from sidecar_gen.runtime.contract import Route
 
 DEFAULT_IMAGE = "ghcr.io/claude-sidecar/claude-sidecar:latest"
@@ -63,7 +63,7 @@ class Stack:
     credentials: str | None = None
     firewall: Firewall = field(default_factory=Firewall)
     viewer: Viewer = field(default_factory=Viewer)
-    limits: Limits = field(default_factory=Limits)
+    limits: StackLimits = field(default_factory=StackLimits)
 
 
 @dataclass(frozen=True)
