@@ -22,6 +22,7 @@ from sidecar_gen import resources
 from sidecar_gen.compose import ProjectNames
 from sidecar_gen.findings import Finding, Severity, json_path_of
 from sidecar_gen.fsutil import read_text_file
+from sidecar_gen.limits import too_low
 from sidecar_gen.namecheck import container_findings
 from sidecar_gen.runtime.contract import split_exec
 from sidecar_gen.runtime.pathmap import is_within
@@ -260,6 +261,10 @@ def semantic_findings(loaded: Loaded, names: ProjectNames | None = None) -> Iter
         return position(data, parts, key=key)
 
     yield from container_findings(loaded, names)
+    for parts, message in too_low(_mapping(doc.get("sidecar")).get("limits")):
+        where = ("sidecar", "limits", *parts)
+        line, col = at(where)
+        yield Finding(src, line, col, "limit-too-low", message, json_path=json_path_of(where))
     for name, spec in commands.items():
         problem = _command_name_problem(str(name))
         if problem:

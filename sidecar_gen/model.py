@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar_gen.limits import StackLimits, limits_from_plain
 from sidecar_gen.runtime.contract import Route
 from sidecar_gen.runtime.names import WORKSPACE
 
@@ -51,6 +52,7 @@ class Stack:
     credentials: str | None = None
     firewall: Firewall = field(default_factory=Firewall)
     viewer: Viewer = field(default_factory=Viewer)
+    limits: StackLimits = field(default_factory=StackLimits)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def bridge_from_plain(doc: dict[str, Any]) -> Bridge:
                           private_networks=tuple(fw.get("private_networks", ()))),
         viewer=Viewer(enabled=viewer.get("enabled", False), port=viewer.get("port", 3000),
                       image=viewer.get("image", DEFAULT_VIEWER_IMAGE)),
+        limits=limits_from_plain(side.get("limits")),
     )
     return Bridge(
         commands=commands,

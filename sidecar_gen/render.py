@@ -104,6 +104,14 @@ def readonly_files(project_dir: Path, project_file: Path, shadowed: list[str]) -
     return sorted(out)
 
 
+def logging_options(bridge: Bridge) -> str:
+    """The `logging:` of every service render generates, as one flow mapping: json-file (the
+    driver `docker compose logs` reads everywhere) rotated as `sidecar.limits.logs` says."""
+    logs = bridge.stack.limits.logs
+    return (f'{{driver: json-file, options: {{max-size: "{logs.max_size}", '
+            f'max-file: "{logs.max_files}"}}}}')
+
+
 def render_compose(bridge: Bridge, project_dir: Path, project_file: str) -> str:
     """The generated `.sidecar/compose.yml`."""
     shadowed = shadowed_files(bridge, project_dir)
@@ -120,6 +128,7 @@ def render_compose(bridge: Bridge, project_dir: Path, project_file: str) -> str:
         role_label=contract.ROLE_LABEL,
         roles={"claude": contract.ROLE_CLAUDE, "gate": contract.ROLE_GATE,
                "viewer": contract.ROLE_VIEWER},
+        logging=logging_options(bridge),
     )
     return with_checksum(text)
 

@@ -76,6 +76,8 @@ RULES: tuple[Rule, ...] = (
     Rule("exec-syntax", E, "`exec` has unbalanced quotes"),
     Rule("empty-exec", E, "`exec` names no program after splitting into words"),
     Rule("unused-container", W, "a `containers` entry no command uses"),
+    Rule("limit-too-low", E, "a `sidecar.limits` memory or pids value below what that part "
+         "needs to run (Claude Code alone: about 400 MiB), or logs that keep under 1 MiB"),
 )
 
 RULE_BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}

@@ -33,6 +33,7 @@ from sidecar_gen.composecli import ComposeTarget
 from sidecar_gen.config import load_bridge
 from sidecar_gen.fsutil import read_text_file, write_atomic
 from sidecar_gen.imagefiles import ImageLayout
+from sidecar_gen.limits import limit_routed
 from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, CONFIG_VOLUME, DOMAINS_NAME
 from sidecar_gen.sessionengine import (
     LOGIN_FILES,
@@ -262,8 +263,12 @@ def new_session(options: NewOptions) -> NewResult:
         plan = plan_model(model, session=compose_project, name=name,
                           needed=targets.services, policy_dir=str(policy),
                           git_file=str(worktree / ".git"), git_common_dir=str(tree.common_dir))
+        to_start = plan.model
+        if bridge.stack.limits.routed is not None:  # as `sidecar up` starts them
+            to_start = limit_routed(to_start, sorted(targets.services),
+                                    bridge.stack.limits.routed)
         model_file = folder / MODEL_FILE
-        write_atomic(model_file, json.dumps(plan.model, indent=2, sort_keys=True) + "\n",
+        write_atomic(model_file, json.dumps(to_start, indent=2, sort_keys=True) + "\n",
                      mode=0o600)
         store.save(record)
         undo.compose_project = compose_project

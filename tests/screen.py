@@ -63,7 +63,9 @@ def on_a_terminal(argv: list[str], cwd: Path, env: dict[str, str],
         if not data:
             break
         output += data
-        if answer is not None and output.rstrip().endswith(b"[y/N]:"):
+        # The whole prompt: click writes "[y/N]:" and then, through input(), the space; typed
+        # before that space arrives, the answer's echo would land ahead of it.
+        if answer is not None and output.endswith(b"[y/N]: "):
             os.write(master, answer(output) if callable(answer) else answer)
             answer = None
     os.close(master)

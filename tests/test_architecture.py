@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sidecar_gen"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("runtime", ("runtime", "runtime.*")),
     ("base", ("", "errors", "findings", "rules", "model", "resources", "templating", "yamlio",
-              "fsutil", "toolchains", "programs", "imageids", "reporters", "hostproc")),
+              "fsutil", "toolchains", "programs", "imageids", "reporters", "hostproc", "limits")),
     ("domain", ("bridgecheck", "namecheck", "config", "routes", "fileplan", "compose*",
                 "dockerfile", "evidence", "probe", "hostengine", "hostgit", "imagefiles",
                 "wrappers",

@@ -203,6 +203,47 @@ def test_gate_holds_the_socket_read_only_and_publishes_nothing(tmp_path: Path) -
                                                "tcp://127.0.0.1:2375"]
 
 
+def test_claude_gains_no_privileges_and_no_socket(tmp_path: Path) -> None:
+    """A setuid binary in the claude container gives the agent's user nothing, also in a
+    process started without the `claude` wrapper (issue 20.9: only the gate was checked)."""
+    root = project(tmp_path)
+    run_render(root)
+    claude = load(root / ".sidecar" / "compose.yml")["services"]["claude"]
+    assert claude["security_opt"] == ["no-new-privileges:true"]
+    assert "privileged" not in claude
+    assert claude["cap_add"] == ["NET_ADMIN", "NET_RAW"]
+    assert claude["environment"]["DOCKER_HOST"] == "tcp://sidecar-gate:2375"
+
+
+def test_limits_and_log_rotation_reach_every_generated_service(tmp_path: Path) -> None:
+    """Issue 20.4: claude and the gate are bounded by default and as bridge.yaml says; every
+    service sidecar adds keeps a rotated json-file log (the gate's is the decision log)."""
+    from sidecar_gen.limits import CLAUDE_DEFAULT, GATE_DEFAULT
+
+    root = project(tmp_path, bridge=BRIDGE + "  viewer: {enabled: true}\n")
+    run_render(root)
+    services = load(root / ".sidecar" / "compose.yml")["services"]
+    rotation = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
+    assert {name: spec["logging"] for name, spec in services.items()} == {
+        "claude": rotation, "sidecar-gate": rotation, "viewer": rotation}
+    assert (services["claude"]["pids_limit"], services["claude"]["mem_limit"]) == (1024, "4g")
+    assert (services["sidecar-gate"]["pids_limit"], services["sidecar-gate"]["mem_limit"]) == \
+        (64, "256m")
+    assert (CLAUDE_DEFAULT.pids, CLAUDE_DEFAULT.memory, GATE_DEFAULT.pids, GATE_DEFAULT.memory) \
+        == (1024, 4 << 30, 64, 256 << 20)
+    # Settable: a key left out keeps its default; `routed` is not render's (up applies it).
+    (root / ".sidecar" / "bridge.yaml").write_text(
+        BRIDGE + "  limits:\n    claude: {memory: 6144m}\n    gate: {pids: 96, memory: 1g}\n"
+        "    routed: {pids: 256}\n    logs: {max_size: 50m, max_files: 2}\n")
+    run_render(root)
+    services = load(root / ".sidecar" / "compose.yml")["services"]
+    assert (services["claude"]["pids_limit"], services["claude"]["mem_limit"]) == (1024, "6g")
+    assert (services["sidecar-gate"]["pids_limit"], services["sidecar-gate"]["mem_limit"]) == \
+        (96, "1g")
+    assert services["claude"]["logging"]["options"] == {"max-size": "50m", "max-file": "2"}
+    assert "pids_limit" not in load(root / "compose.yaml")["services"]["php"]
+
+
 def test_every_generated_service_carries_its_role_label(tmp_path: Path) -> None:
     """The role labels keep the gate, the Claude container (credentials) and the viewer out of
     the gate's reach (issue 16.2): each generated service must carry exactly its own."""

@@ -135,6 +135,16 @@ def test_duplicate_key_names_the_line_of_the_first_definition() -> None:
                      (7, "duplicate key 'php' (first defined on line 3)")]
 
 
+def test_a_key_defined_three_times_names_the_first_line_each_time() -> None:
+    # Every later occurrence points at the first one, not at the one just before it.
+    text = ('version: "1"\ncommands:\n  php:\n    container: app\n    exec: php\n'
+            '    exec: php8\n    exec: php9\n')
+    found = [(f.line, f.message) for f in validate_text(text, "b.yaml")
+             if f.rule == "duplicate-key"]
+    assert found == [(6, "duplicate key 'exec' (first defined on line 5)"),
+                     (7, "duplicate key 'exec' (first defined on line 5)")]
+
+
 def test_a_tab_gets_indent_with_spaces_wording() -> None:
     [finding] = validate_text('version: "1"\ncommands:\n\tphp: {container: a, exec: b}\n',
                               "b.yaml")

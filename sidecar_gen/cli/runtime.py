@@ -11,6 +11,7 @@ import typer
 from sidecar_gen.cli.app import app, handle_errors
 from sidecar_gen.cli.output import say, use_color
 from sidecar_gen.errors import ExitCode
+from sidecar_gen.gate import MAX_CONNECTIONS
 from sidecar_gen.runtime.names import ENGINE_SOCKET, GATE_PORT
 
 
@@ -100,7 +101,7 @@ def proxy_command(
              "in one itself (in one, its own project is used).")] = None,
     max_connections: Annotated[int, typer.Option(
         min=1, max=65536, help="Client connections at once (exec streams included); "
-        "beyond, a 503 and close.")] = 256,
+        "beyond, a 503 and close.")] = MAX_CONNECTIONS,
     log: Annotated[Path | None, typer.Option(
         help="Decision log, one JSON line per request (appended) [default: "
              "$SIDECAR_GATE_LOG, else stderr].", envvar="SIDECAR_GATE_LOG")] = None,
@@ -113,8 +114,8 @@ def proxy_command(
     """
     from sidecar_gen.config import find_config
     from sidecar_gen.errors import InputError
-    from sidecar_gen.gate import GateOptions, run_gate
     from sidecar_gen.gate.server import Limits
+    from sidecar_gen.gate.service import GateOptions, run_gate
 
     stream = None
     if log is not None:

@@ -203,6 +203,40 @@ def _find(client: Any, container_id: str, route: Any, program: str,
                              deadline=deadline)
 
 
+def _routed_limits(report: DoctorReport, client: Any, context: HostContext,
+                   project: str) -> None:
+    """Warn while a container commands route to has no memory or process limit: what the
+    agent runs there could exhaust the host (`sidecar.limits.routed` sets one)."""
+    bridge = context.bridge
+    if bridge is None:
+        report.add("routed limits", Status.SKIP, "no valid bridge.yaml (see render, approval)")
+        return
+    listing = client.api.containers(all=True)
+    wanted = {bridge.resolve_container(r.container) for r in bridge.commands.values()}
+    if bridge.default_container:
+        wanted.add(bridge.resolve_container(bridge.default_container))
+    bare: dict[str, list[str]] = {}
+    for name in sorted(wanted):
+        container, _problem = _resolve(listing, name, project)
+        if container is None or contract.is_protected(container):
+            continue  # the commands check says why
+        host = client.api.inspect_container(container["Id"]).get("HostConfig") or {}
+        missing = [what for what, key in (("memory", "Memory"), ("pids", "PidsLimit"))
+                   if not isinstance(host.get(key), int) or host[key] <= 0]
+        if missing:
+            label = (container.get("Names") or ["?"])[0].lstrip("/")
+            bare[label] = missing
+    if bare:
+        which = ", ".join(f"{label} ({' and '.join(what)})" for label, what in bare.items())
+        report.add("routed limits", Status.WARN, f"no limit in {which}: what the agent runs "
+                   "there can use all of the host's memory and processes",
+                   "set sidecar.limits.routed in bridge.yaml (e.g. {memory: 2g, pids: 512}), "
+                   "then `sidecar trust` and `sidecar up`")
+    else:
+        report.add("routed limits", Status.OK, "every container commands route to has a "
+                   "memory and a process limit")
+
+
 def _probe(report: DoctorReport, claude: Any, context: HostContext) -> None:
     ran = _exec(report, claude, [PYTHON, "-I", "-c", _PROBE, POLICY_DIR_ENV, POLICY_DIR,
                                  CONFIG_NAME, DOMAINS_NAME], user="root")
@@ -324,8 +358,8 @@ def _claude_code(report: DoctorReport, claude: Any) -> None:
 def run_stack_checks(report: DoctorReport, context: HostContext) -> None:
     """Services, routed commands, the gate's policy, firewall, ids, Claude Code."""
     client = context.client
-    names = (GATE_SERVICE, CLAUDE_SERVICE, "commands", "gate policy", "firewall", "puid",
-             "claude code")
+    names = (GATE_SERVICE, CLAUDE_SERVICE, "commands", "routed limits", "gate policy", "firewall",
+             "puid", "claude code")
     if client is None:
         for name in names:
             report.add(name, Status.SKIP, "needs the engine (see engine)")
@@ -334,9 +368,10 @@ def run_stack_checks(report: DoctorReport, context: HostContext) -> None:
     report.project = project
     running = _services(report, client, project)
     _commands(report, client, context, project)
+    _routed_limits(report, client, context, project)
     claude = running.get(contract.ROLE_CLAUDE)
     if claude is None:
-        for name in names[3:]:
+        for name in names[4:]:
             report.add(name, Status.SKIP, "needs a running claude container (see claude)")
         return
     steps: tuple[tuple[str, Callable[[], None]], ...] = (

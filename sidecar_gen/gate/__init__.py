@@ -1,6 +1,7 @@
 """The Docker API gate: a least-privilege proxy between the dispatcher and the engine.
 
-`run_gate(GateOptions(...))` is the one entry point (the `sidecar proxy` command calls it).
+`service.run_gate(GateOptions(...))` is the one entry point (the `sidecar proxy` command
+calls it).
 Layers: `urlpath` (canonical request targets), `policy` and `listing` (pure decisions),
 `gatekeeper` (the state they are taken with: engine, policy in force, scope, grants),
 `endpoints` (the table of allowed requests and their handlers), `engine` (the upstream, on the
@@ -12,17 +13,6 @@ created), `health` (the container healthcheck).
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from sidecar_gen.gate.service import Gate, GateOptions, run_gate
-
-__all__ = ["Gate", "GateOptions", "run_gate"]
-
-
-def __getattr__(name: str) -> object:
-    # Lazy: `python -m sidecar_gen.gate.health` (the healthcheck) must not load the server.
-    if name in __all__:
-        from sidecar_gen.gate import service
-
-        return getattr(service, name)
-    raise AttributeError(name)
+# The connection cap's default: the CLI's `--max-connections` and `server.Limits` both take it
+# from here (this module imports nothing, so the CLI stays light).
+MAX_CONNECTIONS = 256

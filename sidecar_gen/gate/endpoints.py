@@ -235,6 +235,14 @@ def decide(gk: Gatekeeper, *, method: str, raw_target: str, headers: Mapping[byt
     status = outcome.status if isinstance(outcome, Answer) else 101
     _log(log, call, peer=peer, method=method, raw=raw_target, state=state, decision="allow",
          reason=call.reason, status=status)
+    if isinstance(outcome, Switch):
+        # A second line when the stream ends: what went in (a script fed on stdin shows only
+        # as its interpreter in `exec.cmd`) and what came out.
+        exec_id, cid = call.ref, call.container
+        outcome.on_end = lambda given, got: log(
+            peer=peer, method=method, path=raw_target, target=cid, decision="allow",
+            reason="exec stream ended", status=101, policy=state.header, exec_id=exec_id,
+            stream={"stdin": given, "output": got})
     return outcome
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import _socket
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import h11
@@ -49,6 +50,8 @@ class Switch:
     headers: list[tuple[bytes, bytes]]
     upstream: _socket.socket
     early: bytes = b""  # stream bytes the engine sent along with its 101
+    # Told, when the stream ends, the bytes the client and the engine sent through it.
+    on_end: Callable[[int, int], None] | None = None
 
 
 @dataclass

@@ -3,7 +3,9 @@
 A `Relay` is one exec stream (client socket <-> engine socket) driven by readiness events: the
 server's event loop drives all of them in its one thread, `relay()` drives one on its own. On
 Linux the bytes move with splice(2) through a pipe per direction and never enter Python;
-elsewhere through a bounded buffer.
+elsewhere through a bounded buffer. Each direction counts the bytes it took from its source
+(splice returns the count: still nothing is copied), and the stream's `on_end` gets both
+counts when it closes: the decision log's proof that input was given.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import fcntl
 import os
 import selectors
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 RELAY_BUFFER = 1024 * 1024
@@ -28,6 +31,7 @@ class _Direction(Protocol):
     src: _socket.socket
     dst: _socket.socket
     done: bool
+    moved: int
 
     def wants_read(self) -> bool: ...
     def wants_write(self) -> bool: ...
@@ -41,6 +45,7 @@ class _Base:
         self.head = bytearray(head)  # bytes read before the hand-over: they go first
         self.eof = False
         self.done = False
+        self.moved = len(head)  # bytes taken from the source, early ones included
 
     def _flush_head(self) -> bool:
         """Send the early bytes; False while some are left (or the receiver is gone)."""
@@ -101,6 +106,7 @@ class _SpliceDirection(_Base):
                 self.eof = True
             elif n > 0:
                 self.pending += n
+                self.moved += n
         if self._flush_head():
             while self.pending:
                 try:
@@ -147,6 +153,7 @@ class _BufferDirection(_Base):
                 self.eof = True
             elif data:
                 self.buffer += data
+                self.moved += len(data)
         if self._flush_head():
             while self.buffer:
                 try:
@@ -164,12 +171,17 @@ class _BufferDirection(_Base):
         self.buffer.clear()
 
 
+StreamEnd = Callable[[int, int], None]  # (bytes from the client, bytes from the engine)
+
+
 class Relay:
     """One exec stream. The driver registers `interest()` and calls `pump()` on any event of
-    its sockets until `finished(now)`; then `close()` closes both sockets."""
+    its sockets until `finished(now)`; then `close()` closes both sockets and tells `on_end`
+    how many bytes each side sent."""
 
     def __init__(self, client: _socket.socket, upstream: _socket.socket, *,
-                 to_upstream: bytes = b"", to_client: bytes = b"") -> None:
+                 to_upstream: bytes = b"", to_client: bytes = b"",
+                 on_end: StreamEnd | None = None) -> None:
         self.client, self.upstream = client, upstream
         for sock in (client, upstream):
             sock.setblocking(False)
@@ -178,6 +190,7 @@ class Relay:
         self.outbound: _Direction = kind(upstream, client, to_client)
         self.drain_until: float | None = None
         self.closed = False
+        self.on_end = on_end
 
     def interest(self) -> dict[_socket.socket, int]:
         """The events each socket waits for now (0: none)."""
@@ -206,7 +219,7 @@ class Relay:
         return self.drain_until is not None and now >= self.drain_until
 
     def close(self) -> None:
-        """Release the pipes and close both sockets."""
+        """Release the pipes, close both sockets, then report the counts to `on_end`."""
         if self.closed:
             return
         self.closed = True
@@ -215,16 +228,19 @@ class Relay:
         for sock in (self.client, self.upstream):
             with contextlib.suppress(OSError):
                 sock.close()
+        if self.on_end is not None:
+            self.on_end(self.inbound.moved, self.outbound.moved)
 
 
 def relay(client: _socket.socket, upstream: _socket.socket, *, to_upstream: bytes = b"",
-          to_client: bytes = b"") -> None:
+          to_client: bytes = b"", on_end: StreamEnd | None = None) -> None:
     """Relay one stream until both directions ended, in the calling thread.
 
     `to_upstream` / `to_client` are bytes already read past the HTTP exchange. Both sockets
-    are closed at the end.
+    are closed at the end, then `on_end` gets the counts.
     """
-    stream = Relay(client, upstream, to_upstream=to_upstream, to_client=to_client)
+    stream = Relay(client, upstream, to_upstream=to_upstream, to_client=to_client,
+                   on_end=on_end)
     selector = selectors.DefaultSelector()
     registered: dict[_socket.socket, int] = {}
     try:

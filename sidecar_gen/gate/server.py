@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sidecar_gen.errors import InputError
+from sidecar_gen.gate import MAX_CONNECTIONS
 from sidecar_gen.gate.http import (
     MalformedError,
     RequestReader,
@@ -37,7 +38,7 @@ from sidecar_gen.gate.http import (
     raw_response,
     render,
 )
-from sidecar_gen.gate.relay import READ, WRITE, Relay, sync_interest
+from sidecar_gen.gate.relay import READ, WRITE, Relay, StreamEnd, sync_interest
 from sidecar_gen.gate.serving import RECV, Client, Handler, Workers, send_now
 from sidecar_gen.runtime import transport
 from sidecar_gen.runtime.errors import DispatchError
@@ -49,7 +50,7 @@ BUSY = raw_response(503, json_message("sidecar gate: too many connections; try a
 class Limits:
     """What one client may hold, and for how long."""
 
-    max_connections: int = 256  # client connections at once, exec streams included
+    max_connections: int = MAX_CONNECTIONS  # client connections at once, exec streams included
     head_timeout: float = 10.0  # a request head must be complete this long after it started
     body_timeout: float = 30.0  # ... and its body this long after the head
     idle_timeout: float = 60.0  # a kept-alive connection may wait this long for a request
@@ -397,10 +398,11 @@ class Server:
     # -- exec streams ----------------------------------------------------------------------
 
     def start_relay(self, client: Client, upstream: _socket.socket, *, to_upstream: bytes,
-                    to_client: bytes) -> None:
+                    to_client: bytes, on_end: StreamEnd | None = None) -> None:
         """Relay the upgraded exec stream; the client's connection slot passes to it."""
         self._clients.discard(client)  # the slot passes to the stream
-        stream = Relay(client.sock, upstream, to_upstream=to_upstream, to_client=to_client)
+        stream = Relay(client.sock, upstream, to_upstream=to_upstream, to_client=to_client,
+                       on_end=on_end)
         self._relays[stream] = {}
         self._pump_relay(stream, time.monotonic())
 

@@ -128,6 +128,7 @@ class Gate:
             self.server.serve_forever()
         finally:
             self.keeper.engine.close()
+            self._log.close()  # the counts of lines not written one by one
 
     def shutdown(self) -> None:
         """Stop serving (from any thread or a signal handler)."""

@@ -28,6 +28,7 @@ from sidecar_gen.gate.http import (
     render_upgrade,
     upgrade_leftover,
 )
+from sidecar_gen.gate.relay import StreamEnd
 
 RECV = 65536
 # How long a worker waits for a connection's first request, and for the next one after an
@@ -64,8 +65,9 @@ class Loop(Protocol):
         """Read the connection's next request in the loop, with its deadlines."""
 
     def start_relay(self, client: Client, upstream: _socket.socket, *, to_upstream: bytes,
-                    to_client: bytes) -> None:
-        """Relay the upgraded exec stream between the client and the engine."""
+                    to_client: bytes, on_end: StreamEnd | None = None) -> None:
+        """Relay the upgraded exec stream between the client and the engine; `on_end` gets
+        the byte counts when it ends."""
 
 
 def send_now(client: Client, data: bytes) -> bytes:
@@ -120,8 +122,12 @@ class Workers:
         if isinstance(outcome, Switch):
             rest = send_now(client, render_upgrade(outcome.headers))
             early, upstream = upgrade_leftover(request.conn), outcome.upstream
+            on_end = outcome.on_end
+            counted = None if on_end is None else (  # the 101's own rest is not output
+                lambda given, got: on_end(given, got - len(rest)))
             self._loop.complete(client, b"", lambda: self._loop.start_relay(
-                client, upstream, to_upstream=early, to_client=rest + outcome.early))
+                client, upstream, to_upstream=early, to_client=rest + outcome.early,
+                on_end=counted))
             return None
         data = render(outcome.status, outcome.body, headers=outcome.headers,
                       head_only=request.method == "HEAD", length=outcome.length,

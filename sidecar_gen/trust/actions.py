@@ -6,22 +6,26 @@ approval yet, approve what is there (trust on first use); put the approved polic
 `sidecar-policy` volume and, when that changed it, make the running gate (SIGHUP) and claude
 (restart) read it; start exactly the verified model (`docker compose -f - up -d --wait`, the
 model on stdin: nothing in the folder is read between the check and the start), with the
-repository's execution-relevant git files mounted read-only (`startmodel`).
+repository's execution-relevant git files mounted read-only (`startmodel`) and the approved
+`sidecar.limits.routed` put on the services commands route to.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen.composecli import ComposeTarget, pull_model, up_model
-from sidecar_gen.config import load_bridge
+from sidecar_gen.composecli import ComposeTarget, ResolvedModel, pull_model, up_model
+from sidecar_gen.config import bridge_from_text, load_bridge
 from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.limits import limit_routed
 from sidecar_gen.runtime import contract
 from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, GATE_SERVICE
+from sidecar_gen.sessionmodel import Names, route_targets
 from sidecar_gen.trust.compare import Comparison, compare
 from sidecar_gen.trust.policyvolume import (
     PolicyVolumeError,
@@ -169,6 +173,19 @@ def start(check: Check, services: Sequence[str], client: Any,
         result.reloaded = _reload_policy(client, model.name)
     if before_compose is not None:
         before_compose(result)
-    started = started_model(model, check.snapshot.git.protect)
+    limited = with_routed_limits(model, approval.policy.get(CONFIG_NAME, ""))
+    started = started_model(limited, check.snapshot.git.protect)
     result.compose_code = up_model(check.snapshot.target, started, services)
     return result
+
+
+def with_routed_limits(model: ResolvedModel, bridge_text: str) -> ResolvedModel:
+    """The verified model with the approved `sidecar.limits.routed` on every service a
+    command routes to (unchanged when it is not set: they are the user's services)."""
+    bridge = bridge_from_text(bridge_text, CONFIG_NAME)
+    limit = bridge.stack.limits.routed
+    if limit is None:
+        return model
+    targets = route_targets(bridge, model.doc, Names.of(model.name, model.doc))
+    doc = limit_routed(model.doc, sorted(targets.services), limit)
+    return ResolvedModel(json.dumps(doc), doc)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sidecar_gen.gate import Gate, GateOptions
+from sidecar_gen.gate.service import Gate, GateOptions
 from sidecar_gen.model import Bridge, bridge_from_plain
 
 

@@ -237,7 +237,7 @@ def test_unix_socket_listener(tmp_path: Path, gate_factory: Callable[..., Runnin
 
 
 def test_upstream_down_gives_502(tmp_path: Path, target: Any) -> None:
-    from sidecar_gen.gate import Gate, GateOptions
+    from sidecar_gen.gate.service import Gate, GateOptions
     from sidecar_gen.model import bridge_from_plain
 
     log = (tmp_path / "log").open("w")

@@ -85,6 +85,24 @@ def test_beyond_the_cap_a_fast_503(gate_factory: Callable[..., RunningGate],
     assert all(d["reason"].startswith("connection cap (8) reached") for d in refused)
 
 
+def test_the_connection_cap_has_one_default() -> None:
+    """`sidecar proxy` without --max-connections and a gate built without `Limits` hold the
+    same number of connections: the one README documents (issue 20.9)."""
+    import typer.main
+    from conftest import REPO
+
+    from sidecar_gen.cli import app
+    from sidecar_gen.gate import MAX_CONNECTIONS
+    from sidecar_gen.gate.server import Limits
+
+    proxy = typer.main.get_command(app).commands["proxy"]  # type: ignore[attr-defined]
+    [option] = [p for p in proxy.params if p.name == "max_connections"]
+    assert option.default == Limits().max_connections == MAX_CONNECTIONS
+    readme = (REPO / "README.md").read_text()
+    assert f"`--max-connections` (default {MAX_CONNECTIONS})" in readme
+    assert f"[--max-connections {MAX_CONNECTIONS}]" in readme
+
+
 def _rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

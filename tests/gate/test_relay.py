@@ -34,8 +34,10 @@ def test_both_directions_and_half_closes(mode: str, monkeypatch: pytest.MonkeyPa
     elif not hasattr(os, "splice"):
         pytest.skip("no splice(2) on this platform")
     client_far, client_near, upstream_near, upstream_far = _pairs()
+    counts: list[tuple[int, int]] = []
     worker = threading.Thread(target=relay, args=(client_near, upstream_near),
-                              kwargs={"to_upstream": b"early-in ", "to_client": b"early-out "})
+                              kwargs={"to_upstream": b"early-in ", "to_client": b"early-out ",
+                                      "on_end": lambda i, o: counts.append((i, o))})
     worker.start()
     payload = os.urandom(3 * 1024 * 1024)
     received: dict[str, bytes] = {}
@@ -56,6 +58,8 @@ def test_both_directions_and_half_closes(mode: str, monkeypatch: pytest.MonkeyPa
     assert not worker.is_alive()
     assert received["engine"] == b"early-in " + payload
     assert out == b"early-out " + (b"early-in " + payload)[::-1]
+    # Told once, at the end: every byte each side sent, the early ones included (issue 20.7).
+    assert counts == [(len(b"early-in ") + len(payload), len(out))]
 
 
 def test_engine_end_stops_waiting_for_client_stdin(monkeypatch: pytest.MonkeyPatch) -> None:

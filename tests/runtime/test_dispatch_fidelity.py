@@ -295,6 +295,23 @@ def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any)
     assert dispatch.verdict(plan(stopped), exited, quiet) == 1  # only 137/143 ask
 
 
+@pytest.mark.parametrize(("raw", "code"), [(-15, 143), (-9, 137), (-1, 129), (-2, 130)])
+def test_a_negative_exit_code_is_the_signal_it_names(make_container: Any, raw: int,
+                                                      code: int) -> None:
+    """Some engines report a process killed by signal N as exit code -N (the Go runtime's
+    raw status): the verdict is 128+N, as a shell says, never the low byte (-15 & 0xFF = 241)."""
+    from sidecar_gen.runtime import dispatch, engine, session
+    from sidecar_gen.runtime.plan import Plan
+    from sidecar_gen.runtime.transport import parse_host
+
+    running = make_container()
+    plan = Plan(name="nap", argv=("nap",), container=running.name, ref=running.id,
+                service="app", user=None, workdir="/", env=(), token="0" * 32, tty=False,
+                stdin=False, timeout=None, endpoint=parse_host(None))
+    state = engine.ExecState(running=False, exit_code=raw, pid=4321)
+    assert dispatch.verdict(plan, state, session.Output(None, b"")) == code
+
+
 @pytest.mark.parametrize("how", ["kill", "remove"])
 def test_container_stopped_under_a_command(dispatch_env: Make, make_container: Any,
                                            how: str) -> None:

@@ -96,6 +96,63 @@ print("RCODE", data[3] & 15, "ANSWERS", struct.unpack(">H", data[6:8])[0])
 TXT, NULL, MX, ANY, A, AAAA = 16, 10, 15, 255, 1, 28
 
 
+# One address in each special-purpose range an allowed name may resolve into (the docker0
+# address and multicast have a test of their own; loopback never leaves the container): (name
+# published for it, address, its range in firewall.networks, protocol probed).
+SPECIAL_PROBES = [
+    ("s-ten", "10.213.7.9", "10.0.0.0/8", "tcp"),
+    ("s-cgnat", "100.100.7.9", "100.64.0.0/10", "tcp"),
+    ("s-ietf", "192.0.0.9", "192.0.0.0/24", "tcp"),
+    ("s-test1", "192.0.2.9", "192.0.2.0/24", "tcp"),
+    ("s-lan", "192.168.254.9", "192.168.0.0/16", "tcp"),
+    ("s-bench", "198.18.7.9", "198.18.0.0/15", "tcp"),
+    ("s-test2", "198.51.100.9", "198.51.100.0/24", "tcp"),
+    ("s-test3", "203.0.113.9", "203.0.113.0/24", "tcp"),
+    ("s-nat64", "64:ff9b:1::9", "64:ff9b:1::/48", "tcp"),
+    ("s-discard", "100::9", "100::/64", "tcp"),
+    ("s-doc6", "2001:db8::9", "2001:db8::/32", "tcp"),
+    ("s-ula", "fc00::9", "fc00::/7", "tcp"),
+    ("s-site", "fec0::9", "fec0::/10", "tcp"),
+    ("s-mcast6", "ff05::9", "ff00::/8", "udp"),
+]
+
+# Probes `proto,port,address` all at once (one thread each, 2 s), printing `address result`:
+# `ECONNREFUSED`/`EPERM` when refused on the spot, else what the network did.
+PARALLEL_PROBE = r"""
+import errno, socket, sys, threading
+results = {}
+def one(spec):
+    proto, port, addr = spec.split(",")
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    s.settimeout(2)
+    try:
+        s.connect((addr, int(port)))
+        s.send(b"probe")
+        s.recv(64)
+        results[addr] = "ok"
+    except OSError as exc:
+        results[addr] = errno.errorcode.get(exc.errno) or type(exc).__name__
+    finally:
+        s.close()
+threads = [threading.Thread(target=one, args=(spec,)) for spec in sys.argv[1:]]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+for addr, result in sorted(results.items()):
+    print(addr, result)
+"""
+
+
+def probe_all(claude: Claude) -> dict[str, str]:
+    """SPECIAL_PROBES from `claude` as the agent: address -> result."""
+    specs = [f"{proto},443,{address}" for _name, address, _range, proto in SPECIAL_PROBES]
+    result = claude.container.exec_run(["python3", "-c", PARALLEL_PROBE, *specs], user="claude")
+    assert result.exit_code == 0, result.output
+    return dict(line.split() for line in result.output.decode().splitlines())
+
+
 @dataclass
 class Authority:
     """The DNS server the claude container's embedded DNS forwards unknown names to."""
@@ -127,7 +184,9 @@ def authority(internet: Internet, docker_client: Any) -> Iterator[Authority]:
     blocked4, _ = internet.addresses["blocked"]
     records = [f"host.allowed.test=A:{host}",
                "mcast.allowed.test=A:224.0.0.251", "cname.allowed.test=CNAME:cdn.other.test",
-               f"cdn.other.test=A:{blocked4}", "data.allowed.test=A:192.0.2.1"]
+               f"cdn.other.test=A:{blocked4}", "data.allowed.test=A:192.0.2.1",
+               *(f"{name}.allowed.test={'AAAA' if ':' in address else 'A'}:{address}"
+                 for name, address, _range, _proto in SPECIAL_PROBES)]
     container = docker_client.containers.create(
         internet.image, ["python3", "-c", AUTHORITY, *records], entrypoint=[], user="root",
         name=unique_name("sidecar-sec-authority"), labels={TEST_LABEL: "1"})
@@ -190,6 +249,40 @@ def test_allowed_name_never_opens_special_addresses(start_claude: Callable[..., 
     assert [entry for entry in heard if entry[2] in mine] == []
     assert [(proto, port) for proto, port, peer in heard if peer in theirs] == [
         ("tcp", str(closed))]
+
+
+def test_no_dns_answer_opens_any_special_range(start_claude: Callable[..., Claude],
+                                               authority: Authority) -> None:
+    """Every special-purpose range, over IPv4 and IPv6: an allowed name resolving there is
+    refused on the spot (the special chain), while the same answers, declared as private
+    networks, are let through to the network (the control). Kills a weakened chain in either
+    family, and any range left out of it (issue 20.9: only render-level tests noticed). Mutant
+    run: with IPv6's jump to the chain removed, or 10.0.0.0/8 left out of SPECIAL4, the other
+    firewall and security e2e tests all passed and this one failed."""
+    from sidecar_gen.firewall.networks import SPECIAL4, SPECIAL6
+
+    assert {r for _n, _a, r, _p in SPECIAL_PROBES} <= set(SPECIAL4) | set(SPECIAL6)
+    claude = start_claude(dns=[authority.address])
+    assert claude.health()[0] == 0
+    for name, address, _range, _proto in SPECIAL_PROBES:
+        assert resolves(claude, f"{name}.allowed.test") == [address], name
+    _, members4 = claude.sh("ipset list sidecar-allow4", user="root")
+    _, members6 = claude.sh("ipset list sidecar-allow6", user="root")
+    assert "10.213.7.9" in members4 and "fc00::9" in members6  # the answers are in the sets
+    refused = {address: "EPERM" if proto == "udp" else "ECONNREFUSED"
+               for _name, address, _range, proto in SPECIAL_PROBES}
+    assert probe_all(claude) == refused
+    # The control: the same answers, exempted as private networks, leave the container (and
+    # time out or come back unreachable: nobody is there), so the refusal above is the chain's.
+    exempt = start_claude(dns=[authority.address], env={
+        "SIDECAR_FIREWALL_PRIVATE_NETWORKS": ",".join(
+            [r for _n, _a, r, _p in SPECIAL_PROBES])})
+    assert exempt.health()[0] == 0
+    for name, address, _range, _proto in SPECIAL_PROBES:
+        assert resolves(exempt, f"{name}.allowed.test") == [address], name
+    let_through = probe_all(exempt)
+    assert sorted(let_through) == sorted(refused)
+    assert [a for a, result in let_through.items() if result == refused[a]] == [], let_through
 
 
 def test_forwarder_carries_no_other_name(start_claude: Callable[..., Claude],

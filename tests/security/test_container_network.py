@@ -127,7 +127,12 @@ def test_new_flows_in_only_from_the_compose_network(start_claude: Callable[..., 
     # of the offline internet; in the world, a LAN host routing to Docker's subnet, or an
     # internet host over unfiltered IPv6) must not get a channel with the agent by opening it
     # from outside: the agent's listener never hears it, and nothing comes back.
-    claude = start_claude()
+    # The compose networks include an IPv6 one (here declared: the stand-in `proj` has no
+    # IPv6), so that IPv6's incoming-flow rules have a network to accept from, as in a stack
+    # with IPv6: a rule accepting new flows from anywhere would then show (issue 20.9).
+    compose_v6 = "fd53:1dec:a2::/64"
+    claude = start_claude(env={"SIDECAR_FIREWALL_NETWORKS":
+                               f"{internet.proj_subnet},{compose_v6}"})
     assert claude.health()[0] == 0
     claude.container.exec_run(
         ["bash", "-c", f"python3 -c '{ECHO_SERVER}' udp:40000 tcp:40001 >/tmp/listener.log"],

@@ -3,7 +3,8 @@
 The project: one busybox service `app` that bind-mounts the project read-write (the normal
 case, and the agent's way around `.sidecar/` being read-only in its own container), routed as
 `app-sh` (a shell) and `tool` (a stand-in program), run as PUID:PGID, which own the project
-like a real user's checkout; and `spare`, which no approved command routes to (yet). The
+like a real user's checkout; and `spare`, which no approved command routes to (yet). Claude
+and the routed services have small limits (`sidecar.limits`), so hostile tests hit them. The
 Claude image is the test image plus a stand-in `/usr/local/bin/claude`, so `sidecar doctor`
 finds Claude Code. Each module gets one stack; a test that changes the project puts it back
 with `restore()`.
@@ -67,7 +68,13 @@ sidecar:
   project: {project}
   image: {image}
   firewall: {{enabled: true}}
+  limits:
+    claude: {{memory: 512m, pids: 256}}
+    routed: {{memory: 256m, pids: 128}}
 """
+# What `limits:` above gives the containers (compose spells memory in bytes).
+CLAUDE_LIMIT = (512 << 20, 256)
+ROUTED_LIMIT = (256 << 20, 128)
 
 DOTENV = "APP_SECRET=top-secret-value\n"
 

@@ -121,6 +121,8 @@ commands:
 sidecar:
   project: {project}
   image: {claude_image}
+  limits:
+    routed: {{pids: 300}}
 """
 
 
@@ -246,6 +248,15 @@ def test_two_sessions_and_the_main_stack_run_side_by_side(project: Project) -> N
         assert mounts["/srv"] == str(project.sessions[session])
         # .env is not in git: it was copied, or the stack would not even resolve.
         assert (project.sessions[session] / ".env").read_text() == f"DB_PASSWORD={SECRET}\n"
+    # The routed services (app, db) run with the approved ceiling, in the main stack
+    # (`sidecar up`) and in each session; the worker no command routes to has none.
+    for compose_project in (project.name, f"{project.name}-a", f"{project.name}-b"):
+        limits = {svc: c.attrs["HostConfig"]["PidsLimit"]
+                  for svc, c in project.containers(compose_project).items()
+                  if svc in ("app", "db", "worker")}
+        assert {svc: limit for svc, limit in limits.items() if limit == 300} == \
+            {"app": 300, "db": 300}, (compose_project, limits)
+        assert limits.get("worker") in (None, 0, -1)
     main_ports = main["app"].attrs["NetworkSettings"]["Ports"]["8080/tcp"]
     assert [b["HostPort"] for b in main_ports] == [str(project.port)]
     assert len(ports) == 2 and f"127.0.0.1:{project.port}" not in ports
