@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "fsutil", "toolchains", "programs", "imageids", "reporters")),
     ("domain", ("bridgecheck", "namecheck", "config", "routes", "fileplan", "compose*",
                 "dockerfile", "evidence", "probe", "hostengine", "imagefiles", "wrappers",
-                "firewall", "firewall.*", "gate", "gate.*")),
+                "firewall", "firewall.*", "gate", "gate.*", "broker", "broker.*")),
     ("actions", ("validate", "scaffold", "render", "trust", "trust.*", "doctor", "doctor.*",
                  "session", "session*", "session.*")),
     ("cli", ("cli", "cli.*")),

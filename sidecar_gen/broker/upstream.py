@@ -1,0 +1,192 @@
+"""The upstream side: an HTTPS origin, its TLS settings, and one client connection to it.
+
+TLS always, with certificate and host name verification, against the system's CAs plus an
+optional extra CA file (a corporate proxy's, or a test CA). HTTP/1.1 through h11 as a client:
+the request the broker rebuilt goes out, events come back as they arrive; every read waits at
+most `idle` seconds for the next bytes (an idle limit, never a total one, so a long stream is
+never cut while it moves).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import h11
+
+from sidecar_gen.errors import InputError
+
+MAX_RESPONSE_HEAD = 64 * 1024
+READ_SIZE = 64 * 1024
+KEEP_IDLE = 30.0  # an idle kept-alive connection older than this is not reused
+
+
+class UpstreamIOError(Exception):
+    """The upstream could not be reached or broke the exchange; `message` is one line."""
+
+    def __init__(self, message: str, *, timeout: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.timeout = timeout
+
+
+@dataclass(frozen=True)
+class Origin:
+    """An HTTPS upstream: host, port and the path prefix every request goes under."""
+
+    host: str
+    port: int = 443
+    prefix: str = ""
+
+    @property
+    def host_header(self) -> bytes:
+        """The Host header for this origin."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (host if self.port == 443 else f"{host}:{self.port}").encode("ascii")
+
+    def __str__(self) -> str:
+        return "https://" + self.host_header.decode() + self.prefix
+
+
+def parse_origin(url: str, what: str) -> Origin:
+    """An `https://host[:port][/prefix]` URL; InputError (naming `what`) for anything else."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(what, f"not a URL: {exc}") from None
+    if parts.scheme != "https":
+        raise InputError(what, f"{url!r}: the upstream must be https:// (TLS with certificate "
+                         "verification)")
+    if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
+        raise InputError(what, f"{url!r}: give scheme, host, port and path only")
+    prefix = parts.path.rstrip("/")
+    if prefix and (not prefix.startswith("/") or "//" in prefix or "%" in prefix):
+        raise InputError(what, f"{url!r}: the path prefix must be a plain /path")
+    return Origin(parts.hostname.lower(), port or 443, prefix)
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Verification against the system CAs, plus `ca_file` (PEM) when given."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except FileNotFoundError:
+            raise InputError(str(ca_file), "no such file") from None
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise InputError(str(ca_file), f"not a PEM certificate file: {exc}") from None
+    return context
+
+
+class UpstreamConnection:
+    """One HTTP/1.1 client connection over TLS to an origin (used by one thread at a time)."""
+
+    def __init__(self, origin: Origin, context: ssl.SSLContext, *, connect_timeout: float,
+                 idle: float) -> None:
+        self.origin = origin
+        self._context = context
+        self._connect_timeout = connect_timeout
+        self._idle = idle
+        self._sock: ssl.SSLSocket | None = None
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
+        self.last_used = time.monotonic()
+
+    @property
+    def is_open(self) -> bool:
+        """True once connected (and until closed)."""
+        return self._sock is not None
+
+    def open(self) -> None:
+        """Connect and finish the TLS handshake (verified)."""
+        try:
+            raw = socket.create_connection((self.origin.host, self.origin.port),
+                                           timeout=self._connect_timeout)
+        except TimeoutError:
+            raise UpstreamIOError(f"connecting to {self.origin} timed out", timeout=True) from None
+        except OSError as exc:
+            raise UpstreamIOError(f"cannot connect to {self.origin}: "
+                                f"{exc.strerror or exc}") from None
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self._sock = self._context.wrap_socket(raw, server_hostname=self.origin.host)
+        except ssl.SSLCertVerificationError as exc:
+            raw.close()
+            raise UpstreamIOError(f"TLS to {self.origin}: the certificate is not trusted "
+                                f"({exc.verify_message})") from None
+        except (ssl.SSLError, OSError) as exc:
+            raw.close()
+            raise UpstreamIOError(f"TLS to {self.origin} failed: {exc}") from None
+        self._sock.settimeout(self._idle)
+
+    def send(self, event: Any) -> None:
+        """Send one h11 event (request head, body data, end of message)."""
+        assert self._sock is not None
+        data = self._h11.send(event)
+        if data:
+            try:
+                self._sock.sendall(data)
+            except TimeoutError:
+                raise UpstreamIOError(f"{self.origin} took no data for {self._idle:g} s",
+                                    timeout=True) from None
+            except OSError as exc:
+                raise UpstreamIOError(f"sending to {self.origin} failed: "
+                                    f"{exc.strerror or exc}") from None
+
+    def next_event(self) -> Any:
+        """The next response event, reading as needed (each read waits at most `idle`)."""
+        assert self._sock is not None
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise UpstreamIOError(f"{self.origin} answered malformed HTTP: {exc}") from None
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                data = self._sock.recv(READ_SIZE)
+            except TimeoutError:
+                raise UpstreamIOError(f"{self.origin} sent nothing for {self._idle:g} s",
+                                    timeout=True) from None
+            except OSError as exc:
+                raise UpstreamIOError(f"reading from {self.origin} failed: "
+                                    f"{exc.strerror or exc}") from None
+            self._h11.receive_data(data)
+
+    def reusable(self) -> bool:
+        """True when both sides finished the exchange and may keep the connection."""
+        return (self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE)
+
+    def recycle(self) -> bool:
+        """Ready the connection for the next request; False when it cannot be reused."""
+        if not self.reusable():
+            return False
+        self._h11.start_next_cycle()
+        self.last_used = time.monotonic()
+        return True
+
+    def fresh(self) -> bool:
+        """True when a kept-alive connection looks usable: recently used, and nothing (not
+        even the end of the stream) waiting to be read on it."""
+        if self._sock is None or time.monotonic() - self.last_used > KEEP_IDLE:
+            return False
+        if self._sock.pending():
+            return False
+        readable, _, _ = select.select([self._sock], [], [], 0)
+        return not readable
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
