@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 "dockerfile", "evidence", "probe", "hostengine", "imagefiles", "wrappers",
                 "firewall", "firewall.*", "gate", "gate.*", "broker", "broker.*")),
     ("actions", ("validate", "scaffold", "render", "trust", "trust.*", "doctor", "doctor.*",
+                 "auth",
                  "session", "session*", "session.*")),
     ("cli", ("cli", "cli.*")),
 )

@@ -57,7 +57,8 @@ def secret_problem(kind: str, value: str) -> str | None:
                 "no line breaks inside)")
     for other, prefix in _PREFIX.items():
         if other != kind and value.startswith(prefix):
-            return f"it looks like a {DESCRIPTION[other]} (it starts with {prefix}...)"
+            article = "an" if DESCRIPTION[other][0] in "AEIOU" else "a"
+            return f"it looks like {article} {DESCRIPTION[other]} (it starts with {prefix}...)"
     if value in PLACEHOLDER.values():
         return "it is the broker's placeholder, not a real credential"
     return None
@@ -69,10 +70,11 @@ def clean_secret(raw: bytes, origin: str, kind: str) -> str:
     try:
         value = raw.decode("ascii").strip()
     except UnicodeDecodeError:
-        raise InputError(origin, f"not a {DESCRIPTION[kind]}: it is not ASCII text") from None
+        raise InputError(origin, f"cannot be the {DESCRIPTION[kind]}: it is not ASCII "
+                                 "text") from None
     problem = secret_problem(kind, value)
     if problem:
-        raise InputError(origin, f"not a {DESCRIPTION[kind]}: {problem}")
+        raise InputError(origin, f"cannot be the {DESCRIPTION[kind]}: {problem}")
     return value
 
 

@@ -18,6 +18,7 @@ from sidecar_gen.broker.credentials import Credentials
 from sidecar_gen.broker.endpoints import (
     ANTHROPIC,
     GIT_PREFIX,
+    LOCAL,
     NotForwardedError,
     lookup,
     repository,
@@ -91,6 +92,8 @@ def decide(request: h11.Request, policy: BrokerPolicy) -> Forward:
     length = headers.get(b"content-length")
     if length and length[0].isdigit() and int(length[0]) > endpoint.max_body:
         raise RefusedError(413, f"request body larger than {endpoint.max_body} bytes")
+    if endpoint.service == LOCAL:
+        return Forward(endpoint, policy.anthropic, b"", None)
     if endpoint.service == ANTHROPIC:
         check_credential_headers(list(request.headers))
         credential = policy.credentials.anthropic_header() if endpoint.credential else None

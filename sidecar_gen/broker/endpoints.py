@@ -11,6 +11,8 @@ A row says the service (which upstream and credential), the method, the path tem
 (`{name}` matches one segment against `SEGMENT[name]`), the query parameters allowed (each
 value matched whole) and which of them are required, whether the credential is added, the
 largest body, whether the response carries token usage, and whether it writes (a git push).
+One row is the broker's own: its health (`GET /sidecar-broker/health`: which kinds of
+credential it holds, never a value), for the container's healthcheck and `sidecar doctor`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sidecar_gen.broker.target import CanonicalTarget
 MIB = 1024 * 1024
 ANTHROPIC = "anthropic"
 GITHUB = "github"
+LOCAL = "broker"  # answered by the broker itself, never forwarded
 GIT_PREFIX = "/git/github.com"
 
 # What one `{name}` segment may be.
@@ -89,6 +92,7 @@ ENDPOINTS: tuple[AllowedRequest, ...] = (
              {"beta": "true", "limit": r"[0-9]{1,4}", "before_id": _ID, "after_id": _ID}),
     AllowedRequest(ANTHROPIC, "GET", "/v1/models/{model}", {"beta": "true"}),
     AllowedRequest(ANTHROPIC, "HEAD", "/api/hello", credential=False),
+    AllowedRequest(LOCAL, "GET", "/sidecar-broker/health", credential=False),
     AllowedRequest(GITHUB, "GET", GIT_PREFIX + "/{owner}/{repo}/info/refs",
              {"service": "git-upload-pack"}, frozenset({"service"})),
     AllowedRequest(GITHUB, "POST", GIT_PREFIX + "/{owner}/{repo}/git-upload-pack",

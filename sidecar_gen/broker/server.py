@@ -10,15 +10,18 @@ thread.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 
+import h11
+
 from sidecar_gen.broker.audit import AuditLog, Entry
 from sidecar_gen.broker.decide import BrokerPolicy, decide
-from sidecar_gen.broker.endpoints import GIT_PREFIX
+from sidecar_gen.broker.endpoints import GIT_PREFIX, LOCAL
 from sidecar_gen.broker.exchange import Exchange, RefusedError, Timeouts, elapsed_ms
 from sidecar_gen.broker.http import (
     BadHeadError,
@@ -154,6 +157,8 @@ class BrokerServer:
             return False
         entry.service = plan.endpoint.service
         entry.repository = plan.repository
+        if plan.endpoint.service == LOCAL:
+            return self._health(client, conn, entry, start)
         upstream = self._upstream(plan.origin, pooled)
         exchange = Exchange(client=client, conn=conn, request=request, plan=plan,
                             upstream=upstream, credentials=self.policy.credentials,
@@ -194,6 +199,29 @@ class BrokerServer:
             return True
         upstream.close()
         pooled.clear()
+        return False
+
+    def _health(self, client: ClientSocket, conn: h11.Connection, entry: Entry,
+                start: float) -> bool:
+        """The broker's own answer: it serves, and which kinds of credential it holds."""
+        body = json.dumps({"status": "ok", "credentials": self.policy.credentials.kinds(),
+                           "upstream": str(self.policy.anthropic),
+                           "active": self.active}).encode()
+        entry.decision, entry.reason, entry.status = "allow", "health", 200
+        try:
+            data = conn.send(h11.Response(status_code=200, headers=[
+                (b"Content-Type", b"application/json"),
+                (b"Content-Length", b"%d" % len(body))])) or b""
+            data += (conn.send(h11.Data(data=body)) or b"") + \
+                (conn.send(h11.EndOfMessage()) or b"")
+            conn.next_event()  # the (empty) request body's end
+            client.send(data, self.limits.timeouts.client)
+        except (ClientGoneError, h11.ProtocolError):
+            return False
+        self.log.write(entry, elapsed_ms(start))
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            client.buffer = bytes(conn.trailing_data[0]) + client.buffer
+            return True
         return False
 
     def _upstream(self, origin: Origin, pooled: list[UpstreamConnection]) -> UpstreamConnection:

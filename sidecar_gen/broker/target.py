@@ -3,7 +3,7 @@
 The agent writes every byte of the request, so a target is taken apart once, strictly, and
 anything a server or a proxy could read two ways is refused before any rule is looked at:
 another host (absolute-form, authority-form, `*`), escapes (`%`, `\\`, `.` and `..` segments,
-doubled or trailing slashes), and characters the API paths never use.
+doubled or trailing slashes), and characters the API paths never use (only [A-Za-z0-9_.~-] and `/`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 
 # Every character the upstreams' API paths use (model ids, owners, repositories, `.git`).
-_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+/)*[A-Za-z0-9._~-]+")
-_QUERY_PART = re.compile(r"[A-Za-z0-9._~-]+")
+_PATH = re.compile(r"/(?:[A-Za-z0-9_.~-]+/)*[A-Za-z0-9_.~-]+")
+_QUERY_PART = re.compile(r"[A-Za-z0-9_.~-]+")
 MAX_TARGET = 2048
 
 
@@ -73,7 +73,7 @@ def parse_target(raw: str) -> CanonicalTarget:
     if any(seg in (".", "..") for seg in segments):
         raise TargetError("dot segment (`.` or `..`) in the path")
     if not _PATH.fullmatch(path):
-        raise TargetError("character outside [A-Za-z0-9._~-] in the path")
+        raise TargetError("character outside [A-Za-z0-9_.~-] in the path")
     return CanonicalTarget(path, _parse_query(query) if sep else ())
 
 
@@ -84,7 +84,7 @@ def _parse_query(query: str) -> tuple[tuple[str, str], ...]:
     for part in query.split("&"):
         name, eq, value = part.partition("=")
         if not eq or not _QUERY_PART.fullmatch(name) or not _QUERY_PART.fullmatch(value):
-            raise TargetError("query parameter that is not name=value in [A-Za-z0-9._~-]")
+            raise TargetError("query parameter that is not name=value in [A-Za-z0-9_.~-]")
         if any(name == seen for seen, _ in pairs):
             raise TargetError(f"repeated query parameter {name}")
         pairs.append((name, value))
