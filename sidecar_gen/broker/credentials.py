@@ -131,10 +131,14 @@ def load_credentials(folder: Path | None) -> Credentials:
     """The secrets in `folder` (files named by kind; a missing file is a kind not held)."""
     if folder is None:
         return Credentials()
-    if not folder.is_dir():
-        raise InputError(str(folder), "the secrets folder does not exist")
-    found = {kind: read_secret_file(folder / kind, kind) for kind in KINDS
-             if (folder / kind).exists()}
+    try:
+        names = set(os.listdir(folder))
+    except FileNotFoundError:
+        raise InputError(str(folder), "the secrets folder does not exist") from None
+    except OSError as exc:
+        raise InputError(str(folder), f"cannot read the secrets folder: "
+                                      f"{exc.strerror or exc}") from None
+    found = {kind: read_secret_file(folder / kind, kind) for kind in KINDS if kind in names}
     anthropic = [kind for kind in ANTHROPIC_KINDS if kind in found]
     if len(anthropic) > 1:
         raise InputError(str(folder), "holds both an api-key and an oauth-token: keep one")

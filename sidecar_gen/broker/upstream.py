@@ -83,7 +83,11 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
             context.load_verify_locations(cafile=str(ca_file))
         except FileNotFoundError:
             raise InputError(str(ca_file), "no such file") from None
-        except (ssl.SSLError, OSError, ValueError) as exc:
+        except ssl.SSLError as exc:
+            raise InputError(str(ca_file), f"not a PEM certificate file: {exc}") from None
+        except OSError as exc:
+            raise InputError(str(ca_file), f"cannot read: {exc.strerror or exc}") from None
+        except ValueError as exc:
             raise InputError(str(ca_file), f"not a PEM certificate file: {exc}") from None
     return context
 
