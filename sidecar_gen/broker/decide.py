@@ -14,18 +14,49 @@ from dataclasses import dataclass, field
 
 import h11
 
-from sidecar_gen.broker.credentials import Credentials
+from sidecar_gen.broker.credentials import Credentials, placeholder_problem
 from sidecar_gen.broker.endpoints import (
     ANTHROPIC,
     GIT_PREFIX,
     LOCAL,
+    AllowedRequest,
     NotForwardedError,
     lookup,
     repository,
 )
-from sidecar_gen.broker.exchange import Forward, RefusedError, check_credential_headers
+from sidecar_gen.broker.origin import Origin
 from sidecar_gen.broker.target import TargetError, host_allowed, parse_target
-from sidecar_gen.broker.upstream import Origin
+
+
+class RefusedError(Exception):
+    """The request is refused: `status` and one line for the agent (and the log)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class Forward:
+    """A decided request: where it goes and with which credential."""
+
+    endpoint: AllowedRequest
+    origin: Origin
+    upstream_target: bytes
+    credential: tuple[bytes, bytes] | None
+    repository: str | None = None
+
+
+def check_credential_headers(headers: list[tuple[bytes, bytes]]) -> None:
+    """Refuse a credential header that is not empty or a placeholder (401)."""
+    for name, value in headers:
+        if name.lower() in (b"x-api-key", b"authorization"):
+            problem = placeholder_problem(name.lower(), value)
+            if problem:
+                raise RefusedError(401, problem)
+
+
 
 DEFAULT_HOSTS = ("sidecar-broker", "localhost", "127.0.0.1", "[::1]")
 _REPO_SPEC = re.compile(r"([A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))/([A-Za-z0-9._-]{1,100}?)"

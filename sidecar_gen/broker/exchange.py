@@ -16,11 +16,12 @@ from urllib.parse import urljoin, urlsplit
 import h11
 
 from sidecar_gen.broker.audit import Entry
-from sidecar_gen.broker.credentials import Credentials, placeholder_problem
-from sidecar_gen.broker.endpoints import ANTHROPIC, GIT_PREFIX, AllowedRequest
+from sidecar_gen.broker.credentials import Credentials
+from sidecar_gen.broker.decide import Forward, RefusedError
+from sidecar_gen.broker.endpoints import ANTHROPIC, GIT_PREFIX
 from sidecar_gen.broker.http import ClientGoneError, ClientSocket
 from sidecar_gen.broker.redact import Redactor
-from sidecar_gen.broker.upstream import Origin, UpstreamConnection, UpstreamIOError
+from sidecar_gen.broker.upstream import UpstreamConnection, UpstreamIOError
 from sidecar_gen.broker.usage import UsageReader, request_model
 
 MODEL_PEEK = 4096
@@ -41,15 +42,6 @@ DROP_RESPONSE = frozenset({
     b"location", b"alt-svc", b"strict-transport-security"})
 
 
-class RefusedError(Exception):
-    """The request is refused: `status` and one line for the agent (and the log)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 @dataclass(frozen=True)
 class Timeouts:
     """Idle limits, in seconds (never totals: a stream that keeps moving is never cut)."""
@@ -57,26 +49,6 @@ class Timeouts:
     body: float = 60.0  # between bytes of a request body
     upstream: float = 600.0  # between bytes from the upstream, its response head included
     client: float = 120.0  # a client must take response bytes within this
-
-
-@dataclass
-class Forward:
-    """A decided request: where it goes and with which credential."""
-
-    endpoint: AllowedRequest
-    origin: Origin
-    upstream_target: bytes
-    credential: tuple[bytes, bytes] | None
-    repository: str | None = None
-
-
-def check_credential_headers(headers: list[tuple[bytes, bytes]]) -> None:
-    """Refuse a credential header that is not empty or a placeholder (401)."""
-    for name, value in headers:
-        if name.lower() in (b"x-api-key", b"authorization"):
-            problem = placeholder_problem(name.lower(), value)
-            if problem:
-                raise RefusedError(401, problem)
 
 
 def upstream_headers(request: h11.Request, plan: Forward) -> list[tuple[bytes, bytes]]:

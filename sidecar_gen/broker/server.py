@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import h11
 
 from sidecar_gen.broker.audit import AuditLog, Entry
-from sidecar_gen.broker.decide import BrokerPolicy, decide
+from sidecar_gen.broker.decide import BrokerPolicy, RefusedError, decide
 from sidecar_gen.broker.endpoints import GIT_PREFIX, LOCAL
-from sidecar_gen.broker.exchange import Exchange, RefusedError, Timeouts, elapsed_ms
+from sidecar_gen.broker.exchange import Exchange, Timeouts, elapsed_ms
 from sidecar_gen.broker.http import (
     BadHeadError,
     ClientGoneError,
@@ -30,7 +30,8 @@ from sidecar_gen.broker.http import (
     parse_head,
     render_refusal,
 )
-from sidecar_gen.broker.upstream import Origin, UpstreamConnection, UpstreamIOError
+from sidecar_gen.broker.origin import Origin
+from sidecar_gen.broker.upstream import UpstreamConnection, UpstreamIOError
 from sidecar_gen.gate.audit import timestamp
 
 THREAD_STACK = 512 * 1024

@@ -21,8 +21,9 @@ from sidecar_gen.broker.audit import AuditLog
 from sidecar_gen.broker.credentials import load_credentials
 from sidecar_gen.broker.decide import DEFAULT_HOSTS, BrokerPolicy, RepoSpecError, parse_repo_spec
 from sidecar_gen.broker.hardening import forbid_core_dumps
+from sidecar_gen.broker.origin import parse_origin
 from sidecar_gen.broker.server import BrokerLimits, BrokerServer
-from sidecar_gen.broker.upstream import parse_origin, tls_context
+from sidecar_gen.broker.upstream import tls_context
 from sidecar_gen.errors import InputError
 from sidecar_gen.gate.server import bind
 

@@ -48,6 +48,10 @@ def _read_input(source: str | None, kind: str) -> str:
     if source == "-":
         return clean_secret(sys.stdin.buffer.read(MAX_SECRET + 2), "stdin", kind)
     if source is not None:
+        if not os.path.lexists(source):
+            # Not repeated: a secret typed in place of the file name would be shown again.
+            raise SidecarError("--from-file: no such file (its name is not repeated here, in "
+                               "case it was the secret itself)")
         with os.fdopen(open_regular(Path(source)), "rb") as handle:
             try:
                 raw = handle.read(MAX_SECRET + 2)
@@ -61,9 +65,11 @@ def _read_input(source: str | None, kind: str) -> str:
     return clean_secret(value.encode("utf-8", "replace"), "the value typed", kind)
 
 
-@auth_app.command("set")
+@auth_app.command("set", context_settings={"allow_extra_args": True})
 @handle_errors
 def auth_set_command(
+    ctx: typer.Context,
+    *,
     api_key: ApiKey = False,
     oauth_token: OauthToken = False,
     github_token: GithubToken = False,
@@ -83,6 +89,11 @@ def auth_set_command(
     from sidecar_gen.auth import CredentialStore
     from sidecar_gen.broker.credentials import DESCRIPTION
 
+    if ctx.args:
+        # Never echoed back: it may be the secret itself, typed where `ps` shows it.
+        raise SidecarError("the secret is never taken from the command line (the process "
+                           "list shows it): use --from-file FILE, --from-file -, or type it "
+                           "at the prompt")
     kind = _kind(api_key, oauth_token, github_token)
     value = _read_input(from_file, kind)
     stored = CredentialStore().put(kind, value, force=force)

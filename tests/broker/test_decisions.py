@@ -16,11 +16,10 @@ from sidecar_gen.broker.credentials import (
     placeholder_problem,
     secret_problem,
 )
-from sidecar_gen.broker.decide import BrokerPolicy, decide, parse_repo_spec
+from sidecar_gen.broker.decide import BrokerPolicy, RefusedError, decide, parse_repo_spec
 from sidecar_gen.broker.endpoints import ENDPOINTS, NotForwardedError, lookup
-from sidecar_gen.broker.exchange import RefusedError
+from sidecar_gen.broker.origin import Origin, parse_origin
 from sidecar_gen.broker.target import TargetError, host_allowed, parse_target
-from sidecar_gen.broker.upstream import Origin, parse_origin
 from sidecar_gen.errors import InputError
 
 POLICY = BrokerPolicy(
