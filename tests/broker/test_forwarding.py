@@ -165,14 +165,17 @@ def test_a_certificate_for_another_name_is_refused(
 def test_redirects(broker: RunningBroker, standin: StandIn) -> None:
     def script(record: Recorded) -> Reply:
         if record.path == "/v1/models":
-            return json_reply(301, {}, [("Location", "/v1/models/claude-x")])
+            # Same upstream: handed to the client as a path on the broker, which decides again.
+            location = f"https://localhost:{standin.port}/v1/models/claude-x?beta=true"
+            return json_reply(301, {}, [("Location", location)])
         if record.path == "/v1/models/claude-x":
             return json_reply(302, {}, [("Location", "https://evil.example/steal")])
         return json_reply(200, {})
 
     standin.script(script)
     same = request(broker.port, "GET", "/v1/models", headers={"x-api-key": ""})
-    assert (same.status, same.header("location")) == (301, "/v1/models/claude-x")
+    assert same.status == 301
+    assert [v for k, v in same.headers if k == "location"] == ["/v1/models/claude-x?beta=true"]
     away = request(broker.port, "GET", "/v1/models/claude-x")
     assert away.status == 502 and "redirected" in away.message
     assert away.header("location") is None and b"evil" not in away.body
