@@ -126,6 +126,11 @@ class Exchange:
         if data:
             self.client.send(data, self.timeouts.client)
 
+    def _flush(self, out: list[bytes]) -> None:
+        if out:
+            self.client.send(out[0] if len(out) == 1 else b"".join(out), self.timeouts.client)
+            out.clear()
+
     def forward_request(self) -> None:
         """Send the rebuilt head, then stream the body upstream as it arrives."""
         self.upstream.send(h11.Request(method=self.request.method,
@@ -196,24 +201,38 @@ class Exchange:
                                       headers=response_headers(response, self.redactor,
                                                                location)))
         self.sent_head = True
+        # The body's first piece leaves at once (time to first byte); after it, what arrived
+        # together leaves together: the output of every event already read is sent at once,
+        # right before the broker would wait for the upstream again.
+        out: list[bytes] = []
+        first = True
         while True:
-            event = self.upstream.next_event()
+            event = self.upstream.poll()
+            if event is h11.NEED_DATA:
+                self._flush(out)
+                self.upstream.fill()
+                continue
             if isinstance(event, h11.Data):
                 chunk = self.redactor.feed(bytes(event.data))
                 if usage is not None:
                     usage.feed(chunk)
                 self.entry.response_bytes += len(event.data)
                 if chunk:
-                    self.send_client(h11.Data(data=chunk))
+                    out.append(self.conn.send(h11.Data(data=chunk)) or b"")
+                    if first:
+                        first = False
+                        self._flush(out)
             elif isinstance(event, h11.EndOfMessage):
                 tail = self.redactor.flush()
                 if tail:
                     if usage is not None:
                         usage.feed(tail)
-                    self.send_client(h11.Data(data=tail))
-                self.send_client(h11.EndOfMessage())
+                    out.append(self.conn.send(h11.Data(data=tail)) or b"")
+                out.append(self.conn.send(h11.EndOfMessage()) or b"")
+                self._flush(out)
                 break
             else:
+                self._flush(out)
                 raise UpstreamIOError("the upstream closed the response early")
         if usage is not None:
             usage.finish()

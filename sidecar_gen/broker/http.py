@@ -46,10 +46,16 @@ class ClientSocket:
         self.sock = sock
         self.peer = peer
         self.buffer = b""
+        self._timeout: float | None = None
+
+    def _set_timeout(self, timeout: float) -> None:
+        if timeout != self._timeout:  # a syscall: not once per chunk of a stream
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
 
     def recv(self, timeout: float) -> bytes:
         """The next bytes (waiting at most `timeout`); b'' when the client closed."""
-        self.sock.settimeout(max(timeout, 0.001))
+        self._set_timeout(max(timeout, 0.001))
         try:
             return self.sock.recv(READ_SIZE)
         except TimeoutError:
@@ -62,7 +68,7 @@ class ClientSocket:
         `timeout` seconds."""
         if not data:
             return
-        self.sock.settimeout(timeout)
+        self._set_timeout(timeout)
         try:
             self.sock.sendall(data)
         except OSError as exc:  # TimeoutError included

@@ -15,7 +15,7 @@ import socket
 import ssl
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h11
 
@@ -24,6 +24,7 @@ from sidecar_gen.errors import InputError
 
 MAX_RESPONSE_HEAD = 64 * 1024
 READ_SIZE = 64 * 1024
+BATCH = 262144
 KEEP_IDLE = 30.0  # an idle kept-alive connection older than this is not reused
 
 
@@ -66,6 +67,7 @@ class UpstreamConnection:
         self._idle = idle
         self._sock: ssl.SSLSocket | None = None
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
+        self._buffer: bytearray | None = None  # reads land here (h11 copies them out)
         self.last_used = time.monotonic()
 
     @property
@@ -93,41 +95,84 @@ class UpstreamConnection:
         except (ssl.SSLError, OSError) as exc:
             raw.close()
             raise UpstreamIOError(f"TLS to {self.origin} failed: {exc}") from None
-        self._sock.settimeout(self._idle)
+        # Non-blocking from now on: reads take whatever has arrived, waits are select()s.
+        self._sock.setblocking(False)
 
     def send(self, event: Any) -> None:
-        """Send one h11 event (request head, body data, end of message)."""
+        """Send one h11 event (request head, body data, end of message); each write may wait
+        `idle` seconds for room."""
         assert self._sock is not None
         data = self._h11.send(event)
-        if data:
-            try:
-                self._sock.sendall(data)
-            except TimeoutError:
-                raise UpstreamIOError(f"{self.origin} took no data for {self._idle:g} s",
-                                    timeout=True) from None
-            except OSError as exc:
-                raise UpstreamIOError(f"sending to {self.origin} failed: "
-                                    f"{exc.strerror or exc}") from None
+        if not data:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                try:
+                    view = view[self._sock.send(view):]
+                except (ssl.SSLWantWriteError, BlockingIOError):
+                    if not select.select([], [self._sock], [], self._idle)[1]:
+                        raise TimeoutError from None
+                except ssl.SSLWantReadError:  # a renegotiation: rare, wait for the peer
+                    if not select.select([self._sock], [], [], self._idle)[0]:
+                        raise TimeoutError from None
+        except TimeoutError:
+            raise UpstreamIOError(f"{self.origin} took no data for {self._idle:g} s",
+                                  timeout=True) from None
+        except OSError as exc:
+            raise UpstreamIOError(f"sending to {self.origin} failed: "
+                                  f"{exc.strerror or exc}") from None
+
+    def poll(self) -> Any:
+        """The next response event from what was read so far: h11.NEED_DATA when `fill` must
+        read more first."""
+        try:
+            return self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise UpstreamIOError(f"{self.origin} answered malformed HTTP: {exc}") from None
 
     def next_event(self) -> Any:
         """The next response event, reading as needed (each read waits at most `idle`)."""
-        assert self._sock is not None
         while True:
-            try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise UpstreamIOError(f"{self.origin} answered malformed HTTP: {exc}") from None
+            event = self.poll()
             if event is not h11.NEED_DATA:
                 return event
-            try:
-                data = self._sock.recv(READ_SIZE)
-            except TimeoutError:
-                raise UpstreamIOError(f"{self.origin} sent nothing for {self._idle:g} s",
-                                    timeout=True) from None
-            except OSError as exc:
-                raise UpstreamIOError(f"reading from {self.origin} failed: "
-                                    f"{exc.strerror or exc}") from None
-            self._h11.receive_data(data)
+            self.fill()
+
+    def fill(self) -> None:
+        """Read what has arrived (waiting up to `idle` for the first byte) and hand it to h11:
+        everything already there, up to BATCH bytes, so that events that arrived together
+        are relayed together and a bulk body is not taken one TLS record (16 KiB) at a time."""
+        assert self._sock is not None
+        if self._buffer is None:
+            self._buffer = bytearray(BATCH + READ_SIZE)
+        view = memoryview(self._buffer)
+        size, eof = 0, False
+        try:
+            while size < BATCH:
+                try:
+                    got = self._sock.recv_into(view[size:], READ_SIZE)
+                except (ssl.SSLWantReadError, BlockingIOError):
+                    if size:
+                        break
+                    if not select.select([self._sock], [], [], self._idle)[0]:
+                        raise TimeoutError from None
+                    continue
+                if got == 0:
+                    eof = True
+                    break
+                size += got
+        except TimeoutError:
+            raise UpstreamIOError(f"{self.origin} sent nothing for {self._idle:g} s",
+                                  timeout=True) from None
+        except OSError as exc:
+            raise UpstreamIOError(f"reading from {self.origin} failed: "
+                                  f"{exc.strerror or exc}") from None
+        if size:
+            # h11 copies it into its own buffer at once (typed bytes, takes any buffer).
+            self._h11.receive_data(cast(bytes, view[:size]))
+        if eof:
+            self._h11.receive_data(b"")
 
     def reusable(self) -> bool:
         """True when both sides finished the exchange and may keep the connection."""

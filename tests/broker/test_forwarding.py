@@ -3,6 +3,7 @@ asserted on what the stand-in recorded and on what the client received, when."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -114,6 +115,21 @@ def test_upstream_errors_pass_through_once(broker: RunningBroker, standin: Stand
     assert answer.header("retry-after") == "3"
     assert answer.header("www-authenticate") is None
     assert len(standin.requests) == 1  # no retry: that is the client's call
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+def test_bulk_bodies_arrive_intact_in_every_framing(broker: RunningBroker, standin: StandIn,
+                                                    framing: str) -> None:
+    # Large reads are batched (several TLS records per round): the bytes, their order and the
+    # end of the body (a close-delimited one ends with the connection) must survive that.
+    blocks = [bytes([i % 251]) * 65536 + i.to_bytes(4, "big") for i in range(48)]
+    standin.script(lambda _r: Reply(200, [("Content-Type", "application/octet-stream")],
+                                    blocks, framing=framing))
+    answer = request(broker.port, "GET", "/v1/models")
+    assert answer.status == 200
+    assert hashlib.sha256(answer.body).digest() == hashlib.sha256(b"".join(blocks)).digest()
+    line = broker.log_lines()[-1]
+    assert line["decision"] == "allow" and line["response_bytes"] == len(answer.body)
 
 
 def test_kept_alive_connections_reuse_the_upstream(broker: RunningBroker,
