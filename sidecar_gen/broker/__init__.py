@@ -7,13 +7,15 @@ in place of the placeholder, and streams the answers back with every secret mask
 
 Owns: request targets (`target`), the table of forwarded requests (`endpoints`), the decision
 (`decide`), the credentials and placeholders (`credentials`), masking (`redact`), token usage
-for the record (`usage`), the upstream connection (`upstream`), client-side HTTP (`http`), one
-request's forwarding (`exchange`), connections and threads (`server`), the audit record
-(`audit`), core-dump hardening (`hardening`), the wiring (`service`).
+for the record (`usage`), upstream origins (`origin`) and connections (`upstream`),
+client-side HTTP (`http`), one request's forwarding (`exchange`), connections and threads
+(`server`), the audit record (`audit`), core-dump hardening (`hardening`), the wiring
+(`service`), the container healthcheck (`health`).
 
-May import: the standard library, h11, and of the package only `errors`, `fsutil` and the
-gate's HTTP head checks, listener and timestamp (`gate.http`, `gate.server.bind`,
-`gate.audit.timestamp`). Never the docker SDK or typer: it runs from the image's runtime venv.
+May import: the standard library, h11, and of the package only `errors`, `fsutil`, the gate's
+HTTP head checks, listener and timestamp (`gate.http`, `gate.server.bind`,
+`gate.audit.timestamp`) and, for the healthcheck, the runtime's small HTTP client. Never the
+docker SDK or typer: it runs from the image's runtime venv (tests/broker/test_layers.py).
 """
 
 from __future__ import annotations

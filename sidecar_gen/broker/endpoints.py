@@ -27,6 +27,7 @@ ANTHROPIC = "anthropic"
 GITHUB = "github"
 LOCAL = "broker"  # answered by the broker itself, never forwarded
 GIT_PREFIX = "/git/github.com"
+HEALTH_PATH = "/sidecar-broker/health"
 
 # What one `{name}` segment may be.
 SEGMENT: dict[str, re.Pattern[str]] = {
@@ -92,7 +93,7 @@ ENDPOINTS: tuple[AllowedRequest, ...] = (
              {"beta": "true", "limit": r"[0-9]{1,4}", "before_id": _ID, "after_id": _ID}),
     AllowedRequest(ANTHROPIC, "GET", "/v1/models/{model}", {"beta": "true"}),
     AllowedRequest(ANTHROPIC, "HEAD", "/api/hello", credential=False),
-    AllowedRequest(LOCAL, "GET", "/sidecar-broker/health", credential=False),
+    AllowedRequest(LOCAL, "GET", HEALTH_PATH, credential=False),
     AllowedRequest(GITHUB, "GET", GIT_PREFIX + "/{owner}/{repo}/info/refs",
              {"service": "git-upload-pack"}, frozenset({"service"})),
     AllowedRequest(GITHUB, "POST", GIT_PREFIX + "/{owner}/{repo}/git-upload-pack",

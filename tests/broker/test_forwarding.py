@@ -216,6 +216,19 @@ def test_health_is_answered_by_the_broker(broker: RunningBroker, standin: StandI
     assert standin.requests == []
 
 
+def test_the_healthcheck(broker_factory: Callable[..., RunningBroker]) -> None:
+    from broker.standin import free_port
+    from sidecar_gen.broker.health import check, main
+
+    healthy = broker_factory()
+    assert check(f"tcp://127.0.0.1:{healthy.port}") is None
+    assert main([f"tcp://127.0.0.1:{healthy.port}"]) == 0
+    git_only = broker_factory(secrets={"github_token": "ghp_x0123456789"})
+    assert "no Anthropic credential" in (check(f"tcp://127.0.0.1:{git_only.port}") or "")
+    assert main([f"tcp://127.0.0.1:{git_only.port}"]) == 1
+    assert "not listening" in (check(f"tcp://127.0.0.1:{free_port()}") or "")
+
+
 def test_every_audit_line_follows_the_schema(broker: RunningBroker, standin: StandIn) -> None:
     Draft202012Validator.check_schema(SCHEMA)
     messages(broker.port)

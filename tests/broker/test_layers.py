@@ -14,7 +14,9 @@ from conftest import REPO
 BROKER = REPO / "sidecar_gen" / "broker"
 # Of the package: errors, file reading, and the gate's HTTP head checks, listener and clock.
 ALLOWED = {"sidecar_gen.errors", "sidecar_gen.fsutil", "sidecar_gen.gate.http",
-           "sidecar_gen.gate.server", "sidecar_gen.gate.audit"}
+           "sidecar_gen.gate.server", "sidecar_gen.gate.audit",
+           # the healthcheck: the runtime's small client, like the gate's
+           "sidecar_gen.runtime", "sidecar_gen.runtime.errors", "sidecar_gen.runtime.httpclient"}
 THIRD_PARTY = {"h11"}
 # The decisions and the stream readers do no I/O: none of these.
 IO_MODULES = {"socket", "_socket", "ssl", "select", "selectors", "threading", "subprocess",
@@ -57,3 +59,9 @@ def test_the_running_broker_loads_no_docker_sdk() -> None:
     result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_healthcheck_stays_small() -> None:
+    modules = {n for n in _imports(BROKER / "health.py") if n.startswith("sidecar_gen")}
+    assert modules == {"sidecar_gen.broker.endpoints", "sidecar_gen.runtime",
+                       "sidecar_gen.runtime.errors", "sidecar_gen.runtime.httpclient"}
