@@ -17,6 +17,9 @@ MAX_JSON = 256 * 1024
 _FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
            "cache_read_input_tokens")
 # Claude Code writes `model` as the body's first key; anchored there, it is never prompt text.
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+_WANTED = (b"event: message_start", b"event: message_delta", b"event:message_start",
+           b"event:message_delta")
 _FIRST_MODEL = re.compile(rb'\A\s*\{\s*"model"\s*:\s*("(?:[^"\\\r\n]|\\.){1,256}")')
 
 
@@ -39,9 +42,8 @@ class UsageReader:
         kind = (content_type or b"").split(b";")[0].strip().lower()
         self._sse = kind == b"text/event-stream"
         self._json = kind == b"application/json"
-        self._line = bytearray()
+        self._line = bytearray()  # the start of an event not complete yet
         self._skip_line = False
-        self._event = b""
         self._body = bytearray()
         self.model: str | None = None
         self.tokens: dict[str, int] = {}
@@ -68,41 +70,41 @@ class UsageReader:
         self._body = bytearray()
 
     def _feed_sse(self, chunk: bytes) -> None:
+        # Event by event (they end with a blank line): only the two events that carry usage
+        # are read; the others (the text itself) are skipped whole, never parsed or kept.
+        data = bytes(self._line) + chunk if self._line else chunk
         start = 0
-        while True:
-            end = chunk.find(b"\n", start)
-            piece = chunk[start:] if end < 0 else chunk[start:end]
+        for end in _EVENT_END.finditer(data):
             if not self._skip_line:
-                if len(self._line) + len(piece) > MAX_LINE:
-                    self._skip_line = True  # a huge line (a long delta): not ours to read
-                    self._line.clear()
-                else:
-                    self._line += piece
-            if end < 0:
-                return
-            if not self._skip_line:
-                self._sse_line(bytes(self._line).rstrip(b"\r"))
-            self._line.clear()
+                self._sse_event(data[start:end.start()])
             self._skip_line = False
-            start = end + 1
+            start = end.end()
+        rest = data[start:]
+        if self._skip_line or len(rest) > MAX_LINE:
+            # A huge event (a long delta): not ours to read. Its last bytes stay, so that a
+            # blank line split across chunks still ends it.
+            self._skip_line = True
+            self._line = bytearray(rest[-3:])
+        else:
+            self._line = bytearray(rest)
 
-    def _sse_line(self, line: bytes) -> None:
-        if not line:
-            self._event = b""
-        elif line.startswith(b"event:"):
-            self._event = line[6:].strip()
-        elif line.startswith(b"data:") and self._event in (b"message_start", b"message_delta"):
-            try:
-                doc = json.loads(line[5:])
-            except ValueError:
+    def _sse_event(self, event: bytes) -> None:
+        if not event.startswith(_WANTED):
+            return
+        for line in event.splitlines():
+            if line.startswith(b"data:"):
+                try:
+                    doc = json.loads(line[5:])
+                except ValueError:
+                    return
+                if not isinstance(doc, dict):
+                    return
+                message = doc.get("message")
+                if isinstance(message, dict):
+                    self._take_model(message.get("model"))
+                    self._take_usage(message.get("usage"))
+                self._take_usage(doc.get("usage"))
                 return
-            if not isinstance(doc, dict):
-                return
-            message = doc.get("message")
-            if isinstance(message, dict):
-                self._take_model(message.get("model"))
-                self._take_usage(message.get("usage"))
-            self._take_usage(doc.get("usage"))
 
     def _take_model(self, value: Any) -> None:
         if isinstance(value, str) and value and self.model is None:
