@@ -140,8 +140,9 @@ class Exchange:
             self.send_client(h11.InformationalResponse(status_code=100, headers=[]))
         peek = bytearray()
         limit = self.plan.endpoint.max_body
-        self.conn.receive_data(self.client.buffer)
-        self.client.buffer = b""
+        if self.client.buffer:  # (h11 takes empty bytes for the end of the connection)
+            self.conn.receive_data(self.client.buffer)
+            self.client.buffer = b""
         while True:
             try:
                 event = self.conn.next_event()

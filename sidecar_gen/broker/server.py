@@ -193,14 +193,23 @@ class BrokerServer:
             entry.decision, entry.reason = "error", f"the client went away ({exc})"
             if not entry.status:
                 entry.status = 499
+        except h11.ProtocolError as exc:  # a state h11 refuses: end this connection cleanly
+            upstream.close()
+            entry.decision, entry.reason = "error", f"HTTP state error: {exc}"
+            if not entry.status:
+                entry.status = 400
+            self.log.write(entry, elapsed_ms(start))
+            return False
         self.log.write(entry, elapsed_ms(start))
+        # The client's connection and the upstream's are kept apart: either may end alone.
         if keep and upstream.recycle():
             pooled[:] = [upstream]
+        else:
+            upstream.close()
+            pooled.clear()
+        if keep:
             client.buffer = exchange.leftover()
-            return True
-        upstream.close()
-        pooled.clear()
-        return False
+        return keep
 
     def _health(self, client: ClientSocket, conn: h11.Connection, entry: Entry,
                 start: float) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,13 +44,26 @@ def connect(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> socket
     return sock
 
 
+# Bytes read past the end of a response (the next one's start), per socket.
+_SURPLUS: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
+
+
 def read_answer(sock: socket.socket, method: bytes = b"POST", *,
                 sent_at: float = 0.0) -> Answer:
-    """Read one response from `sock` (h11 as a client that sent a `method` request)."""
+    """Read one response from `sock` (h11 as a client that sent a `method` request); bytes
+    of the next response that came with it are kept for the next call."""
     conn = h11.Connection(h11.CLIENT)
     conn.send(h11.Request(method=method, target=b"/", headers=[(b"Host", b"x")]))
     conn.send(h11.EndOfMessage())
-    return _read(conn, sock, sent_at)
+    surplus = _SURPLUS.pop(sock, b"")
+    if surplus:
+        conn.receive_data(surplus)
+    answer = _read(conn, sock, sent_at)
+    if conn.their_state is h11.DONE:
+        data, _closed = conn.trailing_data
+        if data:
+            _SURPLUS[sock] = bytes(data)
+    return answer
 
 
 def _read(conn: h11.Connection, sock: socket.socket, sent_at: float) -> Answer:

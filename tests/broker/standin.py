@@ -124,6 +124,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _handle(self) -> None:
+        try:
+            self._receive()
+        except (ValueError, ConnectionError):
+            # A request cut before its end (the broker stopped it): never complete, never
+            # recorded, nothing answered.
+            self.close_connection = True
+
+    def _receive(self) -> None:
         length = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             body = self._read_chunked()

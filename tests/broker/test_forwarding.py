@@ -145,6 +145,28 @@ def test_kept_alive_connections_reuse_the_upstream(broker: RunningBroker,
     assert len(standin.requests) == 3 and len(peers) == 1  # one upstream connection
 
 
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_a_body_sent_after_its_head_is_forwarded(broker: RunningBroker, standin: StandIn,
+                                                 framing: str) -> None:
+    # Claude Code's client may send the head and the body apart: the broker must wait for the
+    # body, not take the pause for the end of the connection.
+    body = b'{"model":"claude-x","messages":[]}'
+    head = b"POST /v1/messages HTTP/1.1\r\nHost: sidecar-broker\r\n"
+    if framing == "length":
+        head += b"Content-Length: %d\r\n\r\n" % len(body)
+        rest = body
+    else:
+        head += b"Transfer-Encoding: chunked\r\n\r\n"
+        rest = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    with connect(broker.port) as sock:
+        sock.sendall(head)
+        time.sleep(0.3)
+        sock.sendall(rest)
+        answer = read_answer(sock)
+    assert answer.status == 200, answer.body
+    assert [r.body for r in standin.requests] == [body]
+
+
 def test_chunked_request_bodies_are_forwarded(broker: RunningBroker, standin: StandIn) -> None:
     with connect(broker.port) as sock:
         sock.sendall(b"POST /v1/messages/count_tokens?beta=true HTTP/1.1\r\nHost: localhost\r\n"
@@ -241,11 +263,14 @@ def test_every_audit_line_follows_the_schema(broker: RunningBroker, standin: Sta
     assert len(lines) == 4
     for line in lines:
         Draft202012Validator(SCHEMA).validate(line)
-    forwarded = lines[0]
+    # (by path: a line is written once its response is sent, so their order may vary)
+    by_path = {line["path"]: line for line in lines}
+    forwarded = by_path["/v1/messages?beta=true"]
     assert forwarded["decision"] == "allow" and forwarded["status"] == 200
     assert (forwarded["model"], forwarded["input_tokens"], forwarded["output_tokens"]) == \
         ("claude-test-1", 11, 7)
     assert forwarded["request_bytes"] > 0 and forwarded["response_bytes"] > 0
-    assert lines[1]["decision"] == "deny" and lines[1]["status"] == 403
+    assert (by_path["/v1/files"]["decision"], by_path["/v1/files"]["status"]) == ("deny", 403)
+    assert by_path["-"]["status"] == 400  # malformed: no request line was taken
     assert "hi" not in json.dumps(lines)  # the prompt's content
     assert API_KEY not in broker.log_text()

@@ -30,7 +30,7 @@ from sidecar_gen.broker.http import MAX_HEAD
 
 GOOD = (b"POST /v1/messages?beta=true HTTP/1.1\r\nHost: sidecar-broker:8080\r\n"
         b"x-api-key: " + API_PLACEHOLDER.encode() + b"\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 15\r\n\r\n{\"model\":\"m1\"}")
+        b"Content-Length: 14\r\n\r\n{\"model\":\"m1\"}")
 BODY = b"Content-Length: 2\r\n\r\n{}"
 
 
@@ -166,6 +166,8 @@ def test_nothing_pipelined_behind_a_refused_request_is_read(broker: RunningBroke
         second = read_answer(sock)
         assert closed_by_peer(sock)
     assert (first.status, second.status) == (200, 403)
+    assert "naming a host" in second.message
+    assert [line["method"] for line in broker.log_lines(3)] == ["POST", "POST", "POST"]
     assert [r.target for r in standin.requests] == ["/v1/messages?beta=true"]
 
 
