@@ -28,7 +28,7 @@ from sidecar_gen.broker.origin import Origin
 from sidecar_gen.broker.target import TargetError, host_allowed, parse_target
 
 
-class RefusedError(Exception):
+class DeniedError(Exception):
     """The request is refused: `status` and one line for the agent (and the log)."""
 
     def __init__(self, status: int, reason: str) -> None:
@@ -54,7 +54,7 @@ def check_credential_headers(headers: list[tuple[bytes, bytes]]) -> None:
         if name.lower() in (b"x-api-key", b"authorization"):
             problem = placeholder_problem(name.lower(), value)
             if problem:
-                raise RefusedError(401, problem)
+                raise DeniedError(401, problem)
 
 
 
@@ -87,62 +87,62 @@ class BrokerPolicy:
 
 
 def decide(request: h11.Request, policy: BrokerPolicy) -> Forward:
-    """The plan for `request`, or RefusedError saying why not (403 unless said otherwise)."""
+    """The plan for `request`, or DeniedError saying why not (403 unless said otherwise)."""
     method = request.method.decode("ascii", "replace")
     if method == "CONNECT":
-        raise RefusedError(403, "CONNECT is refused: the broker tunnels to no host")
+        raise DeniedError(403, "CONNECT is refused: the broker tunnels to no host")
     if method == "TRACE":
-        raise RefusedError(403, "TRACE is refused")
+        raise DeniedError(403, "TRACE is refused")
     try:
         target = parse_target(request.target.decode("ascii"))
     except UnicodeDecodeError:
-        raise RefusedError(400, "the request target is not ASCII") from None
+        raise DeniedError(400, "the request target is not ASCII") from None
     except TargetError as exc:
-        raise RefusedError(403, f"{exc.reason}: refused") from None
+        raise DeniedError(403, f"{exc.reason}: refused") from None
     headers: dict[bytes, list[bytes]] = {}
     for name, value in request.headers:
         headers.setdefault(name.lower(), []).append(value)
     hosts = headers.get(b"host", [])
     if len(hosts) != 1 or not host_allowed(hosts[0], policy.hosts):
-        raise RefusedError(403, "the Host header names another host: the broker forwards only to "
+        raise DeniedError(403, "the Host header names another host: the broker forwards only to "
                            "its configured upstream")
     if b"upgrade" in headers or any(b"upgrade" in v.lower() for v in
                                     headers.get(b"connection", [])):
-        raise RefusedError(403, "protocol upgrades (Upgrade, WebSocket, h2c) are refused")
+        raise DeniedError(403, "protocol upgrades (Upgrade, WebSocket, h2c) are refused")
     expect = headers.get(b"expect", [])
     if expect and [v.lower() for v in expect] != [b"100-continue"]:
-        raise RefusedError(417, "only Expect: 100-continue is understood")
+        raise DeniedError(417, "only Expect: 100-continue is understood")
     try:
         found = lookup(method, target)
     except NotForwardedError as exc:
-        raise RefusedError(403, exc.reason) from None
+        raise DeniedError(403, exc.reason) from None
     endpoint = found.endpoint
     if endpoint.max_body == 0 and (b"transfer-encoding" in headers or
                                    headers.get(b"content-length", [b"0"]) != [b"0"]):
-        raise RefusedError(413, f"{method} {target.path} takes no body")
+        raise DeniedError(413, f"{method} {target.path} takes no body")
     length = headers.get(b"content-length")
     if length and length[0].isdigit() and int(length[0]) > endpoint.max_body:
-        raise RefusedError(413, f"request body larger than {endpoint.max_body} bytes")
+        raise DeniedError(413, f"request body larger than {endpoint.max_body} bytes")
     if endpoint.service == LOCAL:
         return Forward(endpoint, policy.anthropic, b"", None)
     if endpoint.service == ANTHROPIC:
         check_credential_headers(list(request.headers))
         credential = policy.credentials.anthropic_header() if endpoint.credential else None
         if endpoint.credential and credential is None:
-            raise RefusedError(401, "no Anthropic credential is configured on the host (`sidecar "
+            raise DeniedError(401, "no Anthropic credential is configured on the host (`sidecar "
                                "auth set --api-key` or `--oauth-token`)")
         return Forward(endpoint, policy.anthropic,
                     target.render(policy.anthropic.prefix).encode("ascii"), credential)
     repo = repository(found.params)
     push = policy.repositories.get(repo.lower())
     if push is None:
-        raise RefusedError(403, f"github.com/{repo} is not a repository the broker holds a token "
+        raise DeniedError(403, f"github.com/{repo} is not a repository the broker holds a token "
                            "for: refused")
     if endpoint.push and not push:
-        raise RefusedError(403, f"github.com/{repo} is listed read-only: pushing is refused")
+        raise DeniedError(403, f"github.com/{repo} is listed read-only: pushing is refused")
     credential = policy.credentials.github_header()
     if credential is None:
-        raise RefusedError(401, "no GitHub token is configured on the host (`sidecar auth set "
+        raise DeniedError(401, "no GitHub token is configured on the host (`sidecar auth set "
                            "--github-token`)")
     rest = target.path[len(GIT_PREFIX):]
     upstream = policy.github.prefix + rest

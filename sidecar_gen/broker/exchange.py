@@ -17,7 +17,7 @@ import h11
 
 from sidecar_gen.broker.audit import Entry
 from sidecar_gen.broker.credentials import Credentials
-from sidecar_gen.broker.decide import Forward, RefusedError
+from sidecar_gen.broker.decide import DeniedError, Forward
 from sidecar_gen.broker.endpoints import ANTHROPIC, GIT_PREFIX
 from sidecar_gen.broker.http import ClientGoneError, ClientSocket
 from sidecar_gen.broker.redact import Redactor
@@ -147,12 +147,12 @@ class Exchange:
             try:
                 event = self.conn.next_event()
             except h11.RemoteProtocolError as exc:
-                raise RefusedError(400, f"bad request body: {exc}") from None
+                raise DeniedError(400, f"bad request body: {exc}") from None
             if event is h11.NEED_DATA:
                 try:
                     data = self.client.recv(self.timeouts.body)
                 except TimeoutError:
-                    raise RefusedError(408, f"request body idle for {self.timeouts.body:g} s") \
+                    raise DeniedError(408, f"request body idle for {self.timeouts.body:g} s") \
                         from None
                 if not data:
                     raise ClientGoneError("closed inside the request body")
@@ -161,7 +161,7 @@ class Exchange:
             if isinstance(event, h11.Data):
                 self.entry.request_bytes += len(event.data)
                 if self.entry.request_bytes > limit:
-                    raise RefusedError(413, f"request body larger than {limit} bytes")
+                    raise DeniedError(413, f"request body larger than {limit} bytes")
                 if self.plan.endpoint.usage and len(peek) < MODEL_PEEK:
                     peek += event.data[:MODEL_PEEK - len(peek)]
                 self.upstream.send(h11.Data(data=event.data))
@@ -171,7 +171,7 @@ class Exchange:
                 if peek:
                     self.entry.model = request_model(bytes(peek))
                 return
-            raise RefusedError(400, "unexpected event in the request")
+            raise DeniedError(400, "unexpected event in the request")
 
     def read_response(self) -> h11.Response:
         """The upstream's final response head (informational ones skipped)."""
@@ -191,10 +191,10 @@ class Exchange:
         if 300 <= status < 400 and b"location" in headers:
             location = map_redirect(headers[b"location"], self.plan)
             if location is None:
-                raise RefusedError(502, f"the upstream redirected ({status}) to another host or "
+                raise DeniedError(502, f"the upstream redirected ({status}) to another host or "
                                    "outside its API: not followed")
         if status == 401 and self.plan.endpoint.service != ANTHROPIC:
-            raise RefusedError(403, "GitHub refused the token configured on the host (401): set a "
+            raise DeniedError(403, "GitHub refused the token configured on the host (401): set a "
                                "valid one with `sidecar auth set --github-token` on the host")
         usage = UsageReader(headers.get(b"content-type")) if self.plan.endpoint.usage else None
         self.entry.status = status

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import h11
 
 from sidecar_gen.broker.audit import AuditLog, Entry
-from sidecar_gen.broker.decide import BrokerPolicy, RefusedError, decide
+from sidecar_gen.broker.decide import BrokerPolicy, DeniedError, decide
 from sidecar_gen.broker.endpoints import GIT_PREFIX, LOCAL
 from sidecar_gen.broker.exchange import Exchange, Timeouts, elapsed_ms
 from sidecar_gen.broker.http import (
@@ -153,7 +153,7 @@ class BrokerServer:
         head_only = entry.method == "HEAD"
         try:
             plan = decide(request, self.policy)
-        except RefusedError as exc:
+        except DeniedError as exc:
             self._refuse(client, entry, exc.status, exc.reason, start, head_only=head_only)
             return False
         entry.service = plan.endpoint.service
@@ -172,7 +172,7 @@ class BrokerServer:
             exchange.relay_response(exchange.read_response())
             entry.decision, entry.reason = "allow", "forwarded"
             keep = exchange.client_can_continue()
-        except RefusedError as exc:
+        except DeniedError as exc:
             upstream.close()
             if exchange.sent_head:
                 entry.decision, entry.reason = "error", exc.reason

@@ -16,7 +16,7 @@ from sidecar_gen.broker.credentials import (
     placeholder_problem,
     secret_problem,
 )
-from sidecar_gen.broker.decide import BrokerPolicy, RefusedError, decide, parse_repo_spec
+from sidecar_gen.broker.decide import BrokerPolicy, DeniedError, decide, parse_repo_spec
 from sidecar_gen.broker.endpoints import ENDPOINTS, NotForwardedError, lookup
 from sidecar_gen.broker.origin import Origin, parse_origin
 from sidecar_gen.broker.target import TargetError, host_allowed, parse_target
@@ -144,7 +144,7 @@ def test_decide_refuses(method: str, target: str, headers: list[tuple[str, str]]
                         status: int, why: str) -> None:
     hdrs = headers if any(k == "Host" for k, _ in headers) else \
         [("Host", "sidecar-broker"), *headers]
-    with pytest.raises(RefusedError, match=why) as caught:
+    with pytest.raises(DeniedError, match=why) as caught:
         decide(h11.Request(method=method, target=target, headers=hdrs), POLICY)
     assert caught.value.status == status
     assert API_KEY not in caught.value.reason and GITHUB not in caught.value.reason
@@ -153,11 +153,11 @@ def test_decide_refuses(method: str, target: str, headers: list[tuple[str, str]]
 def test_git_is_refused_without_a_token_and_api_without_a_key() -> None:
     bare = BrokerPolicy(anthropic=Origin("a.test"), github=Origin("g.test"),
                         credentials=Credentials(), repositories={"octo/app": True})
-    with pytest.raises(RefusedError, match="no GitHub token") as caught:
+    with pytest.raises(DeniedError, match="no GitHub token") as caught:
         decide(_request("GET", "/git/github.com/octo/app/info/refs?service=git-upload-pack"),
                bare)
     assert caught.value.status == 401
-    with pytest.raises(RefusedError, match="no Anthropic credential"):
+    with pytest.raises(DeniedError, match="no Anthropic credential"):
         decide(_request("POST", "/v1/messages"), bare)
     # The connectivity check needs no credential.
     assert decide(_request("HEAD", "/api/hello"), bare).credential is None
