@@ -20,8 +20,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("domain", ("bridgecheck", "namecheck", "config", "routes", "fileplan", "compose*",
                 "dockerfile", "evidence", "probe", "hostengine", "hostgit", "imagefiles",
                 "wrappers",
-                "firewall", "firewall.*", "gate", "gate.*")),
+                "firewall", "firewall.*", "gate", "gate.*", "broker", "broker.*")),
     ("actions", ("validate", "scaffold", "render", "trust", "trust.*", "doctor", "doctor.*",
+                 "auth",
                  "session", "session*", "session.*")),
     ("cli", ("cli", "cli.*")),
 )

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from sidecar_gen.cli import firewall, host, project, runtime, session  # noqa: F401 - they register commands
+from sidecar_gen.cli import auth, broker, firewall, host, project, runtime, session  # noqa: F401 - they register commands
 from sidecar_gen.cli.app import app, quiet_broken_pipe
 
 

@@ -258,3 +258,11 @@ class Store:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def private_folder(path: Path) -> Path:
+    """Create `path` (and parents) 0700 under the state folder's rules (yours, writable by
+    nobody else, tightened when readable by others); return it. For other stores beside the
+    approvals (`sidecar auth`'s credentials)."""
+    _private_dir(path)
+    return path
