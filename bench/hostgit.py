@@ -23,7 +23,7 @@ from pathlib import Path
 
 import common  # noqa: F401  (puts the repository on sys.path)
 
-from sidecar_gen import hostgit
+from sidecar_gen.host import git as hostgit
 from sidecar_gen.trust.gitfiles import git_files
 from sidecar_gen.trust.record import Store
 

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar_gen.compose import ComposeProject, load_project
-from sidecar_gen.composeenv import InterpolationError, interpolate, parse_dotenv
-from sidecar_gen.composeload import normalize_project_name
+from sidecar_gen.compose.env import InterpolationError, interpolate, parse_dotenv
+from sidecar_gen.compose.project import ComposeProject, load_project
+from sidecar_gen.compose.reader import normalize_project_name
 from sidecar_gen.errors import InputError
 
 CASES: dict[str, dict[str, Any]] = {

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar_gen.bridgecheck import validate_text
+from sidecar_gen.validate.bridge import validate_text
 from sidecar_gen.yamlio import MAX_BYTES
 
 

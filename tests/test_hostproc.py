@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen import hostproc
 from sidecar_gen.errors import ExitCode, Interrupted, SidecarError
+from sidecar_gen.host import process as hostproc
 
 # A command that leaves a grandchild behind it and never ends: both pids go to a file.
 HANG = "sleep 1000 & echo $! >> {pids}; echo $$ >> {pids}; wait"
@@ -100,7 +100,7 @@ def test_a_missing_program_is_one_line() -> None:
 
 RUNNER = """
 import sys
-from sidecar_gen import hostproc
+from sidecar_gen.host import process as hostproc
 from sidecar_gen.errors import Interrupted
 try:
     hostproc.run(hostproc.Call(["sh", "-c", sys.argv[1]], "compose-up", "stand-in"))

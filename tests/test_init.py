@@ -18,16 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from sidecar_gen.bridgecheck import validate_file, validate_text
 from sidecar_gen.cli import app
-from sidecar_gen.compose import load_project
+from sidecar_gen.compose.project import load_project
 from sidecar_gen.config import load_bridge
 from sidecar_gen.errors import InputError
 from sidecar_gen.fileplan import Status as FileStatus
 from sidecar_gen.render import run_render
 from sidecar_gen.runtime.pathmap import is_within
-from sidecar_gen.scaffold import InitResult, propose, render_bridge, run_init
-from sidecar_gen.validate import CheckOptions, run_check
+from sidecar_gen.scaffold.proposal import InitResult, propose, render_bridge, run_init
+from sidecar_gen.validate.bridge import validate_file, validate_text
+from sidecar_gen.validate.check import CheckOptions, run_check
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p.parent for p in REPO.glob("examples/*/compose.yaml"))

@@ -21,8 +21,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from sidecar_gen.config import load_bridge
-from sidecar_gen.scaffold import run_init
-from sidecar_gen.validate import CheckOptions, run_check
+from sidecar_gen.scaffold.proposal import run_init
+from sidecar_gen.validate.check import CheckOptions, run_check
 
 CORPUS = Path(__file__).parent / "fixtures" / "real"
 CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "SOURCE").is_file())

@@ -8,7 +8,7 @@ import re
 import shlex
 from pathlib import Path
 
-from sidecar_gen.imagefiles import ImageLayout
+from sidecar_gen.image.files import ImageLayout
 from sidecar_gen.runtime import names
 
 REPO = Path(__file__).resolve().parent.parent

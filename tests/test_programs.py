@@ -6,15 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar_gen.bridgecheck import RESERVED_COMMANDS, RESERVED_PREFIX
-from sidecar_gen.dockerfile import installed_by, read_dockerfile
-from sidecar_gen.programs import (
+from sidecar_gen.scaffold.dockerfile import installed_by, read_dockerfile
+from sidecar_gen.scaffold.programs import (
     CATALOGUE,
     DB_CLIENTS,
     image_programs,
     launched,
     split_image,
 )
+from sidecar_gen.validate.bridge import RESERVED_COMMANDS, RESERVED_PREFIX
 
 
 @pytest.mark.parametrize(("image", "expected"), [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from sidecar_gen.findings import Finding, Severity
-from sidecar_gen.reporters import format_github, format_json, format_sarif, format_text
+from sidecar_gen.validate.findings import Finding, Severity
+from sidecar_gen.validate.reporters import format_github, format_json, format_sarif, format_text
 
 FINDINGS = [
     Finding("a/bridge.yaml", 3, 5, "unknown-key", "unknown key 'x', did you mean 'y'?",

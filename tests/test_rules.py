@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sidecar_gen.bridgecheck import validate_file
-from sidecar_gen.reporters import format_sarif
-from sidecar_gen.rules import RULE_BY_ID, RULES, markdown_table
-from sidecar_gen.validate import CheckOptions, run_check
+from sidecar_gen.validate.bridge import validate_file
+from sidecar_gen.validate.check import CheckOptions, run_check
+from sidecar_gen.validate.reporters import format_sarif
+from sidecar_gen.validate.rules import RULE_BY_ID, RULES, markdown_table
 
 REPO = Path(__file__).resolve().parent.parent
 INVALID = sorted((REPO / "tests" / "fixtures" / "invalid").glob("*.yaml"))

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.bridgecheck import validate_file, validate_text
-from sidecar_gen.compose import ProjectNames
-from sidecar_gen.findings import Severity
-from sidecar_gen.validate import CheckOptions, run_check
+from sidecar_gen.compose.project import ProjectNames
+from sidecar_gen.validate.bridge import validate_file, validate_text
+from sidecar_gen.validate.check import CheckOptions, run_check
+from sidecar_gen.validate.findings import Severity
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.doctor.peek import Deadline
 from sidecar_gen.errors import ExitCode
 from sidecar_gen.runtime.escape import escape
@@ -89,7 +89,7 @@ def run_doctor(target: ComposeTarget, session: str | None = None) -> DoctorRepor
     """Run every check against the project `target` names, or against its session `session`
     (also when `target` is inside a session's worktree and `session` is None)."""
     from sidecar_gen.doctor import host, stack
-    from sidecar_gen.sessionstore import Store, record_for_path
+    from sidecar_gen.session.store import Store, record_for_path
 
     deadline = Deadline(DOCTOR_TIMEOUT)
     record = record_for_path(target.directory, target.environ())

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidecar_gen.composecli import ResolvedModel, compose_version
+from sidecar_gen.compose.cli import ResolvedModel, compose_version
 from sidecar_gen.config import bridge_from_text, load_bridge
 from sidecar_gen.doctor import ENGINE_TIMEOUT, DoctorReport, Status
 from sidecar_gen.errors import SidecarError
@@ -17,7 +17,7 @@ from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
 from sidecar_gen.trust.record import Approval
 
 if TYPE_CHECKING:
-    from sidecar_gen.sessionstore import SessionRecord
+    from sidecar_gen.session.store import SessionRecord
 
 MIN_COMPOSE = (2, 20)  # top-level `include:`
 
@@ -42,7 +42,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 def _engine(report: DoctorReport, context: HostContext) -> None:
-    from sidecar_gen.hostengine import connect
+    from sidecar_gen.host.engine import connect
 
     try:
         client = connect(timeout=ENGINE_TIMEOUT)
@@ -166,8 +166,8 @@ def _session(report: DoctorReport, context: HostContext, session: SessionRecord,
              folder: Path | None) -> None:
     """A session runs the model and policy stored when it was made (its own approval): read
     them for the stack checks, instead of the worktree's files, which the agent controls."""
-    from sidecar_gen.sessionstore import MODEL_FILE
-    from sidecar_gen.sessionstore import POLICY_DIR as SESSION_POLICY
+    from sidecar_gen.session.store import MODEL_FILE
+    from sidecar_gen.session.store import POLICY_DIR as SESSION_POLICY
 
     report.project = session.compose_project
     fix = f"`sidecar session rm {session.name}`, then `sidecar session new {session.name}`"

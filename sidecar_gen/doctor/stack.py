@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sidecar_gen.compose import normalize_project_name
+from sidecar_gen.compose.project import normalize_project_name
 from sidecar_gen.doctor import DOCTOR_TIMEOUT, DoctorReport, Status, peek
 from sidecar_gen.doctor.host import HostContext
 from sidecar_gen.doctor.peek import Deadline, PeekError

@@ -10,7 +10,7 @@ import os
 
 from sidecar_gen.runtime.names import EXEC_TOKEN_ENV, EXEC_TOKEN_HEX_DIGITS
 from sidecar_gen.runtime.pathmap import map_args, pick_workdir
-from sidecar_gen.runtime.session import DETACH_KEYS
+from sidecar_gen.runtime.terminal import DETACH_KEYS
 from sidecar_gen.runtime.userspec import HOME_ENV, home_for
 
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen.composecli import ComposeTarget, pull_model, up_model
+from sidecar_gen.compose.cli import ComposeTarget, pull_model, up_model
 from sidecar_gen.config import load_bridge
 from sidecar_gen.errors import ExitCode, SidecarError
 from sidecar_gen.runtime import contract

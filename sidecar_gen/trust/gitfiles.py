@@ -23,9 +23,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sidecar_gen import hostgit
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import open_regular
+from sidecar_gen.host import git as hostgit
 from sidecar_gen.trust.record import FileState, Store
 
 MAX_HOOKS = 256

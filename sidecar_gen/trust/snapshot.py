@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from sidecar_gen import __version__
-from sidecar_gen.composecli import (
+from sidecar_gen.compose.cli import (
     ComposeTarget,
     ResolvedModel,
     parse_version,
     resolve_model,
     start_version,
 )
-from sidecar_gen.composeload import check_bounds
+from sidecar_gen.compose.reader import check_bounds
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import open_regular, read_text_file
 from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME

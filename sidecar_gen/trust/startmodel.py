@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen.composecli import ResolvedModel
+from sidecar_gen.compose.cli import ResolvedModel
 
 
 def _under(path: str, folder: str) -> bool:

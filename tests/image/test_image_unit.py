@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sidecar_gen.imagefiles import (
+from sidecar_gen.image.files import (
     ImageLayout,
     install_image_files,
     render_claude_wrapper,
     render_entrypoint,
     render_health,
 )
-from sidecar_gen.imageids import ReservedIds, reserved_ids
-from sidecar_gen.wrappers import boot_wrappers, salvage_command_names
+from sidecar_gen.image.ids import ReservedIds, reserved_ids
+from sidecar_gen.wrappers.install import boot_wrappers, salvage_command_names
 
 
 def test_entrypoint_carries_the_build_arguments() -> None:

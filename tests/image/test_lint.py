@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.imagefiles import (
+from sidecar_gen.image.files import (
     ImageLayout,
     render_claude_wrapper,
     render_entrypoint,
     render_health,
 )
-from sidecar_gen.imageids import ReservedIds
+from sidecar_gen.image.ids import ReservedIds
 
 REPO = Path(__file__).resolve().parents[2]
 SKIP_DIRS = {".git", ".venv", "node_modules", ".mypy_cache", ".ruff_cache", ".pytest_cache",

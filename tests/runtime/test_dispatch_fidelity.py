@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from runtime.conftest import DispatchEnv, PtyRun, remote_processes
-from sidecar_gen.runtime.session import DETACH_BYTES
+from sidecar_gen.runtime.terminal import DETACH_BYTES
 
 Make = Callable[[dict[str, Any]], DispatchEnv]
 
@@ -266,7 +266,7 @@ def test_start_failures_are_decided_by_the_engine(dispatch_env: Make, box: str,
 
 def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any) -> None:
     """The verdict after a 137/143, from one look at the container (no polling)."""
-    from sidecar_gen.runtime import dispatch, engine, session
+    from sidecar_gen.runtime import dispatch, engine, terminal
     from sidecar_gen.runtime.contract import Route
     from sidecar_gen.runtime.plan import Plan
     from sidecar_gen.runtime.transport import parse_host
@@ -281,7 +281,7 @@ def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any)
                     token="0" * 32, tty=False, stdin=False, endpoint=parse_host(None))
 
     killed = engine.ExecState(running=False, exit_code=137, pid=4321)
-    quiet = session.Output(None, b"")
+    quiet = terminal.Output(None, b"")
     assert dispatch.verdict(plan(running), killed, quiet) == 137
     with pytest.raises(dispatch.DispatchError) as info:
         dispatch.verdict(plan(stopped), killed, quiet)

@@ -31,7 +31,7 @@ from sidecar_gen.runtime import (
 from sidecar_gen.runtime.contract import FIELDS, ROUTE_OPTIONS, Route, RouteTable
 from sidecar_gen.runtime.errors import DispatchError
 from sidecar_gen.runtime.plan import Plan
-from sidecar_gen.runtime.session import DETACH_BYTES, DETACH_KEYS
+from sidecar_gen.runtime.terminal import DETACH_BYTES, DETACH_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -566,7 +566,7 @@ def test_hot_path_imports_only_stdlib_and_nothing_heavy() -> None:
         "import sidecar_gen.runtime.pathmap, sidecar_gen.runtime.contract\n"
         "import sidecar_gen.runtime.transport, sidecar_gen.runtime.jsonlite\n"
         "import sidecar_gen.runtime.killer, sidecar_gen.runtime.userspec\n"
-        "import sidecar_gen.runtime.engine, sidecar_gen.runtime.session\n"
+        "import sidecar_gen.runtime.engine, sidecar_gen.runtime.terminal\n"
         "import sidecar_gen.runtime.plan, sidecar_gen.runtime.diagnose\n"
         "import sidecar_gen.runtime.native, sidecar_gen.runtime.audit\n"
         "for name, mod in sorted(sys.modules.items()):\n"

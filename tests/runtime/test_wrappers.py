@@ -12,7 +12,7 @@ import pytest
 
 from sidecar_gen.errors import ConfigError, InputError
 from sidecar_gen.runtime import cache
-from sidecar_gen.wrappers import install_wrappers
+from sidecar_gen.wrappers.install import install_wrappers
 
 LAUNCHER = ".sidecar-dispatch"
 
@@ -140,7 +140,7 @@ def test_cli_install_wrappers_prints_the_report(tmp_path: Path) -> None:
 
 
 def test_launcher_works_from_an_interpreter_path_with_spaces(tmp_path: Path) -> None:
-    from sidecar_gen.wrappers import launcher_text
+    from sidecar_gen.wrappers.install import launcher_text
 
     spaced = tmp_path / "my python" / "python"
     spaced.parent.mkdir()

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen import hostgit, hostproc, sessiongit
 from sidecar_gen.errors import ExitCode
+from sidecar_gen.host import git as hostgit
+from sidecar_gen.host import process as hostproc
+from sidecar_gen.session import worktree as sessiongit
 
 OWNER = 1234  # a project folder owned by another user than the one running sidecar (root)
 FILES = ("a.txt", "b.txt", "c.txt", "d.txt")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sidecar_gen.errors import ExitCode
-from sidecar_gen.sessiongit import (
+from sidecar_gen.session.store import SessionError
+from sidecar_gen.session.worktree import (
     add_worktree,
     copy_missing,
     remove_worktree,
@@ -18,7 +19,6 @@ from sidecar_gen.sessiongit import (
     stack_files,
     uncommitted,
 )
-from sidecar_gen.sessionstore import SessionError
 
 
 def run_git(cwd: Path, *args: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from sidecar_gen.model import bridge_from_plain
 from sidecar_gen.runtime.contract import ROLE_LABEL
-from sidecar_gen.sessionmodel import (
+from sidecar_gen.session.model import (
     POLICY_BRIDGE,
     POLICY_TARGET,
     SESSION_LABEL,
@@ -19,7 +19,7 @@ from sidecar_gen.sessionmodel import (
     plan_model,
     route_targets,
 )
-from sidecar_gen.sessionstore import SessionError
+from sidecar_gen.session.store import SessionError
 from sidecar_gen.yamlio import load_text
 
 SESSION = "shop-fix"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sidecar_gen.errors import ExitCode
-from sidecar_gen.sessionstore import (
+from sidecar_gen.session.store import (
     SessionError,
     SessionRecord,
     Store,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import unavailable
 
-from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.trust.record import Store
 
 COMPOSE = """\

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.trust.record import Store
 from trust.test_cli_host import NO_ENGINE, run
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.trust.record import Store
 
 SIDECAR = str(Path(sys.executable).parent / "sidecar")

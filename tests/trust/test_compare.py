@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.trust.compare import Comparison, compare, flatten
 from sidecar_gen.trust.record import Store
 from sidecar_gen.trust.snapshot import take_snapshot

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from sidecar_gen.composecli import ComposeTarget, resolve_model, up_argv
+from sidecar_gen.compose.cli import ComposeTarget, resolve_model, up_argv
 
 
 def test_the_verified_model_round_trips_through_stdin(target: ComposeTarget) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sidecar_gen.errors import ExitCode
-from sidecar_gen.hostgit import GitError
+from sidecar_gen.host.git import GitError
 from sidecar_gen.trust.gitfiles import find_repository, git_files, hooks_in_tree
 from sidecar_gen.trust.record import Store
 

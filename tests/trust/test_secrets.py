@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.trust.compare import Comparison, compare
 from sidecar_gen.trust.record import Approval, FileState, Store
 from sidecar_gen.trust.secrets import is_secret

@@ -10,7 +10,7 @@ from typing import Any
 from conftest import unique_name
 from images import BUSYBOX_IMAGE
 
-from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.trust import actions
 
 SIDECAR = str(Path(sys.executable).parent / "sidecar")

@@ -16,8 +16,8 @@ import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from sidecar_gen.composeenv import InterpolationError, interpolate
-from sidecar_gen.programs import CATALOGUE
+from sidecar_gen.compose.env import InterpolationError, interpolate
+from sidecar_gen.scaffold.programs import CATALOGUE
 
 _HEREDOC = re.compile(r"<<(-?)[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?")
 _SEPARATORS = re.compile(r"&&|\|\||[;|\n()]")

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from sidecar_gen import __version__, resources
-from sidecar_gen.findings import Finding, Severity
-from sidecar_gen.rules import RULE_BY_ID
 from sidecar_gen.runtime.escape import escape, escape_lines
+from sidecar_gen.validate.findings import Finding, Severity
+from sidecar_gen.validate.rules import RULE_BY_ID
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 JSON_FORMAT_VERSION = 1

@@ -34,8 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecar_gen import hostproc
 from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.host import process as hostproc
 
 # Single keys, set whatever the configuration says.
 FIXED: tuple[tuple[str, str], ...] = (

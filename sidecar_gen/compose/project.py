@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen import hostproc
-from sidecar_gen.composeenv import ComposeSetup, compose_setup, find_default_file
-from sidecar_gen.composeload import (
+from sidecar_gen.compose.env import ComposeSetup, compose_setup, find_default_file
+from sidecar_gen.compose.reader import (
     check_bounds,
     is_remote,
     load_model,
@@ -30,6 +29,7 @@ from sidecar_gen.composeload import (
     project_name,
 )
 from sidecar_gen.errors import InputError, SidecarError
+from sidecar_gen.host import process as hostproc
 from sidecar_gen.runtime.contract import PROTECTED_ROLES, ROLE_LABEL
 
 __all__ = ["Bind", "Build", "ComposeProject", "ProjectNames", "Service", "find_compose_file",

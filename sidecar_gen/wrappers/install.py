@@ -17,8 +17,8 @@ import sidecar_gen
 from sidecar_gen.config import find_config
 from sidecar_gen.errors import ConfigError, InputError
 from sidecar_gen.fsutil import write_atomic
-from sidecar_gen.routes import refresh_routes
 from sidecar_gen.runtime.dispatch import LAUNCHER_NAME
+from sidecar_gen.wrappers.routes import refresh_routes
 
 _LAUNCHER = """\
 {shebang}

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any
 
-from sidecar_gen.compose import ComposeProject
+from sidecar_gen.compose.project import ComposeProject
 from sidecar_gen.runtime.contract import PROJECT_LABEL, is_protected, pick_member, service_members
 
 # Prints each argument that names a program on the container's PATH.

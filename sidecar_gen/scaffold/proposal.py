@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar_gen import __version__, resources, templating
-from sidecar_gen.compose import Bind, ComposeProject, Service, load_project
-from sidecar_gen.evidence import Evidence, from_probe, knowledge
+from sidecar_gen.compose.project import Bind, ComposeProject, Service, load_project
 from sidecar_gen.fileplan import Change, apply, plan_user_file
 from sidecar_gen.model import DEFAULT_WORKSPACE
-from sidecar_gen.programs import CATALOGUE, DB_CLIENTS, NO_STDIN
 from sidecar_gen.render import domains_text
 from sidecar_gen.runtime.contract import Route
 from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
 from sidecar_gen.runtime.pathmap import is_within
+from sidecar_gen.scaffold.evidence import Evidence, from_probe, knowledge
+from sidecar_gen.scaffold.programs import CATALOGUE, DB_CLIENTS, NO_STDIN
 
 RUN_AS_USER = "${PUID}:${PGID}"
 # Why init sets an option, after its line in bridge.yaml (`ProposedCommand.notes`).
@@ -220,7 +220,7 @@ def run_init(directory: Path, compose_files: tuple[Path, ...] = (), *, force: bo
     project = load_project(directory, compose_files, prefer_cli=prefer_cli, environ=environ)
     probed: dict[str, frozenset[str]] = {}
     if probe and project is not None and project.services:
-        from sidecar_gen.probe import probe_services
+        from sidecar_gen.scaffold.probe import probe_services
 
         probed = probe_services(project, CATALOGUE)
     proposal = propose(project, probed=probed)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sidecar_gen.bridgecheck import Report, validate_file
-from sidecar_gen.compose import ProjectNames, load_project
+from sidecar_gen.compose.project import ProjectNames, load_project
 from sidecar_gen.config import find_config
 from sidecar_gen.errors import ExitCode, InputError
-from sidecar_gen.findings import Finding, Severity
 from sidecar_gen.runtime.names import CONFIG_DIR
+from sidecar_gen.validate.bridge import Report, validate_file
+from sidecar_gen.validate.findings import Finding, Severity
 
 
 @dataclass

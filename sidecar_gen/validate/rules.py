@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar_gen.findings import Severity
+from sidecar_gen.validate.findings import Severity
 
 E, W = Severity.ERROR, Severity.WARNING
 

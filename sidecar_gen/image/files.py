@@ -17,7 +17,7 @@ from pathlib import Path
 from sidecar_gen import templating
 from sidecar_gen.firewall import FORWARDER_PID
 from sidecar_gen.fsutil import write_atomic
-from sidecar_gen.imageids import ReservedIds, reserved_ids, this_system
+from sidecar_gen.image.ids import ReservedIds, reserved_ids, this_system
 from sidecar_gen.runtime import names
 
 

@@ -19,12 +19,12 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from sidecar_gen import resources
-from sidecar_gen.compose import ProjectNames
-from sidecar_gen.findings import Finding, Severity, json_path_of
+from sidecar_gen.compose.project import ProjectNames
 from sidecar_gen.fsutil import read_text_file
-from sidecar_gen.namecheck import container_findings
 from sidecar_gen.runtime.contract import split_exec
 from sidecar_gen.runtime.pathmap import is_within
+from sidecar_gen.validate.containers import container_findings
+from sidecar_gen.validate.findings import Finding, Severity, json_path_of
 from sidecar_gen.yamlio import Loaded, load_text, position
 
 # Names the Claude container itself relies on: a wrapper with one of these names would route

@@ -28,13 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen import hostproc, sessiongit
-from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.config import load_bridge
 from sidecar_gen.fsutil import read_text_file, write_atomic
-from sidecar_gen.imagefiles import ImageLayout
+from sidecar_gen.host import process as hostproc
+from sidecar_gen.image.files import ImageLayout
 from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, CONFIG_VOLUME, DOMAINS_NAME
-from sidecar_gen.sessionengine import (
+from sidecar_gen.session import worktree as sessiongit
+from sidecar_gen.session.engine import (
     LOGIN_FILES,
     Engine,
     Published,
@@ -44,8 +45,8 @@ from sidecar_gen.sessionengine import (
     project_state,
     published_ports,
 )
-from sidecar_gen.sessionmodel import Names, derive_policy, plan_model, route_targets
-from sidecar_gen.sessionstore import (
+from sidecar_gen.session.model import Names, derive_policy, plan_model, route_targets
+from sidecar_gen.session.store import (
     MODEL_FILE,
     POLICY_DIR,
     SessionError,
@@ -328,7 +329,7 @@ class SessionInfo:
 
 def list_sessions(directory: Path, *, every_project: bool = False) -> list[SessionInfo]:
     """The sessions of the project at `directory` (or of every project), with their state."""
-    from sidecar_gen.sessionstore import all_records
+    from sidecar_gen.session.store import all_records
 
     records = all_records() if every_project else Store(source_dir(directory)).records()
     if not records:

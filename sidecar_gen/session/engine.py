@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen import hostproc
-from sidecar_gen.composecli import ComposeTarget, resolve_model
+from sidecar_gen.compose.cli import ComposeTarget, resolve_model
+from sidecar_gen.host import process as hostproc
 from sidecar_gen.runtime.contract import (
     ONEOFF_LABEL,
     PROJECT_LABEL,
@@ -26,7 +26,7 @@ from sidecar_gen.runtime.contract import (
     SERVICE_LABEL,
 )
 from sidecar_gen.runtime.names import PASSTHROUGH_ENV
-from sidecar_gen.sessionstore import SessionError, usage_error
+from sidecar_gen.session.store import SessionError, usage_error
 
 VOLUME_LABEL = "com.docker.compose.volume"
 HELPER_LABEL = "dev.claude-sidecar.helper"

@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from sidecar_gen.compose import ProjectNames
-from sidecar_gen.findings import Finding, Severity, json_path_of
+from sidecar_gen.compose.project import ProjectNames
+from sidecar_gen.validate.findings import Finding, Severity, json_path_of
 from sidecar_gen.yamlio import Loaded, position
 
 _CONTAINER_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

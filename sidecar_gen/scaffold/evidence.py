@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sidecar_gen.compose import Service
-from sidecar_gen.composeenv import read_bounded
-from sidecar_gen.dockerfile import read_dockerfile
+from sidecar_gen.compose.env import read_bounded
+from sidecar_gen.compose.project import Service
 from sidecar_gen.errors import InputError
-from sidecar_gen.programs import image_programs, in_order, launched
+from sidecar_gen.scaffold.dockerfile import read_dockerfile
+from sidecar_gen.scaffold.programs import image_programs, in_order, launched
 
 
 @dataclass(frozen=True)

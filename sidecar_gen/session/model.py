@@ -34,7 +34,7 @@ from sidecar_gen.runtime.names import (
     POLICY_DIR_ENV,
 )
 from sidecar_gen.runtime.names import POLICY_DIR as POLICY_TARGET
-from sidecar_gen.sessionstore import SessionError
+from sidecar_gen.session.store import SessionError
 from sidecar_gen.yamlio import load_text, make_yaml
 
 SESSION_LABEL = "dev.claude-sidecar.session"

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen import hostproc
 from sidecar_gen.errors import ExitCode, SidecarError
+from sidecar_gen.host import process as hostproc
 
 MAX_DEPTH = 64
 

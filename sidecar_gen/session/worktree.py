@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen import hostgit, hostproc
-from sidecar_gen.composeenv import InterpolationError, compose_setup, interpolate
+from sidecar_gen.compose.env import InterpolationError, compose_setup, interpolate
+from sidecar_gen.host import git as hostgit
+from sidecar_gen.host import process as hostproc
 from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME, GENERATED_COMPOSE
-from sidecar_gen.sessionstore import SessionError, usage_error
+from sidecar_gen.session.store import SessionError, usage_error
 from sidecar_gen.yamlio import load_text
 
 BRANCH_PREFIX = "sidecar/"

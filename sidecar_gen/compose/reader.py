@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen.composeenv import (
+from sidecar_gen.compose.env import (
     ComposeSetup,
     InterpolationError,
     Lookup,
