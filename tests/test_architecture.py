@@ -134,7 +134,8 @@ def test_the_layers_are_documented() -> None:
 # Import cycles between modules that are there on purpose: the dispatcher's slow path
 # (a stale route cache is recompiled by the full package), and the doctor package whose
 # `__init__` runs the checks its modules report into.
-KNOWN_CYCLES = [{"config", "wrappers.routes", "runtime.cache"}, {"doctor", "doctor.host", "doctor.stack"}]
+KNOWN_CYCLES = [{"config", "wrappers.routes", "runtime.cache"},
+                {"doctor", "doctor.host", "doctor.stack"}]
 
 
 def _cycles() -> list[set[str]]:
@@ -184,3 +185,38 @@ def test_names_and_constants_come_from_runtime_names_not_render() -> None:
             if isinstance(node, ast.ImportFrom) and node.module == "sidecar_gen.render":
                 for alias in node.names:
                     assert callable(getattr(render, alias.name)), (module, alias.name)
+
+
+def test_no_class_name_is_defined_twice() -> None:
+    """A type's name says its concern: two classes of one name in the package are two
+    concerns under one word (an import of the wrong one type-checks where both fit)."""
+    where: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(module)
+    assert {name: mods for name, mods in where.items() if len(mods) > 1} == {}
+
+
+MAX_LINES = 450
+MAX_TOP_LEVEL = 12
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    long = {m: n for m, p in MODULES.items()
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_the_top_level_holds_only_the_cli_the_cross_cutting_modules_and_packages() -> None:
+    top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+    assert len(top) <= MAX_TOP_LEVEL, top
+
+
+PACKAGES = sorted(m for m, p in MODULES.items() if p.name == "__init__.py" and m)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_package_says_what_it_owns_and_what_it_may_import(package: str) -> None:
+    doc = ast.get_docstring(ast.parse(MODULES[package].read_text(encoding="utf-8"))) or ""
+    assert "Owns:" in doc and "May import:" in doc, package

@@ -50,7 +50,7 @@ def test_a_command_over_its_limit_is_stopped_with_its_whole_group(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pids = tmp_path / "pids"
     monkeypatch.setenv("SIDECAR_TIMEOUT_GIT", "1")
-    call = hostproc.Call(["sh", "-c", HANG.format(pids=pids)], "git", "the hanging stand-in")
+    call = hostproc.HostCommand(["sh", "-c", HANG.format(pids=pids)], "git", "the hanging stand-in")
     with pytest.raises(hostproc.HostTimeoutError) as caught:
         hostproc.run(call)
     assert caught.value.message == ("the hanging stand-in did not finish within 1 s: stopped "
@@ -68,13 +68,13 @@ def test_a_command_that_ignores_sigterm_is_killed(tmp_path: Path,
     monkeypatch.setattr(hostproc, "GRACE", 0.5)
     script = "trap '' TERM; " + HANG.format(pids=pids)
     with pytest.raises(hostproc.HostTimeoutError):
-        hostproc.run(hostproc.Call(["sh", "-c", script], "git", "stubborn"))
+        hostproc.run(hostproc.HostCommand(["sh", "-c", script], "git", "stubborn"))
     assert gone(pids_of(pids))
 
 
 def test_output_input_and_status_of_a_command_within_its_limit() -> None:
-    done = hostproc.run(hostproc.Call(["sh", "-c", "cat; echo err >&2; exit 3"], "git", "cat",
-                                      input="in\n"))
+    done = hostproc.run(hostproc.HostCommand(["sh", "-c", "cat; echo err >&2; exit 3"], "git",
+                                             "cat", input="in\n"))
     assert (done.returncode, done.stdout, done.stderr) == (3, "in\n", "err\n")
 
 
@@ -93,7 +93,7 @@ def test_limits_come_from_the_environment_and_bad_values_are_one_line(
 
 def test_a_missing_program_is_one_line() -> None:
     with pytest.raises(SidecarError) as caught:
-        hostproc.run(hostproc.Call(["/nonexistent/docker"], "git", "docker compose config"))
+        hostproc.run(hostproc.HostCommand(["/nonexistent/docker"], "git", "docker compose config"))
     assert caught.value.message == "cannot run docker compose config: No such file or directory"
     assert caught.value.exit_code is ExitCode.USAGE
 
@@ -103,7 +103,7 @@ import sys
 from sidecar_gen.host import process as hostproc
 from sidecar_gen.errors import Interrupted
 try:
-    hostproc.run(hostproc.Call(["sh", "-c", sys.argv[1]], "compose-up", "stand-in"))
+    hostproc.run(hostproc.HostCommand(["sh", "-c", sys.argv[1]], "compose-up", "stand-in"))
 except Interrupted as exc:
     sys.exit(128 + exc.signum)
 sys.exit(0)
@@ -128,10 +128,10 @@ def test_children_side_by_side_are_all_stopped_when_one_times_out(
     first, second = tmp_path / "first", tmp_path / "second"
     monkeypatch.setenv("SIDECAR_TIMEOUT_COMPOSE_VERSION", "100")
     monkeypatch.setenv("SIDECAR_TIMEOUT_COMPOSE_CONFIG", "1")
-    background = hostproc.start(hostproc.Call(["sh", "-c", HANG.format(pids=first)],
+    background = hostproc.start(hostproc.HostCommand(["sh", "-c", HANG.format(pids=first)],
                                               "compose-version", "version"))
     with background, pytest.raises(hostproc.HostTimeoutError):
-        hostproc.run(hostproc.Call(["sh", "-c", HANG.format(pids=second)], "compose-config",
+        hostproc.run(hostproc.HostCommand(["sh", "-c", HANG.format(pids=second)], "compose-config",
                                    "config"))
     assert gone(pids_of(first) + pids_of(second))
     assert not hostproc._live  # and the signal handlers are sidecar's own again
@@ -146,7 +146,7 @@ def test_as_root_a_child_runs_as_the_owner_of_a_folder(tmp_path: Path) -> None:
     os.chown(folder, 1234, 2345)
     owner = hostproc.owner_identity(folder)
     assert owner == hostproc.Identity(1234, 2345)
-    done = hostproc.run(hostproc.Call(["sh", "-c", "id -u; id -g; id -G"], "git", "id",
+    done = hostproc.run(hostproc.HostCommand(["sh", "-c", "id -u; id -g; id -G"], "git", "id",
                                       identity=owner))
     assert done.stdout.split() == ["1234", "2345", "2345"]  # no supplementary group of root
     assert hostproc.owner_identity(tmp_path) is None  # root's own folder: no change
@@ -165,7 +165,7 @@ def test_a_signal_while_a_child_starts_stops_it_once_it_is_known(
 
     monkeypatch.setattr(subprocess, "Popen", SignalledAtStart)
     with pytest.raises(Interrupted) as caught:
-        hostproc.run(hostproc.Call(["sh", "-c", HANG.format(pids=tmp_path / "pids")], "git",
+        hostproc.run(hostproc.HostCommand(["sh", "-c", HANG.format(pids=tmp_path / "pids")], "git",
                                    "stand-in"))
     assert caught.value.signum == signal.SIGTERM
     assert gone(started), started

@@ -22,7 +22,7 @@ from sidecar_gen.cli import app
 from sidecar_gen.compose.project import load_project
 from sidecar_gen.config import load_bridge
 from sidecar_gen.errors import InputError
-from sidecar_gen.fileplan import Status as FileStatus
+from sidecar_gen.fileplan import FileStatus
 from sidecar_gen.render import run_render
 from sidecar_gen.runtime.pathmap import is_within
 from sidecar_gen.scaffold.proposal import InitResult, propose, render_bridge, run_init

@@ -15,7 +15,7 @@ from sidecar_gen.runtime.escape import escape
 
 if TYPE_CHECKING:
     from sidecar_gen.compose.cli import ComposeTarget
-    from sidecar_gen.trust.actions import Check, UpResult
+    from sidecar_gen.trust.actions import Check, StackUp
     from sidecar_gen.trust.compare import Comparison
 
 DirOption = Annotated[Path, typer.Option("--dir", "-C", help="Project directory.",
@@ -60,7 +60,7 @@ def up(
 
     target = _target(directory)
 
-    def announce(result: UpResult) -> None:
+    def announce(result: StackUp) -> None:
         if result.first_use:
             say(f"sidecar: no approval on record for {target.directory}: approved what is "
                 f"there now (trust on first use), recorded in {result.record}", err=True)

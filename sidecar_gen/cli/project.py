@@ -72,7 +72,7 @@ def init(
         help="Ask the project's running containers which programs they have.")] = True,
 ) -> None:
     """Scaffold .sidecar/bridge.yaml and .sidecar/allowed-domains.txt from your compose project."""
-    from sidecar_gen.fileplan import Status
+    from sidecar_gen.fileplan import FileStatus
     from sidecar_gen.scaffold.proposal import run_init
 
     if not directory.is_dir():
@@ -99,7 +99,7 @@ def init(
     for item in result.files:
         status = str(item.status) + (f" ({item.reason})" if item.reason else "")
         say(f"{status:<10} {item.path}")
-    if any(item.status is Status.SKIPPED for item in result.files):
+    if any(item.status is FileStatus.SKIPPED for item in result.files):
         typer.echo("some files exist and were kept; rerun with --force to overwrite them")
 
 

@@ -97,7 +97,7 @@ def start_version(target: ComposeTarget) -> hostproc.Child | None:
     if shutil.which("docker") is None:
         return None
     try:
-        return hostproc.start(hostproc.Call(["docker", "compose", "version", "--short"],
+        return hostproc.start(hostproc.HostCommand(["docker", "compose", "version", "--short"],
                                             "compose-version", "docker compose version",
                                             env=target.environ()))
     except SidecarError:
@@ -131,7 +131,7 @@ def resolve_model(target: ComposeTarget) -> ResolvedModel:
     _require_cli()
     if not target.directory.is_dir():
         raise ComposeError(f"{target.directory}: no such directory", exit_code=ExitCode.USAGE)
-    result = hostproc.run(hostproc.Call(
+    result = hostproc.run(hostproc.HostCommand(
         target.argv("config", "--format", "json"), "compose-config",
         f"docker compose config in {target.directory}", cwd=target.directory,
         env=target.environ()))
@@ -192,7 +192,7 @@ def run_model(target: ComposeTarget, model: ResolvedModel, argv: list[str], kind
     the time limit of `kind` (`compose-up`: `docker compose up`)."""
     _require_cli()
     what = "docker compose " + kind.removeprefix("compose-")
-    result = hostproc.run(hostproc.Call(argv, kind, f"{what} in {target.directory}",
+    result = hostproc.run(hostproc.HostCommand(argv, kind, f"{what} in {target.directory}",
                                         cwd=target.directory, env=target.environ(),
                                         input=model.text, capture=False))
     return result.returncode

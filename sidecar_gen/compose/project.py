@@ -23,11 +23,11 @@ from typing import Any
 from sidecar_gen.compose.env import ComposeSetup, compose_setup, find_default_file
 from sidecar_gen.compose.reader import (
     check_bounds,
-    is_remote,
     load_model,
     normalize_project_name,
     project_name,
 )
+from sidecar_gen.compose.services import is_remote
 from sidecar_gen.errors import InputError, SidecarError
 from sidecar_gen.host import process as hostproc
 from sidecar_gen.runtime.contract import PROTECTED_ROLES, ROLE_LABEL
@@ -264,7 +264,7 @@ def read_cli(setup: ComposeSetup, explicit: bool) -> tuple[dict[str, Any] | None
     for file in setup.files if explicit else ():
         command += ["-f", str(file)]
     try:
-        result = hostproc.run(hostproc.Call(
+        result = hostproc.run(hostproc.HostCommand(
             [*command, "config", "--format", "json"], "compose-config",
             f"docker compose config in {setup.directory}", cwd=setup.directory,
             env=setup.process_environ))

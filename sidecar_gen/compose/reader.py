@@ -14,11 +14,8 @@ file or another), override files merged in order (mappings merged, `volumes` by 
 
 from __future__ import annotations
 
-import os
-import posixpath
 import re
-import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,28 +28,19 @@ from sidecar_gen.compose.env import (
     load_dotenv,
     read_bounded,
 )
+from sidecar_gen.compose.services import (
+    RESET,
+    Override,
+    absolute_path,
+    canonical_service,
+    merge_service,
+    strip_markers,
+)
 from sidecar_gen.errors import InputError
 from sidecar_gen.yamlio import Tagged, bounds_problem, load_plain
 
 MAX_FILES = 64  # include/extends chains of a real project are a handful of files
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_KEPT = ("image", "container_name", "working_dir", "user", "command", "entrypoint", "ports",
-         "develop")
-
-
-class _Reset:
-    """`!reset`: the value is removed from what earlier files defined."""
-
-
-RESET = _Reset()
-
-
-@dataclass(frozen=True)
-class _Override:
-    """`!override`: the value replaces what earlier files defined instead of merging."""
-
-    value: Any
-
 
 def normalize_project_name(name: str) -> str:
     """Normalize a folder name like compose: lowercase, keep [a-z0-9_-], no leading '_'/'-'."""
@@ -68,7 +56,7 @@ def _markers(data: Any) -> Any:
         if data.tag == "!reset":
             return RESET
         if data.tag == "!override":
-            return _Override(_markers(data.value))
+            return Override(_markers(data.value))
         return _markers(data.value)  # other tags: compose reads the value as it is
     if isinstance(data, dict):
         return {str(k): _markers(v) for k, v in data.items()}
@@ -83,8 +71,8 @@ def _interpolated(data: Any, lookup: Lookup, where: str) -> Any:
                 for k, v in data.items()}
     if isinstance(data, list):
         return [_interpolated(v, lookup, where) for v in data]
-    if isinstance(data, _Override):
-        return _Override(_interpolated(data.value, lookup, where))
+    if isinstance(data, Override):
+        return Override(_interpolated(data.value, lookup, where))
     if isinstance(data, str):
         try:
             return interpolate(data, lookup)
@@ -129,204 +117,10 @@ def _read_file(file: Path, lookup: Lookup) -> dict[str, Any]:
     return dict(result)
 
 
-# --- services: canonical form, merging ----------------------------------------------------------
-
-def _absolute(path: str, base: Path, home: str | None) -> str:
-    if path == "~" or path.startswith("~/"):
-        path = (home or os.path.expanduser("~")) + path[1:]
-    joined = path if path.startswith("/") else os.path.join(base, path)
-    return posixpath.normpath(joined)
-
-
-def is_remote(context: str) -> bool:
-    """A build context compose fetches (git or URL) rather than a folder."""
-    return "://" in context or context.startswith(("git@", "github.com/"))
-
-
-def _key_values(value: Any) -> dict[str, str]:
-    if isinstance(value, dict):
-        return {str(k): "" if v is None else str(v) for k, v in value.items()}
-    if isinstance(value, list):
-        pairs = (str(item).partition("=") for item in value)
-        return {key: val for key, _, val in pairs}
-    return {}
-
-
-def _volume(entry: Any, base: Path, home: str | None) -> dict[str, Any] | None:
-    if isinstance(entry, str):
-        parts = entry.split(":")
-        if len(parts) == 1:
-            return {"type": "volume", "target": posixpath.normpath(parts[0])}
-        source, target = parts[0], parts[1]
-        if source.startswith((".", "/", "~")):
-            return {"type": "bind", "source": _absolute(source, base, home),
-                    "target": posixpath.normpath(target)}
-        return {"type": "volume", "source": source, "target": posixpath.normpath(target)}
-    if isinstance(entry, dict) and entry.get("target"):
-        out = {"type": str(entry.get("type", "volume")),
-               "target": posixpath.normpath(str(entry["target"]))}
-        if entry.get("source"):
-            source = str(entry["source"])
-            out["source"] = _absolute(source, base, home) if out["type"] == "bind" else source
-        return out
-    return None
-
-
-def _build_args(value: Any, environ: Mapping[str, str]) -> dict[str, str]:
-    # An argument without a value takes the environment's (compose leaves it out otherwise).
-    pairs = value.items() if isinstance(value, dict) else (
-        (item.partition("=")[0], item.partition("=")[2] if "=" in item else None)
-        for item in map(str, value or []))
-    out = {}
-    for key, val in pairs:
-        if val is None:
-            if key in environ:
-                out[str(key)] = environ[key]
-        else:
-            out[str(key)] = str(val)
-    return out
-
-
-def _canonical(value: Any, key: str, base: Path, environ: Mapping[str, str]) -> Any:
-    """One service field in the form `docker compose config` prints it."""
-    home = environ.get("HOME")
-    if value is RESET:
-        return value
-    if isinstance(value, _Override):
-        return _Override(_canonical(value.value, key, base, environ))
-    if key == "build":
-        build = {"context": value} if isinstance(value, str) else dict(value or {})
-        context = str(build.get("context") or ".")
-        out: dict[str, Any] = {"context": context if is_remote(context)
-                               else _absolute(context, base, home)}
-        for name in ("dockerfile", "dockerfile_inline", "target"):
-            if build.get(name) is not None:
-                out[name] = str(build[name])
-        if build.get("args") is not None:
-            out["args"] = _build_args(build["args"], environ)
-        return out
-    if key == "volumes":
-        volumes = [_volume(v, base, home) for v in value or []]
-        return [v for v in volumes if v is not None]
-    if key == "labels":
-        return _key_values(value)
-    if key == "depends_on":
-        names = value if isinstance(value, list) else list(value or {})
-        return [str(n) for n in names]
-    if key == "profiles":
-        return [str(p) for p in value or []]
-    if key == "develop":  # `docker compose watch`: only where it syncs files to matters here
-        raw = value.get("watch") if isinstance(value, dict) else None
-        watch = [w for w in raw if isinstance(w, dict) and isinstance(w.get("path"), str)
-                 ] if isinstance(raw, list) else []
-        return {"watch": [{**w, "path": _absolute(w["path"], base, home)} for w in watch]}
-    if key in ("command", "entrypoint") and isinstance(value, str):
-        try:  # compose splits the string form like a shell would, without running one
-            return shlex.split(value)
-        except ValueError:
-            return value.split()
-    return value
-
-
-# The shapes compose accepts for the fields read here; anything else is refused, as compose
-# refuses it (other fields are left to compose).
-_SHAPES: dict[str, tuple[type, ...]] = {
-    "image": (str,), "container_name": (str,), "working_dir": (str,), "user": (str, int),
-    "build": (str, dict), "volumes": (list,), "labels": (dict, list),
-    "depends_on": (list, dict), "profiles": (list,), "extends": (str, dict),
-    "command": (str, list), "entrypoint": (str, list), "ports": (list,), "develop": (dict,),
-}
-_BUILD_SHAPES: dict[str, tuple[type, ...]] = {
-    "context": (str,), "dockerfile": (str,), "dockerfile_inline": (str,), "target": (str,),
-    "args": (dict, list),
-}
-_KINDS = {str: "a string", int: "a number", dict: "a mapping", list: "a list"}
-
-
-def _check_shapes(spec: dict[str, Any], shapes: dict[str, tuple[type, ...]], where: str) -> None:
-    for key, kinds in shapes.items():
-        value = spec.get(key)
-        if value is None or value is RESET:
-            continue
-        inner = value.value if isinstance(value, _Override) else value
-        if not isinstance(inner, kinds) or isinstance(inner, bool):
-            wanted = " or ".join(_KINDS[k] for k in kinds)
-            raise InputError(where, f"{key} must be {wanted}")
-    for key in ("volumes", "profiles"):
-        items = spec.get(key)
-        for item in items if isinstance(items, list) else []:
-            if not isinstance(item, str | dict) or (key == "profiles" and
-                                                   not isinstance(item, str)):
-                raise InputError(where, f"{key} entries must be strings"
-                                 + (" or mappings" if key == "volumes" else ""))
-    extends = spec.get("extends")
-    if isinstance(extends, dict) and not isinstance(extends.get("service"), str):
-        raise InputError(where, "extends.service must be a string")
-    build = spec.get("build")
-    if isinstance(build, dict):
-        _check_shapes(build, _BUILD_SHAPES, f"{where}.build")
-
-
-def _canonical_service(raw: Any, base: Path, environ: Mapping[str, str],
-                       where: str) -> dict[str, Any]:
-    if raw is not None and not isinstance(raw, dict):
-        raise InputError(where, "a service must be a mapping")
-    spec = raw or {}
-    _check_shapes(spec, _SHAPES, where)
-    develop = spec.get("develop")
-    if isinstance(develop, dict) and not isinstance(develop.get("watch") or [], list | _Reset):
-        raise InputError(where, "develop.watch must be a list")
-    out = {key: _canonical(spec[key], key, base, environ)
-           for key in (*_KEPT, "build", "volumes", "labels", "depends_on", "profiles")
-           if key in spec}
-    if "extends" in spec:
-        out["extends"] = spec["extends"]
-    return out
-
-
-def _merge_volumes(base: list[Any], over: list[Any]) -> list[Any]:
-    merged = list(base)
-    for volume in over:
-        at = next((i for i, v in enumerate(merged) if v.get("target") == volume.get("target")),
-                  None)
-        if at is None:
-            merged.append(volume)
-        else:
-            merged[at] = volume
-    return merged
-
-
-def merge_service(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """`over` applied on `base` the way compose merges a later file (or an extending service)."""
-    out = dict(base)
-    for key, value in over.items():
-        if value is RESET:
-            out.pop(key, None)
-        elif isinstance(value, _Override) or key not in out or out[key] is RESET:
-            out[key] = value.value if isinstance(value, _Override) else value
-        elif key == "volumes":
-            out[key] = _merge_volumes(out[key], value)
-        elif key == "labels":
-            out[key] = {**out[key], **value}
-        elif key == "build":
-            args = {**out[key].get("args", {}), **value.get("args", {})}
-            out[key] = {**out[key], **value, **({"args": args} if args else {})}
-        elif key in ("profiles", "depends_on"):
-            out[key] = list(dict.fromkeys([*out[key], *value]))
-        else:
-            out[key] = value
-    return out
-
-
-def _strip_markers(service: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.value if isinstance(v, _Override) else v) for k, v in service.items()
-            if v is not RESET}
-
-
 # --- a project: files, include, extends ---------------------------------------------------------
 
 @dataclass
-class _Context:
+class _LoadContext:
     """Where one set of files is loaded: relative paths resolve against `base`."""
 
     base: Path
@@ -342,19 +136,19 @@ class _Context:
 
 
 def _extends_base(name: str, spec: dict[str, Any], services: dict[str, Any], file: Path, *,
-                  ctx: _Context, chain: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+                  ctx: _LoadContext, chain: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     extends = spec["extends"]
     ref = extends if isinstance(extends, str) else str((extends or {}).get("service", ""))
     other = None if isinstance(extends, str) else (extends or {}).get("file")
     if other:
-        ref_file = Path(_absolute(str(other), ctx.base, ctx.environ.get("HOME")))
+        ref_file = Path(absolute_path(str(other), ctx.base, ctx.environ.get("HOME")))
         doc = ctx.read(ref_file)
         raw = doc.get("services") or {}
         if not isinstance(raw, dict) or ref not in raw:
             raise InputError(str(file), f"cannot extend service {name!r}: service {ref!r} "
                                         f"not found in {other}")
-        sub = _Context(ref_file.parent, ctx.environ, ctx.budget)
-        pool = {k: _canonical_service(v, sub.base, ctx.environ, f"{ref_file}: services.{k}")
+        sub = _LoadContext(ref_file.parent, ctx.environ, ctx.budget)
+        pool = {k: canonical_service(v, sub.base, ctx.environ, f"{ref_file}: services.{k}")
                 for k, v in raw.items()}
         return _resolve_extends(ref, pool, ref_file, sub, chain)
     if ref not in services:
@@ -362,7 +156,7 @@ def _extends_base(name: str, spec: dict[str, Any], services: dict[str, Any], fil
     return _resolve_extends(ref, services, file, ctx, chain)
 
 
-def _resolve_extends(name: str, services: dict[str, Any], file: Path, ctx: _Context,
+def _resolve_extends(name: str, services: dict[str, Any], file: Path, ctx: _LoadContext,
                      chain: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     spec = services[name]
     if "extends" not in spec:
@@ -376,7 +170,7 @@ def _resolve_extends(name: str, services: dict[str, Any], file: Path, ctx: _Cont
     return merged
 
 
-def _include(entry: Any, ctx: _Context, into: dict[str, Any], file: Path) -> None:
+def _include(entry: Any, ctx: _LoadContext, into: dict[str, Any], file: Path) -> None:
     if not isinstance(entry, str | dict):
         raise InputError(str(file), "an include entry must be a path or a mapping")
     spec = {"path": entry} if isinstance(entry, str) else dict(entry)
@@ -385,19 +179,19 @@ def _include(entry: Any, ctx: _Context, into: dict[str, Any], file: Path) -> Non
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
         raise InputError(str(file), "an include entry names no file")
     home = ctx.environ.get("HOME")
-    files = [Path(_absolute(str(p), ctx.base, home)) for p in paths]
+    files = [Path(absolute_path(str(p), ctx.base, home)) for p in paths]
     project_dir = spec.get("project_directory")
-    base = Path(_absolute(str(project_dir), ctx.base, home)) if project_dir else files[0].parent
+    base = Path(absolute_path(str(project_dir), ctx.base, home)) if project_dir else files[0].parent
     env = dict(ctx.environ)
     env_files = spec.get("env_file")
     env_paths = ([env_files] if isinstance(env_files, str) else list(env_files or [])) or (
         [str(base / ".env")] if (base / ".env").is_file() else [])
     for env_file in env_paths:
         if env_file != "/dev/null":
-            for key, value in load_dotenv(Path(_absolute(env_file, ctx.base, home)),
+            for key, value in load_dotenv(Path(absolute_path(env_file, ctx.base, home)),
                                           env).items():
                 env.setdefault(key, value)
-    sub = _Context(base, env, ctx.budget)
+    sub = _LoadContext(base, env, ctx.budget)
     for name, service in _load_files(files, sub)["services"].items():
         if name in into and into[name] != service:
             raise InputError(str(file), f"service {name!r} from include {paths[0]} conflicts "
@@ -405,7 +199,7 @@ def _include(entry: Any, ctx: _Context, into: dict[str, Any], file: Path) -> Non
         into[name] = service
 
 
-def _load_files(files: list[Path], ctx: _Context) -> dict[str, Any]:
+def _load_files(files: list[Path], ctx: _LoadContext) -> dict[str, Any]:
     """Read `files` in order and merge them: the project model before profiles."""
     model: dict[str, Any] = {"services": {}}
     for file in files:
@@ -419,7 +213,7 @@ def _load_files(files: list[Path], ctx: _Context) -> dict[str, Any]:
             raise InputError(str(file), "'include' must be a list")
         for entry in include:
             _include(entry, ctx, included, file)
-        services = {str(k): _canonical_service(v, ctx.base, ctx.environ, f"{file}: services.{k}")
+        services = {str(k): canonical_service(v, ctx.base, ctx.environ, f"{file}: services.{k}")
                     for k, v in raw.items()}
         for name in list(services):
             _resolve_extends(name, services, file, ctx)
@@ -428,7 +222,7 @@ def _load_files(files: list[Path], ctx: _Context) -> dict[str, Any]:
             merged[name] = merge_service(merged.get(name, {}), service)
         if doc.get("name") is not None:
             model["name"] = str(doc["name"])
-    model["services"] = {k: _strip_markers(v) for k, v in model["services"].items()}
+    model["services"] = {k: strip_markers(v) for k, v in model["services"].items()}
     return model
 
 
@@ -455,7 +249,7 @@ def project_name(setup: ComposeSetup, declared: str | None) -> tuple[str, str]:
 
 def load_model(setup: ComposeSetup) -> dict[str, Any]:
     """The project model (`name`, `services`) as `docker compose config` would resolve it."""
-    ctx = _Context(setup.working_dir, setup.environ, [MAX_FILES])
+    ctx = _LoadContext(setup.working_dir, setup.environ, [MAX_FILES])
     model = _load_files(list(setup.files), ctx)
     # Like compose: an unset COMPOSE_PROFILES is the one empty profile, which a service with
     # `profiles: [""]` (an unset variable in its list) has.

@@ -70,7 +70,7 @@ def _compose(report: DoctorReport) -> bool:
 
 
 def _render(report: DoctorReport) -> None:
-    from sidecar_gen.fileplan import Status as FileStatus
+    from sidecar_gen.fileplan import FileStatus
     from sidecar_gen.render import plan_render
 
     directory = report.target.directory

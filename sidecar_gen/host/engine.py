@@ -11,7 +11,7 @@ from typing import Any
 from sidecar_gen.errors import ExitCode, SidecarError
 
 
-class EngineError(SidecarError):
+class HostEngineError(SidecarError):
     """The Docker engine cannot be reached from the host."""
 
     def __init__(self, message: str) -> None:
@@ -26,6 +26,6 @@ def connect(timeout: int = 120) -> Any:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except Exception as exc:  # the SDK raises several unrelated types for "not reachable"
-        raise EngineError(f"cannot reach the Docker engine ({exc}): is it running, and is "
+        raise HostEngineError(f"cannot reach the Docker engine ({exc}): is it running, and is "
                           "DOCKER_HOST right?") from None
     return client

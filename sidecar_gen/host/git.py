@@ -146,7 +146,7 @@ def _list(place: Place, env: Mapping[str, str], identity: hostproc.Identity | No
           *source: str) -> list[tuple[str, str, str]]:
     """(origin, key, value) of every entry `git config --list` shows, includes not followed."""
     argv = [*_git_argv(), "config", *source, "--list", "-z", "--show-origin", "--no-includes"]
-    done = hostproc.run(hostproc.Call(argv, "git", f"git config --list in {place.cwd}",
+    done = hostproc.run(hostproc.HostCommand(argv, "git", f"git config --list in {place.cwd}",
                                       cwd=place.cwd, env=env, identity=identity))
     if done.returncode != 0:
         raise GitError(f"git cannot read the configuration of {place.cwd}: "
@@ -320,7 +320,7 @@ def run(place: Place, *args: str, check: bool = True,
         source.pop("XDG_CONFIG_HOME", None)
         source["HOME"] = _home(identity.uid)
     env = safe_env(place, identity, source)
-    done = hostproc.run(hostproc.Call([*_git_argv(), *args], "git",
+    done = hostproc.run(hostproc.HostCommand([*_git_argv(), *args], "git",
                                       f"git {args[0] if args else ''} in {place.cwd}",
                                       cwd=place.cwd, env=env, input=input_text,
                                       identity=identity))

@@ -149,7 +149,7 @@ def _stop_group(process: subprocess.Popen[str]) -> None:
 # --- running ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Call:
+class HostCommand:
     """One host command: `what` names it in messages (`docker compose config in /x`)."""
 
     argv: Sequence[str]
@@ -166,7 +166,7 @@ class Child:
     """A started call: `finish()` waits for it within its limit (use as a context manager,
     so the group is stopped if the caller leaves early)."""
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: HostCommand) -> None:
         self.call = call
         self.seconds = limit(call.kind)
         self._deadline = time.monotonic() + self.seconds
@@ -235,12 +235,12 @@ class Child:
             self._stop()
 
 
-def start(call: Call) -> Child:
+def start(call: HostCommand) -> Child:
     """Start `call` (its limit starts now)."""
     return Child(call)
 
 
-def run(call: Call) -> subprocess.CompletedProcess[str]:
+def run(call: HostCommand) -> subprocess.CompletedProcess[str]:
     """Run `call` to its end within its limit; its exit status and (captured) output."""
     with start(call) as child:
         return child.finish()

@@ -35,7 +35,7 @@ from sidecar_gen.runtime.errors import (
     DispatchError,
 )
 from sidecar_gen.runtime.names import AUDIT_LOG_ENV, DEBUG_ENV
-from sidecar_gen.runtime.plan import Plan
+from sidecar_gen.runtime.plan import ExecPlan
 from sidecar_gen.runtime.userspec import expand_user
 
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy
@@ -127,14 +127,14 @@ def _dispatch(name: str, args: list[str], wrapper_dir: str | None, config: str |
     started = time.monotonic()
     signals = terminal.Signals()
     signals.install()
-    plan: Plan | None = None
+    plan: ExecPlan | None = None
     code: int | None = None
     signum: int | None = None
     try:
         conn = engine.connect(endpoint)
         try:
             ref, container = _resolve(conn, routes, route.container)
-            plan = Plan.build(name, args, route, ref=ref, container=container, user=user,
+            plan = ExecPlan.build(name, args, route, ref=ref, container=container, user=user,
                               endpoint=endpoint, environ=environ, cwd=cwd)
             code = _execute(plan, conn, signals)
         finally:
@@ -188,7 +188,7 @@ def _explain(error: engine.EngineError, container: str, service: str) -> Dispatc
     return diagnose.engine_error(error, container, service)
 
 
-def _execute(plan: Plan, conn: Connection, signals: terminal.Signals) -> int:
+def _execute(plan: ExecPlan, conn: Connection, signals: terminal.Signals) -> int:
     """Create and start the exec, stream it, and return its exit code. From the start until
     the exit code is known, every way out (a signal, a lost connection, a bug) first stops the
     remote command."""
@@ -246,7 +246,7 @@ def _execute(plan: Plan, conn: Connection, signals: terminal.Signals) -> int:
     return verdict(plan, state, output)
 
 
-def _stop_remote(plan: Plan) -> bool:
+def _stop_remote(plan: ExecPlan) -> bool:
     """Stop the command's processes; True when there were any (or it cannot be known)."""
     from sidecar_gen.runtime import killer  # an interrupted command only: off the hot path
 
@@ -257,7 +257,7 @@ def _stop_remote(plan: Plan) -> bool:
     return found
 
 
-def _resize(plan: Plan, exec_id: str) -> None:
+def _resize(plan: ExecPlan, exec_id: str) -> None:
     size = terminal.terminal_size()
     if size is not None:
         try:  # noqa: SIM105
@@ -266,13 +266,13 @@ def _resize(plan: Plan, exec_id: str) -> None:
             pass  # a lost resize is cosmetic
 
 
-def _program_ran(plan: Plan, exec_id: str) -> bool:
+def _program_ran(plan: ExecPlan, exec_id: str) -> bool:
     # A process that never started has no pid; the daemon records that before it writes why.
     state = engine.call_once(plan.endpoint, engine.inspect_exec, exec_id)
     return state.running or state.pid != 0
 
 
-def _final_state(plan: Plan, exec_id: str) -> engine.ExecState:
+def _final_state(plan: ExecPlan, exec_id: str) -> engine.ExecState:
     # The daemon records the exit code before it closes the stream; the short grace is for
     # engines (or proxies) that close a moment early.
     deadline = time.monotonic() + 0.5
@@ -283,7 +283,7 @@ def _final_state(plan: Plan, exec_id: str) -> engine.ExecState:
         time.sleep(0.01)
 
 
-def _check_attached(plan: Plan, state: engine.ExecState) -> None:
+def _check_attached(plan: ExecPlan, state: engine.ExecState) -> None:
     """Raise when the stream ended while the command still runs (the caller stops it)."""
     if state.running or state.exit_code is None:
         raise DispatchError(
@@ -297,7 +297,7 @@ def _attach_failure(output: terminal.Output) -> str | None:
     return diagnose.attach_failure(output.held if output.held is not None else output.tail)
 
 
-def _detached(plan: Plan, state: engine.ExecState, output: terminal.Output,
+def _detached(plan: ExecPlan, state: engine.ExecState, output: terminal.Output,
               stdin: terminal.StdinPump, signals: terminal.Signals) -> bool:
     """Whether the daemon let go of a running command (the detach keys, a broken stdin copy),
     which it reports as exit code 126 and a last line in the stream, while the command goes
@@ -311,7 +311,7 @@ def _detached(plan: Plan, state: engine.ExecState, output: terminal.Output,
     return found or stdin.sent_detach_keys
 
 
-def verdict(plan: Plan, state: engine.ExecState, output: terminal.Output) -> int:
+def verdict(plan: ExecPlan, state: engine.ExecState, output: terminal.Output) -> int:
     """The exit code to return, decided from the engine's answer, never from the output."""
     raw = state.exit_code or 0
     code = raw & 0xFF if raw >= 0 else SIGNAL_BASE + (-raw & 0x7F)
@@ -329,7 +329,7 @@ def verdict(plan: Plan, state: engine.ExecState, output: terminal.Output) -> int
     return code
 
 
-def _container_stopped(plan: Plan) -> bool:
+def _container_stopped(plan: ExecPlan) -> bool:
     # One look, no polling: the engine marks a container stopped only after it delivered the
     # exits of its processes (tens of ms later), so a stop not noted yet stays a plain 137.
     try:

@@ -1,4 +1,4 @@
-"""`Plan`: everything one run of a routed command needs, decided once before the exec starts.
+"""`ExecPlan`: everything one run of a routed command needs, decided once before the exec starts.
 
 Immutable: the exec's configuration, the cleanup exec and the audit record are all derived from
 it, so no step can see another step's half-made state.
@@ -44,7 +44,7 @@ def stdin_wanted(mode: str) -> bool:
         return True
 
 
-class Plan:
+class ExecPlan:
     """One run of a routed command (read-only once built)."""
 
     __slots__ = ("argv", "container", "endpoint", "env", "name", "ref", "route", "stdin",
@@ -69,12 +69,12 @@ class Plan:
             object.__setattr__(self, name, fields[name])
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"a Plan is read-only (tried to set {name})")
+        raise AttributeError(f"a ExecPlan is read-only (tried to set {name})")
 
     @classmethod
     def build(cls, name: str, args: list[str], route: Route, *, ref: str, container: str,
               user: str | None, endpoint: Endpoint, environ: Mapping[str, str],
-              cwd: str) -> Plan:
+              cwd: str) -> ExecPlan:
         """The plan for running `name args` through `route` in the resolved container."""
         token = os.urandom(EXEC_TOKEN_HEX_DIGITS // 2).hex()
         env = [f"{key}={environ[key]}" for key in route.env if key in environ]

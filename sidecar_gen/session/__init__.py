@@ -6,6 +6,6 @@ engine side (`engine`: compose up, volumes, readiness, through `host.engine` and
 runner), and the commands `sidecar session new|up|ls|exec|rm` (`commands`).
 
 May import: the layers below (`compose`, `host`, `image`, `config`, `model`, `fsutil`,
-`runtime`) and the actions it builds on: `trust` (a session starts only from what `sidecar
-trust` approved) and `render`.
+`yamlio`, `runtime`) and the action it builds on: `trust` (a session starts only from what
+`sidecar trust` approved).
 """

@@ -37,8 +37,8 @@ from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, CONFIG_VOLUME, DO
 from sidecar_gen.session import worktree as sessiongit
 from sidecar_gen.session.engine import (
     LOGIN_FILES,
-    Engine,
     Published,
+    SessionEngine,
     compose_config,
     compose_up,
     docker_cli,
@@ -51,7 +51,7 @@ from sidecar_gen.session.store import (
     POLICY_DIR,
     SessionError,
     SessionRecord,
-    Store,
+    SessionStore,
     check_name,
     record_for_path,
     session_project,
@@ -59,8 +59,7 @@ from sidecar_gen.session.store import (
 )
 from sidecar_gen.trust.actions import check_project, locked
 from sidecar_gen.trust.compare import file_changes
-from sidecar_gen.trust.record import Approval
-from sidecar_gen.trust.record import Store as ApprovalStore
+from sidecar_gen.trust.record import Approval, ApprovalStore
 from sidecar_gen.trust.snapshot import input_files
 
 
@@ -95,18 +94,18 @@ class NewResult:
 
 
 @dataclass
-class _Undo:
+class _SessionUndo:
     """What `new` made so far, to take back when a later step fails."""
 
     worktree: Path | None = None
     toplevel: Path | None = None
     branch: str | None = None
     compose_project: str | None = None
-    store: Store | None = None
+    store: SessionStore | None = None
     name: str | None = None
     notes: list[str] = field(default_factory=list)
 
-    def run(self, engine: Engine) -> None:
+    def run(self, engine: SessionEngine) -> None:
         with contextlib.suppress(Exception):
             if self.compose_project:
                 engine.remove_project(self.compose_project)
@@ -143,7 +142,7 @@ def _write_policy(folder: Path, project_dir: Path, record: SessionRecord, names:
     return policy
 
 
-def _fill_volumes(engine: Engine, image: str, plan_volumes: dict[str, str],
+def _fill_volumes(engine: SessionEngine, image: str, plan_volumes: dict[str, str],
                   source_model: dict[str, Any], compose_project: str, *,
                   clone: bool) -> tuple[list[str], list[str]]:
     """Create the session's volumes that get content: all of them with `clone`, else only
@@ -171,15 +170,15 @@ def _fill_volumes(engine: Engine, image: str, plan_volumes: dict[str, str],
 
 
 @contextlib.contextmanager
-def _engine() -> Iterator[Engine]:
-    engine = Engine()
+def _engine() -> Iterator[SessionEngine]:
+    engine = SessionEngine()
     try:
         yield engine
     finally:
         engine.close()
 
 
-def _start(engine: Engine, model_file: Path, compose_project: str,
+def _start(engine: SessionEngine, model_file: Path, compose_project: str,
            services: Sequence[str]) -> list[Published]:
     """Start the model and wait until Claude's container is ready; the published ports."""
     compose_up(model_file, compose_project, services)
@@ -235,10 +234,10 @@ def new_session(options: NewOptions) -> NewResult:
     compose_project = session_project(project, name)
     worktree = (options.worktree or toplevel.parent / f"{toplevel.name}.sessions" / name)
     worktree = worktree.absolute()
-    engine = Engine()
-    undo = _Undo()
+    engine = SessionEngine()
+    undo = _SessionUndo()
     try:
-        store = Store(source)
+        store = SessionStore(source)
         folder = store.create(name, project)
         undo.store, undo.name = store, name
         if engine.containers(compose_project):
@@ -285,7 +284,7 @@ def new_session(options: NewOptions) -> NewResult:
 
 
 @dataclass
-class UpResult:
+class SessionUp:
     """A stopped session started again."""
 
     record: SessionRecord
@@ -293,11 +292,11 @@ class UpResult:
     seconds: float
 
 
-def start_session(directory: Path, name: str) -> UpResult:
+def start_session(directory: Path, name: str) -> SessionUp:
     """Start session `name` again (after `docker compose stop`, a reboot) from the model and
     policy stored when it was created: nothing in the worktree is read."""
     started = time.monotonic()
-    store = Store(source_dir(directory))
+    store = SessionStore(source_dir(directory))
     record = store.load(name)
     folder = store.folder(name)
     model_file = (folder or Path()) / MODEL_FILE
@@ -309,7 +308,7 @@ def start_session(directory: Path, name: str) -> UpResult:
                            f"`sidecar session rm {name}` and create it again") from None
     with _engine() as engine:
         ports = _start(engine, model_file, record.compose_project, services)
-    return UpResult(record=record, ports=ports, seconds=time.monotonic() - started)
+    return SessionUp(record=record, ports=ports, seconds=time.monotonic() - started)
 
 
 @dataclass(frozen=True)
@@ -331,10 +330,10 @@ def list_sessions(directory: Path, *, every_project: bool = False) -> list[Sessi
     """The sessions of the project at `directory` (or of every project), with their state."""
     from sidecar_gen.session.store import all_records
 
-    records = all_records() if every_project else Store(source_dir(directory)).records()
+    records = all_records() if every_project else SessionStore(source_dir(directory)).records()
     if not records:
         return []
-    engine = Engine()
+    engine = SessionEngine()
     try:
         out = []
         for record in records:
@@ -351,8 +350,8 @@ def exec_argv(directory: Path, name: str, command: Sequence[str], *, tty: bool) 
     """The `docker exec` command line that runs `command` as the agent's user in session
     `name`'s Claude container (no command: Claude Code, through the `claude` wrapper, which
     drops to that user itself), in the workspace folder matching `directory`."""
-    record = Store(source_dir(directory)).load(name)
-    engine = Engine()
+    record = SessionStore(source_dir(directory)).load(name)
+    engine = SessionEngine()
     try:
         container = engine.claude_container(record.compose_project)
         if container is None or container.status != "running":
@@ -389,7 +388,7 @@ def remove_session(directory: Path, name: str, *, keep_worktree: bool = False,
     """Remove session `name`: its containers, volumes and networks, its worktree (unless
     `keep_worktree`) and its record. Its branch stays. Refuses (exit 1) to drop uncommitted
     changes in the worktree unless `force`, saying what is uncommitted."""
-    store = Store(source_dir(directory))
+    store = SessionStore(source_dir(directory))
     record = store.load(name)
     worktree = Path(record.worktree)
     if not keep_worktree and not force and worktree.is_dir():

@@ -69,7 +69,7 @@ def compose_up(model_file: Path, project: str, services: Iterable[str]) -> None:
     argv = [docker_cli(), "compose", "-p", project, "-f", str(model_file),
             "--project-directory", str(model_file.parent), "up", "-d", "--remove-orphans",
             *services]
-    result = hostproc.run(hostproc.Call(argv, "compose-up",
+    result = hostproc.run(hostproc.HostCommand(argv, "compose-up",
                                         f"docker compose up of the session {project}",
                                         cwd=model_file.parent, env=_compose_env()))
     if result.returncode != 0:
@@ -86,7 +86,7 @@ def _health_argv(container: Any) -> list[str] | None:
     return None
 
 
-class Engine:
+class SessionEngine:
     """The Docker API on the host (the docker SDK), for what compose does not do."""
 
     def __init__(self) -> None:

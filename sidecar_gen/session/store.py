@@ -141,7 +141,7 @@ class SessionRecord:
                                f"({exc}): remove the folder") from None
 
 
-class Store:
+class SessionStore:
     """The sessions of one source project folder, in `<state>/sessions/<project>-<hash>/`
     (the hash of the folder's real path finds them, whatever the compose project is called)."""
 

@@ -30,7 +30,7 @@ from sidecar_gen.trust.policyvolume import (
     has_image,
     service_image,
 )
-from sidecar_gen.trust.record import Store, state_root
+from sidecar_gen.trust.record import ApprovalStore, state_root
 from sidecar_gen.trust.snapshot import Snapshot, take_snapshot
 from sidecar_gen.trust.startmodel import started_model
 
@@ -51,14 +51,14 @@ class UnapprovedChangeError(SidecarError):
 class Check:
     """The project checked against its approval (no side effects yet)."""
 
-    store: Store
+    store: ApprovalStore
     snapshot: Snapshot
     comparison: Comparison
     notes: list[str] = field(default_factory=list)
 
 
 @dataclass
-class UpResult:
+class StackUp:
     """What `sidecar up` did."""
 
     first_use: bool = False
@@ -69,9 +69,9 @@ class UpResult:
     compose_code: int = 0
 
 
-def store_for(target: ComposeTarget) -> Store:
+def store_for(target: ComposeTarget) -> ApprovalStore:
     """The approval store for the environment `target` runs with."""
-    return Store(state_root(target.environ()))
+    return ApprovalStore(state_root(target.environ()))
 
 
 def _render_notes(directory: Path) -> list[str]:
@@ -88,7 +88,7 @@ def _render_notes(directory: Path) -> list[str]:
     return []
 
 
-def check_project(target: ComposeTarget, store: Store | None = None, *,
+def check_project(target: ComposeTarget, store: ApprovalStore | None = None, *,
                   render_notes: bool = True) -> Check:
     """Snapshot the project and compare it with its approval; `render_notes` also says when the
     generated files are stale (it renders them in memory: worth it where the user approves).
@@ -109,7 +109,7 @@ def check_project(target: ComposeTarget, store: Store | None = None, *,
 
 
 @contextlib.contextmanager
-def locked(target: ComposeTarget, store: Store | None = None) -> Iterator[Store]:
+def locked(target: ComposeTarget, store: ApprovalStore | None = None) -> Iterator[ApprovalStore]:
     """Hold the project's lock for a whole check-and-act sequence."""
     store = store or store_for(target)
     with store.locked(target.directory):
@@ -139,14 +139,14 @@ def _reload_policy(client: Any, project: str) -> list[str]:
 
 
 def start(check: Check, services: Sequence[str], client: Any,
-          before_compose: Callable[[UpResult], None] | None = None) -> UpResult:
+          before_compose: Callable[[StackUp], None] | None = None) -> StackUp:
     """Fill the policy volume with the approved policy and start the verified model.
 
     `check` must be unchanged against the approval (or a first use, approved here).
     `before_compose` is called once the volume is filled, before compose prints its progress.
     """
     comparison = check.comparison
-    result = UpResult(first_use=comparison.first_use)
+    result = StackUp(first_use=comparison.first_use)
     if comparison.first_use:
         result.record = approve(check)
     elif comparison.changed:

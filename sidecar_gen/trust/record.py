@@ -172,7 +172,7 @@ def _private_dir(path: Path) -> None:
         path.chmod(0o700)  # readable by others: ours, so tighten it (copies of project files)
 
 
-class Store:
+class ApprovalStore:
     """The state folder: the HMAC key and one approval record per project folder."""
 
     def __init__(self, root: Path) -> None:

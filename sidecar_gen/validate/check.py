@@ -23,7 +23,7 @@ class CheckOptions:
 
 
 @dataclass
-class CheckResult:
+class ValidationResult:
     """Findings for every readable file, the unreadable ones, and the exit code."""
 
     report: Report
@@ -50,7 +50,7 @@ def _names_for(config: Path, explicit: ProjectNames | None) -> tuple[ProjectName
                              f"container names not checked: {exc.message}", Severity.WARNING)
 
 
-def run_check(options: CheckOptions) -> CheckResult:
+def run_check(options: CheckOptions) -> ValidationResult:
     """Validate every file; an unreadable file does not stop the others."""
     files = options.files or [find_config()]
     explicit = None
@@ -76,4 +76,4 @@ def run_check(options: CheckOptions) -> CheckResult:
         code = ExitCode.FINDINGS
     else:
         code = ExitCode.OK
-    return CheckResult(report=report, unreadable=unreadable, exit_code=int(code))
+    return ValidationResult(report=report, unreadable=unreadable, exit_code=int(code))

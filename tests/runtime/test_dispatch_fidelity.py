@@ -268,15 +268,15 @@ def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any)
     """The verdict after a 137/143, from one look at the container (no polling)."""
     from sidecar_gen.runtime import dispatch, engine, terminal
     from sidecar_gen.runtime.contract import Route
-    from sidecar_gen.runtime.plan import Plan
+    from sidecar_gen.runtime.plan import ExecPlan
     from sidecar_gen.runtime.transport import parse_host
 
     running = make_container()
     stopped = make_container()
     stopped.stop(timeout=0)
 
-    def plan(container: Any) -> Plan:
-        return Plan(name="spew", route=Route("app", ("spew",)), argv=("spew",),
+    def plan(container: Any) -> ExecPlan:
+        return ExecPlan(name="spew", route=Route("app", ("spew",)), argv=("spew",),
                     container=container.name, ref=container.id, user=None, workdir="/", env=(),
                     token="0" * 32, tty=False, stdin=False, endpoint=parse_host(None))
 

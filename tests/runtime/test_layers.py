@@ -30,7 +30,7 @@ from sidecar_gen.runtime import (
 )
 from sidecar_gen.runtime.contract import FIELDS, ROUTE_OPTIONS, Route, RouteTable
 from sidecar_gen.runtime.errors import DispatchError
-from sidecar_gen.runtime.plan import Plan
+from sidecar_gen.runtime.plan import ExecPlan
 from sidecar_gen.runtime.terminal import DETACH_BYTES, DETACH_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -339,8 +339,8 @@ ROUTE = Route("app", ("php",), paths=(("/workspace", "/srv"),), user="${PUID}:${
               env=("APP_ENV",), tty="always", stdin="never", timeout=5.0)
 
 
-def _plan(route: Route = ROUTE, environ: dict[str, str] | None = None) -> Plan:
-    return Plan.build("php", ["/workspace/a.php"], route, ref="cid", container="shop-app-1",
+def _plan(route: Route = ROUTE, environ: dict[str, str] | None = None) -> ExecPlan:
+    return ExecPlan.build("php", ["/workspace/a.php"], route, ref="cid", container="shop-app-1",
                       user="1000:1000" if route.user else None,
                       endpoint=("unix", "/x.sock", 0), environ=environ or {"APP_ENV": "t"},
                       cwd="/workspace/src")

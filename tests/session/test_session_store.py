@@ -10,7 +10,7 @@ from sidecar_gen.errors import ExitCode
 from sidecar_gen.session.store import (
     SessionError,
     SessionRecord,
-    Store,
+    SessionStore,
     all_records,
     check_name,
     record_for_path,
@@ -65,7 +65,7 @@ def test_store_round_trip_private_modes_and_lookup(tmp_path: Path) -> None:
     env = {"XDG_STATE_HOME": str(tmp_path / "state")}
     source = tmp_path / "shop"
     source.mkdir()
-    store = Store(source, env)
+    store = SessionStore(source, env)
     folder = store.create("b", "shop")
     assert folder.stat().st_mode & 0o777 == 0o700
     assert folder.parent.name.startswith("shop-")
@@ -82,7 +82,7 @@ def test_store_round_trip_private_modes_and_lookup(tmp_path: Path) -> None:
     # Another folder of the same name elsewhere is another project.
     other = tmp_path / "elsewhere" / "shop"
     other.mkdir(parents=True)
-    assert Store(other, env).records() == []
+    assert SessionStore(other, env).records() == []
     assert [r.name for r in all_records(env)] == ["a", "b"]
     inside = tmp_path / "wt" / "a" / "app" / "src"
     inside.mkdir(parents=True)
@@ -95,7 +95,7 @@ def test_store_round_trip_private_modes_and_lookup(tmp_path: Path) -> None:
 
 def test_a_damaged_record_is_skipped_in_lists_and_named_when_loaded(tmp_path: Path) -> None:
     env = {"XDG_STATE_HOME": str(tmp_path / "state")}
-    store = Store(tmp_path, env)
+    store = SessionStore(tmp_path, env)
     folder = store.create("a", "shop")
     (folder / "session.json").write_text('{"version": 99}')
     assert store.records() == []

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sidecar_gen.compose.cli import ComposeTarget
-from sidecar_gen.trust.record import Store
+from sidecar_gen.trust.record import ApprovalStore
 from trust.test_cli_host import NO_ENGINE, run
 
 pytestmark = pytest.mark.usefixtures("compose_config")
@@ -46,7 +46,7 @@ configs:
 
 
 @pytest.fixture
-def approved(target: ComposeTarget, store: Store, tmp_path: Path) -> ComposeTarget:
+def approved(target: ComposeTarget, store: ApprovalStore, tmp_path: Path) -> ComposeTarget:
     """The demo project with a gate-like service (socket, PUID), a bind source, a profile, a
     build context and a config file, approved."""
     root = target.directory

@@ -60,7 +60,7 @@ def test_a_build_at_start_uses_the_checked_dockerfile(target: ComposeTarget,
         with actions.locked(target) as store:
             check = actions.check_project(target, store, render_notes=False)
 
-            def swap(_result: actions.UpResult) -> None:
+            def swap(_result: actions.StackUp) -> None:
                 dockerfile.write_text(f"FROM {BUSYBOX_IMAGE}\nRUN echo swapped > /which\n")
 
             result = actions.start(check, ["built"], docker_client, before_compose=swap)
