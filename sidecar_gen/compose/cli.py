@@ -1,9 +1,11 @@
-"""The Docker Compose CLI on the host, for `sidecar up`, `trust` and `doctor`.
+"""The Docker Compose CLI on the host: the one runner of `docker compose config`, and `up`.
 
 A `ComposeTarget` names one compose project the way compose itself finds it: a folder, the
-environment compose runs with, and an optional project name (`-p`, for a session). Everything
-that asks compose about a project goes through one, so a session (another folder, another
-project name) reuses the same code.
+environment compose runs with, an optional project name (`-p`, for a session) and optional
+files (`-f`, for init and validate). Everything that asks compose about a project goes through
+one (`resolve_model`: init's and validate's reading, `sidecar up`, `trust`, `doctor`,
+sessions), so every caller gets the same time limit (`host.process`, kind `compose-config`),
+the same bounds on what compose printed and the same words for its failures.
 """
 
 from __future__ import annotations
@@ -23,10 +25,18 @@ MAX_DEPTH = 64
 
 
 class ComposeError(SidecarError):
-    """The compose CLI is missing, or it could not resolve or start the project."""
+    """The compose CLI is missing, or it could not resolve or start the project.
 
-    def __init__(self, message: str, *, exit_code: ExitCode = ExitCode.FINDINGS) -> None:
+    `reason` is what went wrong without where (compose's own last error line, for a caller
+    that words the message itself); `missing` says the docker CLI or its compose plugin is not
+    installed.
+    """
+
+    def __init__(self, message: str, *, exit_code: ExitCode = ExitCode.FINDINGS,
+                 reason: str = "", missing: bool = False) -> None:
         super().__init__(message, exit_code=exit_code)
+        self.reason = reason or message
+        self.missing = missing
 
 
 @dataclass(frozen=True)
@@ -35,12 +45,14 @@ class ComposeTarget:
 
     `directory` is the folder compose runs in (where it finds compose.yaml and `.env`);
     `project` is an explicit project name (`docker compose -p`), None for compose's own choice;
-    `env` is the environment compose sees, None for this process's.
+    `env` is the environment compose sees, None for this process's; `files` are explicit
+    compose files (`docker compose -f`), empty for compose's own choice.
     """
 
     directory: Path
     project: str | None = None
     env: Mapping[str, str] | None = field(default=None, compare=False)
+    files: tuple[Path, ...] = ()
 
     def environ(self) -> dict[str, str]:
         """The environment compose runs with."""
@@ -51,6 +63,8 @@ class ComposeTarget:
         head = ["docker", "compose"]
         if self.project:
             head += ["-p", self.project]
+        for file in self.files:
+            head += ["-f", str(file)]
         return [*head, *args]
 
 
@@ -81,14 +95,19 @@ class ResolvedModel:
 def _require_cli() -> None:
     if shutil.which("docker") is None:
         raise ComposeError("the docker command is not installed (Docker Compose v2 is needed)",
-                           exit_code=ExitCode.USAGE)
+                           exit_code=ExitCode.USAGE, missing=True)
 
 
-def _first_error(stderr: str) -> str:
+def first_error(stderr: str) -> str:
+    """The line of compose's stderr that says why it failed (the last one that is not a
+    warning: compose logs `level=warning` lines before its error)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    # compose prints warnings (level=warning) before the error that made it fail.
     errors = [line for line in lines if "level=warning" not in line]
     return (errors or lines or ["no output"])[-1]
+
+
+def _no_plugin(stderr: str) -> bool:
+    return "is not a docker command" in stderr or "unknown command" in stderr
 
 
 def start_version(target: ComposeTarget) -> hostproc.Child | None:
@@ -136,8 +155,9 @@ def resolve_model(target: ComposeTarget) -> ResolvedModel:
         f"docker compose config in {target.directory}", cwd=target.directory,
         env=target.environ()))
     if result.returncode != 0:
-        raise ComposeError(f"docker compose config failed in {target.directory}: "
-                           f"{_first_error(result.stderr)}")
+        reason = first_error(result.stderr)
+        raise ComposeError(f"docker compose config failed in {target.directory}: {reason}",
+                           reason=reason, missing=_no_plugin(result.stderr))
     try:
         doc = json.loads(result.stdout)
     except json.JSONDecodeError as exc:

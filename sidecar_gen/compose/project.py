@@ -9,7 +9,6 @@ render` generated, recognised by their role label) are set apart, never offered 
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import re
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sidecar_gen.compose.cli import ComposeError, ComposeTarget, resolve_model
 from sidecar_gen.compose.env import ComposeSetup, compose_setup, find_default_file
 from sidecar_gen.compose.reader import (
     check_bounds,
@@ -29,7 +29,6 @@ from sidecar_gen.compose.reader import (
 )
 from sidecar_gen.compose.services import is_remote
 from sidecar_gen.errors import InputError, SidecarError
-from sidecar_gen.host import process as hostproc
 from sidecar_gen.runtime.contract import PROTECTED_ROLES, ROLE_LABEL
 
 __all__ = ["Bind", "Build", "ComposeProject", "ProjectNames", "Service", "find_compose_file",
@@ -247,40 +246,24 @@ def project_from_model(model: Mapping[str, Any], setup: ComposeSetup, *, via_cli
 
 # --- the two readers ----------------------------------------------------------------------------
 
-def _cli_failure(stderr: str) -> str:
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    # compose logs warnings as `time=... level=warning msg=...`; the error is what is left.
-    errors = [ln for ln in lines if "level=warning" not in ln]
-    text = (errors or lines or ["no output"])[-1]
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def read_cli(setup: ComposeSetup, explicit: bool) -> tuple[dict[str, Any] | None, str | None]:
-    """(`docker compose config`'s model, None) or (None, why not); (None, None) without a CLI."""
+    """(`docker compose config`'s model, None) or (None, why not); (None, None) without a CLI
+    or its compose plugin. The one runner (`cli.resolve_model`) asks compose."""
     if shutil.which("docker") is None:
         return None, None
     check_bounds(setup.files)  # an alias bomb would keep compose busy for many minutes
-    command = ["docker", "compose"]
-    for file in setup.files if explicit else ():
-        command += ["-f", str(file)]
+    target = ComposeTarget(setup.directory, env=setup.process_environ,
+                           files=setup.files if explicit else ())
     try:
-        result = hostproc.run(hostproc.HostCommand(
-            [*command, "config", "--format", "json"], "compose-config",
-            f"docker compose config in {setup.directory}", cwd=setup.directory,
-            env=setup.process_environ))
+        model = resolve_model(target)
+    except ComposeError as exc:
+        if exc.missing:
+            return None, None  # Docker without the compose plugin: nothing to compare against
+        reason = exc.reason
+        return None, reason if len(reason) <= 300 else reason[:297] + "..."
     except SidecarError as exc:
         return None, exc.message
-    if result.returncode != 0:
-        if "is not a docker command" in result.stderr or "unknown command" in result.stderr:
-            return None, None  # Docker without the compose plugin: nothing to compare against
-        return None, _cli_failure(result.stderr)
-    try:
-        doc = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return None, "docker compose config printed something that is not JSON"
-    if not isinstance(doc, dict):
-        return None, "docker compose config printed something that is not a mapping"
-    return _unescape(doc), None
+    return _unescape(model.doc), None
 
 
 def load_project(directory: Path, files: tuple[Path, ...] = (), *, prefer_cli: bool = True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sidecar_gen.compose.cli import ResolvedModel, compose_version
 from sidecar_gen.config import bridge_from_text, load_bridge
@@ -17,6 +17,8 @@ from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
 from sidecar_gen.trust.record import Approval
 
 if TYPE_CHECKING:
+    from docker import DockerClient
+
     from sidecar_gen.session.store import SessionRecord
 
 MIN_COMPOSE = (2, 20)  # top-level `include:`
@@ -26,7 +28,7 @@ MIN_COMPOSE = (2, 20)  # top-level `include:`
 class HostContext:
     """What the host checks found, for the stack checks."""
 
-    client: Any | None = None
+    client: DockerClient | None = None
     model: ResolvedModel | None = None
     approval: Approval | None = None
     bridge: Bridge | None = None  # the approved policy, else the workspace file

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar_gen.compose.project import ComposeProject
+from sidecar_gen.host.engine import client_for, find_endpoint
 from sidecar_gen.runtime.contract import PROJECT_LABEL, is_protected, pick_member, service_members
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 # Prints each argument that names a program on the container's PATH.
 PROBE_SCRIPT = 'for p do command -v "$p" >/dev/null 2>&1 && printf "%s\\n" "$p"; done; exit 0'
@@ -22,16 +26,18 @@ MAX_OUTPUT = 64 * 1024
 ENGINE_TIMEOUT = 15
 
 
-def _listing(client: Any, project: str) -> list[dict[str, Any]]:
+def _listing(client: DockerClient, project: str) -> list[dict[str, Any]]:
     containers = client.api.containers(filters={"label": [f"{PROJECT_LABEL}={project}"],
                                                 "status": "running"})
     return [c for c in containers if isinstance(c, dict) and not is_protected(c)]
 
 
-def _ask(client: Any, container_id: str, candidates: tuple[str, ...]) -> frozenset[str] | None:
+def _ask(client: DockerClient, container_id: str,
+         candidates: tuple[str, ...]) -> frozenset[str] | None:
     try:
-        exec_id = client.api.exec_create(container_id, ["sh", "-c", PROBE_SCRIPT, "sh",
-                                                        *candidates], stdout=True, stderr=False)
+        exec_id = str(client.api.exec_create(container_id, ["sh", "-c", PROBE_SCRIPT, "sh",
+                                                            *candidates],
+                                             stdout=True, stderr=False)["Id"])
         output = client.api.exec_start(exec_id)
         status = client.api.exec_inspect(exec_id).get("ExitCode")
     except Exception:  # any engine failure means "no answer", never a crash
@@ -43,19 +49,17 @@ def _ask(client: Any, container_id: str, candidates: tuple[str, ...]) -> frozens
 
 
 def probe_services(project: ComposeProject, candidates: Iterable[str],
-                   client: Any = None) -> dict[str, frozenset[str]]:
+                   client: DockerClient | None = None) -> dict[str, frozenset[str]]:
     """Service name -> the candidates found in its running container (services that answered).
 
-    `client` is a docker SDK client; by default one is made from the environment
-    (`DOCKER_HOST`), and an unreachable engine gives an empty answer.
+    `client` is a docker SDK client; by default one is made for the engine `host.engine` finds,
+    and an unreachable engine gives an empty answer.
     """
     wanted = tuple(candidates)
     own_client = client is None
-    if own_client:
+    if client is None:
         try:
-            import docker
-
-            client = docker.from_env(timeout=ENGINE_TIMEOUT)
+            client = client_for(find_endpoint(), ENGINE_TIMEOUT)
         except Exception:  # no engine: nothing to ask
             return {}
     try:

@@ -370,8 +370,8 @@ def exec_argv(directory: Path, name: str, command: Sequence[str], *, tty: bool) 
         workdir = workspace if rel == "." else f"{workspace.rstrip('/')}/{rel}"
     argv = [docker_cli(), "exec", "-i", *(["-t"] if tty else []), "-w", workdir]
     if command:
-        return [*argv, "-u", ImageLayout().user, container.id, *command]
-    return [*argv, container.id, "claude"]
+        return [*argv, "-u", ImageLayout().user, str(container.id), *command]
+    return [*argv, str(container.id), "claude"]
 
 
 @dataclass

@@ -14,10 +14,11 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidecar_gen.compose.cli import ComposeTarget, resolve_model
 from sidecar_gen.host import process as hostproc
+from sidecar_gen.host.engine import connect
 from sidecar_gen.runtime.contract import (
     ONEOFF_LABEL,
     PROJECT_LABEL,
@@ -27,6 +28,9 @@ from sidecar_gen.runtime.contract import (
 )
 from sidecar_gen.runtime.names import PASSTHROUGH_ENV
 from sidecar_gen.session.store import SessionError, usage_error
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
 
 VOLUME_LABEL = "com.docker.compose.volume"
 HELPER_LABEL = "dev.claude-sidecar.helper"
@@ -76,7 +80,7 @@ def compose_up(model_file: Path, project: str, services: Iterable[str]) -> None:
         raise SessionError(f"the session's stack did not start: {_last_lines(result.stderr)}")
 
 
-def _health_argv(container: Any) -> list[str] | None:
+def _health_argv(container: Container) -> list[str] | None:
     """The command of the container's healthcheck, as the engine runs it."""
     test = ((container.attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
     if test[:1] == ["CMD"] and len(test) > 1:
@@ -87,27 +91,22 @@ def _health_argv(container: Any) -> list[str] | None:
 
 
 class SessionEngine:
-    """The Docker API on the host (the docker SDK), for what compose does not do."""
+    """The Docker API on the host (the docker SDK, `host.engine`), for what compose does not
+    do."""
 
     def __init__(self) -> None:
-        try:
-            import docker
-
-            self.client: Any = docker.from_env(timeout=120)
-            self.client.ping()
-        except Exception as exc:
-            raise SessionError(f"cannot reach the Docker engine: {exc}") from None
+        self.client = connect(timeout=120)
 
     def close(self) -> None:
         """Close the client's connections."""
         self.client.close()
 
-    def containers(self, project: str) -> list[Any]:
+    def containers(self, project: str) -> list[Container]:
         """The containers of compose project `project` (one-off `compose run` ones too)."""
         return list(self.client.containers.list(
             all=True, filters={"label": f"{PROJECT_LABEL}={project}"}))
 
-    def claude_container(self, project: str) -> Any | None:
+    def claude_container(self, project: str) -> Container | None:
         """The session's Claude container (by its role label), if it exists."""
         for container in self.containers(project):
             labels = container.labels or {}
@@ -208,7 +207,7 @@ class SessionEngine:
         except docker.errors.DockerException as exc:
             raise SessionError(f"cannot give {path} back to {uid}:{gid}: {exc}") from None
 
-    def _ready(self, container: Any, probed: dict[str, float]) -> bool:
+    def _ready(self, container: Container, probed: dict[str, float]) -> bool:
         """One look at one container; SessionError when it will not become ready."""
         state = container.attrs.get("State") or {}
         health = (state.get("Health") or {}).get("Status")
@@ -222,9 +221,10 @@ class SessionEngine:
             # The engine's first probe comes one `interval` after the start (10 s for the
             # gate); the same command, run now, says as much (at most once a second).
             argv = _health_argv(container)
-            if argv is None or time.monotonic() - probed.get(container.id, 0.0) < 1.0:
+            key = str(container.id)
+            if argv is None or time.monotonic() - probed.get(key, 0.0) < 1.0:
                 return False
-            probed[container.id] = time.monotonic()
+            probed[key] = time.monotonic()
             return bool(container.exec_run(argv).exit_code == 0)
         if (container.labels or {}).get(ROLE_LABEL) == ROLE_CLAUDE:
             return READY_LINE in container.logs()  # an image without a healthcheck
@@ -241,7 +241,7 @@ class SessionEngine:
                 if (container.labels or {}).get(ONEOFF_LABEL) == "True":
                     continue
                 if not self._ready(container, probed):
-                    pending.append(container.name)
+                    pending.append(str(container.name))
             if not pending:
                 return
             if time.monotonic() > deadline:
@@ -258,7 +258,7 @@ class Published:
     host: str  # "127.0.0.1:49153"
 
 
-def published_ports(containers: Iterable[Any]) -> list[Published]:
+def published_ports(containers: Iterable[Container]) -> list[Published]:
     """The host ports the containers publish, by service (for `new` to say where they are)."""
     out: list[Published] = []
     for container in containers:
@@ -275,7 +275,7 @@ def published_ports(containers: Iterable[Any]) -> list[Published]:
     return out
 
 
-def project_state(containers: Iterable[Any]) -> str:
+def project_state(containers: Iterable[Container]) -> str:
     """One word for a session's containers: running, starting, unhealthy, partial, stopped,
     or absent."""
     members = [c for c in containers if (c.labels or {}).get(ONEOFF_LABEL) != "True"]

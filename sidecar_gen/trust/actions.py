@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sidecar_gen.compose.cli import ComposeTarget, pull_model, up_model
 from sidecar_gen.config import load_bridge
@@ -33,6 +33,9 @@ from sidecar_gen.trust.policyvolume import (
 from sidecar_gen.trust.record import ApprovalStore, state_root
 from sidecar_gen.trust.snapshot import Snapshot, take_snapshot
 from sidecar_gen.trust.startmodel import started_model
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 RESTART_TIMEOUT = 10
 
@@ -121,7 +124,7 @@ def approve(check: Check) -> Path:
     return check.store.save(check.snapshot.approval())
 
 
-def _reload_policy(client: Any, project: str) -> list[str]:
+def _reload_policy(client: DockerClient, project: str) -> list[str]:
     """Make the running gate and claude containers read the new policy: the gate reloads it on
     SIGHUP (a restart would drop its connections and wait out its healthcheck); claude reads it
     at start (firewall, wrappers), so it restarts. What was done, one entry per container."""
@@ -138,7 +141,7 @@ def _reload_policy(client: Any, project: str) -> list[str]:
     return done
 
 
-def start(check: Check, services: Sequence[str], client: Any,
+def start(check: Check, services: Sequence[str], client: DockerClient,
           before_compose: Callable[[StackUp], None] | None = None) -> StackUp:
     """Fill the policy volume with the approved policy and start the verified model.
 
