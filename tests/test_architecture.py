@@ -220,3 +220,39 @@ PACKAGES = sorted(m for m, p in MODULES.items() if p.name == "__init__.py" and m
 def test_every_package_says_what_it_owns_and_what_it_may_import(package: str) -> None:
     doc = ast.get_docstring(ast.parse(MODULES[package].read_text(encoding="utf-8"))) or ""
     assert "Owns:" in doc and "May import:" in doc, package
+
+
+# The gate's own rules: its decision modules do no I/O (nothing that would mean a socket, a
+# file, a thread or the clock), one Engine API client (the runtime's) speaks to the engine, and
+# the healthcheck (run every few seconds in the gate's container) loads no more than it needs.
+GATE_DECISIONS = ("gate.policy", "gate.listing", "gate.urlpath")
+IO_MODULES = {"socket", "_socket", "os", "selectors", "threading", "subprocess", "pathlib",
+              "io", "h11", "time", "signal", "sidecar_gen.gate.engine",
+              "sidecar_gen.gate.server", "sidecar_gen.gate.http"}
+
+
+@pytest.mark.parametrize("module", GATE_DECISIONS)
+def test_the_gates_decisions_do_no_io(module: str) -> None:
+    assert not imports_of(module) & IO_MODULES, module
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("gate")))
+def test_the_gate_has_one_engine_client(module: str) -> None:
+    assert "http.client" not in imports_of(module), module
+
+
+def test_the_gates_engine_is_the_runtimes_client_and_its_healthcheck_stays_small() -> None:
+    assert "sidecar_gen.runtime.httpclient" in imports_of("gate.engine")
+    assert imports_of("gate.health") - STDLIB <= {
+        "sidecar_gen.runtime.transport", "sidecar_gen.runtime.errors",
+        "sidecar_gen.runtime.httpclient"}
+
+
+# Programs that run elsewhere as program text (`python3 -I -c`): the standard library only,
+# nothing of this package (the other side may have another version of it, or none).
+PROGRAM_TEXTS = ("doctor.policyprobe",)
+
+
+@pytest.mark.parametrize("module", PROGRAM_TEXTS)
+def test_program_texts_stand_alone(module: str) -> None:
+    assert {name.split(".")[0] for name in imports_of(module)} <= STDLIB, module

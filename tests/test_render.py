@@ -188,12 +188,12 @@ def test_gate_holds_the_socket_read_only_and_publishes_nothing(tmp_path: Path) -
     assert gate["restart"] == "unless-stopped"
     assert gate["entrypoint"][:2] == ["sidecar", "proxy"]
     assert gate["labels"] == {"dev.claude-sidecar.role": "gate"}
-    # The policy the gate enforces is the approved one, never the workspace's (issue 9).
+    # The policy the gate enforces is the approved one, never the workspace's.
     assert "--config=/run/sidecar/policy/bridge.yaml" in gate["entrypoint"]
     assert "--workspace-config=/etc/sidecar/bridge.yaml" in gate["entrypoint"]
     assert not any("/etc/sidecar" in arg for arg in gate["entrypoint"]
                    if arg.startswith("--config"))
-    # Bounded (issue 10.4) and healthy only with a usable policy (issue 13).
+    # Bounded, and healthy only with a usable policy.
     assert gate["pids_limit"] == 64
     assert gate["cap_drop"] == ["ALL"]
     assert gate["security_opt"] == ["no-new-privileges:true"]
@@ -205,7 +205,7 @@ def test_gate_holds_the_socket_read_only_and_publishes_nothing(tmp_path: Path) -
 
 def test_every_generated_service_carries_its_role_label(tmp_path: Path) -> None:
     """The role labels keep the gate, the Claude container (credentials) and the viewer out of
-    the gate's reach (issue 16.2): each generated service must carry exactly its own."""
+    the gate's reach: each generated service must carry exactly its own."""
     from sidecar_gen.runtime import contract
 
     root = project(tmp_path, bridge=BRIDGE + "  viewer:\n    enabled: true\n")

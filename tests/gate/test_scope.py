@@ -1,5 +1,5 @@
-"""Which containers can be targets at all: the gate's own compose project only (issue 9), and
-never the services `sidecar render` generates (issue 16.2), whatever bridge.yaml says.
+"""Which containers can be targets at all: the gate's own compose project only, and
+never the services `sidecar render` generates, whatever bridge.yaml says.
 
 Effects are proven by the engine's event stream: no `exec_create` ever reached a container the
 gate must not touch.

@@ -1,4 +1,4 @@
-"""Where a routed command could differ from a local one (issue 15 D1-D6, 16.3, 12's HOME).
+"""Where a routed command could differ from a local one: arguments, signals, streams, HOME.
 
 Against the real engine, directly and through the gate; with a pty where a terminal matters.
 """

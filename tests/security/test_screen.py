@@ -1,4 +1,4 @@
-"""Issue 20, finding 2: nothing the agent writes can forge what sidecar shows on a terminal.
+"""Nothing the agent writes can forge what sidecar shows on a terminal.
 
 The agent writes the project's files. Each command's output for hostile input (YAML keys and
 values carrying clear-screen, cursor-up, erase-line, a window title, bidi overrides, zero-width

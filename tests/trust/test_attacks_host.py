@@ -237,7 +237,7 @@ def test_a_dockerfile_that_is_a_fifo_is_refused_by_name(approved: ComposeTarget)
 def test_a_deeply_nested_compose_file_is_one_line_not_a_crash(approved: ComposeTarget,
                                                                override: str) -> None:
     """Refused by name before compose reads it: sidecar's bounded YAML loader checks every
-    compose file first (issue 20: an alias bomb kept compose busy for minutes)."""
+    compose file first (an alias bomb kept compose busy for minutes)."""
     (approved.directory / "compose.override.yaml").write_text(override)
     up = run(approved, "up", DOCKER_HOST=NO_ENGINE)
     assert "internal error" not in up.stderr, up.stderr

@@ -1,4 +1,4 @@
-"""Which values the approval keeps in clear (issue 20, finding 3): secrets by their name only,
+"""Which values the approval keeps in clear: secrets by their name only,
 approvals of the previous version still load, `--show-values` reveals the secrets on request."""
 
 from __future__ import annotations

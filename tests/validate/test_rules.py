@@ -10,7 +10,7 @@ from sidecar_gen.validate.check import CheckOptions, run_check
 from sidecar_gen.validate.reporters import format_sarif
 from sidecar_gen.validate.rules import RULE_BY_ID, RULES, markdown_table
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 INVALID = sorted((REPO / "tests" / "fixtures" / "invalid").glob("*.yaml"))
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sidecar_gen.config import bridge_from_text
 from sidecar_gen.validate.bridge import validate_text
+from sidecar_gen.validate.findings import Finding, Severity
+from sidecar_gen.validate.rules import RULE_BY_ID
 from sidecar_gen.yamlio import MAX_BYTES
 
 
@@ -71,12 +75,26 @@ def test_tags_and_anchors_do_not_escape(tmp_path: Path) -> None:
     assert not canary.exists()
 
 
+def _holds(text: str, findings: list[Finding]) -> None:
+    """What every answer to any text must satisfy: each finding names a catalogued rule and a
+    position inside the text (a line that exists, a column on it or just past its end), with a
+    one-line message; the same text gets the same answer; and no error means the file is one
+    the commands can load."""
+    lines = re.split(r"\r\n|\r|\n", text)
+    for f in findings:
+        assert f.rule in RULE_BY_ID, f
+        assert f.message and "\n" not in f.message, f
+        assert 1 <= f.line <= len(lines), f
+        assert 1 <= f.column <= len(lines[f.line - 1]) + 1, f
+    assert validate_text(text, "fuzz.yaml") == findings
+    if not any(f.severity is Severity.ERROR for f in findings):
+        bridge_from_text(text, "fuzz.yaml")
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=400))
 def test_fuzz_random_text_never_raises(text: str) -> None:
-    findings = validate_text(text, "fuzz.yaml")
-    for f in findings:
-        assert f.line >= 1 and f.column >= 1
+    _holds(text, validate_text(text, "fuzz.yaml"))
 
 
 YAML_ATOMS = st.sampled_from([
@@ -90,6 +108,5 @@ YAML_ATOMS = st.sampled_from([
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(YAML_ATOMS, max_size=30))
 def test_fuzz_yaml_like_text_never_raises(parts: list[str]) -> None:
-    findings = validate_text("".join(parts), "fuzz.yaml")
-    for f in findings:
-        assert f.line >= 1 and f.column >= 1 and f.rule
+    text = "".join(parts)
+    _holds(text, validate_text(text, "fuzz.yaml"))

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from sidecar_gen import __version__
 from sidecar_gen.cli import app
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 runner = CliRunner()
 
 
@@ -34,7 +34,7 @@ def test_schema_prints_the_shipped_schema() -> None:
     assert result.exit_code == 0
     schema = json.loads(result.output)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    on_disk = json.loads((Path(__file__).parent.parent / "schemas" / "bridge.schema.json")
+    on_disk = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "bridge.schema.json")
                          .read_text())
     assert schema == on_disk
 

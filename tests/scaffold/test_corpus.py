@@ -24,7 +24,7 @@ from sidecar_gen.config import load_bridge
 from sidecar_gen.scaffold.proposal import run_init
 from sidecar_gen.validate.check import CheckOptions, run_check
 
-CORPUS = Path(__file__).parent / "fixtures" / "real"
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "real"
 CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "SOURCE").is_file())
 
 

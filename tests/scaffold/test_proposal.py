@@ -29,7 +29,7 @@ from sidecar_gen.scaffold.proposal import InitResult, propose, render_bridge, ru
 from sidecar_gen.validate.bridge import validate_file, validate_text
 from sidecar_gen.validate.check import CheckOptions, run_check
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p.parent for p in REPO.glob("examples/*/compose.yaml"))
 runner = CliRunner()
 

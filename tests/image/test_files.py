@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from sidecar_gen.image.files import (
@@ -16,14 +17,26 @@ from sidecar_gen.image.ids import ReservedIds, reserved_ids
 from sidecar_gen.wrappers.install import boot_wrappers, salvage_command_names
 
 
-def test_entrypoint_carries_the_build_arguments() -> None:
+def test_the_build_ids_reach_the_entrypoint_and_change_nothing_else() -> None:
+    one, two = (render_entrypoint(ImageLayout(uid=uid, gid=gid)).splitlines()
+                for uid, gid in ((1234, 2345), (4321, 5432)))
+    assert len(one) == len(two)
+    changed = [(a, b) for a, b in zip(one, two, strict=True) if a != b]
+    for a, b in changed:  # the same line but for the ids
+        assert a.replace("1234", "U").replace("2345", "G") == \
+            b.replace("4321", "U").replace("5432", "G"), (a, b)
+    # PUID/PGID fall back to them (and an invalid or reserved one back to them too).
+    assert sum("${PUID:-" in a for a, _ in changed) == 1
+    assert sum("${PGID:-" in a for a, _ in changed) == 1
+    checked = subprocess.run(["bash", "-n"], input="\n".join(one), text=True,
+                             capture_output=True)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_entrypoint_steps_come_in_the_order_the_image_contract_fixes() -> None:
     text = render_entrypoint(ImageLayout(uid=1234, gid=2345))
     assert text.startswith("#!/bin/bash\n")
-    assert "want_uid=${PUID:-1234}" in text
-    assert "want_gid=${PGID:-2345}" in text
-    assert "export PATH=/opt/sidecar/wrappers:/usr/local/sidecar/bin:" in text
-    assert "boot-wrappers --dir /opt/sidecar/wrappers" in text
-    # Order of the steps the image contract fixes: nothing is ready before the last mark.
+    # Nothing is ready before the last mark, and Claude starts only after it.
     steps = ['"$health" --mark starting', "firewall up", "usermod", "credentials.json",
              "boot-wrappers", '"$health" --mark "$ready"', "exec setpriv --reuid=claude"]
     positions = [text.index(step) for step in steps]

@@ -1,4 +1,4 @@
-"""Issue 20, finding 1: a repository's git configuration runs nothing on the host when sidecar
+"""A repository's git configuration runs nothing on the host when sidecar
 runs git (real git, real files; no engine needed).
 
 The agent writes `.git/config`, `.git/info/attributes`, hooks and files the configuration

@@ -17,8 +17,8 @@ from sidecar_gen.validate.bridge import validate_file, validate_text
 from sidecar_gen.validate.check import CheckOptions, run_check
 from sidecar_gen.validate.findings import Severity
 
-FIXTURES = Path(__file__).parent / "fixtures"
-REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+REPO = Path(__file__).resolve().parents[2]
 VALID = sorted(p for p in (FIXTURES / "valid").glob("*.yaml") if p.name != "compose.yaml")
 INVALID = sorted(p for p in (FIXTURES / "invalid").glob("*.yaml") if p.name != "compose.yaml")
 EXAMPLES = sorted(REPO.glob("examples/*/.sidecar/bridge.yaml"))

@@ -11,7 +11,7 @@ from pathlib import Path
 from sidecar_gen.image.files import ImageLayout
 from sidecar_gen.runtime import names
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "Dockerfile").read_text(encoding="utf-8")
 TEMPLATES = sorted((REPO / "templates").rglob("*.j2"))
 

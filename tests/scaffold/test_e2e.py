@@ -24,7 +24,7 @@ from conftest import BUSYBOX_IMAGE, unique_name
 from sidecar_gen.config import load_bridge
 from sidecar_gen.runtime.contract import PROJECT_LABEL, pick_member, service_members
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 IMAGE_VARS = ("PHP_IMAGE", "DB_IMAGE", "NODE_IMAGE", "REDIS_IMAGE", "GO_IMAGE", "POSTGRES_IMAGE")
 
 

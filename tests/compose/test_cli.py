@@ -36,7 +36,7 @@ def test_the_verified_model_round_trips_through_stdin(target: ComposeTarget) -> 
 
 
 def test_a_session_names_its_own_project(target: ComposeTarget) -> None:
-    # `sidecar session` (issue 14) runs the same checks on `-p <project>-NAME`.
+    # `sidecar session` runs the same checks on `-p <project>-NAME`.
     session = ComposeTarget(target.directory, project="demo-s1", env=target.environ())
     assert session.argv("ps") == ["docker", "compose", "-p", "demo-s1", "ps"]
     model = resolve_model(session)
