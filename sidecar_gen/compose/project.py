@@ -1,8 +1,8 @@
 """The user's compose project as init, validate and render see it.
 
-`load_project` reads what `docker compose` reads in the project folder (`composeenv`: the file
+`load_project` reads what `docker compose` reads in the project folder (`env`: the file
 set and the environment) and resolves it through `docker compose config --format json` when the
-compose CLI is there, else with our own reader (`composeload`), which proposes the same thing.
+compose CLI is there, else with our own reader (`reader`), which proposes the same thing.
 Either model becomes the same `ComposeProject`. The sidecar's own services (those `sidecar
 render` generated, recognised by their role label) are set apart, never offered as targets.
 """

@@ -88,22 +88,24 @@ class PathStat:
         return not self.mode & _MODE_TYPE and bool(self.mode & 0o111)
 
 
-def _archive_url(api: APIClient, container_id: str) -> str:
-    """The container's archive endpoint (`HEAD`: stat, `GET`: read), as the SDK's own calls
-    address it."""
-    return f"{api.base_url}/v{api.api_version}/containers/{quote(container_id, safe='')}/archive"
+def _archive(client: DockerClient, container_id: str, deadline: Deadline,
+             cap: float) -> tuple[APIClient, str, float]:
+    """The API client, the container's archive endpoint (`HEAD`: stat, `GET`: read, addressed
+    as the SDK's own calls do) and the seconds left for one call to it."""
+    timeout = deadline.left(cap)
+    if timeout <= 0:
+        raise PeekError("out of time")
+    api = client.api
+    cid = quote(container_id, safe="")
+    return api, f"{api.base_url}/v{api.api_version}/containers/{cid}/archive", timeout
 
 
 def stat_path(client: DockerClient, container_id: str, path: str, deadline: Deadline,
               cap: float = 10) -> PathStat | None:
     """The engine's stat of `path` in the container (None: no such path). Runs nothing there."""
-    api = client.api
-    timeout = deadline.left(cap)
-    if timeout <= 0:
-        raise PeekError("out of time")
+    api, url, timeout = _archive(client, container_id, deadline, cap)
     try:
-        response = api.head(_archive_url(api, container_id),
-                            params={"path": path}, timeout=timeout)
+        response = api.head(url, params={"path": path}, timeout=timeout)
     except Exception as exc:  # the SDK's transports raise several types
         raise PeekError(f"the engine did not answer ({type(exc).__name__})") from None
     if response.status_code == 404:
@@ -151,13 +153,9 @@ def read_file(client: DockerClient, container_id: str, path: str, deadline: Dead
               limit: int = MAX_FILE, cap: float = 10) -> bytes | None:
     """A regular file's bytes, through the engine's archive (None: missing or not a regular
     file); runs nothing in the container."""
-    api = client.api
-    timeout = deadline.left(cap)
-    if timeout <= 0:
-        raise PeekError("out of time")
+    api, url, timeout = _archive(client, container_id, deadline, cap)
     try:
-        response = api.get(_archive_url(api, container_id),
-                           params={"path": path}, stream=True, timeout=timeout,
+        response = api.get(url, params={"path": path}, stream=True, timeout=timeout,
                            headers={"Accept-Encoding": "identity"})
         if response.status_code == 404:
             return None

@@ -37,8 +37,7 @@ TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
 class HostEngineError(SidecarError):
     """The Docker engine cannot be reached from the host."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=ExitCode.FINDINGS)
+    exit_code = ExitCode.FINDINGS
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ and more, from `.git/config`, `config.worktree` and every file an `include.path`
   fixed ones for the rest (`FIXED`): an empty program is refused by git, it runs nothing;
 - runs it with no system configuration or attributes, no terminal prompt, `cat` as the pager,
   none of the caller's `GIT_*` variables, within the `git` time limit, in a process group of
-  its own (`hostproc`), and as root, as the owner of the folder it runs in.
+  its own (`process`), and as root, as the owner of the folder it runs in.
 
 What git runs from the user's own configuration (`~/.gitconfig`: a credential helper, git-lfs's
 filter) is neutralized too: a repository can name such a driver in `.gitattributes`, and a

@@ -4,7 +4,7 @@ the readiness check `sidecar-health`.
 They run as root (the entrypoint, the healthcheck) or decide whether to drop to the agent's user
 and whether Claude Code may start (the wrapper), so they are baked into the image instead of
 being read from the workspace the agent can edit, and they are rendered with the image's build
-arguments (uid, gid), its paths and the ids it uses (`imageids`), so they always match the
+arguments (uid, gid), its paths and the ids it uses (`ids`), so they always match the
 tools installed next to them. Per-project settings reach them through environment variables set
 by the rendered compose file.
 """

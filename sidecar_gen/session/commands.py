@@ -5,8 +5,8 @@ A session NAME of a project whose compose project is P is
   with the untracked files the stack needs (`.env`, env files, `.sidecar/`) copied in;
 - a compose project `P-NAME` started from what compose resolves in that worktree, cut to the
   services the session needs (its own claude and gate, the services its routes run in and what
-  they depend on), made collision-free (`sessionmodel.plan_model`);
-- a folder in the user's state directory (`sessionstore`) with its record, its compose model and
+  they depend on), made collision-free (`model.plan_model`);
+- a folder in the user's state directory (`store`) with its record, its compose model and
   its policy (bridge.yaml and allowlist), which the session's gate and Claude read read-only.
 
 A session starts only from what the user approved (`sidecar trust`): the project must match its
@@ -34,7 +34,7 @@ from sidecar_gen.fsutil import read_text_file, write_atomic
 from sidecar_gen.host import process as hostproc
 from sidecar_gen.image.files import ImageLayout
 from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, CONFIG_VOLUME, DOMAINS_NAME
-from sidecar_gen.session import worktree as sessiongit
+from sidecar_gen.session import worktree as worktrees
 from sidecar_gen.session.engine import (
     LOGIN_FILES,
     Published,
@@ -111,9 +111,9 @@ class _SessionUndo:
                 engine.remove_project(self.compose_project)
         if self.toplevel and self.worktree:
             with contextlib.suppress(SessionError):
-                sessiongit.remove_worktree(self.toplevel, self.worktree)
+                worktrees.remove_worktree(self.toplevel, self.worktree)
             if self.branch:
-                sessiongit.git(self.toplevel, "branch", "-D", self.branch, check=False)
+                worktrees.git(self.toplevel, "branch", "-D", self.branch, check=False)
         if self.store and self.name:
             self.store.delete(self.name)
 
@@ -227,7 +227,7 @@ def new_session(options: NewOptions) -> NewResult:
     started = time.monotonic()
     name = check_name(options.name)
     source = source_dir(options.project_dir)
-    toplevel = sessiongit.repo_toplevel(source)
+    toplevel = worktrees.repo_toplevel(source)
     subdir = source.relative_to(toplevel).as_posix() if source != toplevel else ""
     approval, approvals, source_model = _approved(source)
     project = str(source_model.get("name") or "")
@@ -243,12 +243,12 @@ def new_session(options: NewOptions) -> NewResult:
         if engine.containers(compose_project):
             raise usage_error(f"compose project {compose_project} already has containers "
                               f"(`docker compose -p {compose_project} down` first)")
-        branch = sessiongit.branch_name(name)
-        tree = sessiongit.add_worktree(toplevel, worktree, branch, options.ref)
+        branch = worktrees.branch_name(name)
+        tree = worktrees.add_worktree(toplevel, worktree, branch, options.ref)
         undo.toplevel, undo.worktree = toplevel, worktree
         undo.branch = branch if tree.new_branch else None
         project_dir = worktree / subdir if subdir else worktree
-        copied = sessiongit.copy_missing(source, project_dir, sessiongit.stack_files(source))
+        copied = worktrees.copy_missing(source, project_dir, worktrees.stack_files(source))
         _same_as_approved(approval, approvals, project_dir)
         model = compose_config(project_dir, compose_project)
         bridge = load_bridge(project_dir / CONFIG_DIR / CONFIG_NAME)
@@ -392,7 +392,7 @@ def remove_session(directory: Path, name: str, *, keep_worktree: bool = False,
     record = store.load(name)
     worktree = Path(record.worktree)
     if not keep_worktree and not force and worktree.is_dir():
-        dirty = sessiongit.uncommitted(worktree, Path(record.git_dir), record.copied,
+        dirty = worktrees.uncommitted(worktree, Path(record.git_dir), record.copied,
                                        record.subdir)
         if dirty:
             shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5
@@ -403,9 +403,9 @@ def remove_session(directory: Path, name: str, *, keep_worktree: bool = False,
         removed = engine.remove_project(record.compose_project)
         worktree_removed = False
         if not keep_worktree:
-            toplevel = sessiongit.repo_toplevel(Path(record.source))
+            toplevel = worktrees.repo_toplevel(Path(record.source))
             try:
-                sessiongit.remove_worktree(toplevel, worktree)
+                worktrees.remove_worktree(toplevel, worktree)
             except SessionError as exc:
                 if "Permission denied" not in exc.message or not record.image:
                     raise
@@ -415,7 +415,7 @@ def remove_session(directory: Path, name: str, *, keep_worktree: bool = False,
                 engine.give_back(record.image, worktree,
                                  owner.uid if owner else os.getuid(),
                                  owner.gid if owner else os.getgid())
-                sessiongit.remove_worktree(toplevel, worktree)
+                worktrees.remove_worktree(toplevel, worktree)
             worktree_removed = True
     store.delete(name)
     return RemoveResult(record=record, removed=removed, worktree_removed=worktree_removed)

@@ -69,7 +69,7 @@ def _compose_env() -> dict[str, str]:
 
 def compose_up(model_file: Path, project: str, services: Iterable[str]) -> None:
     """`docker compose up -d` of exactly the model in `model_file` (readiness: `wait_ready`),
-    within the `compose-up` time limit (`hostproc`)."""
+    within the `compose-up` time limit (`host.process`)."""
     argv = [docker_cli(), "compose", "-p", project, "-f", str(model_file),
             "--project-directory", str(model_file.parent), "up", "-d", "--remove-orphans",
             *services]

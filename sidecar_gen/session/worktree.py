@@ -228,7 +228,7 @@ def _interpolated(data: Any, env: Mapping[str, str]) -> Any:
 
 def stack_files(project_dir: Path, environ: Mapping[str, str] | None = None) -> list[str]:
     """Files (relative to `project_dir`, inside it) that compose reads to start the project:
-    `.env`, the compose files (`composeenv.compose_setup`: what `docker compose` loads there),
+    `.env`, the compose files (`compose.env.compose_setup`: what `docker compose` loads there),
     what they include or extend, env files, secrets and configs, single-file bind mounts, and
     the sidecar's own files."""
     root = project_dir.resolve()

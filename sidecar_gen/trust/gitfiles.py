@@ -10,7 +10,7 @@ otherwise).
 
 The repository is found the way git finds it, without running git: the nearest `.git`
 folder (or `.git` file: a worktree or a submodule) above the project folder. git itself only
-reads the configuration files (`hostgit.walk_config`, which runs nothing they name): what they
+reads the configuration files (`host.git.walk_config`, which runs nothing they name): what they
 include, whatever the condition, is part of the set.
 """
 

@@ -33,8 +33,7 @@ VERSION_LABEL = "com.docker.compose.version"
 class PolicyVolumeError(SidecarError):
     """The policy volume cannot be found, created or written."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=ExitCode.FINDINGS)
+    exit_code = ExitCode.FINDINGS
 
 
 def volume_name(model: Mapping[str, Any]) -> str:

@@ -47,8 +47,7 @@ APP_DIR = "claude-sidecar"
 class RecordError(SidecarError):
     """The state folder or an approval record cannot be used safely."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=ExitCode.USAGE)
+    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True)

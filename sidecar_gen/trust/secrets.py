@@ -99,7 +99,7 @@ class Masker:
 
 
 # One `.env` assignment as written (compose reads `KEY=value`, `KEY: value`, `export KEY=...`):
-# only the key is needed here, the value is kept as written (composeenv interprets values).
+# only the key is needed here, the value is kept as written (compose.env interprets values).
 _ASSIGNMENT = re.compile(r"(?:export[ \t]+)?([\w.\-\[\]]+)[ \t]*[=:][ \t]*(.*)")
 # An old copy's line whose value was a digest: `KEY=hmac-sha256:0123456789ab…`.
 _OLD_LINE = re.compile(r"([\w.\-\[\]]+)=(hmac-sha256:[0-9a-f]{12}…)")

@@ -48,7 +48,7 @@ RULES: tuple[Rule, ...] = (
     Rule("schema", E, "any other JSON Schema violation"),
     Rule("version", E, "`version` must be the string \"1\""),
     # rules the schema cannot express
-    # container references, checked against the compose project (`namecheck`)
+    # container references, checked against the compose project (`containers`)
     Rule("unknown-container", E, "a command's `container` (or `default_container`) is neither "
          "in `containers`, nor a compose service, nor a container compose creates (with "
          "\"did you mean\")"),

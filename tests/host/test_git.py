@@ -5,7 +5,7 @@ The agent writes `.git/config`, `.git/info/attributes`, hooks and files the conf
 includes (directly, or through a routed command's container). Each plant below tries to write
 a marker file on the host. For each one, a control run of plain git with the same plant writes
 the marker (so the test can fail), and the same command through `hostgit.run`, and every git
-call a session makes (`sessiongit`: toplevel, worktree add, status, worktree remove, branch
+call a session makes (`session.worktree`: toplevel, worktree add, status, worktree remove, branch
 deletion), does not.
 """
 
@@ -27,7 +27,7 @@ import pytest
 from sidecar_gen.errors import ExitCode
 from sidecar_gen.host import git as hostgit
 from sidecar_gen.host import process as hostproc
-from sidecar_gen.session import worktree as sessiongit
+from sidecar_gen.session import worktree as worktrees
 
 OWNER = 1234  # a project folder owned by another user than the one running sidecar (root)
 FILES = ("a.txt", "b.txt", "c.txt", "d.txt")
@@ -338,13 +338,13 @@ def test_no_git_call_of_a_session_runs_a_plant(tmp_path: Path, owner: int | None
 
     repo = make_repo(tmp_path / "ours", owner)
     plant_all(repo)
-    top = sessiongit.repo_toplevel(repo.root)
-    tree = sessiongit.add_worktree(top, tmp_path / "sessions" / "s", "sidecar/s", None)
+    top = worktrees.repo_toplevel(repo.root)
+    tree = worktrees.add_worktree(top, tmp_path / "sessions" / "s", "sidecar/s", None)
     (tree.path / "a.txt").write_text("changed\n")
-    assert sessiongit.uncommitted(tree.path, tree.git_dir, {}) == ["M a.txt"]
-    sessiongit.copy_missing(repo.root, tree.path, ["evil.inc", "cond.inc"])
-    sessiongit.remove_worktree(top, tree.path)
-    sessiongit.git(top, "branch", "-D", "sidecar/s")
+    assert worktrees.uncommitted(tree.path, tree.git_dir, {}) == ["M a.txt"]
+    worktrees.copy_missing(repo.root, tree.path, ["evil.inc", "cond.inc"])
+    worktrees.remove_worktree(top, tree.path)
+    worktrees.git(top, "branch", "-D", "sidecar/s")
     assert repo.fired() == []
     assert not tree.path.exists()
 
@@ -361,8 +361,8 @@ def test_as_root_a_worktree_of_another_users_project_is_entirely_theirs(tmp_path
     (repo.root / "conf" / "local.env").write_text("B=2\n")
     os.lchown(repo.root / ".env", OWNER, OWNER)
     target = tmp_path / "elsewhere" / "sessions" / "s"  # its parents are made too
-    tree = sessiongit.add_worktree(repo.root, target, "sidecar/s", None)
-    copied = sessiongit.copy_missing(repo.root, tree.path, [".env", "conf/local.env"])
+    tree = worktrees.add_worktree(repo.root, target, "sidecar/s", None)
+    copied = worktrees.copy_missing(repo.root, tree.path, [".env", "conf/local.env"])
     assert sorted(copied) == [".env", "conf/local.env"]
     paths = [tmp_path / "elsewhere", tmp_path / "elsewhere" / "sessions", *[
         tree.path, *tree.path.rglob("*")], *tree.git_dir.rglob("*")]
@@ -374,7 +374,7 @@ def test_as_root_a_worktree_of_another_users_project_is_entirely_theirs(tmp_path
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert hostproc.owner_identity(tree.path) == hostproc.Identity(OWNER, OWNER)
-    sessiongit.remove_worktree(repo.root, tree.path)
+    worktrees.remove_worktree(repo.root, tree.path)
     assert not tree.path.exists()
     shutil.rmtree(tmp_path / "elsewhere")
 
