@@ -195,7 +195,7 @@ def _execute(plan: ExecPlan, conn: Connection, signals: terminal.Signals) -> int
     try:
         exec_id = engine.create_exec(conn, plan.ref, plan.exec_config())
     except engine.EngineError as exc:
-        raise _explain(exc, plan.container, plan.route.container) from None
+        raise _explain(exc, plan.container, plan.service) from None
     tty_mode = terminal.Terminal()
     running = True  # before the start request: a signal may come while it is on its way
     try:
@@ -204,7 +204,7 @@ def _execute(plan: ExecPlan, conn: Connection, signals: terminal.Signals) -> int
             engine.start_exec(conn, exec_id, plan.tty)
         except engine.EngineError as exc:
             running = False
-            raise _explain(exc, plan.container, plan.route.container) from None
+            raise _explain(exc, plan.container, plan.service) from None
         if plan.tty:
             if plan.stdin:  # without stdin, Ctrl-C must stay a local SIGINT
                 tty_mode.enter_raw()
@@ -229,7 +229,7 @@ def _execute(plan: ExecPlan, conn: Connection, signals: terminal.Signals) -> int
                 raise
             running = False  # the engine dropped the exec with its container: nothing runs
             raise DispatchError(f"container {plan.container} stopped while the command was"
-                                f" running: docker compose up -d {plan.route.container}") from None
+                                f" running: docker compose up -d {plan.service}") from None
         _check_attached(plan, state)
         running = False
     except BaseException:
@@ -325,7 +325,7 @@ def verdict(plan: ExecPlan, state: engine.ExecState, output: terminal.Output) ->
     if code in (KILLED, TERMINATED) and _container_stopped(plan):
         raise DispatchError(
             f"container {plan.container} stopped while the command was running"
-            f" (exit code {code}): docker compose up -d {plan.route.container}")
+            f" (exit code {code}): docker compose up -d {plan.service}")
     return code
 
 

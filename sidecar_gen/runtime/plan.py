@@ -50,9 +50,11 @@ class ExecPlan:
     __slots__ = ("argv", "container", "endpoint", "env", "name", "ref", "route", "stdin",
                  "token", "tty", "user", "workdir")
 
+    # Two words, two things: the `service` is what bridge.yaml names (a compose service, or a
+    # key of `containers:`), what `docker compose up -d` starts; the `container` is the one the
+    # exec runs in, resolved from it.
     name: str  # the command as typed
-    route: Route  # how bridge.yaml routes it (`route.container`: the logical name, for
-    # `docker compose up -d ...`; the options the plan does not resolve are read from here)
+    route: Route  # how bridge.yaml routes it (the options the plan does not resolve)
     argv: tuple[str, ...]  # what runs in the container
     container: str  # the container's name, for messages and the audit log
     ref: str  # what the API calls use: an id when resolved through compose labels
@@ -69,7 +71,7 @@ class ExecPlan:
             object.__setattr__(self, name, fields[name])
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"a ExecPlan is read-only (tried to set {name})")
+        raise AttributeError(f"an ExecPlan is read-only (tried to set {name})")
 
     @classmethod
     def build(cls, name: str, args: list[str], route: Route, *, ref: str, container: str,
@@ -88,6 +90,11 @@ class ExecPlan:
                    container=container, ref=ref, user=user,
                    workdir=pick_workdir(cwd, route.paths, route.workdir), env=tuple(env),
                    token=token, tty=tty, stdin=stdin_wanted(route.stdin), endpoint=endpoint)
+
+    @property
+    def service(self) -> str:
+        """The compose service (or `containers:` key) the route names."""
+        return self.route.container
 
     def exec_config(self) -> dict[str, Any]:
         """The body of `POST /containers/{ref}/exec`."""
