@@ -92,7 +92,11 @@ def find_endpoint(environ: Mapping[str, str] | None = None) -> EngineEndpoint:
     config = _config_dir(env)
     name = env.get("DOCKER_CONTEXT")
     if not name:
-        settings = _read_json(config / "config.json")
+        # Like the docker CLI, an unreadable config.json is as good as none (it only warns).
+        try:
+            settings = _read_json(config / "config.json")
+        except HostEngineError:
+            settings = None
         current = settings.get("currentContext") if isinstance(settings, dict) else None
         name = current if isinstance(current, str) else ""
     if name and name != "default":

@@ -83,12 +83,18 @@ def test_a_context_that_does_not_exist_is_one_line_naming_it(tmp_path: Path) -> 
     assert "\n" not in info.value.message
 
 
-def test_an_unreadable_config_json_is_named(tmp_path: Path) -> None:
+def test_an_unreadable_config_json_is_ignored_like_the_docker_cli_does(tmp_path: Path) -> None:
     config = tmp_path / "home" / ".docker"
     config.mkdir(parents=True)
     (config / "config.json").write_text("{not json")
-    with pytest.raises(HostEngineError, match=r"cannot read .*config\.json"):
-        find_endpoint(_env(tmp_path))
+    assert find_endpoint(_env(tmp_path)) == EngineEndpoint(DEFAULT_SOCKET, "default")
+
+
+def test_an_unreadable_context_is_named(tmp_path: Path) -> None:
+    meta = _context(tmp_path / "home" / ".docker", "broken", "unix:///x.sock")
+    (meta / "meta.json").write_text("{not json")
+    with pytest.raises(HostEngineError, match=r"^cannot read .*meta\.json"):
+        find_endpoint(_env(tmp_path, DOCKER_CONTEXT="broken"))
 
 
 def test_unreachable_says_where_and_which_setting(tmp_path: Path) -> None:
