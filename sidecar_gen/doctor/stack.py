@@ -185,7 +185,7 @@ def _find(client: DockerClient, container_id: str, route: Route, program: str,
                              deadline=deadline)
 
 
-def _probe(report: DoctorReport, claude: Any, context: HostContext) -> None:
+def _probe(report: DoctorReport, claude: Container, context: HostContext) -> None:
     ran = _exec(report, claude, [PYTHON, "-I", "-c", program_text(POLICY_PROBE), POLICY_DIR_ENV,
                                  POLICY_DIR, CONFIG_NAME, DOMAINS_NAME], user="root")
     try:
