@@ -150,7 +150,7 @@ RUN set -- /usr/share/python-wheels/pip-*.whl \
     && rm -rf /tmp/dist \
     && ln -s /opt/sidecar/bin/sidecar /usr/local/bin/sidecar \
     && install -d -m 0755 /opt/sidecar/wrappers \
-    && /opt/sidecar/bin/python -I -c 'from sidecar_gen.imagefiles import install_image_files; install_image_files(uid=int("'"$CLAUDE_UID"'"), gid=int("'"$CLAUDE_GID"'"))' \
+    && /opt/sidecar/bin/python -I -c 'from sidecar_gen.image.files import install_image_files; install_image_files(uid=int("'"$CLAUDE_UID"'"), gid=int("'"$CLAUDE_GID"'"))' \
     && sidecar --version
 
 # Claude Code belongs to the image: it neither updates itself (DISABLE_AUTOUPDATER) nor tells

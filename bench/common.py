@@ -110,7 +110,7 @@ def bench_target(prefix: str, *, compose: bool = False) -> Iterator[Target]:
     docker = shutil.which("docker")
     if docker is None:
         sys.exit("the docker CLI is needed for the benchmark")
-    from sidecar_gen.wrappers import install_wrappers
+    from sidecar_gen.wrappers.install import install_wrappers
 
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     labels = ["dev.claude-sidecar.test=1"]
@@ -143,9 +143,10 @@ def install_baseline(directory: Path, checkout: Path, config: Path) -> None:
     """Wrappers in `directory` that run the dispatcher of another checkout (`checkout` holds
     its `sidecar_gen/`), for timing a change against what it replaces. Give them their own
     XDG_CACHE_HOME: two route cache formats would otherwise evict each other."""
-    from sidecar_gen import wrappers
+    import sidecar_gen
+    from sidecar_gen.wrappers import install as wrappers
 
-    current = str(Path(wrappers.__file__).resolve().parent.parent)
+    current = str(Path(sidecar_gen.__file__).resolve().parent.parent)
     text = wrappers.launcher_text().replace(repr(current), repr(str(checkout.resolve())), 1)
     directory.mkdir(parents=True)
     launcher = directory / wrappers.LAUNCHER_NAME

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import common  # noqa: F401  (puts the repository on sys.path)
 
-from sidecar_gen import hostgit
+from sidecar_gen.host import git as hostgit
 from sidecar_gen.trust.gitfiles import git_files
-from sidecar_gen.trust.record import Store
+from sidecar_gen.trust.record import ApprovalStore
 
 CONFIG = """\
 [remote "origin"]
@@ -81,7 +81,7 @@ def main() -> int:
     try:
         repo = make_repo(base)
         place = hostgit.Place(repo)
-        store = Store(base / "state")
+        store = ApprovalStore(base / "state")
         wt = base / "wt"
 
         def plain_worktree() -> None:

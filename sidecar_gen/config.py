@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sidecar_gen.bridgecheck import load_validated, load_validated_text
-from sidecar_gen.compose import ProjectNames
+from sidecar_gen.compose.project import ProjectNames
 from sidecar_gen.errors import ConfigError
-from sidecar_gen.findings import Finding, Severity
 from sidecar_gen.model import Bridge, bridge_from_plain
 from sidecar_gen.runtime import cache
+from sidecar_gen.validate.bridge import load_validated, load_validated_text
+from sidecar_gen.validate.findings import Finding, Severity
 
 
 def find_config(explicit: Path | None = None, cwd: Path | None = None) -> Path:

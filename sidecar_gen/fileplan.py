@@ -22,7 +22,7 @@ from sidecar_gen.runtime.escape import escape
 CHECKSUM_PREFIX = "# sidecar-checksum: sha256:"
 
 
-class Status(StrEnum):
+class FileStatus(StrEnum):
     """What happens (or would happen) to one target."""
 
     CREATED = "created"
@@ -36,7 +36,7 @@ class Change:
     """The plan for one file: its status, the old and new text, and why it is skipped."""
 
     path: Path
-    status: Status
+    status: FileStatus
     old: str | None
     new: str
     reason: str = ""
@@ -44,7 +44,7 @@ class Change:
     @property
     def writes(self) -> bool:
         """True when applying this change writes the file."""
-        return self.status in (Status.CREATED, Status.CHANGED)
+        return self.status in (FileStatus.CREATED, FileStatus.CHANGED)
 
     def diff(self, label: str | None = None) -> str:
         """Unified diff from the current file to the new text (empty when nothing changes),
@@ -92,31 +92,31 @@ def plan_generated(path: Path, new: str, *, force: bool) -> Change:
     """Plan a fully generated file (`new` already carries its checksum)."""
     old = read_current(path)
     if old is None:
-        return Change(path, Status.CREATED, None, new)
+        return Change(path, FileStatus.CREATED, None, new)
     if old == new:
-        return Change(path, Status.OK, old, new)
+        return Change(path, FileStatus.OK, old, new)
     if edited_by_hand(old) and not force:
-        return Change(path, Status.SKIPPED, old, new, "edited by hand, use --force")
-    return Change(path, Status.CHANGED, old, new)
+        return Change(path, FileStatus.SKIPPED, old, new, "edited by hand, use --force")
+    return Change(path, FileStatus.CHANGED, old, new)
 
 
 def plan_user_file(path: Path, new: str, *, force: bool) -> Change:
     """Plan a file the user owns once it exists (never overwritten without `force`)."""
     old = read_current(path)
     if old is None:
-        return Change(path, Status.CREATED, None, new)
+        return Change(path, FileStatus.CREATED, None, new)
     if old == new:
-        return Change(path, Status.OK, old, new)
+        return Change(path, FileStatus.OK, old, new)
     if not force:
-        return Change(path, Status.SKIPPED, old, new, "exists, use --force")
-    return Change(path, Status.CHANGED, old, new)
+        return Change(path, FileStatus.SKIPPED, old, new, "exists, use --force")
+    return Change(path, FileStatus.CHANGED, old, new)
 
 
 def plan_edit(path: Path, old: str | None, new: str) -> Change:
     """Plan an edit the tool computed itself from the current text (e.g. one added line)."""
     if old == new:
-        return Change(path, Status.OK, old, new)
-    return Change(path, Status.CREATED if old is None else Status.CHANGED, old, new)
+        return Change(path, FileStatus.OK, old, new)
+    return Change(path, FileStatus.CREATED if old is None else FileStatus.CHANGED, old, new)
 
 
 class WriteError(SidecarError):
@@ -148,7 +148,7 @@ def _blocker(path: Path) -> str | None:
 
 
 @dataclass
-class _Undo:
+class _FileUndo:
     """How to put one target back: its old bytes and mode (None: it did not exist), and the
     folders the write created."""
 
@@ -158,7 +158,7 @@ class _Undo:
     made_dirs: tuple[Path, ...] = ()
 
     @classmethod
-    def before(cls, path: Path) -> _Undo:
+    def before(cls, path: Path) -> _FileUndo:
         missing = []
         folder = path.parent
         while not folder.exists() and folder.parent != folder:
@@ -193,11 +193,11 @@ def apply(changes: list[Change]) -> None:
         reason = _blocker(change.path)
         if reason:
             raise WriteError(change.path, reason)
-    done: list[_Undo] = []
+    done: list[_FileUndo] = []
     for change in writes:
-        undo = _Undo(change.path)
+        undo = _FileUndo(change.path)
         try:
-            undo = _Undo.before(change.path)
+            undo = _FileUndo.before(change.path)
             write_atomic(change.path, change.new)
         except OSError as exc:
             undo.restore(content=False)

@@ -19,10 +19,11 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from sidecar_gen import __version__, templating
-from sidecar_gen.compose import ComposeProject, find_compose_file, load_project
+from sidecar_gen.compose.project import ComposeProject, find_compose_file, load_project
 from sidecar_gen.errors import SidecarError
-from sidecar_gen.fileplan import Change, Status, apply, plan_edit, plan_generated, with_checksum
+from sidecar_gen.fileplan import Change, FileStatus, apply, plan_edit, plan_generated, with_checksum
 from sidecar_gen.firewall import state as firewall
+from sidecar_gen.firewall.toolchains import allowed_domains
 from sidecar_gen.fsutil import read_text_file
 from sidecar_gen.model import Bridge
 from sidecar_gen.runtime import contract
@@ -35,7 +36,6 @@ from sidecar_gen.runtime.names import (
     MANAGED_SERVICES,
     POLICY_VOLUME,
 )
-from sidecar_gen.toolchains import allowed_domains
 from sidecar_gen.trust.inputs import existing_compose_files
 from sidecar_gen.yamlio import load_text
 
@@ -63,7 +63,7 @@ class RenderResult:
     @property
     def skipped(self) -> list[Change]:
         """Targets kept because they were edited by hand."""
-        return [c for c in self.changes if c.status is Status.SKIPPED]
+        return [c for c in self.changes if c.status is FileStatus.SKIPPED]
 
 
 def domains_text(commands: Iterable[str], extra: Iterable[str] = ()) -> str:
@@ -191,7 +191,7 @@ def _with_include(text: str, data: Any, file: Path) -> str:
 
 
 def _domains_change(change: Change) -> Change:
-    if change.status is not Status.SKIPPED:
+    if change.status is not FileStatus.SKIPPED:
         return change
     # The usual reason for editing the allowlist: adding a domain. Say where that belongs.
     return replace(change, reason="edited by hand: put extra domains in bridge.yaml under "

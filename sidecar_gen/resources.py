@@ -36,3 +36,10 @@ def schema() -> dict[str, Any]:
 def schema_id() -> str:
     """Return the schema's `$id` (used in the yaml-language-server modeline)."""
     return str(schema()["$id"])
+
+
+def program_text(module: str) -> str:
+    """The source of a module of this package that runs elsewhere as a program text
+    (`python3 -I -c TEXT`: inside a container, whatever version of the package it has)."""
+    package, _, name = module.rpartition(".")
+    return files(package).joinpath(f"{name}.py").read_text(encoding="utf-8")

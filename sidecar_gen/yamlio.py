@@ -18,7 +18,7 @@ from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from sidecar_gen.findings import Finding, Severity, json_path_of
+from sidecar_gen.validate.findings import Finding, Severity, json_path_of
 
 MAX_BYTES = 1024 * 1024  # bridge.yaml is a few KiB; anything this big is a mistake or an attack
 MAX_NODES = 100_000  # after alias expansion

@@ -6,21 +6,34 @@ missing engine fails them instead. The images they use are named in tests/images
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis.database import InMemoryExampleDatabase
 from images import BUSYBOX_IMAGE, DEBIAN_IMAGE
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_LABEL = "dev.claude-sidecar.test"
+
+# No test writes into the checkout: hypothesis keeps failing examples for the run only, and
+# its other files (.hypothesis/ by default) go to a folder of its own outside the checkout.
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="sidecar-tests-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
+settings.register_profile("sidecar", database=InMemoryExampleDatabase())
+settings.load_profile("sidecar")
 
 
 def _e2e_required() -> bool:

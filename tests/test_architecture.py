@@ -12,24 +12,25 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sidecar_gen"
 
-# Lowest first. A module belongs to the first layer with a matching pattern.
+# Lowest first. A module belongs to the layer that names it, else to the first layer with a
+# matching pattern (a package's layer, with the modules that sit lower or higher named).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("runtime", ("runtime", "runtime.*")),
-    ("base", ("", "errors", "findings", "rules", "model", "resources", "templating", "yamlio",
-              "fsutil", "toolchains", "programs", "imageids", "reporters", "hostproc", "limits")),
-    ("domain", ("bridgecheck", "namecheck", "config", "routes", "fileplan", "compose*",
-                "dockerfile", "evidence", "probe", "hostengine", "hostgit", "imagefiles",
-                "wrappers",
+    ("base", ("", "errors", "model", "resources", "templating", "yamlio", "fsutil", "limits",
+              "validate", "validate.findings", "validate.rules", "validate.reporters",
+              "firewall.toolchains", "scaffold.programs", "image", "image.ids",
+              "host", "host.process")),
+    ("domain", ("config", "fileplan", "validate.*", "compose", "compose.*", "scaffold",
+                "scaffold.*", "host.*", "image.*", "wrappers", "wrappers.*",
                 "firewall", "firewall.*", "gate", "gate.*", "broker", "broker.*")),
-    ("actions", ("validate", "scaffold", "render", "trust", "trust.*", "doctor", "doctor.*",
-                 "auth",
-                 "session", "session*", "session.*")),
+    ("actions", ("validate.check", "scaffold.proposal", "render", "trust", "trust.*",
+                 "doctor", "doctor.*", "session", "session.*", "auth")),
     ("cli", ("cli", "cli.*")),
 )
 RANK = {name: index for index, (name, _) in enumerate(LAYERS)}
 # The one deliberate upward edge: a stale route cache is recompiled (and bridge.yaml validated)
 # by the full package, imported lazily on that slow path only.
-ALLOWED_UPWARD = {("runtime.cache", "routes"), ("runtime.cache", "errors")}
+ALLOWED_UPWARD = {("runtime.cache", "wrappers.routes"), ("runtime.cache", "errors")}
 GATE_MAY_USE = {"runtime.contract", "runtime.killer", "runtime.names", "runtime.userspec",
                 "runtime.transport", "runtime.httpclient", "runtime.jsonlite", "runtime.errors"}
 STDLIB = set(sys.stdlib_module_names)
@@ -46,6 +47,9 @@ MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if "_data" 
 
 
 def layer_of(module: str) -> str:
+    for name, patterns in LAYERS:
+        if module in patterns:
+            return name
     for name, patterns in LAYERS:
         if any(fnmatch.fnmatchcase(module, pattern) for pattern in patterns):
             return name
@@ -130,7 +134,8 @@ def test_the_layers_are_documented() -> None:
 # Import cycles between modules that are there on purpose: the dispatcher's slow path
 # (a stale route cache is recompiled by the full package), and the doctor package whose
 # `__init__` runs the checks its modules report into.
-KNOWN_CYCLES = [{"config", "routes", "runtime.cache"}, {"doctor", "doctor.host", "doctor.stack"}]
+KNOWN_CYCLES = [{"config", "wrappers.routes", "runtime.cache"},
+                {"doctor", "doctor.host", "doctor.stack"}]
 
 
 def _cycles() -> list[set[str]]:
@@ -180,3 +185,74 @@ def test_names_and_constants_come_from_runtime_names_not_render() -> None:
             if isinstance(node, ast.ImportFrom) and node.module == "sidecar_gen.render":
                 for alias in node.names:
                     assert callable(getattr(render, alias.name)), (module, alias.name)
+
+
+def test_no_class_name_is_defined_twice() -> None:
+    """A type's name says its concern: two classes of one name in the package are two
+    concerns under one word (an import of the wrong one type-checks where both fit)."""
+    where: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(module)
+    assert {name: mods for name, mods in where.items() if len(mods) > 1} == {}
+
+
+MAX_LINES = 450
+MAX_TOP_LEVEL = 12
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    long = {m: n for m, p in MODULES.items()
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_the_top_level_holds_only_the_cli_the_cross_cutting_modules_and_packages() -> None:
+    top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+    assert len(top) <= MAX_TOP_LEVEL, top
+
+
+PACKAGES = sorted(m for m, p in MODULES.items() if p.name == "__init__.py" and m)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_package_says_what_it_owns_and_what_it_may_import(package: str) -> None:
+    doc = ast.get_docstring(ast.parse(MODULES[package].read_text(encoding="utf-8"))) or ""
+    assert "Owns:" in doc and "May import:" in doc, package
+
+
+# The gate's own rules: its decision modules do no I/O (nothing that would mean a socket, a
+# file, a thread or the clock), one Engine API client (the runtime's) speaks to the engine, and
+# the healthcheck (run every few seconds in the gate's container) loads no more than it needs.
+GATE_DECISIONS = ("gate.policy", "gate.listing", "gate.urlpath")
+IO_MODULES = {"socket", "_socket", "os", "selectors", "threading", "subprocess", "pathlib",
+              "io", "h11", "time", "signal", "sidecar_gen.gate.engine",
+              "sidecar_gen.gate.server", "sidecar_gen.gate.http"}
+
+
+@pytest.mark.parametrize("module", GATE_DECISIONS)
+def test_the_gates_decisions_do_no_io(module: str) -> None:
+    assert not imports_of(module) & IO_MODULES, module
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("gate")))
+def test_the_gate_has_one_engine_client(module: str) -> None:
+    assert "http.client" not in imports_of(module), module
+
+
+def test_the_gates_engine_is_the_runtimes_client_and_its_healthcheck_stays_small() -> None:
+    assert "sidecar_gen.runtime.httpclient" in imports_of("gate.engine")
+    assert imports_of("gate.health") - STDLIB <= {
+        "sidecar_gen.runtime.transport", "sidecar_gen.runtime.errors",
+        "sidecar_gen.runtime.httpclient"}
+
+
+# Programs that run elsewhere as program text (`python3 -I -c`): the standard library only,
+# nothing of this package (the other side may have another version of it, or none).
+PROGRAM_TEXTS = ("doctor.policyprobe",)
+
+
+@pytest.mark.parametrize("module", PROGRAM_TEXTS)
+def test_program_texts_stand_alone(module: str) -> None:
+    assert {name.split(".")[0] for name in imports_of(module)} <= STDLIB, module

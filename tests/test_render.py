@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from sidecar_gen.cli import app
 from sidecar_gen.errors import ConfigError
-from sidecar_gen.fileplan import Status, edited_by_hand
+from sidecar_gen.fileplan import FileStatus, edited_by_hand
 from sidecar_gen.render import RenderError, run_render
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,21 +65,21 @@ def load(path: Path) -> Any:
     return YAML(typ="safe").load(path.read_text())
 
 
-def statuses(result: Any) -> dict[str, Status]:
+def statuses(result: Any) -> dict[str, FileStatus]:
     return {c.path.name: c.status for c in result.changes}
 
 
 def test_first_run_creates_and_second_run_changes_nothing(tmp_path: Path) -> None:
     root = project(tmp_path)
     first = run_render(root)
-    assert statuses(first) == {"compose.yml": Status.CREATED,
-                               "allowed-domains.txt": Status.CREATED,
-                               "compose.yaml": Status.CHANGED}
+    assert statuses(first) == {"compose.yml": FileStatus.CREATED,
+                               "allowed-domains.txt": FileStatus.CREATED,
+                               "compose.yaml": FileStatus.CHANGED}
     files = [root / ".sidecar" / "compose.yml", root / ".sidecar" / "allowed-domains.txt",
              root / "compose.yaml"]
     before = {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in files}
     second = run_render(root)
-    assert set(statuses(second).values()) == {Status.OK}
+    assert set(statuses(second).values()) == {FileStatus.OK}
     assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in files} == before
 
 
@@ -101,7 +101,7 @@ def test_existing_include_list_gains_one_line(tmp_path: Path) -> None:
     text = (root / "compose.yaml").read_text()
     assert text == (USER_COMPOSE + "include:\n    - .sidecar/compose.yml\n"
                     "    - other.yml   # theirs\n")
-    assert run_render(root).changes[2].status is Status.OK
+    assert run_render(root).changes[2].status is FileStatus.OK
 
 
 def test_flow_include_is_left_to_the_user(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_flow_include_is_left_to_the_user(tmp_path: Path) -> None:
 def test_no_compose_file_creates_compose_yml(tmp_path: Path) -> None:
     root = project(tmp_path, compose=None)
     result = run_render(root)
-    assert statuses(result)["compose.yml"] is Status.CREATED
+    assert statuses(result)["compose.yml"] is FileStatus.CREATED
     assert load(root / "compose.yml") == {"include": [".sidecar/compose.yml"]}
 
 
@@ -166,7 +166,7 @@ def test_bridge_changes_flow_into_the_stack(tmp_path: Path) -> None:
                        "  credentials: /home/me/.claude/.credentials.json\n")
     (root / ".sidecar" / "bridge.yaml").write_text(bridge)
     result = run_render(root)
-    assert statuses(result)["compose.yml"] is Status.CHANGED
+    assert statuses(result)["compose.yml"] is FileStatus.CHANGED
     stack = load(root / ".sidecar" / "compose.yml")
     claude = stack["services"]["claude"]
     assert "cap_add" not in claude
@@ -188,12 +188,12 @@ def test_gate_holds_the_socket_read_only_and_publishes_nothing(tmp_path: Path) -
     assert gate["restart"] == "unless-stopped"
     assert gate["entrypoint"][:2] == ["sidecar", "proxy"]
     assert gate["labels"] == {"dev.claude-sidecar.role": "gate"}
-    # The policy the gate enforces is the approved one, never the workspace's (issue 9).
+    # The policy the gate enforces is the approved one, never the workspace's.
     assert "--config=/run/sidecar/policy/bridge.yaml" in gate["entrypoint"]
     assert "--workspace-config=/etc/sidecar/bridge.yaml" in gate["entrypoint"]
     assert not any("/etc/sidecar" in arg for arg in gate["entrypoint"]
                    if arg.startswith("--config"))
-    # Bounded (issue 10.4) and healthy only with a usable policy (issue 13).
+    # Bounded, and healthy only with a usable policy.
     assert gate["pids_limit"] == 64
     assert gate["cap_drop"] == ["ALL"]
     assert gate["security_opt"] == ["no-new-privileges:true"]
@@ -246,7 +246,7 @@ def test_limits_and_log_rotation_reach_every_generated_service(tmp_path: Path) -
 
 def test_every_generated_service_carries_its_role_label(tmp_path: Path) -> None:
     """The role labels keep the gate, the Claude container (credentials) and the viewer out of
-    the gate's reach (issue 16.2): each generated service must carry exactly its own."""
+    the gate's reach: each generated service must carry exactly its own."""
     from sidecar_gen.runtime import contract
 
     root = project(tmp_path, bridge=BRIDGE + "  viewer:\n    enabled: true\n")
@@ -305,7 +305,7 @@ def test_crlf_files_get_crlf_lines(tmp_path: Path, include: bool) -> None:
     assert b"\n" not in raw.replace(b"\r\n", b"")  # every line ends with CRLF
     assert raw.count(b"- .sidecar/compose.yml\r\n") == 1
     assert load(root / "compose.yaml")["include"][0] == ".sidecar/compose.yml"
-    assert run_render(root).changes[2].status is Status.OK
+    assert run_render(root).changes[2].status is FileStatus.OK
 
 
 def test_bom_and_missing_final_newline_are_kept(tmp_path: Path) -> None:
@@ -315,7 +315,7 @@ def test_bom_and_missing_final_newline_are_kept(tmp_path: Path) -> None:
     text = (root / "compose.yaml").read_bytes().decode("utf-8")
     assert text.startswith(original + "\n\n# The Claude Code sidecar")
     assert text.endswith("include:\n  - .sidecar/compose.yml")
-    assert run_render(root).changes[2].status is Status.OK
+    assert run_render(root).changes[2].status is FileStatus.OK
 
 
 # --- all or nothing ---------------------------------------------------------------------------
@@ -441,7 +441,7 @@ def test_claude_sees_the_compose_files_read_only(tmp_path: Path) -> None:
     assert mounts["/workspace/compose.yaml"] == ("../compose.yaml", True)
     assert mounts["/workspace/compose.override.yaml"] == ("../compose.override.yaml", True)
     assert mounts["/workspace/.env"] == ("/dev/null", True)  # shadowed: hidden, not mounted
-    assert {c.status for c in run_render(root).changes} == {Status.OK}  # stable
+    assert {c.status for c in run_render(root).changes} == {FileStatus.OK}  # stable
     # Not shadowed: mounted read-only instead.
     bridge = BRIDGE + "  shadow: []\n"
     (root / ".sidecar" / "bridge.yaml").write_text(bridge)

@@ -1,10 +1,17 @@
-"""What `scripts/test` sets up before it runs anything: the engine check and the local images."""
+"""What `scripts/test` sets up before it runs anything: the engine check and the local images.
+
+The scripts run in a copy of the checkout (they `cd` to the folder they are in, and bootstrap
+writes `.venv` there): the copy's `.venv` holds only this interpreter and bootstrap's stamp, so
+bootstrap finds it installed and nothing is written into the real checkout.
+"""
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -16,11 +23,33 @@ from conftest import TEST_LABEL, unavailable, unique_name
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_required_without_an_engine_stops_in_one_line_before_running_anything() -> None:
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A copy of what the scripts read: scripts/, pyproject.toml, tests/images.py, and a
+    `.venv` that is this interpreter, stamped as installed after pyproject.toml."""
+    copy = tmp_path / "checkout"
+    shutil.copytree(REPO / "scripts", copy / "scripts")
+    shutil.copy2(REPO / "pyproject.toml", copy / "pyproject.toml")
+    (copy / "tests").mkdir()
+    shutil.copy2(REPO / "tests" / "images.py", copy / "tests" / "images.py")
+    (copy / ".venv" / "bin").mkdir(parents=True)
+    (copy / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    (copy / ".venv" / ".sidecar-installed").touch()
+    return copy
+
+
+def _tree(root: Path) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.lstat().st_mtime for p in root.rglob("*")}
+
+
+def test_required_without_an_engine_stops_in_one_line_before_running_anything(
+        checkout: Path) -> None:
     env = {**os.environ, "SIDECAR_E2E": "required",
            "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
-    result = subprocess.run([str(REPO / "scripts" / "test")], capture_output=True, text=True,
-                            env=env, timeout=600)
+    before = _tree(checkout)
+    result = subprocess.run([str(checkout / "scripts" / "test")], capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert _tree(checkout) == before  # bootstrap found the copy installed
     assert result.returncode == 2
     assert result.stdout == ""  # neither ruff, mypy nor pytest ran
     # (scripts/bootstrap may speak first, when pyproject.toml changed since it last ran)
@@ -29,9 +58,9 @@ def test_required_without_an_engine_stops_in_one_line_before_running_anything() 
         ".ci/engine.sh starts one); nothing was run")
 
 
-def test_test_images_without_an_engine_says_so() -> None:
+def test_test_images_without_an_engine_says_so(checkout: Path) -> None:
     env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
-    result = subprocess.run([str(REPO / "scripts" / "test-images")], capture_output=True,
+    result = subprocess.run([str(checkout / "scripts" / "test-images")], capture_output=True,
                             text=True, env=env)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [

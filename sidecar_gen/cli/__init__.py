@@ -1,6 +1,8 @@
 """The `sidecar` command line: thin wrappers that turn flags into one core call each.
 
 `app` holds the shared pieces; each module registers one group of commands on it.
+
+Owns: the commands, their flags, help and output. May import: everything; nothing imports it.
 """
 
 from __future__ import annotations

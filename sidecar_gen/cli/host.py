@@ -14,8 +14,8 @@ from sidecar_gen.errors import ExitCode, SidecarError
 from sidecar_gen.runtime.escape import escape
 
 if TYPE_CHECKING:
-    from sidecar_gen.composecli import ComposeTarget
-    from sidecar_gen.trust.actions import Check, UpResult
+    from sidecar_gen.compose.cli import ComposeTarget
+    from sidecar_gen.trust.actions import Check, StackUp
     from sidecar_gen.trust.compare import Comparison
 
 DirOption = Annotated[Path, typer.Option("--dir", "-C", help="Project directory.",
@@ -23,7 +23,7 @@ DirOption = Annotated[Path, typer.Option("--dir", "-C", help="Project directory.
 
 
 def _target(directory: Path) -> ComposeTarget:
-    from sidecar_gen.composecli import ComposeTarget
+    from sidecar_gen.compose.cli import ComposeTarget
 
     if not directory.is_dir():
         raise SidecarError(f"{directory}: no such directory")
@@ -55,12 +55,12 @@ def up(
     approves what is there (trust on first use). Exit codes: 0 started; 1 refused, or compose
     failed to start it; 2 usage error.
     """
-    from sidecar_gen.hostengine import connect
+    from sidecar_gen.host.engine import connect
     from sidecar_gen.trust.actions import UnapprovedChangeError, check_project, locked, start
 
     target = _target(directory)
 
-    def announce(result: UpResult) -> None:
+    def announce(result: StackUp) -> None:
         if result.first_use:
             say(f"sidecar: no approval on record for {target.directory}: approved what is "
                 f"there now (trust on first use), recorded in {result.record}", err=True)

@@ -10,8 +10,8 @@ import typer
 from sidecar_gen.cli.app import app, handle_errors, one_of
 from sidecar_gen.cli.output import say, use_color
 from sidecar_gen.errors import ExitCode, SidecarError
-from sidecar_gen.reporters import REPORTER_BY_NAME
 from sidecar_gen.runtime.escape import escape
+from sidecar_gen.validate.reporters import REPORTER_BY_NAME
 
 
 @app.command()
@@ -45,7 +45,7 @@ def validate(
 
     Exit codes: 0 valid, 1 findings, 2 usage or I/O error.
     """
-    from sidecar_gen.validate import CheckOptions, run_check
+    from sidecar_gen.validate.check import CheckOptions, run_check
 
     options = CheckOptions(files=list(files or []), compose=compose, strict=strict)
     result = run_check(options)
@@ -72,8 +72,8 @@ def init(
         help="Ask the project's running containers which programs they have.")] = True,
 ) -> None:
     """Scaffold .sidecar/bridge.yaml and .sidecar/allowed-domains.txt from your compose project."""
-    from sidecar_gen.fileplan import Status
-    from sidecar_gen.scaffold import run_init
+    from sidecar_gen.fileplan import FileStatus
+    from sidecar_gen.scaffold.proposal import run_init
 
     if not directory.is_dir():
         raise SidecarError(f"{directory}: no such directory")
@@ -99,7 +99,7 @@ def init(
     for item in result.files:
         status = str(item.status) + (f" ({item.reason})" if item.reason else "")
         say(f"{status:<10} {item.path}")
-    if any(item.status is Status.SKIPPED for item in result.files):
+    if any(item.status is FileStatus.SKIPPED for item in result.files):
         typer.echo("some files exist and were kept; rerun with --force to overwrite them")
 
 

@@ -31,9 +31,9 @@ def install_wrappers_command(
     Exit codes: 0 done, 1 invalid bridge.yaml (findings printed), 2 usage or I/O error.
     """
     from sidecar_gen.errors import ConfigError
-    from sidecar_gen.findings import Finding
-    from sidecar_gen.reporters import format_text
-    from sidecar_gen.wrappers import install_wrappers
+    from sidecar_gen.validate.findings import Finding
+    from sidecar_gen.validate.reporters import format_text
+    from sidecar_gen.wrappers.install import install_wrappers
 
     try:
         report = install_wrappers(directory, config)
@@ -144,7 +144,7 @@ def boot_wrappers_command(
     config: Annotated[Path, typer.Option(dir_okay=False)],
 ) -> None:
     """install-wrappers for the image's entrypoint: logs one line, never fails the start."""
-    from sidecar_gen.wrappers import boot_wrappers
+    from sidecar_gen.wrappers.install import boot_wrappers
 
     result = boot_wrappers(directory, config)
     if result.ok:

@@ -50,7 +50,7 @@ def new_command(
     Returns when the session is ready. Exit codes: 0 ready, 1 it could not be started (nothing
     is left behind), 2 usage error (bad name, it exists, not a git repository).
     """
-    from sidecar_gen.session import NewOptions, new_session
+    from sidecar_gen.session.commands import NewOptions, new_session
 
     result = new_session(NewOptions(name=name, project_dir=project, ref=from_ref,
                                     worktree=directory, clone_volumes=clone_volumes))
@@ -77,7 +77,7 @@ def up_command(name: NameArgument, project: ProjectOption = Path(".")) -> None:
 
     Exit codes: 0 ready, 1 it could not be started, 2 usage error.
     """
-    from sidecar_gen.session import start_session
+    from sidecar_gen.session.commands import start_session
 
     result = start_session(project, name)
     say(f"session {result.record.name} ready in {result.seconds:.1f} s")
@@ -97,7 +97,7 @@ def ls_command(
     State is running, starting, unhealthy, partial, stopped or absent (no containers).
     Exit codes: 0, 2 usage error.
     """
-    from sidecar_gen.session import list_sessions
+    from sidecar_gen.session.commands import list_sessions
 
     sessions = list_sessions(project, every_project=every)
     if as_json:
@@ -134,7 +134,7 @@ def exec_command(
 
     Exit codes: the command's own; 1 the session is not running; 2 usage error.
     """
-    from sidecar_gen.session import exec_argv
+    from sidecar_gen.session.commands import exec_argv
 
     argv = list(command or [])
     if argv[:1] == ["--"]:
@@ -161,7 +161,7 @@ def rm_command(
 
     Exit codes: 0 removed, 1 refused (uncommitted changes in the worktree), 2 usage error.
     """
-    from sidecar_gen.session import remove_session
+    from sidecar_gen.session.commands import remove_session
 
     result = remove_session(project, name, keep_worktree=keep_worktree, force=force)
     for item in result.removed:

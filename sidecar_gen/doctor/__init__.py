@@ -11,6 +11,10 @@ Its report cannot be forged: every field is escaped (`runtime.escape`) when it i
 nothing from a file or a container can start a line of its own, and what a container said is
 shown quoted after our words. Doctor as a whole has a time limit (`DOCTOR_TIMEOUT`): a check
 that would wait past it is skipped, saying so.
+
+Owns: the checks and their report. May import: `compose`, `host`, `session.store`, `trust`
+(the approval it compares with), `render` (what render would change), `config`, `model`,
+`fileplan`, `fsutil`, `runtime`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.doctor.peek import Deadline
 from sidecar_gen.errors import ExitCode
 from sidecar_gen.runtime.escape import escape
@@ -89,18 +93,18 @@ def run_doctor(target: ComposeTarget, session: str | None = None) -> DoctorRepor
     """Run every check against the project `target` names, or against its session `session`
     (also when `target` is inside a session's worktree and `session` is None)."""
     from sidecar_gen.doctor import host, stack
-    from sidecar_gen.sessionstore import Store, record_for_path
+    from sidecar_gen.session.store import SessionStore, record_for_path
 
     deadline = Deadline(DOCTOR_TIMEOUT)
     record = record_for_path(target.directory, target.environ())
     if session is not None:
         source = Path(record.source) if record else target.directory
-        record = Store(source, target.environ()).load(session)
+        record = SessionStore(source, target.environ()).load(session)
     if record is None:
         report = DoctorReport(target, deadline=deadline)
         context = host.run_host_checks(report)
     else:
-        folder = Store(Path(record.source), target.environ()).folder(record.name)
+        folder = SessionStore(Path(record.source), target.environ()).folder(record.name)
         report = DoctorReport(ComposeTarget(record.project_dir, record.compose_project,
                                             target.env), deadline=deadline)
         context = host.run_session_checks(report, record, folder)

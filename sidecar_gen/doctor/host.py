@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sidecar_gen.composecli import ResolvedModel, compose_version
+from sidecar_gen.compose.cli import ResolvedModel, compose_version
 from sidecar_gen.config import bridge_from_text, load_bridge
 from sidecar_gen.doctor import ENGINE_TIMEOUT, DoctorReport, Status
 from sidecar_gen.errors import SidecarError
@@ -17,7 +17,9 @@ from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
 from sidecar_gen.trust.record import Approval
 
 if TYPE_CHECKING:
-    from sidecar_gen.sessionstore import SessionRecord
+    from docker import DockerClient
+
+    from sidecar_gen.session.store import SessionRecord
 
 MIN_COMPOSE = (2, 20)  # top-level `include:`
 
@@ -26,7 +28,7 @@ MIN_COMPOSE = (2, 20)  # top-level `include:`
 class HostContext:
     """What the host checks found, for the stack checks."""
 
-    client: Any | None = None
+    client: DockerClient | None = None
     model: ResolvedModel | None = None
     approval: Approval | None = None
     bridge: Bridge | None = None  # the approved policy, else the workspace file
@@ -42,7 +44,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 def _engine(report: DoctorReport, context: HostContext) -> None:
-    from sidecar_gen.hostengine import connect
+    from sidecar_gen.host.engine import connect
 
     try:
         client = connect(timeout=ENGINE_TIMEOUT)
@@ -70,7 +72,7 @@ def _compose(report: DoctorReport) -> bool:
 
 
 def _render(report: DoctorReport) -> None:
-    from sidecar_gen.fileplan import Status as FileStatus
+    from sidecar_gen.fileplan import FileStatus
     from sidecar_gen.render import plan_render
 
     directory = report.target.directory
@@ -166,8 +168,8 @@ def _session(report: DoctorReport, context: HostContext, session: SessionRecord,
              folder: Path | None) -> None:
     """A session runs the model and policy stored when it was made (its own approval): read
     them for the stack checks, instead of the worktree's files, which the agent controls."""
-    from sidecar_gen.sessionstore import MODEL_FILE
-    from sidecar_gen.sessionstore import POLICY_DIR as SESSION_POLICY
+    from sidecar_gen.session.store import MODEL_FILE
+    from sidecar_gen.session.store import POLICY_DIR as SESSION_POLICY
 
     report.project = session.compose_project
     fix = f"`sidecar session rm {session.name}`, then `sidecar session new {session.name}`"

@@ -23,12 +23,17 @@ import base64
 import io
 import json
 import posixpath
+import socket
 import tarfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote
 
 from sidecar_gen.runtime.frames import STDERR, STDOUT, Demuxer
+
+if TYPE_CHECKING:
+    from docker import APIClient, DockerClient
 
 # The claude image's PATH without /opt/sidecar/wrappers (the routed commands) and the claude
 # wrapper's folder: only root-owned folders of the image.
@@ -83,20 +88,24 @@ class PathStat:
         return not self.mode & _MODE_TYPE and bool(self.mode & 0o111)
 
 
-def _api(client: Any) -> Any:
-    return client.api
-
-
-def stat_path(client: Any, container_id: str, path: str, deadline: Deadline,
-              cap: float = 10) -> PathStat | None:
-    """The engine's stat of `path` in the container (None: no such path). Runs nothing there."""
-    api = _api(client)
+def _archive(client: DockerClient, container_id: str, deadline: Deadline,
+             cap: float) -> tuple[APIClient, str, float]:
+    """The API client, the container's archive endpoint (`HEAD`: stat, `GET`: read, addressed
+    as the SDK's own calls do) and the seconds left for one call to it."""
     timeout = deadline.left(cap)
     if timeout <= 0:
         raise PeekError("out of time")
+    api = client.api
+    cid = quote(container_id, safe="")
+    return api, f"{api.base_url}/v{api.api_version}/containers/{cid}/archive", timeout
+
+
+def stat_path(client: DockerClient, container_id: str, path: str, deadline: Deadline,
+              cap: float = 10) -> PathStat | None:
+    """The engine's stat of `path` in the container (None: no such path). Runs nothing there."""
+    api, url, timeout = _archive(client, container_id, deadline, cap)
     try:
-        response = api.head(api._url("/containers/{0}/archive", container_id),
-                            params={"path": path}, timeout=timeout)
+        response = api.head(url, params={"path": path}, timeout=timeout)
     except Exception as exc:  # the SDK's transports raise several types
         raise PeekError(f"the engine did not answer ({type(exc).__name__})") from None
     if response.status_code == 404:
@@ -121,7 +130,7 @@ def container_path(config: dict[str, Any], env: dict[str, str] | None = None) ->
     return DEFAULT_PATH
 
 
-def find_program(client: Any, container_id: str, program: str, *, search_path: str,
+def find_program(client: DockerClient, container_id: str, program: str, *, search_path: str,
                  workdir: str, deadline: Deadline) -> str | None:
     """Where an exec of `program` would find it in the container (like `command -v`), found
     from the outside; None when nowhere. Raises PeekError when the engine does not answer."""
@@ -140,17 +149,13 @@ def find_program(client: Any, container_id: str, program: str, *, search_path: s
     return None
 
 
-def read_file(client: Any, container_id: str, path: str, deadline: Deadline, *,
+def read_file(client: DockerClient, container_id: str, path: str, deadline: Deadline, *,
               limit: int = MAX_FILE, cap: float = 10) -> bytes | None:
     """A regular file's bytes, through the engine's archive (None: missing or not a regular
     file); runs nothing in the container."""
-    api = _api(client)
-    timeout = deadline.left(cap)
-    if timeout <= 0:
-        raise PeekError("out of time")
+    api, url, timeout = _archive(client, container_id, deadline, cap)
     try:
-        response = api.get(api._url("/containers/{0}/archive", container_id),
-                           params={"path": path}, stream=True, timeout=timeout,
+        response = api.get(url, params={"path": path}, stream=True, timeout=timeout,
                            headers={"Accept-Encoding": "identity"})
         if response.status_code == 404:
             return None
@@ -185,11 +190,11 @@ class ExecResult:
     seconds: float = 0.0  # the time it was given
 
 
-def run(client: Any, container_id: str, argv: list[str], deadline: Deadline, *, user: str,
+def run(client: DockerClient, container_id: str, argv: list[str], deadline: Deadline, *, user: str,
         cap: float, env: dict[str, str] | None = None) -> ExecResult:
     """Run `argv` (an absolute path first) in the container; read its output until it ends,
     MAX_OUTPUT bytes or `cap` seconds (and the deadline) have passed, whichever comes first."""
-    api = _api(client)
+    api = client.api
     limit = deadline.left(cap)
     if limit <= 0:
         return ExecResult(None, "", "", timed_out=True, seconds=0.0)
@@ -205,7 +210,8 @@ def run(client: Any, container_id: str, argv: list[str], deadline: Deadline, *, 
     except Exception as exc:
         raise PeekError(f"the engine refused the exec ({type(exc).__name__}: "
                         f"{getattr(exc, 'explanation', None) or exc})") from None
-    raw = getattr(sock, "_sock", sock)
+    # The SDK hands the socket back wrapped (a SocketIO); the deadline needs the socket itself.
+    raw = cast("socket.socket", getattr(sock, "_sock", sock))
     streams = {STDOUT: bytearray(), STDERR: bytearray()}
     demux = Demuxer()
     timed_out = False
@@ -237,7 +243,7 @@ def run(client: Any, container_id: str, argv: list[str], deadline: Deadline, *, 
     return ExecResult(_exit_code(api, exec_id, end), out, err, seconds=limit)
 
 
-def _exit_code(api: Any, exec_id: str, end: float) -> int | None:
+def _exit_code(api: APIClient, exec_id: str, end: float) -> int | None:
     """The exec's exit code: the engine records it a moment after the stream ends."""
     while True:
         try:

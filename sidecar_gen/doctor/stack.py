@@ -15,12 +15,13 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sidecar_gen.compose import normalize_project_name
+from sidecar_gen.compose.project import normalize_project_name
 from sidecar_gen.doctor import DOCTOR_TIMEOUT, DoctorReport, Status, peek
 from sidecar_gen.doctor.host import HostContext
 from sidecar_gen.doctor.peek import Deadline, PeekError
+from sidecar_gen.resources import program_text
 from sidecar_gen.runtime import contract
 from sidecar_gen.runtime.escape import quote
 from sidecar_gen.runtime.names import (
@@ -34,56 +35,35 @@ from sidecar_gen.runtime.names import (
     POLICY_DIR_ENV,
 )
 
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from docker.models.containers import Container
+
+    from sidecar_gen.runtime.contract import Route
+
 EXEC_TIMEOUT = 20  # seconds, for each exec in the claude container (enforced from the host)
 PYTHON = "/usr/bin/python3"
 SIDECAR = "/opt/sidecar/bin/sidecar"
 OUT_OF_TIME = f"not checked: doctor's time limit ({DOCTOR_TIMEOUT:.0f} s) ran out"
-# Asked as root inside the claude container (so the agent, user claude there, can neither stop
-# nor trace it): the gate's `X-Sidecar-Policy` header (from `GET /_ping` at DOCKER_HOST, from
-# where the agent sits) and the digests of the policy files claude itself reads.
-# Arguments: the policy folder's variable, its default, then the files to digest.
-_PROBE = r"""
-import hashlib, http.client, json, os, socket, sys
-out = {}
-host = os.environ.get("DOCKER_HOST", "")
-try:
-    if host.startswith("tcp://"):
-        name, _, port = host[6:].rstrip("/").rpartition(":")
-        conn = http.client.HTTPConnection(name, int(port), timeout=5)
-    elif host.startswith("unix://"):
-        class Unix(http.client.HTTPConnection):
-            def connect(self):
-                self.sock = socket.socket(socket.AF_UNIX)
-                self.sock.settimeout(5)
-                self.sock.connect(host[7:])
-        conn = Unix("localhost", timeout=5)
-    else:
-        raise ValueError("DOCKER_HOST is %r" % host)
-    conn.request("GET", "/_ping")
-    response = conn.getresponse()
-    response.read()
-    out["status"] = response.status
-    out["policy"] = response.getheader("X-Sidecar-Policy")
-except Exception as exc:
-    out["error"] = "%s: %s" % (type(exc).__name__, exc)
-folder = os.environ.get(sys.argv[1], sys.argv[2])
-for name in sys.argv[3:]:
-    try:
-        with open(os.path.join(folder, name), "rb") as handle:
-            out[name] = hashlib.sha256(handle.read()).hexdigest()
-    except OSError:
-        out[name] = None
-print(json.dumps(out))
-"""
+# Asked as root inside the claude container: the gate's policy and the policy files claude
+# reads (a module of this package, sent as program text: see its docstring).
+POLICY_PROBE = "sidecar_gen.doctor.policyprobe"
 
 
-def _exec(report: DoctorReport, container: Any, argv: list[str],
+def _client_of(container: Container) -> DockerClient:
+    """The client a container was listed with (the SDK sets it on every model it makes)."""
+    if container.client is None:
+        raise PeekError("the container came without its engine client")
+    return container.client
+
+
+def _exec(report: DoctorReport, container: Container, argv: list[str],
           user: str) -> peek.ExecResult:
     """Run argv (an absolute path first) in the claude container within EXEC_TIMEOUT and the
     doctor's deadline; an engine failure is an exit code of None with the reason as stderr."""
     try:
-        return peek.run(container.client, container.id, argv, report.deadline, user=user,
-                        cap=EXEC_TIMEOUT)
+        return peek.run(_client_of(container), str(container.id), argv, report.deadline,
+                        user=user, cap=EXEC_TIMEOUT)
     except PeekError as exc:
         return peek.ExecResult(None, "", str(exc))
 
@@ -104,21 +84,22 @@ def _project_name(report: DoctorReport, context: HostContext) -> str:
             or normalize_project_name(report.target.directory.resolve().name))
 
 
-def _service_container(client: Any, project: str, role: str) -> Any | None:
+def _service_container(client: DockerClient, project: str, role: str) -> Container | None:
     found = client.containers.list(all=True, filters={"label": [
         f"{contract.PROJECT_LABEL}={project}", f"{contract.ROLE_LABEL}={role}"]})
     running = [c for c in found if c.status == "running"]
-    return (running or found or [None])[0]
+    chosen = running or found
+    return chosen[0] if chosen else None
 
 
-def _state(container: Any) -> str:
+def _state(container: Container) -> str:
     health = (container.attrs.get("State") or {}).get("Health") or {}
     status = health.get("Status")
     return f"{container.status}{f', {status}' if status else ''}"
 
 
-def _services(report: DoctorReport, client: Any, project: str) -> dict[str, Any]:
-    running: dict[str, Any] = {}
+def _services(report: DoctorReport, client: DockerClient, project: str) -> dict[str, Container]:
+    running: dict[str, Container] = {}
     for role, service in ((contract.ROLE_GATE, GATE_SERVICE),
                           (contract.ROLE_CLAUDE, CLAUDE_SERVICE)):
         container = _service_container(client, project, role)
@@ -150,7 +131,8 @@ def _resolve(listing: list[Mapping[str, Any]], name: str,
     return None, f"no service or container {name} in compose project {project}"
 
 
-def _commands(report: DoctorReport, client: Any, context: HostContext, project: str) -> None:
+def _commands(report: DoctorReport, client: DockerClient, context: HostContext,
+              project: str) -> None:
     bridge = context.bridge
     if bridge is None:
         report.add("commands", Status.SKIP, "no valid bridge.yaml (see render, approval)")
@@ -189,7 +171,7 @@ def _commands(report: DoctorReport, client: Any, context: HostContext, project: 
                        f"install {program} in that image, or fix `exec:` in bridge.yaml")
 
 
-def _find(client: Any, container_id: str, route: Any, program: str,
+def _find(client: DockerClient, container_id: str, route: Route, program: str,
           deadline: Deadline) -> str | None:
     """Where the exec of a route would find its program, looked up from the outside."""
     try:
@@ -203,7 +185,7 @@ def _find(client: Any, container_id: str, route: Any, program: str,
                              deadline=deadline)
 
 
-def _routed_limits(report: DoctorReport, client: Any, context: HostContext,
+def _routed_limits(report: DoctorReport, client: DockerClient, context: HostContext,
                    project: str) -> None:
     """Warn while a container commands route to has no memory or process limit: what the
     agent runs there could exhaust the host (`sidecar.limits.routed` sets one)."""
@@ -237,9 +219,9 @@ def _routed_limits(report: DoctorReport, client: Any, context: HostContext,
                    "memory and a process limit")
 
 
-def _probe(report: DoctorReport, claude: Any, context: HostContext) -> None:
-    ran = _exec(report, claude, [PYTHON, "-I", "-c", _PROBE, POLICY_DIR_ENV, POLICY_DIR,
-                                 CONFIG_NAME, DOMAINS_NAME], user="root")
+def _probe(report: DoctorReport, claude: Container, context: HostContext) -> None:
+    ran = _exec(report, claude, [PYTHON, "-I", "-c", program_text(POLICY_PROBE), POLICY_DIR_ENV,
+                                 POLICY_DIR, CONFIG_NAME, DOMAINS_NAME], user="root")
     try:
         found = json.loads(ran.out)
         if not isinstance(found, dict):
@@ -279,7 +261,7 @@ def _probe(report: DoctorReport, claude: Any, context: HostContext) -> None:
             report.add("policy volume", Status.OK, f"{POLICY_DIR} holds the approved policy")
 
 
-def _firewall(report: DoctorReport, claude: Any) -> None:
+def _firewall(report: DoctorReport, claude: Container) -> None:
     ran = _exec(report, claude, [SIDECAR, "firewall", "status", "--json"], user="root")
     try:
         state = json.loads(ran.out)
@@ -299,11 +281,12 @@ def _firewall(report: DoctorReport, claude: Any) -> None:
                    "`docker compose logs claude` says why; fix it, then `sidecar up`")
 
 
-def _claude_ids(report: DoctorReport, claude: Any) -> tuple[str, str] | None:
+def _claude_ids(report: DoctorReport, claude: Container) -> tuple[str, str] | None:
     """The uid and gid of the user claude, from the container's /etc/passwd (root's file
     there), read through the engine: nothing runs for it."""
     try:
-        data = peek.read_file(claude.client, claude.id, "/etc/passwd", report.deadline)
+        data = peek.read_file(_client_of(claude), str(claude.id), "/etc/passwd",
+                              report.deadline)
     except PeekError:
         return None
     for line in (data or b"").decode("utf-8", "replace").splitlines():
@@ -314,7 +297,7 @@ def _claude_ids(report: DoctorReport, claude: Any) -> tuple[str, str] | None:
     return None
 
 
-def _ids(report: DoctorReport, claude: Any) -> None:
+def _ids(report: DoctorReport, claude: Container) -> None:
     ids = _claude_ids(report, claude)
     if ids is None:
         report.add("puid", Status.FAIL, "cannot read the ids of the user claude",
@@ -336,7 +319,7 @@ def _ids(report: DoctorReport, claude: Any) -> None:
                    "`sidecar up`")
 
 
-def _claude_code(report: DoctorReport, claude: Any) -> None:
+def _claude_code(report: DoctorReport, claude: Container) -> None:
     # As the agent's user, as Claude Code runs: its output is the agent's to shape (it owns
     # the config folder and the process), so it is only shown quoted.
     ran = _exec(report, claude, [CLAUDE_BINARY, "--version"], user=AGENT_USER)
@@ -345,12 +328,14 @@ def _claude_code(report: DoctorReport, claude: Any) -> None:
         report.add("claude code", Status.OK, f"Claude Code reports {quote(first, 200)}")
         return
     image = claude.image
-    install = (image.labels or {}).get("dev.claude-sidecar.claude-install", "?")
+    labels = (image.labels if image is not None else None) or {}
+    install = labels.get("dev.claude-sidecar.claude-install", "?")
+    name = "?" if image is None else image.tags[0] if image.tags else image.short_id
     missing = ran.code in (126, 127) or "no such file" in (ran.err + ran.out).lower()
     why = "not installed" if missing and not ran.timed_out else \
         f"`claude --version` failed ({_said(ran)})"
     report.add("claude code", Status.FAIL, f"{why} in image "
-               f"{image.tags[0] if image.tags else image.short_id} "
+               f"{name} "
                f"(built with CLAUDE_INSTALL={install})",
                "use an image built with CLAUDE_INSTALL=native or npm")
 

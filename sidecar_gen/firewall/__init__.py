@@ -17,6 +17,10 @@ host ports), `state` (the options, each one environment variable, in one table; 
 forwarder configuration as text), `system` (subprocesses, the forwarder's process), `apply`
 (`firewall up`), `status` (`firewall status`), `github` (GitHub's published ranges). This
 module holds the names they share; it imports nothing heavy, so `firewall status` stays fast.
+
+Owns: the firewall in the image, and the allowlist's toolchain presets render writes it from
+(`toolchains`). May import: `errors`, `fsutil`, `templating`, `runtime`, `model` (for typing
+only).
 """
 
 from __future__ import annotations

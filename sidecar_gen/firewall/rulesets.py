@@ -32,7 +32,7 @@ RESOLV_MARK = "# claude-sidecar: the egress firewall's DNS forwarder"
 
 
 @dataclass(frozen=True)
-class Plan:
+class FamilyPlan:
     """What one family's ruleset opens, besides loopback and the allowed names' addresses."""
 
     networks: Sequence[str] = ()  # the compose networks (every port)
@@ -41,16 +41,16 @@ class Plan:
     private_networks: Sequence[str] = ()  # special-purpose networks a DNS answer may open
 
 
-def family_plans(state: FirewallState) -> tuple[Plan, Plan]:
+def family_plans(state: FirewallState) -> tuple[FamilyPlan, FamilyPlan]:
     """The IPv4 and the IPv6 plan of what `firewall up` read and found."""
     nets4, nets6 = split_families(state.networks)
     gws4, gws6 = split_families(state.gateways)
     private4, private6 = split_families(state.private_networks)
-    return (Plan(nets4, gws4, state.host_ports, private4),
-            Plan(nets6, gws6, state.host_ports, private6))
+    return (FamilyPlan(nets4, gws4, state.host_ports, private4),
+            FamilyPlan(nets6, gws6, state.host_ports, private6))
 
 
-def ruleset(family: int, mode: str, plan: Plan, dns_uid: int) -> str:
+def ruleset(family: int, mode: str, plan: FamilyPlan, dns_uid: int) -> str:
     """The iptables-restore (family 4) or ip6tables-restore (6) text; mode is "enforcing" or
     "lockdown" (the compose networks only)."""
     if mode not in ("enforcing", "lockdown"):

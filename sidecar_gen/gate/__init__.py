@@ -9,6 +9,11 @@ shared Engine API client), `http` (h11 parsing and responses), `relay` (exec str
 `server` (binding and the event loop), `serving` (the worker threads), `service` (the wiring),
 `policyfile` (the approved policy), `audit` (the decision log), `registry` (the execs this gate
 created), `health` (the container healthcheck).
+
+Owns: every decision about an Engine API request from the Claude container, and its log.
+May import: `errors`, `model`, `config`, and from `runtime/` only its public pieces
+(`contract`, `names`, `killer`, `userspec`, `transport`, `httpclient`, `jsonlite`, `errors`);
+the decision modules do no I/O.
 """
 
 from __future__ import annotations

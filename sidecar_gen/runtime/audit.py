@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-    from sidecar_gen.runtime.plan import Plan
+    from sidecar_gen.runtime.plan import ExecPlan
 
 
 def timestamp(now: float | None = None) -> str:
@@ -39,7 +39,7 @@ def append(path: str, record: dict[str, Any]) -> str | None:
     return None
 
 
-def log_run(environ: Mapping[str, str], plan: Plan, code: int | None, signum: int | None,
+def log_run(environ: Mapping[str, str], plan: ExecPlan, code: int | None, signum: int | None,
             duration: float) -> str | None:
     """Append the record of one routed command to `$SIDECAR_AUDIT_LOG`, when it is set.
 

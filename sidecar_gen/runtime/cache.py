@@ -1,6 +1,6 @@
 """The route cache reader: bridge.yaml compiled into a `marshal` file the dispatcher loads fast.
 
-`sidecar_gen.routes` writes the cache; this module finds the config, locates its cache and
+`sidecar_gen.wrappers.routes` writes the cache; this module finds the config, locates its cache and
 checks that the cache still matches the file (stamp = st_mtime_ns, st_size, st_ino), so an edit
 of bridge.yaml takes effect on the next command: `load_routes` then validates and recompiles it
 (the slow path, which needs the whole package).
@@ -118,7 +118,7 @@ def _recompile(path: str, environ: Mapping[str, str]) -> RouteTable:
         from pathlib import Path
 
         from sidecar_gen.errors import SidecarError
-        from sidecar_gen.routes import refresh_routes
+        from sidecar_gen.wrappers.routes import refresh_routes
     except ImportError as exc:
         raise DispatchError(
             f"cannot validate {path}: {exc} (run `sidecar install-wrappers` again)") from None

@@ -3,9 +3,9 @@
 Invoked through a symlink whose name is the command (`php -> .sidecar-dispatch`), or through
 `sidecar exec NAME`. This module is the orchestration; the layers under it are `transport`
 (sockets), `httpclient` (HTTP/1.1), `engine` (one function per Engine API endpoint),
-`frames` (the multiplexed stream) and `session` (signals, terminal, pumps). The hot path imports
-only builtin or tiny stdlib modules; bridge.yaml is read from the route cache (see `cache`) and
-only re-validated when it changed.
+`frames` (the multiplexed stream) and `terminal` (signals, the terminal, pumps). The hot path
+imports only builtin or tiny stdlib modules; bridge.yaml is read from the route cache (see
+`cache`) and only re-validated when it changed.
 
 Exit codes: the remote one exactly; 124 timeout; 125 engine/gate/config error; 126 not
 executable; 127 not found; 128+N when the dispatcher got signal N (the remote command is then
@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from sidecar_gen.runtime import cache, engine, session, transport
+from sidecar_gen.runtime import cache, engine, terminal, transport
 from sidecar_gen.runtime.contract import (
     PROJECT_LABEL,
     SERVICE_LABEL,
@@ -35,7 +35,7 @@ from sidecar_gen.runtime.errors import (
     DispatchError,
 )
 from sidecar_gen.runtime.names import AUDIT_LOG_ENV, DEBUG_ENV
-from sidecar_gen.runtime.plan import Plan
+from sidecar_gen.runtime.plan import ExecPlan
 from sidecar_gen.runtime.userspec import expand_user
 
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy
@@ -94,7 +94,7 @@ def run(name: str, args: list[str], *, wrapper_dir: str | None = None,
     except DispatchError as exc:
         _say(f"sidecar: {name}: {exc.message}")
         return exc.exit_code
-    except session.Stop as stop:  # a second signal while the first was being handled
+    except terminal.Stop as stop:  # a second signal while the first was being handled
         return TIMEOUT if stop.timed_out else SIGNAL_BASE + stop.signum
 
 
@@ -125,22 +125,22 @@ def _dispatch(name: str, args: list[str], wrapper_dir: str | None, config: str |
     if route.user and not user:
         raise DispatchError(f"user {route.user!r}: PUID/PGID must be numbers")
     started = time.monotonic()
-    signals = session.Signals()
+    signals = terminal.Signals()
     signals.install()
-    plan: Plan | None = None
+    plan: ExecPlan | None = None
     code: int | None = None
     signum: int | None = None
     try:
         conn = engine.connect(endpoint)
         try:
             ref, container = _resolve(conn, routes, route.container)
-            plan = Plan.build(name, args, route, ref=ref, container=container, user=user,
+            plan = ExecPlan.build(name, args, route, ref=ref, container=container, user=user,
                               endpoint=endpoint, environ=environ, cwd=cwd)
             code = _execute(plan, conn, signals)
         finally:
             conn.close()
         return code
-    except session.Stop as stop:
+    except terminal.Stop as stop:
         code = TIMEOUT if stop.timed_out else SIGNAL_BASE + stop.signum
         signum = None if stop.timed_out else stop.signum
         if stop.timed_out:
@@ -188,15 +188,15 @@ def _explain(error: engine.EngineError, container: str, service: str) -> Dispatc
     return diagnose.engine_error(error, container, service)
 
 
-def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
+def _execute(plan: ExecPlan, conn: Connection, signals: terminal.Signals) -> int:
     """Create and start the exec, stream it, and return its exit code. From the start until
     the exit code is known, every way out (a signal, a lost connection, a bug) first stops the
     remote command."""
     try:
         exec_id = engine.create_exec(conn, plan.ref, plan.exec_config())
     except engine.EngineError as exc:
-        raise _explain(exc, plan.container, plan.route.container) from None
-    terminal = session.Terminal()
+        raise _explain(exc, plan.container, plan.service) from None
+    tty_mode = terminal.Terminal()
     running = True  # before the start request: a signal may come while it is on its way
     try:
         signals.arm_timeout(plan.route.timeout)
@@ -204,19 +204,19 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
             engine.start_exec(conn, exec_id, plan.tty)
         except engine.EngineError as exc:
             running = False
-            raise _explain(exc, plan.container, plan.route.container) from None
+            raise _explain(exc, plan.container, plan.service) from None
         if plan.tty:
             if plan.stdin:  # without stdin, Ctrl-C must stay a local SIGINT
-                terminal.enter_raw()
+                tty_mode.enter_raw()
             signals.on_resize(lambda: _resize(plan, exec_id))
             _resize(plan, exec_id)
-        stdin = session.StdinPump(conn.sock, plan.tty)
+        stdin = terminal.StdinPump(conn.sock, plan.tty)
         if plan.stdin:
             stdin.start()
         pending = bytes(conn.buf)
         conn.buf.clear()
         try:
-            output = session.pump_output(conn.sock, pending, plan.tty,
+            output = terminal.pump_output(conn.sock, pending, plan.tty,
                                          lambda: _program_ran(plan, exec_id))
         except OSError as exc:
             raise DispatchError(
@@ -229,24 +229,24 @@ def _execute(plan: Plan, conn: Connection, signals: session.Signals) -> int:
                 raise
             running = False  # the engine dropped the exec with its container: nothing runs
             raise DispatchError(f"container {plan.container} stopped while the command was"
-                                f" running: docker compose up -d {plan.route.container}") from None
+                                f" running: docker compose up -d {plan.service}") from None
         _check_attached(plan, state)
         running = False
     except BaseException:
         if running:
             signals.quiet()
-            terminal.restore()
+            tty_mode.restore()
             _stop_remote(plan)
         raise
     finally:
-        terminal.restore()
+        tty_mode.restore()
     if _detached(plan, state, output, stdin, signals):
         raise DispatchError(f"the Docker engine detached from the command in container"
                             f" {plan.container} ({_attach_failure(output)}); it was stopped")
     return verdict(plan, state, output)
 
 
-def _stop_remote(plan: Plan) -> bool:
+def _stop_remote(plan: ExecPlan) -> bool:
     """Stop the command's processes; True when there were any (or it cannot be known)."""
     from sidecar_gen.runtime import killer  # an interrupted command only: off the hot path
 
@@ -257,8 +257,8 @@ def _stop_remote(plan: Plan) -> bool:
     return found
 
 
-def _resize(plan: Plan, exec_id: str) -> None:
-    size = session.terminal_size()
+def _resize(plan: ExecPlan, exec_id: str) -> None:
+    size = terminal.terminal_size()
     if size is not None:
         try:  # noqa: SIM105
             engine.call_once(plan.endpoint, engine.resize_exec, exec_id, *size)
@@ -266,13 +266,13 @@ def _resize(plan: Plan, exec_id: str) -> None:
             pass  # a lost resize is cosmetic
 
 
-def _program_ran(plan: Plan, exec_id: str) -> bool:
+def _program_ran(plan: ExecPlan, exec_id: str) -> bool:
     # A process that never started has no pid; the daemon records that before it writes why.
     state = engine.call_once(plan.endpoint, engine.inspect_exec, exec_id)
     return state.running or state.pid != 0
 
 
-def _final_state(plan: Plan, exec_id: str) -> engine.ExecState:
+def _final_state(plan: ExecPlan, exec_id: str) -> engine.ExecState:
     # The daemon records the exit code before it closes the stream; the short grace is for
     # engines (or proxies) that close a moment early.
     deadline = time.monotonic() + 0.5
@@ -283,7 +283,7 @@ def _final_state(plan: Plan, exec_id: str) -> engine.ExecState:
         time.sleep(0.01)
 
 
-def _check_attached(plan: Plan, state: engine.ExecState) -> None:
+def _check_attached(plan: ExecPlan, state: engine.ExecState) -> None:
     """Raise when the stream ended while the command still runs (the caller stops it)."""
     if state.running or state.exit_code is None:
         raise DispatchError(
@@ -291,14 +291,14 @@ def _check_attached(plan: Plan, state: engine.ExecState) -> None:
             f" in container {plan.container}; it was stopped")
 
 
-def _attach_failure(output: session.Output) -> str | None:
+def _attach_failure(output: terminal.Output) -> str | None:
     from sidecar_gen.runtime import diagnose  # a rare case: off the hot path
 
     return diagnose.attach_failure(output.held if output.held is not None else output.tail)
 
 
-def _detached(plan: Plan, state: engine.ExecState, output: session.Output,
-              stdin: session.StdinPump, signals: session.Signals) -> bool:
+def _detached(plan: ExecPlan, state: engine.ExecState, output: terminal.Output,
+              stdin: terminal.StdinPump, signals: terminal.Signals) -> bool:
     """Whether the daemon let go of a running command (the detach keys, a broken stdin copy),
     which it reports as exit code 126 and a last line in the stream, while the command goes
     on or dies of the closed terminal; it is stopped here. What tells it apart from a program
@@ -311,7 +311,7 @@ def _detached(plan: Plan, state: engine.ExecState, output: session.Output,
     return found or stdin.sent_detach_keys
 
 
-def verdict(plan: Plan, state: engine.ExecState, output: session.Output) -> int:
+def verdict(plan: ExecPlan, state: engine.ExecState, output: terminal.Output) -> int:
     """The exit code to return, decided from the engine's answer, never from the output."""
     raw = state.exit_code or 0
     code = raw & 0xFF if raw >= 0 else SIGNAL_BASE + (-raw & 0x7F)
@@ -321,15 +321,15 @@ def verdict(plan: Plan, state: engine.ExecState, output: session.Output) -> int:
         text = (output.held or b"").decode("utf-8", "replace").strip()
         raise diagnose.start_failure(text, plan.container, code)
     if output.held is not None:
-        session.write_out(output.held)
+        terminal.write_out(output.held)
     if code in (KILLED, TERMINATED) and _container_stopped(plan):
         raise DispatchError(
             f"container {plan.container} stopped while the command was running"
-            f" (exit code {code}): docker compose up -d {plan.route.container}")
+            f" (exit code {code}): docker compose up -d {plan.service}")
     return code
 
 
-def _container_stopped(plan: Plan) -> bool:
+def _container_stopped(plan: ExecPlan) -> bool:
     # One look, no polling: the engine marks a container stopped only after it delivered the
     # exits of its processes (tens of ms later), so a stop not noted yet stays a plain 137.
     try:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-class _Context:
+class _DecoderContext:
     # The attributes `_json.make_scanner` reads from a JSONDecoder.
     strict = True
     object_hook = None
@@ -25,7 +25,7 @@ class _Context:
         return float(name.replace("Infinity", "inf"))
 
 
-_scan = _json.make_scanner(_Context())  # type: ignore[arg-type]
+_scan = _json.make_scanner(_DecoderContext())  # type: ignore[arg-type]
 _WS = " \t\r\n"
 
 

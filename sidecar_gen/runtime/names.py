@@ -5,7 +5,7 @@ the files under `.sidecar/`, the services and volumes `sidecar render` generates
 port, the paths inside the image and the environment variables that carry them. The code
 imports them from here; every template gets them as `names` (`templating` puts this module's
 constants into its one Jinja environment); a test pins the Dockerfile and the templates' words
-to them (tests/test_names.py). The labels compose and `sidecar render` put on containers are
+to them (tests/runtime/test_names.py). The labels compose and `sidecar render` put on containers are
 the contract's (`runtime/contract.py`); the firewall's own variables are its option table's
 (`firewall/options.py`).
 

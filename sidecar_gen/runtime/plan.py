@@ -1,4 +1,4 @@
-"""`Plan`: everything one run of a routed command needs, decided once before the exec starts.
+"""`ExecPlan`: everything one run of a routed command needs, decided once before the exec starts.
 
 Immutable: the exec's configuration, the cleanup exec and the audit record are all derived from
 it, so no step can see another step's half-made state.
@@ -10,7 +10,7 @@ import os
 
 from sidecar_gen.runtime.names import EXEC_TOKEN_ENV, EXEC_TOKEN_HEX_DIGITS
 from sidecar_gen.runtime.pathmap import map_args, pick_workdir
-from sidecar_gen.runtime.session import DETACH_KEYS
+from sidecar_gen.runtime.terminal import DETACH_KEYS
 from sidecar_gen.runtime.userspec import HOME_ENV, home_for
 
 # typing and collections.abc cost milliseconds to import on every command: types are for mypy
@@ -44,15 +44,17 @@ def stdin_wanted(mode: str) -> bool:
         return True
 
 
-class Plan:
+class ExecPlan:
     """One run of a routed command (read-only once built)."""
 
     __slots__ = ("argv", "container", "endpoint", "env", "name", "ref", "route", "stdin",
                  "token", "tty", "user", "workdir")
 
+    # Two words, two things: the `service` is what bridge.yaml names (a compose service, or a
+    # key of `containers:`), what `docker compose up -d` starts; the `container` is the one the
+    # exec runs in, resolved from it.
     name: str  # the command as typed
-    route: Route  # how bridge.yaml routes it (`route.container`: the logical name, for
-    # `docker compose up -d ...`; the options the plan does not resolve are read from here)
+    route: Route  # how bridge.yaml routes it (the options the plan does not resolve)
     argv: tuple[str, ...]  # what runs in the container
     container: str  # the container's name, for messages and the audit log
     ref: str  # what the API calls use: an id when resolved through compose labels
@@ -69,12 +71,12 @@ class Plan:
             object.__setattr__(self, name, fields[name])
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"a Plan is read-only (tried to set {name})")
+        raise AttributeError(f"an ExecPlan is read-only (tried to set {name})")
 
     @classmethod
     def build(cls, name: str, args: list[str], route: Route, *, ref: str, container: str,
               user: str | None, endpoint: Endpoint, environ: Mapping[str, str],
-              cwd: str) -> Plan:
+              cwd: str) -> ExecPlan:
         """The plan for running `name args` through `route` in the resolved container."""
         token = os.urandom(EXEC_TOKEN_HEX_DIGITS // 2).hex()
         env = [f"{key}={environ[key]}" for key in route.env if key in environ]
@@ -88,6 +90,11 @@ class Plan:
                    container=container, ref=ref, user=user,
                    workdir=pick_workdir(cwd, route.paths, route.workdir), env=tuple(env),
                    token=token, tty=tty, stdin=stdin_wanted(route.stdin), endpoint=endpoint)
+
+    @property
+    def service(self) -> str:
+        """The compose service (or `containers:` key) the route names."""
+        return self.route.container
 
     def exec_config(self) -> dict[str, Any]:
         """The body of `POST /containers/{ref}/exec`."""

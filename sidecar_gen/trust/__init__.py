@@ -10,4 +10,8 @@
 - `policyvolume`: the `sidecar-policy` volume the gate and claude read (read-only).
 - `startmodel`: what `sidecar up` adds to the verified model before starting it.
 - `actions`: `sidecar up` and `sidecar trust`.
+
+Owns: the approval and what `sidecar up` starts. May import: `compose`, `host`, `config`,
+`model`, `session.model` (which services commands route to), `render` (what it would change),
+`fsutil`, `runtime`.
 """

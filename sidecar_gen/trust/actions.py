@@ -17,15 +17,15 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sidecar_gen.composecli import ComposeTarget, ResolvedModel, pull_model, up_model
+from sidecar_gen.compose.cli import ComposeTarget, ResolvedModel, pull_model, up_model
 from sidecar_gen.config import bridge_from_text, load_bridge
 from sidecar_gen.errors import ExitCode, SidecarError
 from sidecar_gen.limits import limit_routed
 from sidecar_gen.runtime import contract
 from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, GATE_SERVICE
-from sidecar_gen.sessionmodel import Names, route_targets
+from sidecar_gen.session.model import Names, route_targets
 from sidecar_gen.trust.compare import Comparison, compare
 from sidecar_gen.trust.policyvolume import (
     PolicyVolumeError,
@@ -34,9 +34,12 @@ from sidecar_gen.trust.policyvolume import (
     has_image,
     service_image,
 )
-from sidecar_gen.trust.record import Store, state_root
+from sidecar_gen.trust.record import ApprovalStore, state_root
 from sidecar_gen.trust.snapshot import Snapshot, take_snapshot
 from sidecar_gen.trust.startmodel import started_model
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 RESTART_TIMEOUT = 10
 
@@ -55,14 +58,14 @@ class UnapprovedChangeError(SidecarError):
 class Check:
     """The project checked against its approval (no side effects yet)."""
 
-    store: Store
+    store: ApprovalStore
     snapshot: Snapshot
     comparison: Comparison
     notes: list[str] = field(default_factory=list)
 
 
 @dataclass
-class UpResult:
+class StackUp:
     """What `sidecar up` did."""
 
     first_use: bool = False
@@ -73,9 +76,9 @@ class UpResult:
     compose_code: int = 0
 
 
-def store_for(target: ComposeTarget) -> Store:
+def store_for(target: ComposeTarget) -> ApprovalStore:
     """The approval store for the environment `target` runs with."""
-    return Store(state_root(target.environ()))
+    return ApprovalStore(state_root(target.environ()))
 
 
 def _render_notes(directory: Path) -> list[str]:
@@ -92,7 +95,7 @@ def _render_notes(directory: Path) -> list[str]:
     return []
 
 
-def check_project(target: ComposeTarget, store: Store | None = None, *,
+def check_project(target: ComposeTarget, store: ApprovalStore | None = None, *,
                   render_notes: bool = True) -> Check:
     """Snapshot the project and compare it with its approval; `render_notes` also says when the
     generated files are stale (it renders them in memory: worth it where the user approves).
@@ -113,7 +116,7 @@ def check_project(target: ComposeTarget, store: Store | None = None, *,
 
 
 @contextlib.contextmanager
-def locked(target: ComposeTarget, store: Store | None = None) -> Iterator[Store]:
+def locked(target: ComposeTarget, store: ApprovalStore | None = None) -> Iterator[ApprovalStore]:
     """Hold the project's lock for a whole check-and-act sequence."""
     store = store or store_for(target)
     with store.locked(target.directory):
@@ -125,7 +128,7 @@ def approve(check: Check) -> Path:
     return check.store.save(check.snapshot.approval())
 
 
-def _reload_policy(client: Any, project: str) -> list[str]:
+def _reload_policy(client: DockerClient, project: str) -> list[str]:
     """Make the running gate and claude containers read the new policy: the gate reloads it on
     SIGHUP (a restart would drop its connections and wait out its healthcheck); claude reads it
     at start (firewall, wrappers), so it restarts. What was done, one entry per container."""
@@ -142,15 +145,15 @@ def _reload_policy(client: Any, project: str) -> list[str]:
     return done
 
 
-def start(check: Check, services: Sequence[str], client: Any,
-          before_compose: Callable[[UpResult], None] | None = None) -> UpResult:
+def start(check: Check, services: Sequence[str], client: DockerClient,
+          before_compose: Callable[[StackUp], None] | None = None) -> StackUp:
     """Fill the policy volume with the approved policy and start the verified model.
 
     `check` must be unchanged against the approval (or a first use, approved here).
     `before_compose` is called once the volume is filled, before compose prints its progress.
     """
     comparison = check.comparison
-    result = UpResult(first_use=comparison.first_use)
+    result = StackUp(first_use=comparison.first_use)
     if comparison.first_use:
         result.record = approve(check)
     elif comparison.changed:

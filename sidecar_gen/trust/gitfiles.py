@@ -10,7 +10,7 @@ otherwise).
 
 The repository is found the way git finds it, without running git: the nearest `.git`
 folder (or `.git` file: a worktree or a submodule) above the project folder. git itself only
-reads the configuration files (`hostgit.walk_config`, which runs nothing they name): what they
+reads the configuration files (`host.git.walk_config`, which runs nothing they name): what they
 include, whatever the condition, is part of the set.
 """
 
@@ -23,10 +23,10 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sidecar_gen import hostgit
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import open_regular
-from sidecar_gen.trust.record import FileState, Store
+from sidecar_gen.host import git as hostgit
+from sidecar_gen.trust.record import ApprovalStore, FileState
 
 MAX_HOOKS = 256
 MAX_MODULES = 32
@@ -123,7 +123,7 @@ def _exists(path: Path) -> bool:
     return os.path.lexists(path)
 
 
-def _mask(key: str, value: str, store: Store) -> str:
+def _mask(key: str, value: str, store: ApprovalStore) -> str:
     def digest(text: str) -> str:
         return store.digest(text.encode())[:24] + "…"
 
@@ -133,7 +133,7 @@ def _mask(key: str, value: str, store: Store) -> str:
                             value)
 
 
-def config_state(path: Path, top: Path, store: Store) -> FileState:
+def config_state(path: Path, top: Path, store: ApprovalStore) -> FileState:
     """A configuration file as its entries (`key=value` lines, in order, as git reads them,
     IGNORED_KEYS left out, secret-looking values masked): a reformatted file is no change."""
     if not _exists(path):
@@ -153,7 +153,7 @@ def config_state(path: Path, top: Path, store: Store) -> FileState:
     return FileState(digest, "".join(f"{k}={_mask(k, v, store)}\n" for k, v in kept))
 
 
-def _raw_state(path: Path, store: Store) -> FileState:
+def _raw_state(path: Path, store: ApprovalStore) -> FileState:
     try:
         with os.fdopen(open_regular(path), "rb") as handle:
             data = handle.read(hostgit.MAX_CONFIG + 1)
@@ -164,7 +164,7 @@ def _raw_state(path: Path, store: Store) -> FileState:
     return FileState(store.digest(data), None)
 
 
-def folder_state(path: Path, store: Store) -> FileState:
+def folder_state(path: Path, store: ApprovalStore) -> FileState:
     """A folder (hooks) as a listing: one line per entry, `name mode digest` (a link: its
     target), so a diff names the hook that was added or changed."""
     if not _exists(path):
@@ -192,7 +192,7 @@ def folder_state(path: Path, store: Store) -> FileState:
     return FileState(store.digest(text.encode()), text)
 
 
-def _digest_file(path: Path, store: Store) -> str:
+def _digest_file(path: Path, store: ApprovalStore) -> str:
     """A file's keyed digest, shortened for the listing (96 bits of a keyed HMAC)."""
     with os.fdopen(open_regular(path), "rb") as handle:
         digest = store.digest_chunks(iter(lambda: handle.read(1 << 20), b""))
@@ -208,7 +208,7 @@ def _name(path: Path, project_dir: Path, folder: bool = False) -> str:
     return name + "/" if folder else name
 
 
-def git_files(directory: Path, store: Store) -> GitFiles:
+def git_files(directory: Path, store: ApprovalStore) -> GitFiles:
     """The project's execution-relevant git files, as `GitFiles` (empty outside a git
     repository)."""
     repo = find_repository(directory)
@@ -284,7 +284,7 @@ def _under(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _raw_or_text(path: Path, store: Store) -> FileState:
+def _raw_or_text(path: Path, store: ApprovalStore) -> FileState:
     """A small text file's keyed digest and copy (None digest: absent)."""
     try:
         with os.fdopen(open_regular(path), "rb") as handle:

@@ -19,7 +19,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from sidecar_gen.composeenv import (
+from sidecar_gen.compose.env import (
     DEFAULT_FILES,
     OVERRIDE_FILES,
     InterpolationError,

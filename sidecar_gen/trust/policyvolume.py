@@ -12,12 +12,17 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sidecar_gen.errors import ExitCode, SidecarError
 from sidecar_gen.runtime import contract
 from sidecar_gen.runtime.names import BRIDGE_CONFIG_ENV, POLICY_BRIDGE, POLICY_DIR, POLICY_VOLUME
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from docker.models.containers import Container
+    from docker.models.volumes import Volume
 
 FILL_PATH = "/sidecar-policy"  # where the helper mounts it: not a path the image has
 HELPER_ROLE = "policy-writer"
@@ -28,8 +33,7 @@ VERSION_LABEL = "com.docker.compose.version"
 class PolicyVolumeError(SidecarError):
     """The policy volume cannot be found, created or written."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=ExitCode.FINDINGS)
+    exit_code = ExitCode.FINDINGS
 
 
 def volume_name(model: Mapping[str, Any]) -> str:
@@ -108,7 +112,8 @@ def service_image(model: Mapping[str, Any], service: str) -> str:
     return str(image)
 
 
-def ensure_volume(client: Any, name: str, project: str, compose_version: str | None) -> Any:
+def ensure_volume(client: DockerClient, name: str, project: str,
+                  compose_version: str | None) -> Volume:
     """The volume, created with compose's labels when missing; refuse one of another project."""
     import docker.errors
 
@@ -140,7 +145,7 @@ def _tar(files: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def _untar(stream: Any) -> dict[str, bytes]:
+def _untar(stream: Iterable[bytes]) -> dict[str, bytes]:
     import tarfile
 
     data = b"".join(stream)
@@ -154,7 +159,7 @@ def _untar(stream: Any) -> dict[str, bytes]:
     return out
 
 
-def has_image(client: Any, image: str) -> bool:
+def has_image(client: DockerClient, image: str) -> bool:
     """True when the engine has `image` locally."""
     import docker.errors
 
@@ -166,7 +171,8 @@ def has_image(client: Any, image: str) -> bool:
 
 
 @contextlib.contextmanager
-def _helper(client: Any, image: str, volume: str, project: str) -> Any:
+def _helper(client: DockerClient, image: str, volume: str,
+            project: str) -> Iterator[Container]:
     import docker.errors
 
     if not has_image(client, image):
@@ -183,7 +189,7 @@ def _helper(client: Any, image: str, volume: str, project: str) -> Any:
             helper.remove(force=True, v=False)
 
 
-def _current(container: Any, path: str) -> dict[str, bytes]:
+def _current(container: Container, path: str) -> dict[str, bytes]:
     import docker.errors
 
     try:
@@ -193,7 +199,7 @@ def _current(container: Any, path: str) -> dict[str, bytes]:
     return _untar(stream)
 
 
-def _reader(client: Any, project: str, volume: str) -> Any | None:
+def _reader(client: DockerClient, project: str, volume: str) -> Container | None:
     """A running container of the project that mounts the volume at POLICY_DIR (the gate):
     reading through it spares creating a helper when nothing changed."""
     for container in client.containers.list(filters={"label": [
@@ -204,7 +210,7 @@ def _reader(client: Any, project: str, volume: str) -> Any | None:
     return None
 
 
-def fill_policy(client: Any, model: Mapping[str, Any], files: Mapping[str, str],
+def fill_policy(client: DockerClient, model: Mapping[str, Any], files: Mapping[str, str],
                 compose_version: str | None, image_service: str) -> bool:
     """Put `files` (the approved policy) into the project's policy volume, through a helper
     made from the image of service `image_service` (the gate's: the stack needs it anyway).

@@ -47,8 +47,7 @@ APP_DIR = "claude-sidecar"
 class RecordError(SidecarError):
     """The state folder or an approval record cannot be used safely."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=ExitCode.USAGE)
+    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True)
@@ -172,7 +171,7 @@ def _private_dir(path: Path) -> None:
         path.chmod(0o700)  # readable by others: ours, so tighten it (copies of project files)
 
 
-class Store:
+class ApprovalStore:
     """The state folder: the HMAC key and one approval record per project folder."""
 
     def __init__(self, root: Path) -> None:

@@ -3,9 +3,10 @@ reveals.
 
 A value is a secret when the name of its variable says so: the name holds KEY, TOKEN, SECRET,
 PASS (PASSWORD too), CREDENTIAL or AUTH, in any case (`ANTHROPIC_API_KEY`, `DB_PASSWORD`,
-`GH_TOKEN`, `BASIC_AUTH`). A secret is stored and shown as its keyed digest (`record.Store`):
-changing it counts as a change, yet it is never written down. Every other value is stored and
-shown in clear, so a change of `PUID` from 1000 to 0 reads as exactly that in the diff
+`GH_TOKEN`, `BASIC_AUTH`). A secret is stored and shown as its keyed digest
+(`record.ApprovalStore`): changing it counts as a change, yet it is never written down. Every
+other value is stored and shown in clear, so a change of `PUID` from 1000 to 0 reads as exactly
+that in the diff
 (`COMPOSE_*` always: they choose which files compose reads). The rule applies to `.env` and
 `env_file:` copies, and to `environment:` and build-argument values of the compose model.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sidecar_gen.trust.record import Store
+from sidecar_gen.trust.record import ApprovalStore
 
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASS", "CREDENTIAL", "AUTH")  # PASS: PASSWORD too
 CLEAR_PREFIX = "COMPOSE_"  # they choose which files compose loads: never secrets
@@ -41,7 +42,7 @@ def is_secret(name: str | None) -> bool:
 class Masker:
     """Stored forms of values, by the name rule, remembering what each digest stands for."""
 
-    store: Store
+    store: ApprovalStore
     hidden: dict[str, str] = field(default_factory=dict)  # digest -> secret (never stored)
     known: dict[str, str] = field(default_factory=dict)  # digest -> clear value
 
@@ -98,7 +99,7 @@ class Masker:
 
 
 # One `.env` assignment as written (compose reads `KEY=value`, `KEY: value`, `export KEY=...`):
-# only the key is needed here, the value is kept as written (composeenv interprets values).
+# only the key is needed here, the value is kept as written (compose.env interprets values).
 _ASSIGNMENT = re.compile(r"(?:export[ \t]+)?([\w.\-\[\]]+)[ \t]*[=:][ \t]*(.*)")
 # An old copy's line whose value was a digest: `KEY=hmac-sha256:0123456789ab…`.
 _OLD_LINE = re.compile(r"([\w.\-\[\]]+)=(hmac-sha256:[0-9a-f]{12}…)")

@@ -2,7 +2,7 @@
 
 The model is what `docker compose config` resolves in the folder with the user's environment.
 Before it is stored or compared, every `environment:` and `build.args` value of a secret (by
-its name: `secrets.is_secret`) is replaced by a keyed digest (`record.Store.digest`), so a
+its name: `secrets.is_secret`) is replaced by a keyed digest (`record.ApprovalStore.digest`), so a
 secret from the environment or `.env` is never written to the record in clear text, yet any
 change of it still shows as a change; every other value stays as it is, to be read in a diff.
 """
@@ -19,20 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from sidecar_gen import __version__
-from sidecar_gen.composecli import (
+from sidecar_gen.compose.cli import (
     ComposeTarget,
     ResolvedModel,
     parse_version,
     resolve_model,
     start_version,
 )
-from sidecar_gen.composeload import check_bounds
+from sidecar_gen.compose.reader import check_bounds
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import open_regular, read_text_file
 from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
 from sidecar_gen.trust.gitfiles import GitFiles, git_files
 from sidecar_gen.trust.inputs import MAX_READ, compose_inputs
-from sidecar_gen.trust.record import Approval, FileState, Store
+from sidecar_gen.trust.record import Approval, ApprovalStore, FileState
 from sidecar_gen.trust.secrets import Masker
 
 MAX_INPUT = 16 << 20
@@ -173,7 +173,7 @@ def display_name(path: Path, project_dir: Path) -> str:
         return str(real)
 
 
-def file_state(path: Path, store: Store, *, env_file: bool,
+def file_state(path: Path, store: ApprovalStore, *, env_file: bool,
                masker: Masker | None = None) -> FileState:
     """The keyed digest of a file and a copy of it for diffs (None digest: missing; an env
     file's copy with its secrets masked by `masker`).
@@ -238,7 +238,7 @@ def read_policy_file(path: Path) -> str:
     return read_text_file(path)
 
 
-def take_snapshot(target: ComposeTarget, store: Store) -> Snapshot:
+def take_snapshot(target: ComposeTarget, store: ApprovalStore) -> Snapshot:
     """Resolve the model with compose and read every input file and the policy."""
     directory = target.directory
     masker = Masker(store)
@@ -282,7 +282,7 @@ def read_policy(directory: Path) -> dict[str, str]:
     return {name: read_policy_file(directory / CONFIG_DIR / name) for name in POLICY_FILES}
 
 
-def input_files(directory: Path, store: Store, env: Mapping[str, str],
+def input_files(directory: Path, store: ApprovalStore, env: Mapping[str, str],
                 masker: Masker | None = None) -> dict[str, FileState]:
     """Every file that decides how the project at `directory` starts (compose files, env
     files, the policy), by its name relative to the folder, as the record keeps them."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen.composecli import ResolvedModel
+from sidecar_gen.compose.cli import ResolvedModel
 
 
 def _under(path: str, folder: str) -> bool:
@@ -70,7 +70,7 @@ def started_model(resolved: ResolvedModel, protect: Sequence[Path]) -> ResolvedM
     paths = [os.path.realpath(p) for p in protect if os.path.lexists(p)]
     if not paths:
         return resolved
-    # The text, not the parsed document: compose printed `$` as `$$` in it (see composecli).
+    # The text, not the parsed document: compose printed `$` as `$$` in it (see compose.cli).
     doc = json.loads(resolved.text)
     sources = {str(m["source"]) for spec in (doc.get("services") or {}).values()
                if isinstance(spec, dict) for m in spec.get("volumes") or []

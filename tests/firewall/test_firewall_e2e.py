@@ -1,9 +1,9 @@
 """The egress firewall against the offline test internet (real engine, real iptables/dnsmasq).
 
-What issue 6 lists: allowlist over IPv4 and IPv6, fast REJECT, NXDOMAIN, no DNS tunnel, address
+What it promises: allowlist over IPv4 and IPv6, fast REJECT, NXDOMAIN, no DNS tunnel, address
 rotation, compose network and gate, fail closed (dead forwarder, broken or unapproved file,
 missing tool: one log line, unhealthy, Claude Code refused), and that the agent's user cannot
-change any of it. The attacks of issue 9 are in tests/security/test_container_*.py.
+change any of it. The hostile agent's attacks are in tests/security/test_container_*.py.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from sidecar_gen.bridgecheck import validate_text
-from sidecar_gen.findings import Severity
 from sidecar_gen.render import run_render
+from sidecar_gen.validate.bridge import validate_text
+from sidecar_gen.validate.findings import Severity
 
 BRIDGE = """\
 version: "1"

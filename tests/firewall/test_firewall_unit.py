@@ -19,7 +19,13 @@ from sidecar_gen.firewall.networks import (
     parse_networks,
     route_gateways,
 )
-from sidecar_gen.firewall.rulesets import Plan, dnsmasq_config, nameservers, resolv_conf, ruleset
+from sidecar_gen.firewall.rulesets import (
+    FamilyPlan,
+    dnsmasq_config,
+    nameservers,
+    resolv_conf,
+    ruleset,
+)
 from sidecar_gen.firewall.state import (
     OPTIONS,
     FirewallState,
@@ -131,7 +137,8 @@ def test_parse_networks() -> None:
 
 
 def test_enforce_ruleset_v4() -> None:
-    text = ruleset(4, "enforcing", Plan(["172.18.0.0/16"], ["172.18.0.1"], [5432]), dns_uid=998)
+    text = ruleset(4, "enforcing", FamilyPlan(["172.18.0.0/16"], ["172.18.0.1"], [5432]),
+                   dns_uid=998)
     lines = text.splitlines()
     assert lines[-1] == "COMMIT"
     assert ":OUTPUT DROP [0:0]" in lines
@@ -185,7 +192,7 @@ def test_special_addresses_are_closed_before_the_sets(family: int) -> None:
     # networks (so they stay open) and before the sets; declared private networks return early.
     net, exempt = ("172.18.0.0/16", "10.20.0.0/16") if family == 4 else ("fd00:1::/64",
                                                                          "fd00:2::/64")
-    text = ruleset(family, "enforcing", Plan([net], [], [], [exempt]), dns_uid=998)
+    text = ruleset(family, "enforcing", FamilyPlan([net], [], [], [exempt]), dns_uid=998)
     lines = text.splitlines()
     chain, special = firewall.CHAIN, firewall.SPECIAL_CHAIN
     order = [f"-A {chain} -d {net} -j {firewall.ALLOW_CHAIN}", f"-A {chain} -j {special}",
@@ -204,7 +211,7 @@ def test_special_addresses_are_closed_before_the_sets(family: int) -> None:
     else:
         assert {"fc00::/7", "ff00::/8", "::ffff:0:0/96", "::/127"} <= closed
     # In lockdown too (no sets there, but the chain is harmless and the same).
-    assert f"-A {chain} -j {special}" in ruleset(family, "lockdown", Plan([net]), dns_uid=0)
+    assert f"-A {chain} -j {special}" in ruleset(family, "lockdown", FamilyPlan([net]), dns_uid=0)
 
 
 def test_private_networks_are_parsed_strictly() -> None:
@@ -218,7 +225,7 @@ def test_private_networks_are_parsed_strictly() -> None:
 
 def test_lockdown_ruleset_has_no_sets_and_no_dns_exception() -> None:
     for family in (4, 6):
-        text = ruleset(family, "lockdown", Plan(), dns_uid=0)
+        text = ruleset(family, "lockdown", FamilyPlan(), dns_uid=0)
         assert "--match-set" not in text
         assert "--uid-owner" not in text
         assert "-j REJECT" in text
@@ -226,7 +233,7 @@ def test_lockdown_ruleset_has_no_sets_and_no_dns_exception() -> None:
 
 
 def test_enforce_ruleset_v6_allows_only_neighbour_discovery_on_link_local() -> None:
-    text = ruleset(6, "enforcing", Plan(["fd00:1::/64"], ["fd00:1::1"], []), dns_uid=998)
+    text = ruleset(6, "enforcing", FamilyPlan(["fd00:1::/64"], ["fd00:1::1"], []), dns_uid=998)
     lines = text.splitlines()
     chain = firewall.CHAIN
     nd = [line for line in lines if "--icmpv6-type" in line and f"-A {chain} " in line]
@@ -387,7 +394,7 @@ def test_status_reports_what_up_recorded_private_networks_included(tmp_path: Pat
 
 def test_a_ruleset_has_one_of_two_modes() -> None:
     with pytest.raises(ValueError, match="enforce"):
-        ruleset(4, "enforce", Plan(), dns_uid=0)
+        ruleset(4, "enforce", FamilyPlan(), dns_uid=0)
 
 
 def test_the_record_of_up_reads_back_whole(tmp_path: Path) -> None:

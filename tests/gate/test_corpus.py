@@ -433,7 +433,7 @@ def test_start_detached_of_own_exec_refused(env: Env, baseline: dict[str, Any]) 
 
 
 def test_corpus_size_and_log(env: Env) -> None:
-    # The issue asks for at least 60 hostile requests; each refusal is in the decision log.
+    # At least 60 hostile requests; each refusal is in the decision log.
     assert len(REQUESTS) + len(RAW) + 2 >= 60
     denies = [line for line in env.gate.log_lines() if line["decision"] == "deny"]
     assert len(denies) >= 1

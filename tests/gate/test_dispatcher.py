@@ -26,7 +26,7 @@ pytestmark = pytest.mark.docker
 
 
 def _install(tmp: Path, bridge: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    from sidecar_gen.wrappers import install_wrappers
+    from sidecar_gen.wrappers.install import install_wrappers
 
     config = tmp / ".sidecar" / "bridge.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""What exactly reaches the engine: a recording upstream stands in for it (issue 16.1).
+"""What exactly reaches the engine: a recording upstream stands in for it.
 
 Whatever reference the client uses (name, full id, id prefix, with or without a version), the
 engine must receive the full id the gate checked, in a request line the gate built; and the

@@ -1,8 +1,8 @@
-"""Bounded resources (issue 10.4): slow heads and bodies time out, a connection cap answers a
+"""Bounded resources: slow heads and bodies time out, a connection cap answers a
 fast 503, and a flood of half-sent requests neither grows the gate's memory nor delays the
 next routed command once it is gone.
 
-The time and memory bounds are functional (what the issue asks for), with wide margins; the
+The time and memory bounds are functional (what must hold), with wide margins; the
 measured figures are in bench/gate_flood.py.
 """
 

@@ -1,4 +1,4 @@
-"""`GET /containers/json` answered by the gate over the targets only (issue 10.1).
+"""`GET /containers/json` answered by the gate over the targets only.
 
 Unit tests of the query rules; the oracle test (the same question asked before and after a
 non-target appears gets the same bytes); and a differential test against the real engine: for

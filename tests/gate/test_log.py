@@ -1,4 +1,4 @@
-"""The decision log is the audit trail (issue 10.5): every line follows the documented schema
+"""The decision log is the audit trail: every line follows the documented schema
 (schemas/gate-decision.schema.json) and says what the agent asked for, never a secret."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The approved policy (issue 9, gate side): read once from a file only `sidecar up` writes,
+"""The approved policy, on the gate's side: read once from a file only `sidecar up` writes,
 safely (never a symlink, a FIFO or a huge file), compared with the workspace copy, reported by
 the healthcheck."""
 

@@ -1,5 +1,5 @@
-"""Which containers can be targets at all: the gate's own compose project only (issue 9), and
-never the services `sidecar render` generates (issue 16.2), whatever bridge.yaml says.
+"""Which containers can be targets at all: the gate's own compose project only, and
+never the services `sidecar render` generates, whatever bridge.yaml says.
 
 Effects are proven by the engine's event stream: no `exec_create` ever reached a container the
 gate must not touch.
@@ -54,7 +54,7 @@ def rendered_labels(tmp_path: Path) -> dict[str, dict[str, str]]:
 def test_generated_services_are_never_targets_through_the_dispatcher(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, docker_client: Any,
         make_container: Callable[..., Any], gate_factory: Callable[..., RunningGate]) -> None:
-    from sidecar_gen.wrappers import install_wrappers
+    from sidecar_gen.wrappers.install import install_wrappers
 
     labels = rendered_labels(tmp_path)
     assert set(labels) == {"claude", "sidecar-gate", "viewer"}

@@ -1,4 +1,4 @@
-"""No window after a rename, a recreate or a removal; no ambiguous prefix taken (issue 10.2-3).
+"""No window after a rename, a recreate or a removal; no ambiguous prefix taken.
 
 Every decision is taken on a listing fetched for that request, so the requests below follow
 the change at once (no sleep) and the proof is the engine's own record: which execs exist in

@@ -1,4 +1,4 @@
-"""Readiness (issue 13.2) with the rendered compose file on a real engine: `docker compose up
+"""Readiness with the rendered compose file on a real engine: `docker compose up
 --wait` returns only once the entrypoint is done, and then the routed commands exist, the
 firewall enforces and Claude Code starts."""
 

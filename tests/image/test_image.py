@@ -261,7 +261,7 @@ def test_the_approved_bridge_yaml_wins_over_the_workspace(run_claude: Callable[.
 
 def test_runtime_venv_has_the_dependencies_but_not_the_host_only_ones(
         run_claude: Callable[..., Any]) -> None:
-    # The docker SDK serves host-side commands only: it must not ship into the image (issue 11),
+    # The docker SDK serves host-side commands only: it must not ship into the image,
     # while every other dependency must (the image's commands import them).
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     host_only = {_dist_key(n) for n in pyproject["tool"]["claude-sidecar"]

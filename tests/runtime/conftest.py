@@ -75,7 +75,7 @@ class DispatchEnv:
 
     def install(self) -> Any:
         """Run the install-wrappers core on the current bridge.yaml."""
-        from sidecar_gen.wrappers import install_wrappers
+        from sidecar_gen.wrappers.install import install_wrappers
 
         self.report = install_wrappers(self.bin, self.config)
         self.env["DOCKER_HOST"] = self.endpoint(self.config)

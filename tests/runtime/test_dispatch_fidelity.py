@@ -1,4 +1,4 @@
-"""Where a routed command could differ from a local one (issue 15 D1-D6, 16.3, 12's HOME).
+"""Where a routed command could differ from a local one: arguments, signals, streams, HOME.
 
 Against the real engine, directly and through the gate; with a pty where a terminal matters.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from runtime.conftest import DispatchEnv, PtyRun, remote_processes
-from sidecar_gen.runtime.session import DETACH_BYTES
+from sidecar_gen.runtime.terminal import DETACH_BYTES
 
 Make = Callable[[dict[str, Any]], DispatchEnv]
 
@@ -266,22 +266,22 @@ def test_start_failures_are_decided_by_the_engine(dispatch_env: Make, box: str,
 
 def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any) -> None:
     """The verdict after a 137/143, from one look at the container (no polling)."""
-    from sidecar_gen.runtime import dispatch, engine, session
+    from sidecar_gen.runtime import dispatch, engine, terminal
     from sidecar_gen.runtime.contract import Route
-    from sidecar_gen.runtime.plan import Plan
+    from sidecar_gen.runtime.plan import ExecPlan
     from sidecar_gen.runtime.transport import parse_host
 
     running = make_container()
     stopped = make_container()
     stopped.stop(timeout=0)
 
-    def plan(container: Any) -> Plan:
-        return Plan(name="spew", route=Route("app", ("spew",)), argv=("spew",),
+    def plan(container: Any) -> ExecPlan:
+        return ExecPlan(name="spew", route=Route("app", ("spew",)), argv=("spew",),
                     container=container.name, ref=container.id, user=None, workdir="/", env=(),
                     token="0" * 32, tty=False, stdin=False, endpoint=parse_host(None))
 
     killed = engine.ExecState(running=False, exit_code=137, pid=4321)
-    quiet = session.Output(None, b"")
+    quiet = terminal.Output(None, b"")
     assert dispatch.verdict(plan(running), killed, quiet) == 137
     with pytest.raises(dispatch.DispatchError) as info:
         dispatch.verdict(plan(stopped), killed, quiet)

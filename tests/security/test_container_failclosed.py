@@ -1,4 +1,4 @@
-"""Hostile-agent tests of the claude container (issue 9.3): when the firewall does not enforce,
+"""Hostile-agent tests of the claude container: when the firewall does not enforce,
 Claude Code does not start, the container is unhealthy and `up --wait` fails.
 
 Proven on the rendered compose file (its healthcheck and cap_add, with `cap_add: !reset []` as a

@@ -1,4 +1,4 @@
-"""Hostile-agent tests of the claude container (issue 9.4): PUID/PGID that the image uses for
+"""Hostile-agent tests of the claude container: PUID/PGID that the image uses for
 something else are refused, the defaults stay, and the agent gains nothing from asking.
 
 With PUID 998 the agent would be `sidecar-dns`, the forwarder's user: DNS to any resolver and

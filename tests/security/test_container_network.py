@@ -1,4 +1,4 @@
-"""Hostile-agent tests of the claude container's egress (issue 9.6): IPv6 link-local carries
+"""Hostile-agent tests of the claude container's egress: IPv6 link-local carries
 nothing but neighbour discovery, and the Docker host (the networks' gateways) is closed but for
 the TCP ports `sidecar.firewall.host_ports` lists.
 

@@ -1,4 +1,4 @@
-"""Hostile-agent test of the claude container's start (issue 9.5): a flow opened before the
+"""Hostile-agent test of the claude container's start: a flow opened before the
 firewall's rules load does not survive them.
 
 The firewall's set-up is held (a stand-in `ipset` waits for the test), so the container runs with

@@ -1,4 +1,4 @@
-"""Issue 20, finding 5: `sidecar doctor` can be made neither to lie nor to hang.
+"""`sidecar doctor` can be made neither to lie nor to hang.
 
 The agent is root in a target (a route without `user:`) and the user claude in the claude
 container. Before the fix, doctor ran `sh -c 'command -v "$1"'` in each target with no time

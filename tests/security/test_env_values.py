@@ -1,4 +1,4 @@
-"""Issue 20, finding 3: a changed `.env` value that is not a secret is plain on the approval
+"""A changed `.env` value that is not a secret is plain on the approval
 screen. The agent set PUID/PGID to 0 in `.env` (routes with `user: "${PUID}:${PGID}"` then ran
 as root); the diff showed two digests. Now the rendered screen says `PUID=0`, `user: "0:0"`,
 while a TOKEN's value stays a digest unless the user asks with `--show-values`."""

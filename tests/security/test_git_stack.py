@@ -1,4 +1,4 @@
-"""Issue 20, findings 1 and 8, on a real engine: a project in a git repository, owned by
+"""Host git and the worktree's owner, on a real engine: a project in a git repository, owned by
 PUID:PGID (1234) like a real user's checkout, started by `sidecar up` as root.
 
 - Prevention: as user claude in the claude container, and through a routed command whose

@@ -1,4 +1,4 @@
-"""Issue 20, finding 6: host commands do not hang on what the agent writes, and leave no child.
+"""Host commands do not hang on what the agent writes, and leave no child.
 
 - An alias bomb in an override file (it kept `docker compose config` busy for over ten
   minutes) is refused in one line naming the file, before compose reads it.
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_hostproc import alive, gone, pids_of
+from host.test_process import alive, gone, pids_of
 
 SIDECAR = str(Path(sys.executable).parent / "sidecar")
 BRIDGE = 'version: "1"\ncommands:\n  app-sh:\n    container: app\n    exec: sh\n'

@@ -1,4 +1,4 @@
-"""Issue 20, finding 2: nothing the agent writes can forge what sidecar shows on a terminal.
+"""Nothing the agent writes can forge what sidecar shows on a terminal.
 
 The agent writes the project's files. Each command's output for hostile input (YAML keys and
 values carrying clear-screen, cursor-up, erase-line, a window title, bidi overrides, zero-width
@@ -177,13 +177,13 @@ def test_init_quotes_what_compose_said_escaped(tmp_path: Path, compose_config: N
 
 def test_session_ls_shows_names_and_paths_escaped(tmp_path: Path, docker_client: object) -> None:
     """A session whose folder's name holds escapes (a checkout named by someone else)."""
-    from sidecar_gen.sessionstore import SessionRecord, Store
+    from sidecar_gen.session.store import SessionRecord, SessionStore
 
     env = hostile_env(tmp_path)
     env.pop("DOCKER_HOST")  # the states come from the engine
     source = tmp_path / "shop\x1b[2J\x1b[H\u202e"
     source.mkdir()
-    store = Store(source, env)
+    store = SessionStore(source, env)
     store.create("a", "shop")
     store.save(SessionRecord(
         name="a", project="shop", compose_project="shop-a", source=str(source),

@@ -1,4 +1,4 @@
-"""Issue 20, finding 2, proven by its effect: a forged approval screen no longer gets the agent
+"""Proven by its effect: a forged approval screen no longer gets the agent
 the host's files.
 
 The agent writes `compose.override.yaml` through a routed command: `/:/host` for its service,

@@ -1,4 +1,4 @@
-"""The hostile agent against the trust boundary (issue 9, items 1-2), on a real engine.
+"""The hostile agent against the trust boundary, on a real engine.
 
 Every attack runs as the agent would: user `claude` in the claude container, writing through a
 routed command's container where its own view is read-only. Each one is proven to have had no

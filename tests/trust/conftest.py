@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import unavailable
 
-from sidecar_gen.composecli import ComposeTarget
-from sidecar_gen.trust.record import Store
+from sidecar_gen.compose.cli import ComposeTarget
+from sidecar_gen.trust.record import ApprovalStore
 
 COMPOSE = """\
 name: demo
@@ -74,5 +74,5 @@ def target(project: Path, env: dict[str, str], compose_config: None) -> ComposeT
 
 
 @pytest.fixture
-def store(env: dict[str, str]) -> Store:
-    return Store(Path(env["XDG_STATE_HOME"]) / "claude-sidecar")
+def store(env: dict[str, str]) -> ApprovalStore:
+    return ApprovalStore(Path(env["XDG_STATE_HOME"]) / "claude-sidecar")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.composecli import ComposeTarget
-from sidecar_gen.trust.record import Store
+from sidecar_gen.compose.cli import ComposeTarget
+from sidecar_gen.trust.record import ApprovalStore
 from trust.test_cli_host import NO_ENGINE, run
 
 pytestmark = pytest.mark.usefixtures("compose_config")
@@ -46,7 +46,7 @@ configs:
 
 
 @pytest.fixture
-def approved(target: ComposeTarget, store: Store, tmp_path: Path) -> ComposeTarget:
+def approved(target: ComposeTarget, store: ApprovalStore, tmp_path: Path) -> ComposeTarget:
     """The demo project with a gate-like service (socket, PUID), a bind source, a profile, a
     build context and a config file, approved."""
     root = target.directory
@@ -237,7 +237,7 @@ def test_a_dockerfile_that_is_a_fifo_is_refused_by_name(approved: ComposeTarget)
 def test_a_deeply_nested_compose_file_is_one_line_not_a_crash(approved: ComposeTarget,
                                                                override: str) -> None:
     """Refused by name before compose reads it: sidecar's bounded YAML loader checks every
-    compose file first (issue 20: an alias bomb kept compose busy for minutes)."""
+    compose file first (an alias bomb kept compose busy for minutes)."""
     (approved.directory / "compose.override.yaml").write_text(override)
     up = run(approved, "up", DOCKER_HOST=NO_ENGINE)
     assert "internal error" not in up.stderr, up.stderr

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.composecli import ComposeTarget
-from sidecar_gen.trust.record import Store
+from sidecar_gen.compose.cli import ComposeTarget
+from sidecar_gen.trust.record import ApprovalStore
 
 SIDECAR = str(Path(sys.executable).parent / "sidecar")
 NO_ENGINE = "unix:///nonexistent/docker.sock"
@@ -26,12 +26,12 @@ def run(target: ComposeTarget, *args: str,
                           stdin=subprocess.DEVNULL, timeout=120)
 
 
-def records(store: Store) -> list[Path]:
+def records(store: ApprovalStore) -> list[Path]:
     return list(store.root.glob("projects/*/approval.json"))
 
 
 def test_up_refuses_a_change_before_any_engine_call(target: ComposeTarget,
-                                                    store: Store) -> None:
+                                                    store: ApprovalStore) -> None:
     assert run(target, "trust", "--yes").returncode == 0
     (target.directory / "compose.override.yaml").write_text(
         "services:\n  app:\n    privileged: true\n")
@@ -46,14 +46,14 @@ def test_up_refuses_a_change_before_any_engine_call(target: ComposeTarget,
 
 
 def test_first_up_records_nothing_when_the_engine_is_away(target: ComposeTarget,
-                                                          store: Store) -> None:
+                                                          store: ApprovalStore) -> None:
     up = run(target, "up", DOCKER_HOST=NO_ENGINE)
     assert up.returncode == 1
     assert up.stderr.startswith("sidecar: error: cannot reach the Docker engine")
     assert records(store) == []
 
 
-def test_trust_needs_a_terminal_or_yes(target: ComposeTarget, store: Store) -> None:
+def test_trust_needs_a_terminal_or_yes(target: ComposeTarget, store: ApprovalStore) -> None:
     refused = run(target, "trust")
     assert refused.returncode == 2
     assert refused.stderr == ("sidecar: error: stdin is not a terminal: pass --yes to approve "
@@ -93,7 +93,7 @@ def _trust_on_a_terminal(target: ComposeTarget, answer: bytes) -> tuple[int, str
 
 
 @pytest.mark.parametrize(("answer", "code"), [(b"n\n", 1), (b"y\n", 0)])
-def test_trust_asks_on_a_terminal(target: ComposeTarget, store: Store, answer: bytes,
+def test_trust_asks_on_a_terminal(target: ComposeTarget, store: ApprovalStore, answer: bytes,
                                   code: int) -> None:
     status, output = _trust_on_a_terminal(target, answer)
     assert status == code, output
@@ -102,7 +102,7 @@ def test_trust_asks_on_a_terminal(target: ComposeTarget, store: Store, answer: b
         assert "sidecar: error: not approved" in output
 
 
-def test_an_invalid_policy_is_never_approved(target: ComposeTarget, store: Store) -> None:
+def test_an_invalid_policy_is_never_approved(target: ComposeTarget, store: ApprovalStore) -> None:
     (target.directory / ".sidecar" / "bridge.yaml").write_text('version: "1"\ncommands: {}\n')
     for args in (("trust", "--yes"), ("up",)):
         result = run(target, *args, DOCKER_HOST=NO_ENGINE)
@@ -111,7 +111,7 @@ def test_an_invalid_policy_is_never_approved(target: ComposeTarget, store: Store
     assert records(store) == []
 
 
-def test_a_missing_allowlist_is_a_usage_error(target: ComposeTarget, store: Store) -> None:
+def test_a_missing_allowlist_is_a_usage_error(target: ComposeTarget, store: ApprovalStore) -> None:
     (target.directory / ".sidecar" / "allowed-domains.txt").unlink()
     result = run(target, "trust", "--yes")
     assert result.returncode == 2
@@ -119,7 +119,7 @@ def test_a_missing_allowlist_is_a_usage_error(target: ComposeTarget, store: Stor
         result.stderr)
 
 
-def test_a_compose_error_is_one_line(target: ComposeTarget, store: Store) -> None:
+def test_a_compose_error_is_one_line(target: ComposeTarget, store: ApprovalStore) -> None:
     (target.directory / "compose.override.yaml").write_text("services: [not, a, mapping]\n")
     result = run(target, "trust", "--yes")
     assert result.returncode == 1
@@ -137,7 +137,7 @@ def test_usage_errors(target: ComposeTarget, args: tuple[str, ...]) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_a_policy_file_that_is_a_link_is_refused(target: ComposeTarget, store: Store,
+def test_a_policy_file_that_is_a_link_is_refused(target: ComposeTarget, store: ApprovalStore,
                                                  tmp_path: Path) -> None:
     secret = tmp_path / "id_rsa"
     secret.write_text("PRIVATE KEY\n")

@@ -6,19 +6,19 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.trust.compare import Comparison, compare, flatten
-from sidecar_gen.trust.record import Store
+from sidecar_gen.trust.record import ApprovalStore
 from sidecar_gen.trust.snapshot import take_snapshot
 
 SECRETS = ("hunter2-secret", "shell-secret")
 
 
-def approve(target: ComposeTarget, store: Store) -> None:
+def approve(target: ComposeTarget, store: ApprovalStore) -> None:
     store.save(take_snapshot(target, store).approval())
 
 
-def now(target: ComposeTarget, store: Store) -> Comparison:
+def now(target: ComposeTarget, store: ApprovalStore) -> Comparison:
     return compare(store.load(target.directory), take_snapshot(target, store))
 
 
@@ -27,7 +27,7 @@ def kinds(comparison: Comparison) -> dict[str, str]:
 
 
 def test_first_use_lists_everything_and_then_nothing_changed(target: ComposeTarget,
-                                                             store: Store) -> None:
+                                                             store: ApprovalStore) -> None:
     first = now(target, store)
     assert first.first_use and first.changed
     assert {"compose.yaml", ".env", ".sidecar/compose.yml", ".sidecar/bridge.yaml",
@@ -38,7 +38,7 @@ def test_first_use_lists_everything_and_then_nothing_changed(target: ComposeTarg
     assert not second.changed and second.files == [] and second.text() == ""
 
 
-def test_a_comment_is_no_change_but_is_named(target: ComposeTarget, store: Store) -> None:
+def test_a_comment_is_no_change_but_is_named(target: ComposeTarget, store: ApprovalStore) -> None:
     approve(target, store)
     path = target.directory / "compose.yaml"
     path.write_text("# a comment\n" + path.read_text())
@@ -49,7 +49,7 @@ def test_a_comment_is_no_change_but_is_named(target: ComposeTarget, store: Store
 
 
 def test_secrets_are_never_stored_yet_their_changes_count(target: ComposeTarget,
-                                                          store: Store) -> None:
+                                                          store: ApprovalStore) -> None:
     approve(target, store)
     record = next(store.root.glob("projects/*/approval.json")).read_text()
     for secret in SECRETS:
@@ -66,7 +66,7 @@ def test_secrets_are_never_stored_yet_their_changes_count(target: ComposeTarget,
 
 
 def test_a_changed_shell_variable_changes_the_model(target: ComposeTarget,
-                                                    store: Store) -> None:
+                                                    store: ApprovalStore) -> None:
     approve(target, store)
     env = {**target.environ(), "SHELL_TOKEN": "another"}
     result = now(replace(target, env=env), store)
@@ -75,7 +75,7 @@ def test_a_changed_shell_variable_changes_the_model(target: ComposeTarget,
     assert "shell-secret" not in result.model_diff() and "another" not in result.model_diff()
 
 
-def test_a_new_override_file(target: ComposeTarget, store: Store) -> None:
+def test_a_new_override_file(target: ComposeTarget, store: ApprovalStore) -> None:
     approve(target, store)
     (target.directory / "compose.override.yaml").write_text(
         "services:\n  claude:\n    privileged: true\n")
@@ -87,7 +87,7 @@ def test_a_new_override_file(target: ComposeTarget, store: Store) -> None:
     assert "+++ b/compose.override.yaml" in result.text()
 
 
-def test_compose_file_in_dotenv(target: ComposeTarget, store: Store) -> None:
+def test_compose_file_in_dotenv(target: ComposeTarget, store: ApprovalStore) -> None:
     approve(target, store)
     (target.directory / "evil.yml").write_text("services:\n  app:\n    privileged: true\n")
     (target.directory / ".env").write_text(
@@ -100,7 +100,7 @@ def test_compose_file_in_dotenv(target: ComposeTarget, store: Store) -> None:
 
 
 def test_the_environment_beats_dotenv_for_compose_file(target: ComposeTarget,
-                                                       store: Store) -> None:
+                                                       store: ApprovalStore) -> None:
     approve(target, store)
     (target.directory / ".env").write_text(
         "DB_PASSWORD=hunter2-secret\nCOMPOSE_FILE=compose.yaml:evil.yml\n")
@@ -111,7 +111,7 @@ def test_the_environment_beats_dotenv_for_compose_file(target: ComposeTarget,
     assert set(kinds(result)) == {".env"}
 
 
-def test_included_and_env_files_are_named(target: ComposeTarget, store: Store) -> None:
+def test_included_and_env_files_are_named(target: ComposeTarget, store: ApprovalStore) -> None:
     root = target.directory
     (root / "extra.yml").write_text("services:\n  db:\n    image: busybox\n"
                                     "    env_file: [db.env]\n")
@@ -134,7 +134,7 @@ def test_included_and_env_files_are_named(target: ComposeTarget, store: Store) -
     assert "+services.db.privileged: true" in result.text()
 
 
-def test_the_policy_counts_byte_for_byte(target: ComposeTarget, store: Store) -> None:
+def test_the_policy_counts_byte_for_byte(target: ComposeTarget, store: ApprovalStore) -> None:
     approve(target, store)
     path = target.directory / ".sidecar" / "allowed-domains.txt"
     path.write_text(path.read_text() + "# only a comment\n")
@@ -144,7 +144,7 @@ def test_the_policy_counts_byte_for_byte(target: ComposeTarget, store: Store) ->
     assert kinds(result) == {".sidecar/allowed-domains.txt": "changed"}
 
 
-def test_a_compose_upgrade_is_mentioned(target: ComposeTarget, store: Store) -> None:
+def test_a_compose_upgrade_is_mentioned(target: ComposeTarget, store: ApprovalStore) -> None:
     snapshot = take_snapshot(target, store)
     store.save(replace(snapshot.approval(), compose_version="2.0.0",
                        model={**snapshot.model, "x-old": 1}))
@@ -160,7 +160,7 @@ def test_flatten_names_each_setting() -> None:
 
 
 def test_files_outside_the_project_are_named_by_their_path(target: ComposeTarget,
-                                                           store: Store,
+                                                           store: ApprovalStore,
                                                            tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere.yml"
     outside.write_text("services:\n  app:\n    privileged: true\n")
@@ -174,7 +174,7 @@ def test_files_outside_the_project_are_named_by_their_path(target: ComposeTarget
 def test_env_copies_mask_every_line_of_a_secret(tmp_path: Path) -> None:
     from sidecar_gen.trust.secrets import Masker
 
-    store = Store(tmp_path / "state")
+    store = ApprovalStore(tmp_path / "state")
     text = ("# comment\n\nCOMPOSE_FILE=a.yml\nKEY=\"-----BEGIN KEY-----\nsecret-body\n"
             "# not a comment: inside the value\n-----END KEY-----\"\nAPI_PASS=hidden\n"
             "export EXPORTED_TOKEN='single'\nnot an assignment\nPUID=1000\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.composecli import ComposeTarget, resolve_model
+from sidecar_gen.compose.cli import ComposeTarget, resolve_model
 from sidecar_gen.render import run_render
 from sidecar_gen.trust.policyvolume import design_problems
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from sidecar_gen.errors import ExitCode
-from sidecar_gen.hostgit import GitError
+from sidecar_gen.host.git import GitError
 from sidecar_gen.trust.gitfiles import find_repository, git_files, hooks_in_tree
-from sidecar_gen.trust.record import Store
+from sidecar_gen.trust.record import ApprovalStore
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -32,11 +32,11 @@ def repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "state")
+def store(tmp_path: Path) -> ApprovalStore:
+    return ApprovalStore(tmp_path / "state")
 
 
-def test_what_is_protected_and_recorded_in_a_plain_repository(repo: Path, store: Store
+def test_what_is_protected_and_recorded_in_a_plain_repository(repo: Path, store: ApprovalStore
                                                               ) -> None:
     (repo / "extra.cfg").write_text("[core]\n\tabbrev = 8\n")
     git(repo, "config", "include.path", "../extra.cfg")
@@ -56,7 +56,7 @@ def test_what_is_protected_and_recorded_in_a_plain_repository(repo: Path, store:
 
 
 def test_a_hook_an_attribute_or_a_config_entry_changes_the_record_by_name(
-        repo: Path, store: Store) -> None:
+        repo: Path, store: ApprovalStore) -> None:
     before = git_files(repo, store).states
     hook = repo / ".git" / "hooks" / "post-checkout"
     hook.write_text("#!/bin/sh\ntouch /tmp/pwned\n")
@@ -71,7 +71,7 @@ def test_a_hook_an_attribute_or_a_config_entry_changes_the_record_by_name(
 
 
 def test_what_git_writes_in_normal_use_is_no_change_and_secrets_are_masked(
-        repo: Path, store: Store) -> None:
+        repo: Path, store: ApprovalStore) -> None:
     before = git_files(repo, store).states[".git/config"]
     git(repo, "config", "branch.main.remote", "origin")
     git(repo, "config", "branch.main.merge", "refs/heads/main")
@@ -85,7 +85,7 @@ def test_what_git_writes_in_normal_use_is_no_change_and_secrets_are_masked(
     assert "@github.com/me/shop.git\n" in text
 
 
-def test_a_fifo_among_the_includes_is_refused_by_name(repo: Path, store: Store) -> None:
+def test_a_fifo_among_the_includes_is_refused_by_name(repo: Path, store: ApprovalStore) -> None:
     os.mkfifo(repo / "trap.cfg")
     git(repo, "config", "include.path", "../trap.cfg")
     with pytest.raises(GitError) as caught:
@@ -96,7 +96,7 @@ def test_a_fifo_among_the_includes_is_refused_by_name(repo: Path, store: Store) 
 
 
 def test_a_linked_worktree_protects_its_git_file_and_the_shared_repository(
-        repo: Path, store: Store, tmp_path: Path) -> None:
+        repo: Path, store: ApprovalStore, tmp_path: Path) -> None:
     git(repo, "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "other")
     found = find_repository(tmp_path / "wt")
     assert found is not None
@@ -109,7 +109,7 @@ def test_a_linked_worktree_protects_its_git_file_and_the_shared_repository(
     assert files.states[".git"].text == f"gitdir: {found.own}\n"
 
 
-def test_outside_a_repository_nothing_is_recorded(tmp_path: Path, store: Store) -> None:
+def test_outside_a_repository_nothing_is_recorded(tmp_path: Path, store: ApprovalStore) -> None:
     (tmp_path / "plain").mkdir()
     if find_repository(tmp_path) is not None:
         pytest.skip("the temporary folder is inside a git repository")

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.trust.record import Approval, FileState, RecordError, Store, record_dir, state_root
+from sidecar_gen.trust.record import (
+    Approval,
+    ApprovalStore,
+    FileState,
+    RecordError,
+    record_dir,
+    state_root,
+)
 
 
 def test_state_root_follows_xdg_and_ignores_a_relative_value(tmp_path: Path) -> None:
@@ -46,7 +53,7 @@ def _approval(project: Path) -> Approval:
 def test_save_and_load_round_trip_with_private_permissions(tmp_path: Path) -> None:
     project = tmp_path / "p"
     project.mkdir()
-    store = Store(tmp_path / "state" / "claude-sidecar")
+    store = ApprovalStore(tmp_path / "state" / "claude-sidecar")
     assert store.load(project) is None
     path = store.save(_approval(project))
     loaded = store.load(project)
@@ -67,7 +74,7 @@ def test_save_and_load_round_trip_with_private_permissions(tmp_path: Path) -> No
 def test_digests_are_keyed(tmp_path: Path) -> None:
     import hashlib
 
-    one, two = Store(tmp_path / "a"), Store(tmp_path / "b")
+    one, two = ApprovalStore(tmp_path / "a"), ApprovalStore(tmp_path / "b")
     assert one.digest(b"hunter2") == one.digest(b"hunter2")
     assert one.digest(b"hunter2") != two.digest(b"hunter2")
     assert hashlib.sha256(b"hunter2").hexdigest() not in one.digest(b"hunter2")
@@ -78,21 +85,21 @@ def test_a_state_folder_others_can_write_is_refused(tmp_path: Path) -> None:
     root.mkdir(parents=True)
     root.chmod(0o777)
     with pytest.raises(RecordError, match="writable by other users"):
-        Store(root).load(tmp_path)
+        ApprovalStore(root).load(tmp_path)
 
 
 def test_a_state_folder_others_can_read_is_tightened(tmp_path: Path) -> None:
     root = tmp_path / "state" / "claude-sidecar"
     root.mkdir(parents=True)
     root.chmod(0o755)
-    Store(root).load(tmp_path)
+    ApprovalStore(root).load(tmp_path)
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
 
 
 def test_a_record_others_can_write_is_refused(tmp_path: Path) -> None:
     project = tmp_path / "p"
     project.mkdir()
-    store = Store(tmp_path / "state")
+    store = ApprovalStore(tmp_path / "state")
     path = store.save(_approval(project))
     os.chmod(path, 0o666)
     with pytest.raises(RecordError, match="refusing to use it"):
@@ -102,7 +109,7 @@ def test_a_record_others_can_write_is_refused(tmp_path: Path) -> None:
 def test_a_broken_record_says_how_to_recover(tmp_path: Path) -> None:
     project = tmp_path / "p"
     project.mkdir()
-    store = Store(tmp_path / "state")
+    store = ApprovalStore(tmp_path / "state")
     path = store.save(_approval(project))
     path.write_text('{"format": 99}')
     with pytest.raises(RecordError, match="run `sidecar trust` again"):

@@ -1,4 +1,4 @@
-"""Which values the approval keeps in clear (issue 20, finding 3): secrets by their name only,
+"""Which values the approval keeps in clear: secrets by their name only,
 approvals of the previous version still load, `--show-values` reveals the secrets on request."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.trust.compare import Comparison, compare
-from sidecar_gen.trust.record import Approval, FileState, Store
+from sidecar_gen.trust.record import Approval, ApprovalStore, FileState
 from sidecar_gen.trust.secrets import is_secret
 from sidecar_gen.trust.snapshot import take_snapshot
 
@@ -54,12 +54,12 @@ def test_the_name_rule(name: str | None, secret: bool) -> None:
     assert is_secret(name) is secret
 
 
-def _now(target: ComposeTarget, store: Store) -> Comparison:
+def _now(target: ComposeTarget, store: ApprovalStore) -> Comparison:
     return compare(store.load(target.directory), take_snapshot(target, store))
 
 
 def test_values_that_are_not_secrets_are_stored_and_shown_in_clear(ids_project: ComposeTarget,
-                                                                   store: Store) -> None:
+                                                                   store: ApprovalStore) -> None:
     store.save(take_snapshot(ids_project, store).approval())
     record = next(store.root.glob("projects/*/approval.json")).read_text()
     doc = json.loads(record)
@@ -83,7 +83,7 @@ def test_values_that_are_not_secrets_are_stored_and_shown_in_clear(ids_project: 
 
 
 def test_show_values_reveals_the_secrets_now_and_only_on_request(ids_project: ComposeTarget,
-                                                                 store: Store) -> None:
+                                                                 store: ApprovalStore) -> None:
     store.save(take_snapshot(ids_project, store).approval())
     (ids_project.directory / ".env").write_text("PUID=1000\nPGID=1001\nAPI_TOKEN=tok-new\x1b[2J\n")
     result = _now(ids_project, store)
@@ -96,7 +96,7 @@ def test_show_values_reveals_the_secrets_now_and_only_on_request(ids_project: Co
     assert "tok-old" not in shown  # the approved value was never stored: only its digest
 
 
-def _as_the_previous_version_stored_it(approval: Approval, store: Store) -> Approval:
+def _as_the_previous_version_stored_it(approval: Approval, store: ApprovalStore) -> Approval:
     """The record format 1 as written before the name rule: every environment and build-arg
     value a digest, every `.env` value but COMPOSE_* a 24-character digest."""
     def digest(value: object) -> str:
@@ -125,7 +125,7 @@ def _as_the_previous_version_stored_it(approval: Approval, store: Store) -> Appr
 
 
 def test_an_approval_of_the_previous_version_still_matches(ids_project: ComposeTarget,
-                                                           store: Store) -> None:
+                                                           store: ApprovalStore) -> None:
     current = take_snapshot(ids_project, store).approval()
     old = _as_the_previous_version_stored_it(current, store)
     assert old.model != current.model  # PUID as a digest
@@ -145,7 +145,7 @@ def test_an_approval_of_the_previous_version_still_matches(ids_project: ComposeT
     assert not any(line.startswith(("-PGID", "+PGID", "-API_TOKEN")) for line in lines)
 
 
-def test_old_records_load_from_disk(ids_project: ComposeTarget, store: Store,
+def test_old_records_load_from_disk(ids_project: ComposeTarget, store: ApprovalStore,
                                     tmp_path: Path) -> None:
     """The record file itself, as the previous version wrote it, is read (format 1)."""
     old = _as_the_previous_version_stored_it(take_snapshot(ids_project, store).approval(),

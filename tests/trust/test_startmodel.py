@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from sidecar_gen.composecli import ResolvedModel
+from sidecar_gen.compose.cli import ResolvedModel
 from sidecar_gen.trust.startmodel import read_only_git, started_model
 
 PROTECT = ["/p/.git/config", "/p/.git/hooks", "/p/.git/info"]

@@ -10,7 +10,7 @@ from typing import Any
 from conftest import unique_name
 from images import BUSYBOX_IMAGE
 
-from sidecar_gen.composecli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.trust import actions
 
 SIDECAR = str(Path(sys.executable).parent / "sidecar")
@@ -60,7 +60,7 @@ def test_a_build_at_start_uses_the_checked_dockerfile(target: ComposeTarget,
         with actions.locked(target) as store:
             check = actions.check_project(target, store, render_notes=False)
 
-            def swap(_result: actions.UpResult) -> None:
+            def swap(_result: actions.StackUp) -> None:
                 dockerfile.write_text(f"FROM {BUSYBOX_IMAGE}\nRUN echo swapped > /which\n")
 
             result = actions.start(check, ["built"], docker_client, before_compose=swap)
