@@ -300,16 +300,17 @@ def test_a_negative_exit_code_is_the_signal_it_names(make_container: Any, raw: i
                                                       code: int) -> None:
     """Some engines report a process killed by signal N as exit code -N (the Go runtime's
     raw status): the verdict is 128+N, as a shell says, never the low byte (-15 & 0xFF = 241)."""
-    from sidecar_gen.runtime import dispatch, engine, session
-    from sidecar_gen.runtime.plan import Plan
+    from sidecar_gen.runtime import dispatch, engine, terminal
+    from sidecar_gen.runtime.contract import Route
+    from sidecar_gen.runtime.plan import ExecPlan
     from sidecar_gen.runtime.transport import parse_host
 
     running = make_container()
-    plan = Plan(name="nap", argv=("nap",), container=running.name, ref=running.id,
-                service="app", user=None, workdir="/", env=(), token="0" * 32, tty=False,
-                stdin=False, timeout=None, endpoint=parse_host(None))
+    plan = ExecPlan(name="nap", route=Route("app", ("nap",)), argv=("nap",),
+                    container=running.name, ref=running.id, user=None, workdir="/", env=(),
+                    token="0" * 32, tty=False, stdin=False, endpoint=parse_host(None))
     state = engine.ExecState(running=False, exit_code=raw, pid=4321)
-    assert dispatch.verdict(plan, state, session.Output(None, b"")) == code
+    assert dispatch.verdict(plan, state, terminal.Output(None, b"")) == code
 
 
 @pytest.mark.parametrize("how", ["kill", "remove"])
