@@ -10,6 +10,11 @@ CLI turns into exit 128+N.
 
 A child may run as another user (`Identity`): as root, sidecar runs git as the owner of the
 project folder (git refuses another owner's repository, and what it writes is that owner's).
+
+A child that is not captured (compose's progress during `sidecar up`) still does not write to
+the terminal itself: its output is relayed line by line, escaped (`runtime.escape`), as it
+comes. Compose prints service names and, when it builds, a build's output: text the agent can
+shape must not move the cursor under the user's eyes.
 """
 
 from __future__ import annotations
@@ -18,14 +23,17 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import IO, TextIO
 
 from sidecar_gen.errors import ExitCode, Interrupted, SidecarError
+from sidecar_gen.runtime.escape import escape
 
 # Seconds, per kind of call. Builds run inside `compose up`: that limit is generous.
 LIMITS: dict[str, float] = {
@@ -158,7 +166,7 @@ class HostCommand:
     cwd: Path | None = None
     env: Mapping[str, str] | None = None
     input: str | None = None
-    capture: bool = True  # False: the child writes to our stdout and stderr
+    capture: bool = True  # False: its output is relayed, escaped, to our stdout and stderr
     identity: Identity | None = None
 
 
@@ -183,9 +191,8 @@ class Child:
                     list(call.argv), cwd=call.cwd,
                     env=None if call.env is None else dict(call.env),
                     stdin=subprocess.PIPE if call.input is not None else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE if call.capture else None,
-                    stderr=subprocess.PIPE if call.capture else None,
-                    text=True, process_group=0, **extra)  # type: ignore[call-overload]
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    errors="replace", process_group=0, **extra)  # type: ignore[call-overload]
             except OSError as exc:
                 _starting.pop()
                 _unwatch_signals()
@@ -203,8 +210,11 @@ class Child:
         if self._done is not None:
             return self._done
         try:
-            out, err = self.process.communicate(
-                self.call.input, timeout=max(0.0, self._deadline - time.monotonic()))
+            if self.call.capture:
+                out, err = self.process.communicate(
+                    self.call.input, timeout=max(0.0, self._deadline - time.monotonic()))
+            else:
+                out, err = self._relay()
         except subprocess.TimeoutExpired:
             self._stop()
             raise HostTimeoutError(self.call.what, self.call.kind, self.seconds) from None
@@ -215,6 +225,24 @@ class Child:
         self._done = subprocess.CompletedProcess(list(self.call.argv), self.process.returncode,
                                                  out or "", err or "")
         return self._done
+
+    def _relay(self) -> tuple[str, str]:
+        """Feed the input, relay both streams escaped while the child runs, and wait for it
+        within the limit (TimeoutExpired past it)."""
+        pumps = [threading.Thread(target=_pump, args=(source, sink), daemon=True)
+                 for source, sink in ((self.process.stdout, sys.stdout),
+                                      (self.process.stderr, sys.stderr)) if source is not None]
+        for pump in pumps:
+            pump.start()
+        if self.process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.write(self.call.input or "")
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
+        self.process.wait(timeout=max(0.0, self._deadline - time.monotonic()))
+        for pump in pumps:
+            pump.join(timeout=GRACE)
+        return "", ""
 
     def _stop(self) -> None:
         try:
@@ -233,6 +261,15 @@ class Child:
     def __exit__(self, *exc: object) -> None:
         if self._done is None and self.process.returncode is None:
             self._stop()
+
+
+def _pump(source: IO[str], sink: TextIO) -> None:
+    """Copy `source` to `sink` a line at a time, each line escaped (its line break kept)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in source:
+            body, newline = (line[:-1], "\n") if line.endswith("\n") else (line, "")
+            sink.write(escape(body) + newline)
+            sink.flush()
 
 
 def start(call: HostCommand) -> Child:

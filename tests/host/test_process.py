@@ -78,6 +78,20 @@ def test_output_input_and_status_of_a_command_within_its_limit() -> None:
     assert (done.returncode, done.stdout, done.stderr) == (3, "in\n", "err\n")
 
 
+def test_relayed_output_reaches_the_terminal_escaped_as_it_comes(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """A child whose output is not captured (compose's progress in `sidecar up`) never writes
+    to the terminal itself: each line arrives escaped, its line break kept, its input fed."""
+    script = (r"""read -r got; printf 'up\033[1A\033[2K%s\n' "$got"; """
+              r"""printf 'bidi\342\200\256\n' >&2""")
+    done = hostproc.run(hostproc.HostCommand(["sh", "-c", script], "compose-up", "compose",
+                                             input="hi\n", capture=False))
+    out, err = capfd.readouterr()
+    assert done.returncode == 0
+    assert out == "up\\x1b[1A\\x1b[2Khi\n"
+    assert err == "bidi\\u202e\n"
+
+
 def test_limits_come_from_the_environment_and_bad_values_are_one_line(
         monkeypatch: pytest.MonkeyPatch) -> None:
     assert hostproc.limit("compose-up") == hostproc.LIMITS["compose-up"]
