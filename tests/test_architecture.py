@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import subprocess
 import sys
 from pathlib import Path
 
@@ -246,6 +247,52 @@ def test_the_gates_engine_is_the_runtimes_client_and_its_healthcheck_stays_small
     assert imports_of("gate.health") - STDLIB <= {
         "sidecar_gen.runtime.transport", "sidecar_gen.runtime.errors",
         "sidecar_gen.runtime.httpclient"}
+
+
+# The broker's own rules: it ships in the image's runtime venv, so it imports the standard
+# library, h11 and a few pieces of this package (errors, file reading, the gate's HTTP head
+# checks, listener and clock; the runtime's small client for its healthcheck), never the docker
+# SDK or typer; its decisions and stream readers do no I/O.
+BROKER_MAY_IMPORT = {"sidecar_gen.errors", "sidecar_gen.fsutil", "sidecar_gen.gate.http",
+                     "sidecar_gen.gate.server", "sidecar_gen.gate.audit",
+                     "sidecar_gen.runtime.transport", "sidecar_gen.runtime.errors",
+                     "sidecar_gen.runtime.httpclient"}
+BROKER_DECISIONS = ("broker.target", "broker.endpoints", "broker.decide", "broker.redact",
+                    "broker.usage", "broker.origin")
+BROKER_IO = {"socket", "_socket", "ssl", "select", "selectors", "threading", "subprocess",
+             "time", "signal", "sidecar_gen.broker.server", "sidecar_gen.broker.exchange",
+             "sidecar_gen.broker.upstream", "sidecar_gen.broker.http"}
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("broker")))
+def test_the_broker_imports_the_stdlib_h11_and_little_else(module: str) -> None:
+    for name in imports_of(module):
+        if name.startswith("sidecar_gen.broker") or name == "__future__":
+            continue
+        if name.split(".")[0] == "sidecar_gen":
+            assert name in BROKER_MAY_IMPORT, (module, name)
+        else:
+            assert name.split(".")[0] in STDLIB | {"h11"}, (module, name)
+
+
+@pytest.mark.parametrize("module", BROKER_DECISIONS)
+def test_the_brokers_decisions_and_readers_do_no_io(module: str) -> None:
+    assert not imports_of(module) & BROKER_IO, module
+
+
+def test_the_running_broker_loads_no_host_side_library() -> None:
+    code = ("import sys, sidecar_gen.broker.service; "
+            "print(sorted(m for m in ('docker', 'typer', 'ruamel', 'jinja2', 'jsonschema') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_brokers_healthcheck_stays_small() -> None:
+    assert {n for n in imports_of("broker.health") if n.startswith("sidecar_gen")} == {
+        "sidecar_gen.broker.endpoints", "sidecar_gen.runtime.transport",
+        "sidecar_gen.runtime.errors", "sidecar_gen.runtime.httpclient"}
 
 
 # Programs that run elsewhere as program text (`python3 -I -c`): the standard library only,
