@@ -100,8 +100,12 @@ def _require_cli() -> None:
 
 def first_error(stderr: str) -> str:
     """The line of compose's stderr that says why it failed (the last one that is not a
-    warning: compose logs `level=warning` lines before its error)."""
+    warning: compose logs `level=warning` lines before its error; when the docker CLI has no
+    compose plugin, its own line, not the `See 'docker --help'` after it)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    missing = [line for line in lines if _no_plugin(line)]
+    if missing:
+        return missing[0]
     errors = [line for line in lines if "level=warning" not in line]
     return (errors or lines or ["no output"])[-1]
 
