@@ -96,7 +96,7 @@ def init(
         ours = f", {len(project.sidecar_services)} of the sidecar's own left out" if \
             project.sidecar_services else ""
         say(f"read {proposal.files} (project {project.name}, "
-            f"{len(project.services)} services{ours}, via {via})")
+            f"{_count(len(project.services), 'service')}{ours}, via {via})")
         if proposal.probed:
             say(f"asked the running containers of {', '.join(proposal.probed)} "
                 "which programs they have")

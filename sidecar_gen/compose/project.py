@@ -271,7 +271,7 @@ def read_cli(setup: ComposeSetup, explicit: bool) -> tuple[dict[str, Any] | None
         if exc.missing:
             # The docker CLI runs but finds no compose plugin for this user (another HOME, a
             # plugin installed for root only): say so in compose's words, then read the files.
-            reason += " (no Docker Compose v2 plugin for this user)"
+            reason = f"docker has no compose command for this user ({reason})"
         return None, reason if len(reason) <= 300 else reason[:297] + "..."
     except SidecarError as exc:
         return None, exc.message

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import unavailable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -241,6 +242,34 @@ def test_cli_failure_is_explained_and_our_reader_answers_alike(tmp_path: Path,
     cli = runner.invoke(app, ["init", "--dir", str(tmp_path), "--force", "--no-probe"])
     assert cli.exit_code == 0
     assert cli.output.splitlines()[0].startswith("docker compose config failed: ")
+
+
+PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+               "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+
+
+def test_a_docker_cli_without_the_compose_plugin_says_so_in_its_words(
+        tmp_path: Path, compose_cli: list[str], sidecar_cli: list[str]) -> None:
+    # The real docker CLI, in a mount namespace where every plugin folder is empty: what a user
+    # whose HOME has no plugin (and a machine without the system one) runs.
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        unavailable("hiding the compose plugin needs unshare and root")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "compose.yaml").write_text("services:\n  app:\n    image: php:8.3\n")
+    hide = "; ".join(f"mount --bind {empty} {d}" for d in PLUGIN_DIRS if os.path.isdir(d))
+    script = f"{hide}; exec \"$@\""
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *sidecar_cli, "init",
+                           "--dir", str(tmp_path), "--no-probe"],
+                          env=clean_env(tmp_path), capture_output=True, text=True)
+    if done.returncode != 0 and "mount" in done.stderr:
+        unavailable(f"no mount namespace here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("docker compose config failed: docker has no compose command for "
+                            "this user ("), first
+    assert "docker --help" not in first
+    assert set(routes(tmp_path)) == {"php"}  # our reader answered
 
 
 def test_both_readers_refuse_what_compose_refuses(tmp_path: Path, mode: str) -> None:
