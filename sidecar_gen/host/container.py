@@ -63,6 +63,11 @@ class PathStat:
         return bool(self.mode & _MODE_SYMLINK)
 
     @property
+    def is_dir(self) -> bool:
+        """A directory."""
+        return bool(self.mode & _MODE_DIR)
+
+    @property
     def runnable(self) -> bool:
         """A regular file with an execute bit."""
         return not self.mode & _MODE_TYPE and bool(self.mode & 0o111)

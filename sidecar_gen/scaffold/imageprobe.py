@@ -4,9 +4,10 @@ A service's image (its `image:`, else the one compose builds for it, `<project>-
 that exists locally is read without starting anything: a container is created from it (an
 entrypoint that does not exist, no network), each program of init's catalogue is looked for on
 the image's `PATH` with the engine's stat (`host.container.find_program`, links followed by the
-engine), and the container is removed with its anonymous volumes. Only catalogue names can come
-back. No engine, no such image, or any engine failure: no answer, and init falls back to what
-it reads and knows. The whole look is bounded in time (`SECONDS`).
+engine; a package manager only where its interpreter is: `REQUIRES`), and the container is
+removed with its anonymous volumes. Only catalogue names can come back. No engine, no such
+image, or any engine failure: no answer, and init falls back to what it reads and knows. The
+whole look is bounded in time (`SECONDS`).
 """
 
 from __future__ import annotations
@@ -14,18 +15,27 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from sidecar_gen.compose.project import ComposeProject, Service
-from sidecar_gen.host.container import Deadline, PeekError, container_path, find_program
+from sidecar_gen.host.container import (
+    Deadline,
+    PeekError,
+    container_path,
+    find_program,
+    stat_path,
+)
 from sidecar_gen.host.engine import client_for, find_endpoint
 from sidecar_gen.runtime.contract import ROLE_IMAGE_PROBE, ROLE_LABEL
+from sidecar_gen.scaffold.programs import REQUIRES
 
 if TYPE_CHECKING:
     from docker import DockerClient
 
 SECONDS = 30  # for every image of the project together
 ENGINE_TIMEOUT = 15
+WORKERS = 8  # stats in flight at once (the SDK's connection pool holds 10)
 MAX_PATH_DIRS = 16  # an image's PATH is a handful of folders; more is not looked through
 NEVER_RUN = "/sidecar-init-probe-never-started"  # the entrypoint: nothing to run, if started
 
@@ -45,8 +55,8 @@ def _programs(client: DockerClient, image: str, candidates: tuple[str, ...],
         config = client.images.get(image).attrs.get("Config") or {}
     except Exception:  # no such image here, or no engine: nothing to read
         return None
-    folders = container_path(config).split(":")[:MAX_PATH_DIRS]
-    search = ":".join(f for f in folders if f.startswith("/") and len(f) < 256)
+    listed = container_path(config).split(":")[:MAX_PATH_DIRS]
+    search = ":".join(f for f in listed if f.startswith("/") and len(f) < 256)
     name = f"sidecar-init-probe-{secrets.token_hex(6)}"
     try:
         created = client.api.create_container(
@@ -57,15 +67,43 @@ def _programs(client: DockerClient, image: str, candidates: tuple[str, ...],
         return None
     container_id = str(created.get("Id"))
     try:
-        found = {p for p in candidates if not deadline.expired
-                 and find_program(client, container_id, p, search_path=search, workdir="/",
-                                  deadline=deadline)}
+        # Every stat of a created container costs the engine a mount of its file system: look
+        # only in the PATH's folders that exist, each once (`/bin` is often `/usr/bin`), and a
+        # few stats at a time.
+        folders = _folders(client, container_id, search, deadline)
+
+        def present(program: str) -> bool:
+            return not deadline.expired and find_program(
+                client, container_id, program, search_path=folders, workdir="/",
+                deadline=deadline) is not None
+
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            # Interpreters first; a package manager only where its interpreter is.
+            first = [p for p in candidates if REQUIRES.get(p) not in candidates]
+            found = {p for p, there in zip(first, pool.map(present, first), strict=True)
+                     if there}
+            then = [p for p in candidates if p not in first and REQUIRES[p] in found]
+            found |= {p for p, there in zip(then, pool.map(present, then), strict=True)
+                      if there}
     except PeekError:
         return None
     finally:
         with contextlib.suppress(Exception):
             client.api.remove_container(container_id, v=True, force=True)
     return None if deadline.expired else frozenset(found)
+
+
+def _folders(client: DockerClient, container_id: str, search: str, deadline: Deadline) -> str:
+    """The PATH's folders that exist in the container, links resolved, each once, in order."""
+    seen: list[str] = []
+    for listed in search.split(":"):
+        folder, found = listed, stat_path(client, container_id, listed, deadline)
+        if found is not None and found.is_link and found.link_target.startswith("/"):
+            folder = found.link_target
+            found = stat_path(client, container_id, folder, deadline)
+        if found is not None and found.is_dir and folder not in seen:
+            seen.append(folder)
+    return ":".join(seen)
 
 
 def probe_images(project: ComposeProject, services: Iterable[str], candidates: Iterable[str],

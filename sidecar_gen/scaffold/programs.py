@@ -237,6 +237,14 @@ def runtime_only(image: str | None) -> str | None:
     return None
 
 
+# What a program cannot run without (a package manager its interpreter): where that is absent,
+# it need not be looked for (`imageprobe`).
+REQUIRES = {"composer": "php", "drush": "php", "wp": "php", "npm": "node", "npx": "node",
+            "yarn": "node", "pnpm": "node", "bunx": "bun", "pip": "python", "pytest": "python",
+            "poetry": "python", "gem": "ruby", "bundle": "ruby", "rails": "ruby", "rake": "ruby",
+            "gofmt": "go", "mvn": "java", "gradle": "java", "mix": "elixir", "iex": "elixir",
+            "pg_dump": "psql", "mysqldump": "mysql", "mariadb-dump": "mariadb"}
+
 # What a program implies: the package manager ships with (or cannot run without) its toolchain.
 _IMPLIES = {"npm": ("node", "npx"), "npx": ("node",), "yarn": ("node",), "pnpm": ("node",),
             "composer": ("php",), "drush": ("php",), "wp": ("php",), "pip": ("python",),
