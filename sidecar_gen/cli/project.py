@@ -23,6 +23,14 @@ def schema() -> None:
     typer.echo(schema_text(), nl=False)
 
 
+# init and validate read the same compose files the same way: one flag for both.
+ComposeFiles = Annotated[list[Path] | None, typer.Option(
+    help="Compose file to read, like `docker compose -f` (repeatable; give validate the ones "
+         "init was given) [default: the files docker compose reads in the project directory: "
+         "COMPOSE_FILE, else compose.yaml (or compose.yml, docker-compose.yml, "
+         "docker-compose.yaml) and its override file].", show_default=False)]
+
+
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
 
@@ -40,11 +48,7 @@ def validate(
     output_format: Annotated[str, typer.Option(
         "--format", "-f", help=f"Output format: {', '.join(REPORTER_BY_NAME)}.",
         callback=_known_format, autocompletion=lambda: list(REPORTER_BY_NAME))] = "text",
-    compose: Annotated[list[Path] | None, typer.Option(
-        help="Compose file whose services and container names commands may use, like "
-             "`docker compose -f` and `sidecar init --compose` (repeatable) [default: the "
-             "files docker compose reads in the project directory: COMPOSE_FILE, else "
-             "compose.yaml and its override file].", show_default=False)] = None,
+    compose: ComposeFiles = None,
     strict: Annotated[bool, typer.Option(help="Fail on warnings too.")] = False,
 ) -> None:
     """Check bridge.yaml against the schema and the semantic rules.
@@ -68,11 +72,7 @@ def validate(
 def init(
     directory: Annotated[Path, typer.Option("--dir", "-C", help="Project directory.",
                                             file_okay=False)] = Path("."),
-    compose: Annotated[list[Path] | None, typer.Option(
-        help="Compose file to read, like `docker compose -f` (repeatable) [default: the files "
-             "docker compose reads in the project directory: COMPOSE_FILE, else compose.yaml "
-             "(or compose.yml, docker-compose.yml, docker-compose.yaml) and its override "
-             "file].", show_default=False)] = None,
+    compose: ComposeFiles = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
     probe: Annotated[bool, typer.Option(
         help="Ask the project's running containers which programs they have.")] = True,

@@ -272,7 +272,7 @@ def launched(argv: Sequence[str], depth: int = 0) -> tuple[str, ...]:
         if depth > 3:
             return ()
         found: set[str] = set()
-        for command in _commands(script):
+        for command in script_commands(script):
             found.update(launched(command, depth + 1))
         return in_order(found)
     first = posixpath.basename(words[0])
@@ -295,7 +295,7 @@ def shell_script(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _commands(script: str) -> list[list[str]]:
+def script_commands(script: str) -> list[list[str]]:
     """The simple commands of a `sh -c` script (`a && b; c | d`), as words."""
     out: list[list[str]] = []
     for part in _SEPARATORS.split(script):

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import posixpath
 import re
-import shlex
 from collections.abc import Iterable, Sequence
 
 from sidecar_gen.compose.project import Service
-from sidecar_gen.scaffold.programs import TOOLCHAIN_OF, launched, shell_script
+from sidecar_gen.scaffold.programs import TOOLCHAIN_OF, launched, script_commands, shell_script
 
 # Restart policies under which compose keeps a service running: it is meant to stay up.
 _KEPT_RUNNING = frozenset({"always", "unless-stopped"})
@@ -56,7 +55,6 @@ _WRITES = {
 OUTPUT_FOLDERS = frozenset({"dist", "build", "out", "target", "node_modules", "vendor",
                             "coverage", ".next", ".nuxt", "_build", "deps", "bin", "obj",
                             "tmp", "log", "logs", "data", ".cache", "public"})
-_SEPARATORS = re.compile(r"&&|\|\||[;|\n]")
 # App servers and workers: the toolchain a start command runs when it names no catalogue
 # program itself (`gunicorn app:app` runs Python, `puma` Ruby).
 _RUNS = {"gunicorn": "python", "uvicorn": "python", "celery": "python", "daphne": "python",
@@ -78,15 +76,7 @@ def _commands(argv: Sequence[str]) -> list[list[str]]:
     words = list(argv)
     script = shell_script(words)
     if script is not None:
-        out = []
-        for part in _SEPARATORS.split(script):
-            try:
-                split = shlex.split(part)
-            except ValueError:
-                split = part.split()
-            if split:
-                out.append(split)
-        return out
+        return script_commands(script)
     return [words] if words else []
 
 
