@@ -222,6 +222,9 @@ def plan_render(directory: Path, *, config: Path | None = None, force: bool = Fa
     from sidecar_gen.config import load_bridge
 
     bridge = load_bridge(config_path, project.names() if project else None)
+    if not bridge.commands:
+        result.notes.append(f"{config_path.name} routes no command: Claude gets its own "
+                            "firewalled container, and every command runs there")
     sidecar_dir = config_path.parent
     result.changes = [
         plan_generated(sidecar_dir / GENERATED_COMPOSE,

@@ -266,12 +266,24 @@ def test_collisions_and_invalid_bridge(tmp_path: Path) -> None:
     root = project(tmp_path, compose="services:\n  claude:\n    image: x\n")
     with pytest.raises(RenderError, match="claude"):
         run_render(root)
-    other = project(tmp_path / "b", bridge='version: "1"\ncommands: {}\n')
+    other = project(tmp_path / "b", bridge='version: "1"\ncommands: []\n')
     with pytest.raises(ConfigError):
         run_render(other)
     result = runner.invoke(app, ["render", "--dir", str(other)])
     assert result.exit_code == 1
     assert result.output.startswith("sidecar: error:")
+
+
+def test_a_bridge_that_routes_nothing_renders_claude_alone_with_a_note(tmp_path: Path) -> None:
+    # What init writes for a project with no program it knows: the first run must not fail.
+    root = project(tmp_path, bridge='version: "1"\ncommands: {}\n')
+    result = run_render(root)
+    assert result.notes == ["bridge.yaml routes no command: Claude gets its own firewalled "
+                            "container, and every command runs there"]
+    generated = (root / ".sidecar" / "compose.yml").read_text()
+    assert "  claude:\n" in generated and "  sidecar-gate:\n" in generated
+    cli = runner.invoke(app, ["render", "--dir", str(root), "--check"])
+    assert cli.exit_code == 0, cli.output
 
 
 @pytest.mark.parametrize("example", ["laravel", "node-app", "go-service"])

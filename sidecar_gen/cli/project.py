@@ -23,6 +23,18 @@ def schema() -> None:
     typer.echo(schema_text(), nl=False)
 
 
+# init and validate read the same compose files the same way: one flag for both.
+ComposeFiles = Annotated[list[Path] | None, typer.Option(
+    help="Compose file to read, like `docker compose -f` (repeatable; give validate the ones "
+         "init was given) [default: the files docker compose reads in the project directory: "
+         "COMPOSE_FILE, else compose.yaml (or compose.yml, docker-compose.yml, "
+         "docker-compose.yaml) and its override file].", show_default=False)]
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 # The reporters' registry is the list of formats: a new reporter is a new choice.
 _known_format = one_of(lambda: REPORTER_BY_NAME)
 
@@ -36,9 +48,7 @@ def validate(
     output_format: Annotated[str, typer.Option(
         "--format", "-f", help=f"Output format: {', '.join(REPORTER_BY_NAME)}.",
         callback=_known_format, autocompletion=lambda: list(REPORTER_BY_NAME))] = "text",
-    compose: Annotated[Path | None, typer.Option(
-        help="Compose file whose services and container names commands may use "
-             "[default: the one next to the project, if any].")] = None,
+    compose: ComposeFiles = None,
     strict: Annotated[bool, typer.Option(help="Fail on warnings too.")] = False,
 ) -> None:
     """Check bridge.yaml against the schema and the semantic rules.
@@ -47,7 +57,7 @@ def validate(
     """
     from sidecar_gen.validate.check import CheckOptions, run_check
 
-    options = CheckOptions(files=list(files or []), compose=compose, strict=strict)
+    options = CheckOptions(files=list(files or []), compose=tuple(compose or ()), strict=strict)
     result = run_check(options)
     out = REPORTER_BY_NAME[output_format](result.report.findings, result.report.files,
                                           color=use_color())
@@ -62,11 +72,7 @@ def validate(
 def init(
     directory: Annotated[Path, typer.Option("--dir", "-C", help="Project directory.",
                                             file_okay=False)] = Path("."),
-    compose: Annotated[list[Path] | None, typer.Option(
-        help="Compose file to read, like `docker compose -f` (repeatable) [default: the files "
-             "docker compose reads in the project directory: COMPOSE_FILE, else compose.yaml "
-             "(or compose.yml, docker-compose.yml, docker-compose.yaml) and its override "
-             "file].", show_default=False)] = None,
+    compose: ComposeFiles = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
     probe: Annotated[bool, typer.Option(
         help="Ask the project's running containers which programs they have.")] = True,
@@ -90,12 +96,16 @@ def init(
         ours = f", {len(project.sidecar_services)} of the sidecar's own left out" if \
             project.sidecar_services else ""
         say(f"read {proposal.files} (project {project.name}, "
-            f"{len(project.services)} services{ours}, via {via})")
+            f"{_count(len(project.services), 'service')}{ours}, via {via})")
         if proposal.probed:
             say(f"asked the running containers of {', '.join(proposal.probed)} "
                 "which programs they have")
-        typer.echo(f"proposed {len(proposal.commands)} commands; "
-                   f"{len(proposal.unknown)} services without a known program")
+        if proposal.imaged:
+            say(f"read the images on this machine of {', '.join(proposal.imaged)} "
+                "(no container started)")
+        unknown = sum(len(u.names) for u in proposal.unknown)
+        typer.echo(f"proposed {_count(len(proposal.commands), 'command')}; "
+                   f"{_count(unknown, 'service')} without a known program")
     for item in result.files:
         status = str(item.status) + (f" ({item.reason})" if item.reason else "")
         say(f"{status:<10} {item.path}")

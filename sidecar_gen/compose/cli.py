@@ -100,14 +100,21 @@ def _require_cli() -> None:
 
 def first_error(stderr: str) -> str:
     """The line of compose's stderr that says why it failed (the last one that is not a
-    warning: compose logs `level=warning` lines before its error)."""
+    warning: compose logs `level=warning` lines before its error). When the docker CLI itself
+    answered (no compose plugin), its first line: the `See 'docker --help'` after it says
+    nothing."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if _no_plugin(stderr) and lines:
+        return lines[0]
     errors = [line for line in lines if "level=warning" not in line]
     return (errors or lines or ["no output"])[-1]
 
 
 def _no_plugin(stderr: str) -> bool:
-    return "is not a docker command" in stderr or "unknown command" in stderr
+    # Without the plugin, `compose` is no command of the docker CLI: it says so, or (20.10 and
+    # later) its own parser refuses compose's first flag and prints docker's usage.
+    return any(sign in stderr for sign in ("is not a docker command", "unknown command",
+                                           "Usage:  docker [OPTIONS] COMMAND"))
 
 
 def start_version(target: ComposeTarget) -> hostproc.Child | None:

@@ -107,6 +107,10 @@ class Service:
     user: str | None = None
     launch: tuple[tuple[str, ...], ...] = ()  # its `entrypoint` and `command`, as argv
     depends_on: tuple[str, ...] = ()
+    # The services it starts only after they ran to completion (`condition:
+    # service_completed_successfully`): one-shot steps such as migrations.
+    awaits: tuple[str, ...] = ()
+    restart: str | None = None  # compose's `restart` policy, as written
     synced: tuple[Bind, ...] = ()  # folders `docker compose watch` copies in (one way)
     publishes: bool = False  # it has `ports:` (what people reach: the app, not its workers)
 
@@ -185,6 +189,9 @@ def _service(name: str, spec: Mapping[str, Any]) -> Service:
     raw_labels = spec.get("labels")
     labels: dict[str, Any] = raw_labels if isinstance(raw_labels, dict) else {}
     image = spec.get("image")
+    raw_depends = spec.get("depends_on")
+    depends: dict[str, Any] = raw_depends if isinstance(raw_depends, dict) else \
+        dict.fromkeys(raw_depends, None) if isinstance(raw_depends, list) else {}
     return Service(
         name=name,
         image=str(image) if image else None,
@@ -197,8 +204,11 @@ def _service(name: str, spec: Mapping[str, Any]) -> Service:
         user=str(spec["user"]) if spec.get("user") is not None else None,
         synced=_synced(spec.get("develop")),
         publishes=bool(spec.get("ports")),
-        depends_on=tuple(sorted(str(d) for d in spec.get("depends_on") or ()
-                                if isinstance(spec.get("depends_on"), list | dict))),
+        depends_on=tuple(sorted(map(str, depends))),
+        awaits=tuple(sorted(str(name) for name, how in depends.items()
+                            if isinstance(how, dict)
+                            and how.get("condition") == "service_completed_successfully")),
+        restart=str(spec["restart"]) if spec.get("restart") is not None else None,
         launch=tuple(argv for argv in (_argv(spec.get("entrypoint")), _argv(spec.get("command")))
                      if argv),
     )
@@ -247,8 +257,8 @@ def project_from_model(model: Mapping[str, Any], setup: ComposeSetup, *, via_cli
 # --- the two readers ----------------------------------------------------------------------------
 
 def read_cli(setup: ComposeSetup, explicit: bool) -> tuple[dict[str, Any] | None, str | None]:
-    """(`docker compose config`'s model, None) or (None, why not); (None, None) without a CLI
-    or its compose plugin. The one runner (`cli.resolve_model`) asks compose."""
+    """(`docker compose config`'s model, None) or (None, why not); (None, None) without a
+    docker CLI. The one runner (`cli.resolve_model`) asks compose."""
     if shutil.which("docker") is None:
         return None, None
     check_bounds(setup.files)  # an alias bomb would keep compose busy for many minutes
@@ -257,9 +267,11 @@ def read_cli(setup: ComposeSetup, explicit: bool) -> tuple[dict[str, Any] | None
     try:
         model = resolve_model(target)
     except ComposeError as exc:
-        if exc.missing:
-            return None, None  # Docker without the compose plugin: nothing to compare against
         reason = exc.reason
+        if exc.missing:
+            # The docker CLI runs but finds no compose plugin for this user (another HOME, a
+            # plugin installed for root only): say so in compose's words, then read the files.
+            reason = f"docker has no compose command for this user ({reason})"
         return None, reason if len(reason) <= 300 else reason[:297] + "..."
     except SidecarError as exc:
         return None, exc.message

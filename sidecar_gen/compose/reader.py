@@ -1,8 +1,8 @@
 """Our own reader of a compose project, for when `docker compose config` is not available.
 
 It builds the part of compose's resolved model that init and validate use (per service: image,
-build, container_name, working_dir, volumes, labels, profiles, depends_on, user, command,
-entrypoint, ports, develop), in the shape
+build, container_name, working_dir, volumes, labels, profiles, depends_on and its conditions,
+user, command, entrypoint, ports, develop, restart), in the shape
 `docker compose config --format json` prints it, following compose-go's rules: interpolation
 per file, `include` (each included project with its own folder and `.env`), `extends` (same
 file or another), override files merged in order (mappings merged, `volumes` by target,

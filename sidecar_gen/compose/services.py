@@ -1,11 +1,11 @@
 """A compose service in canonical form, and how override files merge into it.
 
 The shape `docker compose config --format json` prints (per service: image, build,
-container_name, working_dir, volumes, labels, profiles, depends_on, user, command, entrypoint,
-ports, develop), following compose-go's rules: relative paths resolved against the folder of
-the file that defines them, short syntaxes expanded, mappings merged, `volumes` by target,
-`labels` by key, `!reset` and `!override` (`RESET`, `Override`) honoured. Pure: `reader`
-reads the files.
+container_name, working_dir, volumes, labels, profiles, depends_on with its conditions, user,
+command, entrypoint, ports, develop, restart), following compose-go's rules: relative paths
+resolved against the folder of the file that defines them, short syntaxes expanded, mappings
+merged, `volumes` by target, `labels` by key, `!reset` and `!override` (`RESET`, `Override`)
+honoured. Pure: `reader` reads the files.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from sidecar_gen.errors import InputError
 
 _KEPT = ("image", "container_name", "working_dir", "user", "command", "entrypoint", "ports",
-         "develop")
+         "develop", "restart")
 
 
 class _Reset:
@@ -118,9 +118,12 @@ def _canonical(value: Any, key: str, base: Path, environ: Mapping[str, str]) -> 
         return [v for v in volumes if v is not None]
     if key == "labels":
         return _key_values(value)
-    if key == "depends_on":
-        names = value if isinstance(value, list) else list(value or {})
-        return [str(n) for n in names]
+    if key == "depends_on":  # name -> the condition compose waits for (as `config` prints it)
+        if isinstance(value, list):
+            return {str(n): {"condition": "service_started"} for n in value}
+        return {str(n): {"condition": str(spec.get("condition") or "service_started")
+                         if isinstance(spec, dict) else "service_started"}
+                for n, spec in (value or {}).items()}
     if key == "profiles":
         return [str(p) for p in value or []]
     if key == "develop":  # `docker compose watch`: only where it syncs files to matters here
@@ -143,6 +146,7 @@ _SHAPES: dict[str, tuple[type, ...]] = {
     "build": (str, dict), "volumes": (list,), "labels": (dict, list),
     "depends_on": (list, dict), "profiles": (list,), "extends": (str, dict),
     "command": (str, list), "entrypoint": (str, list), "ports": (list,), "develop": (dict,),
+    "restart": (str,),
 }
 _BUILD_SHAPES: dict[str, tuple[type, ...]] = {
     "context": (str,), "dockerfile": (str,), "dockerfile_inline": (str,), "target": (str,),
@@ -220,8 +224,10 @@ def merge_service(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str,
         elif key == "build":
             args = {**out[key].get("args", {}), **value.get("args", {})}
             out[key] = {**out[key], **value, **({"args": args} if args else {})}
-        elif key in ("profiles", "depends_on"):
+        elif key == "profiles":
             out[key] = list(dict.fromkeys([*out[key], *value]))
+        elif key == "depends_on":
+            out[key] = {**out[key], **value}
         else:
             out[key] = value
     return out

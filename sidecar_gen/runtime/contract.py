@@ -38,6 +38,8 @@ ROLE_VIEWER = "viewer"
 # Never targets, whatever bridge.yaml says: the gate holds the engine socket, the Claude and
 # viewer containers hold the agent's credentials and session history.
 PROTECTED_ROLES = frozenset({ROLE_CLAUDE, ROLE_GATE, ROLE_VIEWER})
+# A container `sidecar init` creates from an image to read it, and removes; it is never started.
+ROLE_IMAGE_PROBE = "image-probe"
 
 TTY_MODES = ("auto", "always", "never")
 STDIN_MODES = ("auto", "always", "never")

@@ -4,7 +4,9 @@ The image is the stage compose builds (`build.target`, else the last), which der
 earlier stages, from one external image (`FROM php:8.3-cli AS base`, `ARG`s and build args
 substituted); on top of it come the programs its `RUN` lines install (apt/apk/yum packages,
 `npm -g`, `pip`, `gem`, well-known installers such as getcomposer.org) and the ones it copies
-in from other images (`COPY --from=composer:2 /usr/bin/composer ...`).
+in from other images (`COPY --from=composer:2 /usr/bin/composer ...`), less what later lines
+remove (`apk del .build-deps` of a `--virtual` group, `apt-get purge`). Only that stage's chain
+counts: what an earlier build stage installs is not in the image.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ _SEPARATORS = re.compile(r"&&|\|\||[;|\n()]")
 _INSTALLERS = {  # package manager command -> the words that start an install
     "apt-get": ("install",), "apt": ("install",), "apk": ("add",), "yum": ("install",),
     "dnf": ("install",), "microdnf": ("install",), "zypper": ("install", "in"),
+}
+_REMOVERS = {  # package manager command -> the words that start a removal
+    "apt-get": ("remove", "purge"), "apt": ("remove", "purge"), "apk": ("del",),
+    "yum": ("remove", "erase"), "dnf": ("remove",), "microdnf": ("remove",),
+    "zypper": ("remove", "rm"),
 }
 # Distribution packages -> programs (Debian/Ubuntu, Alpine, Fedora names).
 _PACKAGES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = tuple(
@@ -69,6 +76,7 @@ class _Stage:
     runs: list[str] = field(default_factory=list)
     copied: set[str] = field(default_factory=set)
     workdir: str | None = None  # the last WORKDIR (relative ones joined), None: inherited
+    user: str | None = None  # the last USER, None: inherited
     entrypoint: list[str] | None = None  # None: inherited
     cmd: list[str] | None = None
 
@@ -82,6 +90,7 @@ class DockerfileFacts:
     stages: tuple[str, ...]  # the chain, e.g. ("php:8.3-cli", "base", "dev")
     workdir: str | None = None  # the image's working directory, when a WORKDIR sets it
     launch: tuple[tuple[str, ...], ...] = ()  # what the image starts with: ENTRYPOINT, CMD
+    user: str | None = None  # the image's user, when a USER sets it
 
 
 def _instructions(text: str) -> Iterator[tuple[str, str]]:
@@ -137,8 +146,17 @@ def _package_programs(package: str) -> tuple[str, ...]:
 
 
 def installed_by(run: str) -> set[str]:
-    """Programs one RUN instruction installs (from its words and well-known installer URLs)."""
+    """Programs one RUN instruction leaves installed (from its words and well-known installer
+    URLs; what it installs then removes again is not)."""
+    added, removed = package_changes(run, {})
+    return added - removed
+
+
+def package_changes(run: str, groups: dict[str, set[str]]) -> tuple[set[str], set[str]]:
+    """(programs installed, programs removed) by one RUN instruction, in that order. `groups`
+    holds apk's `--virtual` groups across instructions (name -> its programs)."""
     found: set[str] = set()
+    gone: set[str] = set()
     # A heredoc body is a shell script: its own line continuations join lines too.
     run = re.sub(r"\\[ \t]*\n", " ", run)
     lowered = run.lower()
@@ -157,8 +175,18 @@ def installed_by(run: str) -> set[str]:
         tool = words[0].rsplit("/", 1)[-1]
         rest = [w for w in words[1:] if not w.startswith("-")]
         if tool in _INSTALLERS and rest and rest[0] in _INSTALLERS[tool]:
+            group = _virtual_group(words) if tool == "apk" else None
+            packages = [p for p in rest[1:] if p != group]
+            adds = {p for package in packages for p in _package_programs(package)}
+            found |= adds
+            gone -= adds
+            if group:
+                groups[group] = adds
+        elif tool in _REMOVERS and rest and rest[0] in _REMOVERS[tool]:
             for package in rest[1:]:
-                found.update(_package_programs(package))
+                removes = set(groups.pop(package, ())) | set(_package_programs(package))
+                gone |= removes
+                found -= removes
         elif tool in ("pip", "pip3", "pipx") or (tool in ("python", "python3", "uv")
                                                   and "pip" in rest[:1]):
             packages = rest[rest.index("install") + 1:] if "install" in rest else []
@@ -171,7 +199,17 @@ def installed_by(run: str) -> set[str]:
         elif tool == "gem" and rest[:1] == ["install"]:
             found.update(_TOOL_PACKAGES["gem"].get(_package_name(p), "") for p in rest[1:])
     found.discard("")
-    return found
+    return found, gone
+
+
+def _virtual_group(words: list[str]) -> str | None:
+    """The name of `apk add --virtual NAME` (or `-t NAME`, `--virtual=NAME`)."""
+    for index, word in enumerate(words):
+        if word.startswith("--virtual="):
+            return word.partition("=")[2] or None
+        if word in ("--virtual", "-t") and index + 1 < len(words):
+            return words[index + 1]
+    return None
 
 
 def _package_name(spec: str) -> str:
@@ -234,6 +272,8 @@ def read_dockerfile(text: str, args: Mapping[str, str] | None = None,
             if path:
                 stages[-1].workdir = posixpath.normpath(posixpath.join(stages[-1].workdir or "/",
                                                                        path))
+        elif keyword == "USER" and stages:
+            stages[-1].user = substitute(rest.strip()) or rest.strip()
         elif keyword == "RUN" and stages:
             stages[-1].runs.append(substitute(rest) or rest)
         elif keyword in ("CMD", "ENTRYPOINT") and stages:
@@ -253,16 +293,19 @@ def _facts(stages: list[_Stage], target: str | None) -> DockerfileFacts:
     by_name = {s.name.lower(): s for s in stages if s.name}
     stage = by_name.get(target.lower(), stages[-1]) if target else stages[-1]
     chain: list[_Stage] = []
-    installed: set[str] = set()
     while True:
         chain.append(stage)
-        for run in stage.runs:
-            installed |= installed_by(run)
-        installed |= stage.copied
         parent = by_name.get(stage.base.lower())
         if parent is None or parent in chain:
             break
         stage = parent
+    installed: set[str] = set()
+    groups: dict[str, set[str]] = {}
+    for link in reversed(chain):  # base first: a later line removes what an earlier installed
+        for run in link.runs:
+            added, removed = package_changes(run, groups)
+            installed = (installed - removed) | added
+        installed |= link.copied
     runs = "\n".join(run for s in chain for run in s.runs).lower()
     if "node" in installed and "nodesource" in runs:
         installed |= {"npm", "npx"}  # NodeSource's nodejs package carries npm
@@ -272,7 +315,8 @@ def _facts(stages: list[_Stage], target: str | None) -> DockerfileFacts:
     return DockerfileFacts(base=chain[-1].base or None, installed=frozenset(installed),
                            stages=tuple(s.name or s.base for s in reversed(chain)),
                            workdir=workdir,
-                           launch=tuple(tuple(argv) for argv in (entrypoint, cmd) if argv))
+                           launch=tuple(tuple(argv) for argv in (entrypoint, cmd) if argv),
+                           user=next((s.user for s in chain if s.user), None))
 
 
 def _exec_form(arguments: str) -> list[str]:

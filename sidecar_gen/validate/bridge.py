@@ -261,6 +261,11 @@ def semantic_findings(loaded: Loaded, names: ProjectNames | None = None) -> Iter
         return position(data, parts, key=key)
 
     yield from container_findings(loaded, names)
+    if isinstance(doc.get("commands"), dict) and not commands:
+        line, col = at(("commands",))
+        yield Finding(src, line, col, "no-commands", "no command is routed: Claude gets its own "
+                      "firewalled container and every command runs there", Severity.NOTE,
+                      json_path="$.commands")
     for parts, message in too_low(_mapping(doc.get("sidecar")).get("limits")):
         where = ("sidecar", "limits", *parts)
         line, col = at(where)

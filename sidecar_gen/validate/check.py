@@ -18,7 +18,9 @@ class CheckOptions:
     """What the CLI passes to `run_check`."""
 
     files: list[Path] = field(default_factory=list)
-    compose: Path | None = None
+    # Compose files, like `docker compose -f` (and `sidecar init --compose`); empty: the files
+    # compose itself loads in each bridge.yaml's project folder.
+    compose: tuple[Path, ...] = ()
     strict: bool = False
 
 
@@ -37,15 +39,16 @@ def project_dir_of(config: Path) -> Path:
     return parent.parent if parent.name == CONFIG_DIR else parent
 
 
-def _names_for(config: Path, explicit: ProjectNames | None) -> tuple[ProjectNames | None,
-                                                                       Finding | None]:
-    if explicit is not None:
-        return explicit, None
+def _names_for(config: Path, compose: tuple[Path, ...]) -> tuple[ProjectNames | None,
+                                                                  Finding | None]:
     try:
-        # What docker compose reads in the project folder: override files, COMPOSE_FILE, ...
-        project = load_project(project_dir_of(config), prefer_cli=False)
+        # What docker compose reads in the project folder (override files, COMPOSE_FILE,
+        # .env), or the files given, read as `sidecar init` reads them.
+        project = load_project(project_dir_of(config), compose, prefer_cli=False)
         return (project.names() if project else None), None
     except InputError as exc:
+        if compose:
+            raise  # the files named on the command line: a usage error, as init says
         return None, Finding(str(config), 1, 1, "compose-unreadable",
                              f"container names not checked: {exc.message}", Severity.WARNING)
 
@@ -53,15 +56,11 @@ def _names_for(config: Path, explicit: ProjectNames | None) -> tuple[ProjectName
 def run_check(options: CheckOptions) -> ValidationResult:
     """Validate every file; an unreadable file does not stop the others."""
     files = options.files or [find_config()]
-    explicit = None
-    if options.compose:
-        project = load_project(options.compose.parent, (options.compose,), prefer_cli=False)
-        explicit = project.names() if project else None
     report = Report()
     unreadable: list[str] = []
     for path in files:
         try:
-            names, note = _names_for(path, explicit)
+            names, note = _names_for(path, options.compose)
             findings = validate_file(path, names)
         except InputError as exc:
             unreadable.append(exc.message)

@@ -7,10 +7,12 @@ from enum import StrEnum
 
 
 class Severity(StrEnum):
-    """How bad a finding is. Warnings fail validation only with --strict."""
+    """How bad a finding is. Warnings fail validation only with --strict; a note never does
+    (it says what a valid file means)."""
 
     ERROR = "error"
     WARNING = "warning"
+    NOTE = "note"
 
 
 @dataclass(frozen=True, order=True)

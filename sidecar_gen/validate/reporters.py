@@ -19,19 +19,30 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 JSON_FORMAT_VERSION = 1
 
 
+_COLORS = {Severity.ERROR: "31", Severity.WARNING: "33", Severity.NOTE: "36"}
+_GITHUB = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.NOTE: "notice"}
+
+
+def _counts(findings: Sequence[Finding]) -> tuple[int, int, int]:
+    """(errors, warnings, notes)."""
+    def count(severity: Severity) -> int:
+        return sum(1 for f in findings if f.severity is severity)
+
+    return count(Severity.ERROR), count(Severity.WARNING), count(Severity.NOTE)
+
+
 def format_text(findings: Sequence[Finding], files: Sequence[str], *, color: bool = False) -> str:
     """`PATH:LINE:COL: error|warning: MESSAGE [rule-id]`, one per line, then a summary line."""
     lines = []
     for f in findings:
         severity = str(f.severity)
         if color:
-            code = "31" if f.severity is Severity.ERROR else "33"
+            code = _COLORS[f.severity]
             severity = f"\x1b[{code}m{severity}\x1b[0m"
         lines.append(f"{escape(f.path)}:{f.line}:{f.column}: {severity}: {escape(f.message)} "
                      f"[{f.rule}]")
-    errors = sum(1 for f in findings if f.severity is Severity.ERROR)
-    warnings = len(findings) - errors
-    if findings:
+    errors, warnings, _notes = _counts(findings)
+    if errors or warnings:
         lines.append(f"{errors} error(s), {warnings} warning(s) in {len(files)} file(s)")
     elif files:
         lines.append(f"{len(files)} file(s) valid")
@@ -43,12 +54,12 @@ def format_text(findings: Sequence[Finding], files: Sequence[str], *, color: boo
 def format_json(findings: Sequence[Finding], files: Sequence[str], *,
                 color: bool = False) -> str:
     """A stable document: {"version": 1, "files": [...], "findings": [...], "summary": {...}}."""
-    errors = sum(1 for f in findings if f.severity is Severity.ERROR)
+    errors, warnings, notes = _counts(findings)
     doc = {
         "version": JSON_FORMAT_VERSION,
         "files": list(files),
         "findings": [f.to_dict() for f in findings],
-        "summary": {"errors": errors, "warnings": len(findings) - errors,
+        "summary": {"errors": errors, "warnings": warnings, "notes": notes,
                     "valid": errors == 0},
     }
     return json.dumps(doc, indent=2) + "\n"
@@ -66,7 +77,7 @@ def format_github(findings: Sequence[Finding], files: Sequence[str], *,
     """GitHub Actions workflow commands: `::error file=P,line=L,col=C,title=RULE::MESSAGE`."""
     out = []
     for f in findings:
-        kind = "error" if f.severity is Severity.ERROR else "warning"
+        kind = _GITHUB[f.severity]
         props = (f"file={_github_escape(escape(f.path), prop=True)},line={f.line},"
                  f"col={f.column},title={_github_escape(f.rule, prop=True)}")
         out.append(f"::{kind} {props}::{_github_escape(escape_lines(f.message))}")
@@ -104,7 +115,7 @@ def format_sarif(findings: Sequence[Finding], files: Sequence[str], *,
             "results": [{
                 "ruleId": f.rule,
                 "ruleIndex": index[f.rule],
-                "level": "error" if f.severity is Severity.ERROR else "warning",
+                "level": str(f.severity),
                 "message": {"text": f.message},
                 "locations": [{"physicalLocation": {
                     "artifactLocation": {"uri": _sarif_uri(f.path)},

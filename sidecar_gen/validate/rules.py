@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sidecar_gen.validate.findings import Severity
 
-E, W = Severity.ERROR, Severity.WARNING
+E, W, N = Severity.ERROR, Severity.WARNING, Severity.NOTE
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,8 @@ RULES: tuple[Rule, ...] = (
     Rule("exec-syntax", E, "`exec` has unbalanced quotes"),
     Rule("empty-exec", E, "`exec` names no program after splitting into words"),
     Rule("unused-container", W, "a `containers` entry no command uses"),
+    Rule("no-commands", N, "`commands` is empty: nothing is routed, Claude still gets its own "
+         "firewalled container and every command runs there (a note: the file is valid)"),
     Rule("limit-too-low", E, "a `sidecar.limits` memory or pids value below what that part "
          "needs to run (Claude Code alone: about 400 MiB), or logs that keep under 1 MiB"),
 )

@@ -133,6 +133,35 @@ services:
                                 "    volumes: ['./tools:/tools']\n",
         },
     },
+    "depends-on-conditions-and-restart": {
+        "files": {
+            "compose.yaml": """
+services:
+  app:
+    image: node:22
+    restart: unless-stopped
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+      db:
+        condition: service_healthy
+  migrate:
+    image: node:22
+    restart: no
+    depends_on: [db]
+  db:
+    image: postgres:16
+""",
+            "compose.override.yaml": """
+services:
+  app:
+    depends_on:
+      seed: {condition: service_completed_successfully, required: false}
+  seed:
+    image: node:22
+    restart: "on-failure:3"
+""",
+        },
+    },
     "folder-name-normalized": {
         "folder": "My_Project.v2",
         "files": {"docker-compose.yml": "services:\n  api: {image: 'golang:1.23'}\n"},
@@ -155,7 +184,8 @@ def _make(root: Path, case: dict[str, Any]) -> Path:
 def _view(project: ComposeProject) -> dict[str, Any]:
     return {"name": project.name, "files": project.files, "services": {
         name: (s.image, s.container_name, s.working_dir, s.binds, s.volumes, s.build, s.labels,
-               s.user) for name, s in project.services.items()}}
+               s.user, s.depends_on, s.awaits, s.restart)
+        for name, s in project.services.items()}}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -219,6 +249,13 @@ def _include(p: ComposeProject) -> None:
     assert p.services["tools"].binds[0].source == str(p.directory / "tools")
 
 
+def _conditions(p: ComposeProject) -> None:
+    app = p.services["app"]
+    assert (app.depends_on, app.awaits, app.restart) == (("db", "migrate", "seed"),
+                                                         ("migrate", "seed"), "unless-stopped")
+    assert (p.services["migrate"].restart, p.services["seed"].restart) == ("no", "on-failure:3")
+
+
 def _folder(p: ComposeProject) -> None:
     assert p.name == "my_projectv2"
 
@@ -231,7 +268,8 @@ def _named(p: ComposeProject) -> None:
 EXPECT = {"override-and-merge": _override, "reset-and-override": _reset,
           "dotenv-compose-file-and-name": _dotenv, "profiles": _profiles,
           "extends-across-files": _extends, "include-with-its-own-folder-and-env": _include,
-          "folder-name-normalized": _folder, "name-from-file": _named}
+          "folder-name-normalized": _folder,
+          "depends-on-conditions-and-restart": _conditions, "name-from-file": _named}
 
 
 def test_override_tag_replaces_instead_of_merging(tmp_path: Path) -> None:

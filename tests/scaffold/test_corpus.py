@@ -5,7 +5,9 @@ bridge.yaml init must write for it (`bridge.yaml`, reviewed by hand). Both reade
 CLI and our own) must write exactly that file, and it must pass `validate --strict` against the
 project. No container runs: the programs come from what init knows about images and Dockerfiles.
 A project whose files need a newer compose than this machine's (`newer_compose` in SOURCE) takes
-the reader's fallback in CLI mode: a one-line reason, then the same reviewed file.
+the reader's fallback in CLI mode: a one-line reason, then the same reviewed file. A project
+used with explicit compose files (`compose` in SOURCE, relative to where init runs) gets them as
+`--compose` flags, in init and in validate alike.
 """
 
 from __future__ import annotations
@@ -52,8 +54,13 @@ def _checkout(name: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return root / str(source.get("directory", ".")), env
 
 
+def _compose_files(name: str, directory: Path) -> tuple[Path, ...]:
+    """The `--compose` flags a project is used with (absolute: the test does not chdir)."""
+    return tuple(directory / str(f) for f in _source(name).get("compose") or ())
+
+
 def test_the_corpus_is_big_and_sourced() -> None:
-    assert len(CASES) >= 20
+    assert len(CASES) >= 45
     for name in CASES:
         source = _source(name)
         for entry in source["files"]:
@@ -62,6 +69,8 @@ def test_the_corpus_is_big_and_sourced() -> None:
             assert (CORPUS / name / "project" / str(entry["copied_to"])).is_file(), name
         for placeholder in source.get("placeholders") or []:
             assert (CORPUS / name / "project" / placeholder).stat().st_size == 0, name
+        for folder in source.get("placeholder_dirs") or []:
+            assert (CORPUS / name / "project" / folder / ".keep").stat().st_size == 0, name
         assert (CORPUS / name / "bridge.yaml").is_file(), name
 
 
@@ -73,7 +82,8 @@ def test_init_writes_the_reviewed_bridge(name: str, reader: str, tmp_path: Path,
     if reader == "cli":
         request.getfixturevalue("compose_cli")
     directory, env = _checkout(name, tmp_path)
-    result = run_init(directory, prefer_cli=reader == "cli", probe=False, environ=env)
+    files = _compose_files(name, directory)
+    result = run_init(directory, files, prefer_cli=reader == "cli", probe=False, environ=env)
     project = result.proposal.project
     assert project is not None
     newer = _source(name).get("newer_compose")
@@ -91,8 +101,8 @@ def test_init_writes_the_reviewed_bridge(name: str, reader: str, tmp_path: Path,
             monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    check = run_check(CheckOptions(files=[written], strict=True))
-    assert check.report.findings == []
+    check = run_check(CheckOptions(files=[written], compose=files, strict=True))
+    assert [f for f in check.report.findings if str(f.severity) != "note"] == []
     assert check.exit_code == 0
 
 
@@ -102,7 +112,8 @@ def test_both_readers_propose_the_same_routes(name: str, tmp_path: Path,
     found = {}
     for reader in ("cli", "own"):
         directory, env = _checkout(name, tmp_path / reader)
-        run_init(directory, prefer_cli=reader == "cli", probe=False, environ=env)
+        run_init(directory, _compose_files(name, directory), prefer_cli=reader == "cli",
+                 probe=False, environ=env)
         bridge = load_bridge(directory / ".sidecar" / "bridge.yaml")
         found[reader] = {n: r.to_record() for n, r in bridge.commands.items()}
     assert found["cli"] == found["own"]

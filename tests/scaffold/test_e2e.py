@@ -4,7 +4,10 @@
   way the dispatcher resolves it, to a running container of that project, and each mapped path
   is where that container really has the project mounted.
 - Asking the containers: busybox stand-ins with some programs present and some absent; init
-  proposes exactly the present ones, and falls back to image knowledge for a stopped service.
+  proposes exactly the present ones; a stopped service's image is read instead (it has none).
+- Reading a local image: an image with some programs on its own PATH and no container running;
+  init finds exactly those, and the engine's events show a container created and destroyed,
+  never started.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ import pytest
 from conftest import BUSYBOX_IMAGE, unique_name
 
 from sidecar_gen.config import load_bridge
-from sidecar_gen.runtime.contract import PROJECT_LABEL, pick_member, service_members
+from sidecar_gen.runtime.contract import (
+    PROJECT_LABEL,
+    ROLE_IMAGE_PROBE,
+    ROLE_LABEL,
+    pick_member,
+    service_members,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_VARS = ("PHP_IMAGE", "DB_IMAGE", "NODE_IMAGE", "REDIS_IMAGE", "GO_IMAGE", "POSTGRES_IMAGE")
@@ -162,11 +171,13 @@ def test_init_proposes_exactly_the_programs_the_containers_have(
         bridge = load_bridge(project_dir / ".sidecar" / "bridge.yaml")
         found = {name: route.container for name, route in bridge.commands.items()}
         # app: composer and node (found), not php (absent there); db: mariadb (found, on its
-        # own PATH), nothing else; idle is stopped: its image name's php.
-        assert found == {"composer": "app", "node": "app", "mariadb": "db", "php": "idle"}
+        # own PATH), nothing else; idle is stopped: its image (busybox under a php name) is
+        # read, and has none of them.
+        assert found == {"composer": "app", "node": "app", "mariadb": "db"}
+        assert "read the images on this machine of idle (no container started)" in init.stdout
         text = (project_dir / ".sidecar" / "bridge.yaml").read_text()
         assert "  composer:  # found in the running container\n" in text
-        assert f"  php:  # image {php_image}\n" in text
+        assert f"  # idle (the image {php_image}: none of the known programs)" in text
         assert bridge.commands["composer"].paths == (("/workspace", "/srv"),)
         # Without asking, the same project gets what the images are known to have.
         again = subprocess.run([*sidecar_cli, "init", "--no-probe", "--force"],
@@ -179,3 +190,47 @@ def test_init_proposes_exactly_the_programs_the_containers_have(
                        cwd=project_dir, env=env, capture_output=True)
         with contextlib.suppress(Exception):
             docker_client.images.remove(php_image)
+
+
+def test_init_reads_a_local_image_without_starting_it(tmp_path: Path, docker_client: Any,
+                                                      compose_cli: list[str],
+                                                      sidecar_cli: list[str]) -> None:
+    # php on the image's own PATH, composer a link to it, node present but not executable: the
+    # engine's stat of the image's files, through a container that is created and removed.
+    tag = f"sidecar-test/imageprobe:{unique_name('t')}"
+    context = tmp_path / "image"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {BUSYBOX_IMAGE}\n"
+        "RUN mkdir -p /opt/tools && printf '#!/bin/sh\\necho php\\n' > /opt/tools/php"
+        " && chmod 755 /opt/tools/php && ln -s /opt/tools/php /opt/tools/composer"
+        " && printf 'not a program' > /opt/tools/node && chmod 644 /opt/tools/node\n"
+        "ENV PATH=/opt/tools:/bin\n")
+    docker_client.images.build(path=str(context), tag=tag, rm=True)
+    project_dir = tmp_path / unique_name("imageprobe")
+    project_dir.mkdir()
+    (project_dir / "compose.yaml").write_text(json.dumps({"services": {
+        "app": {"image": tag, "volumes": [".:/srv"], "working_dir": "/srv"}}}))
+    since = int(time.time()) - 1
+    try:
+        init = subprocess.run([*sidecar_cli, "init"], cwd=project_dir, env=_user_env(),
+                              capture_output=True, text=True)
+        until = int(time.time()) + 1
+        assert init.returncode == 0, init.stderr
+        assert "read the images on this machine of app (no container started)" in init.stdout
+        bridge = load_bridge(project_dir / ".sidecar" / "bridge.yaml")
+        assert {n: r.container for n, r in bridge.commands.items()} == {"php": "app",
+                                                                        "composer": "app"}
+        text = (project_dir / ".sidecar" / "bridge.yaml").read_text()
+        assert f"  php:  # found in the image {tag}\n" in text
+        events = [e.get("Action") for e in docker_client.api.events(
+            since=since, until=until, decode=True,
+            filters={"type": "container", "image": tag})]
+        assert "create" in events and "destroy" in events, events
+        assert "start" not in events, events
+        left = docker_client.containers.list(
+            all=True, filters={"label": f"{ROLE_LABEL}={ROLE_IMAGE_PROBE}"})
+        assert left == []
+    finally:
+        with contextlib.suppress(Exception):
+            docker_client.images.remove(tag, force=True)

@@ -43,7 +43,7 @@ from sidecar_gen.validate.bridge import RESERVED_COMMANDS, RESERVED_PREFIX
     ("dunglas/frankenphp:1-php8.5", ("php",)),  # built on php:*-zts
     ("dunglas/frankenphp:latest", ("php",)),
     ("example/app:1-php8.3-alpine", ("php",)),  # a toolchain+version part of the tag
-    ("nikolaik/python-nodejs:python3.12-nodejs22", ("python", "pip")),
+    ("nikolaik/python-nodejs:python3.12-nodejs22", ("node", "npm", "npx", "python", "pip")),
     ("example/app:2-alpine3.20", ()),  # a version alone says nothing
     ("phpmyadmin:5", ()),
     ("prometheuscommunity/postgres-exporter", ()),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import unavailable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -162,7 +163,8 @@ def test_user_only_where_the_project_is_mounted(tmp_path: Path, mode: str) -> No
     assert found["python"][4] == "${PUID}:${PGID}"
     # A database service's clients work on the database, not on files: no user, no mapping.
     assert found["psql"][2:] == ("/", (), None)
-    assert result.proposal.notes == ["'python', 'pip' are also in service 'job'; routed to 'app'"]
+    assert result.proposal.notes == [
+        "'python', 'pip' are also in service 'job'; routed to 'app': it mounts the project"]
 
 
 def test_versions_decide_the_commands(tmp_path: Path, mode: str) -> None:
@@ -204,8 +206,9 @@ def test_unknown_services_get_a_commented_example_never_a_placeholder(tmp_path: 
     assert "  # mail (image axllent/mailpit): no program init knows" in text
     assert "  #   TOOL: {container: mail, exec: TOOL}" in text
     assert "  # search (build search: Dockerfile does not exist)" in text
-    # Nothing routed: validate says so instead of accepting a made-up container.
-    assert [f.rule for f in validate_file(config)] == ["schema-empty"]
+    # Nothing routed: valid (Claude gets its own container), and validate says so in a note.
+    assert [(f.rule, str(f.severity)) for f in validate_file(config)] == [("no-commands", "note")]
+    assert run_check(CheckOptions(files=[config], strict=True)).exit_code == 0
 
 
 def test_rerun_after_render_leaves_the_sidecar_out(tmp_path: Path, mode: str) -> None:
@@ -241,6 +244,34 @@ def test_cli_failure_is_explained_and_our_reader_answers_alike(tmp_path: Path,
     assert cli.output.splitlines()[0].startswith("docker compose config failed: ")
 
 
+PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+               "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+
+
+def test_a_docker_cli_without_the_compose_plugin_says_so_in_its_words(
+        tmp_path: Path, compose_cli: list[str], sidecar_cli: list[str]) -> None:
+    # The real docker CLI, in a mount namespace where every plugin folder is empty: what a user
+    # whose HOME has no plugin (and a machine without the system one) runs.
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        unavailable("hiding the compose plugin needs unshare and root")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "compose.yaml").write_text("services:\n  app:\n    image: php:8.3\n")
+    hide = "; ".join(f"mount --bind {empty} {d}" for d in PLUGIN_DIRS if os.path.isdir(d))
+    script = f"{hide}; exec \"$@\""
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *sidecar_cli, "init",
+                           "--dir", str(tmp_path), "--no-probe"],
+                          env=clean_env(tmp_path), capture_output=True, text=True)
+    if done.returncode != 0 and "mount" in done.stderr:
+        unavailable(f"no mount namespace here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("docker compose config failed: docker has no compose command for "
+                            "this user ("), first
+    assert "docker --help" not in first
+    assert set(routes(tmp_path)) == {"php"}  # our reader answered
+
+
 def test_both_readers_refuse_what_compose_refuses(tmp_path: Path, mode: str) -> None:
     (tmp_path / "compose.yaml").write_text(
         "services:\n  app:\n    image: php\n    environment:\n      KEY: ${KEY:?set KEY}\n")
@@ -265,7 +296,7 @@ def test_no_compose_file_gives_a_starter_that_says_what_is_missing(tmp_path: Pat
     text = config.read_text()
     assert text.startswith("# yaml-language-server: $schema=")
     assert "No compose file was found" in text
-    assert [f.rule for f in validate_file(config)] == ["schema-empty"]
+    assert [f.rule for f in validate_file(config)] == ["no-commands"]
 
 
 def test_idempotent_and_safe(tmp_path: Path) -> None:
@@ -330,7 +361,7 @@ def test_inits_own_output_passes_validate_strict(tmp_path_factory: pytest.TempPa
             targets = [t for _, t in command.route.paths]
             assert not targets or any(is_within(command.route.workdir, t) for t in targets)
     else:
-        assert [f.rule for f in findings] == ["schema-empty"]
+        assert [f.rule for f in findings] == ["no-commands"]
 
 
 def test_what_a_service_is_started_with_says_what_it_has(tmp_path: Path, mode: str) -> None:
@@ -425,3 +456,197 @@ def test_a_watch_that_is_no_list_is_refused_in_one_line(tmp_path: Path, mode: st
         "services:\n  app:\n    image: php\n    develop: {watch: 5}\n")
     with pytest.raises(InputError, match=r"services\.app: develop\.watch must be a list"):
         run_init(tmp_path, prefer_cli=mode == "cli", probe=False, environ=clean_env(tmp_path))
+
+
+def _text(directory: Path) -> str:
+    return (directory / ".sidecar" / "bridge.yaml").read_text()
+
+
+def test_a_one_shot_step_never_wins_and_its_built_image_is_the_apps(tmp_path: Path,
+                                                                    mode: str) -> None:
+    # The migration builds the image and exits; the app runs that image (no build of its own)
+    # with the same mount; the worker waits for the migration to complete.
+    (tmp_path / "Dockerfile").write_text("FROM ruby:3.3-slim\nWORKDIR /rails\n")
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  aaa-migrate:\n    build: .\n    image: shop:dev\n    volumes: ['.:/rails']\n"
+        "    command: bundle exec rails db:migrate\n"
+        "  web:\n    image: shop:dev\n    volumes: ['.:/rails']\n    ports: ['3000:3000']\n"
+        "    command: bundle exec rails s\n"
+        "    depends_on: {aaa-migrate: {condition: service_completed_successfully}}\n"
+        "  worker:\n    image: shop:dev\n    volumes: ['.:/rails']\n"
+        "    command: bundle exec sidekiq\n"
+        "    depends_on: {aaa-migrate: {condition: service_completed_successfully}}\n")
+    result = init(tmp_path, mode, clean_env(tmp_path))
+    found = routes(tmp_path)
+    assert {found[p][0] for p in ("ruby", "gem", "bundle", "rake", "rails")} == {"web"}
+    assert found["ruby"][2] == "/rails"  # the built image's WORKDIR, shared by its users
+    assert "  ruby:  # Dockerfile: FROM ruby:3.3-slim\n" in _text(tmp_path)
+    assert ("'aaa-migrate' runs once and exits (others wait for it to complete): no command "
+            "goes there") in result.proposal.notes
+    assert ("'ruby', 'gem', 'bundle', 'rake' are also in service 'worker'; routed to 'web': it "
+            "publishes ports") in result.proposal.notes
+
+
+def test_a_dockerfile_from_an_image_the_project_builds_follows_that_build(tmp_path: Path,
+                                                                          mode: str) -> None:
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "Dockerfile").write_text("FROM php:8.3-fpm\n"
+                                                  "RUN apt-get install -y nodejs npm\n")
+    (tmp_path / "Dockerfile").write_text("FROM acme/base:local\nWORKDIR /var/www\n")
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  base:\n    build: ./base\n    image: acme/base:local\n"
+        "    command: 'true'\n    restart: 'no'\n"
+        "  app:\n    build: .\n    volumes: ['.:/var/www']\n")
+    init(tmp_path, mode, clean_env(tmp_path))
+    assert {n: r[0] for n, r in routes(tmp_path).items()} == {
+        "php": "app", "node": "app", "npm": "app", "npx": "app"}
+    assert ("  php:  # Dockerfile: FROM acme/base:local (built by service base)\n"
+            in _text(tmp_path))
+
+
+@pytest.mark.parametrize(("extra", "winner", "why"), [
+    ({"svc-k": "    volumes: ['.:/app']\n"}, "svc-k", "it mounts the project"),
+    ({"svc-k": "    volumes: ['.:/app']\n", "svc-j": "    volumes: ['./apps/j:/app']\n"},
+     "svc-k", "it mounts the project's root folder"),
+    ({"svc-k": "    ports: ['80:3000']\n"}, "svc-k", "it publishes ports"),
+    ({"svc-k": "    command: [node, server.js]\n"}, "svc-k", "it runs that toolchain"),
+    ({}, "svc-a", "nothing sets them apart: the first by name; change `container:` to pick "
+                  "another"),
+])
+def test_a_tie_between_alike_services_is_broken_by_what_they_are_for(
+        tmp_path: Path, mode: str, extra: dict[str, str], winner: str, why: str) -> None:
+    (tmp_path / "apps" / "j").mkdir(parents=True)
+    names = [f"svc-{c}" for c in "abcdefghijk"]  # eleven services of one image
+    (tmp_path / "compose.yaml").write_text("services:\n" + "".join(
+        f"  {n}:\n    image: node:22\n{extra.get(n, '')}" for n in names))
+    result = init(tmp_path, mode, clean_env(tmp_path))
+    assert routes(tmp_path)["npm"][0] == winner
+    others = ", ".join(f"'{n}'" for n in names if n != winner)
+    assert (f"'node', 'npm', 'npx', 'yarn' are also in services {others}; routed to "
+            f"'{winner}': {why}") in result.proposal.notes
+
+
+def test_the_workdir_is_never_an_output_folder(tmp_path: Path, mode: str) -> None:
+    # From a subfolder holding the compose file: the project's own folders are ./dist (output)
+    # and ./src; `..` is outside the project.
+    (tmp_path / "docker" / "dist").mkdir(parents=True)
+    (tmp_path / "docker" / "src").mkdir()
+    (tmp_path / "docker" / "compose.yaml").write_text(
+        "services:\n  web:\n    image: node:22\n"
+        "    volumes: ['..:/repo', './dist:/srv/dist', './src:/srv/src']\n"
+        "  out:\n    image: python:3.12\n    volumes: ['./dist:/srv/app/dist']\n")
+    init(tmp_path / "docker", mode, clean_env(tmp_path))
+    found = routes(tmp_path / "docker")
+    assert found["node"][2:4] == ("/srv/src", (("/workspace/dist", "/srv/dist"),
+                                               ("/workspace/src", "/srv/src")))
+    # A service whose only project folder is an output gets none mapped: its code is in its
+    # image, where the output folder says it is.
+    assert found["python"][:5] == ("out", ("python",), "/srv/app", (), None)
+
+
+def test_the_final_stage_decides_what_exists(tmp_path: Path, mode: str) -> None:
+    # The SDK builds, the ASP.NET runtime runs: no dotnet route, though the image starts it.
+    (tmp_path / "Api").mkdir()
+    (tmp_path / "Api" / "Dockerfile").write_text(
+        "FROM mcr.microsoft.com/dotnet/sdk:8.0 AS build\nRUN apt-get install -y nodejs\n"
+        "RUN dotnet publish -o /app\n"
+        "FROM mcr.microsoft.com/dotnet/aspnet:8.0 AS final\nWORKDIR /app\n"
+        "COPY --from=build /app .\nENTRYPOINT [\"dotnet\", \"Api.dll\"]\n")
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        + "".join(f"  {n}:\n    build: {{context: ., dockerfile: Api/Dockerfile}}\n"
+                  for n in ("api", "worker"))
+        + "  cache:\n    image: redis:7\n")
+    init(tmp_path, mode, clean_env(tmp_path))
+    assert set(routes(tmp_path)) == {"redis-cli"}
+    # The services built alike read alike: one block for both.
+    assert ("  # api, worker (FROM mcr.microsoft.com/dotnet/aspnet:8.0: an ASP.NET Core runtime "
+            "image (no SDK)): no program init knows.") in _text(tmp_path)
+    assert "#   TOOL: {container: worker" not in _text(tmp_path)
+
+
+@pytest.mark.parametrize(("mount", "kept"), [("./api:/code", False), (".:/code", True)])
+def test_build_tools_of_another_toolchain_belong_to_the_whole_project(
+        tmp_path: Path, mode: str, mount: str, kept: bool) -> None:
+    # A Python image that installs node and cargo (to build wheels): they are the service's
+    # only when it holds the project's root folder.
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "Dockerfile").write_text(
+        "FROM python:3.12-alpine\nRUN apk add --no-cache nodejs-current cargo g++ make\n"
+        "RUN apk add --virtual .tmp rust && pip install x && apk del .tmp\n")
+    (tmp_path / "compose.yaml").write_text(
+        f"services:\n  api:\n    build: ./api\n    volumes: ['{mount}']\n")
+    result = init(tmp_path, mode, clean_env(tmp_path))
+    assert ({"node", "cargo"} <= set(routes(tmp_path))) is kept
+    assert "rustc" not in routes(tmp_path)  # installed, then removed again
+    left_out = ("'node', 'cargo' are left out of 'api': installed on an image of another "
+                "toolchain, in a service that does not mount the project's root folder (build "
+                "tools)")
+    assert (left_out in result.proposal.notes) is not kept
+
+
+def test_images_derived_from_known_ones_are_known(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  php:\n    image: wodby/drupal-php:8.3-dev-4.60.0\n    volumes: ['.:/var/www/html']\n"
+        "  db:\n    image: zulip/zulip-postgresql:14\n"
+        "  dev:\n    image: ghcr.io/acme/runtime:elixir-v1.18-erlang-v27-nodejs-v22\n"
+        "  exporter:\n    image: prometheuscommunity/postgres-exporter\n")
+    init(tmp_path, mode, clean_env(tmp_path))
+    assert {n: r[0] for n, r in routes(tmp_path).items()} == {
+        "php": "php", "composer": "php", "drush": "php", "psql": "db", "pg_dump": "db",
+        "node": "dev", "npm": "dev", "npx": "dev", "elixir": "dev", "mix": "dev", "iex": "dev"}
+
+
+def test_routes_into_a_service_without_the_project_say_they_act_on_its_code(
+        tmp_path: Path, mode: str) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  cms:\n    image: wordpress:6\n    volumes: ['codebase:/var/www/html']\n"
+        "volumes: {codebase: {}}\n")
+    init(tmp_path, mode, clean_env(tmp_path))
+    assert ("    workdir: /var/www/html  # cms mounts no project folder: commands work on the "
+            "code inside its container, not on yours\n") in _text(tmp_path)
+    assert routes(tmp_path)["php"][3:] == ((), None)
+
+
+def test_a_root_service_that_installs_into_the_project_gets_a_comment_not_a_user(
+        tmp_path: Path, mode: str) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  web:\n    image: node:22\n    working_dir: /app\n"
+        "    volumes: ['.:/app']\n    command: sh -c 'npm install && npm run dev'\n"
+        "  ui:\n    image: node:22\n    working_dir: /ui\n    user: node\n"
+        "    volumes: ['./ui:/ui']\n    command: sh -c 'npm install && npm run dev'\n")
+    (tmp_path / "ui").mkdir()
+    result = init(tmp_path, mode, clean_env(tmp_path))
+    assert routes(tmp_path)["npm"][4] is None
+    text = _text(tmp_path)
+    assert ('    # user: "${PUID}:${PGID}"  # left out: web writes into the project as root (see '
+            "the note below)\n") in text
+    assert ("web runs as root and writes into the project as it starts (`npm install`: "
+            "./node_modules): its commands run as root too; chown ./node_modules to you, then "
+            "uncomment their `user:` lines") in result.proposal.notes
+    strict = run_check(CheckOptions(files=[tmp_path / ".sidecar" / "bridge.yaml"], strict=True))
+    assert strict.exit_code == 0, strict.report.findings
+
+
+def test_init_counts_in_words_and_validate_takes_inits_compose_flags(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("services:\n  db:\n    image: redis:7\n")
+    (tmp_path / "tools.yaml").write_text("services:\n  py:\n    image: python:3.12\n"
+                                         "    volumes: ['.:/w']\n")
+    (tmp_path / "more.yaml").write_text("services:\n  mail:\n    image: axllent/mailpit\n")
+    flags = ["--compose", str(tmp_path / "tools.yaml"), "--compose", str(tmp_path / "more.yaml")]
+    done = runner.invoke(app, ["init", "--dir", str(tmp_path), "--no-probe", *flags])
+    assert done.exit_code == 0, done.output
+    assert "proposed 2 commands; 1 service without a known program" in done.output
+    config = str(tmp_path / ".sidecar" / "bridge.yaml")
+    clean = runner.invoke(app, ["validate", "--strict", *flags, config])
+    assert (clean.exit_code, clean.output.splitlines()[-1]) == (0, "1 file(s) valid")
+    # Without them, validate reads the project's own compose.yaml, where `py` is no service.
+    other = runner.invoke(app, ["validate", "--strict", config])
+    assert other.exit_code == 1 and "[unknown-container]" in other.output
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "compose.yaml").write_text("services:\n  db:\n    image: redis:7\n")
+    done = runner.invoke(app, ["init", "--dir", str(one), "--no-probe"])
+    assert "proposed 1 command; 0 services without a known program" in done.output

@@ -50,8 +50,23 @@ def test_json_is_stable() -> None:
              "rule": "unused-container", "message": "container 'db' is not used",
              "json_path": "$.containers.db"},
         ],
-        "summary": {"errors": 1, "warnings": 1, "valid": False},
+        "summary": {"errors": 1, "warnings": 1, "notes": 0, "valid": False},
     }
+
+
+NOTE = Finding("a/bridge.yaml", 5, 11, "no-commands", "no command is routed", Severity.NOTE,
+               json_path="$.commands")
+
+
+def test_a_note_is_reported_in_every_format_and_fails_nothing() -> None:
+    assert format_text([NOTE], ["a/bridge.yaml"]) == (
+        "a/bridge.yaml:5:11: note: no command is routed [no-commands]\n1 file(s) valid\n")
+    assert "\x1b[36mnote\x1b[0m" in format_text([NOTE], ["a/bridge.yaml"], color=True)
+    assert json.loads(format_json([NOTE], ["a/bridge.yaml"]))["summary"] == {
+        "errors": 0, "warnings": 0, "notes": 1, "valid": True}
+    assert format_github([NOTE], ["x"]).startswith("::notice file=a/bridge.yaml,line=5,col=11,")
+    [result] = json.loads(format_sarif([NOTE], ["x"]))["runs"][0]["results"]
+    assert result["level"] == "note"
 
 
 def test_sarif_has_the_required_structure() -> None:
