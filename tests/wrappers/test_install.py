@@ -79,7 +79,7 @@ def test_never_touches_foreign_files(tmp_path: Path) -> None:
 
 def test_refuses_invalid_or_missing_config(tmp_path: Path) -> None:
     bad = tmp_path / "bridge.yaml"
-    bad.write_text('version: "1"\ncommands: {}\n')
+    bad.write_text('version: "1"\ncommands:\n  php: {bogus: 1}\n')
     with pytest.raises(ConfigError) as info:
         install_wrappers(tmp_path / "bin", bad)
     assert info.value.exit_code == 1
