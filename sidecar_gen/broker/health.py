@@ -11,33 +11,18 @@ every few seconds. It asks the broker only, never the upstream.
 from __future__ import annotations
 
 import json
-import sys
 
 from sidecar_gen.broker.endpoints import HEALTH_PATH
-from sidecar_gen.runtime import transport
-from sidecar_gen.runtime.errors import DispatchError
-from sidecar_gen.runtime.httpclient import Connection, ProtocolError
+from sidecar_gen.runtime import healthcheck
 
 
 def check(address: str, timeout: float = 5.0) -> str | None:
     """None when the broker at `address` is healthy, else the reason."""
+    answer = healthcheck.ask(address, HEALTH_PATH, "broker", timeout=timeout, host="localhost")
+    if isinstance(answer, str):
+        return answer
     try:
-        conn = Connection(transport.connect(transport.parse_host(address), timeout=timeout),
-                          host="localhost")
-    except DispatchError:
-        return f"nothing answers at {address}: the broker is not listening (yet)"
-    try:
-        conn.send_request("GET", HEALTH_PATH)
-        status, _reason, headers = conn.read_head()
-        body = conn.read_body("GET", status, headers)
-    except (OSError, ProtocolError) as exc:
-        return f"the broker at {address} did not answer: {exc}"
-    finally:
-        conn.close()
-    if status != 200:
-        return f"the broker at {address} answered {status} to {HEALTH_PATH}"
-    try:
-        kinds = json.loads(body)["credentials"]
+        kinds = json.loads(answer.body)["credentials"]
     except (ValueError, KeyError, TypeError):
         return f"the broker at {address} answered something else than its health"
     if not {"api-key", "oauth-token"} & set(kinds):
@@ -48,15 +33,7 @@ def check(address: str, timeout: float = 5.0) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: one address argument."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.stderr.write("usage: python -m sidecar_gen.broker.health tcp://HOST:PORT\n")
-        return 2
-    problem = check(args[0])
-    if problem:
-        sys.stderr.write(f"sidecar broker unhealthy: {problem}\n")
-        return 1
-    return 0
+    return healthcheck.main(check, "broker", "sidecar_gen.broker.health", argv)
 
 
 if __name__ == "__main__":

@@ -9,32 +9,17 @@ Standard library and the runtime's client only: it runs every few seconds.
 
 from __future__ import annotations
 
-import sys
-
-from sidecar_gen.runtime import transport
-from sidecar_gen.runtime.errors import DispatchError
-from sidecar_gen.runtime.httpclient import Connection, ProtocolError
+from sidecar_gen.runtime import healthcheck
 
 POLICY_HEADER = "x-sidecar-policy"
 
 
 def check(address: str, timeout: float = 5.0) -> str | None:
     """None when the gate at `address` is healthy, else the reason."""
-    try:
-        conn = Connection(transport.connect(transport.parse_host(address), timeout=timeout))
-    except DispatchError:
-        return f"nothing answers at {address}: the gate is not listening (yet)"
-    try:
-        conn.send_request("GET", "/_ping")
-        status, _reason, headers = conn.read_head()
-        conn.read_body("GET", status, headers)
-    except (OSError, ProtocolError) as exc:
-        return f"the gate at {address} did not answer: {exc}"
-    finally:
-        conn.close()
-    if status != 200:
-        return f"the gate at {address} answered {status} to /_ping"
-    policy = headers.get(POLICY_HEADER, "")
+    answer = healthcheck.ask(address, "/_ping", "gate", timeout=timeout)
+    if isinstance(answer, str):
+        return answer
+    policy = answer.headers.get(POLICY_HEADER, "")
     if not policy.startswith("sha256:"):
         return (f"the gate at {address} has no usable approved policy ({policy or 'no header'}):"
                 " run `sidecar up` on the host")
@@ -43,15 +28,7 @@ def check(address: str, timeout: float = 5.0) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: one address argument."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.stderr.write("usage: python -m sidecar_gen.gate.health tcp://HOST:PORT\n")
-        return 2
-    problem = check(args[0])
-    if problem:
-        sys.stderr.write(f"sidecar gate unhealthy: {problem}\n")
-        return 1
-    return 0
+    return healthcheck.main(check, "gate", "sidecar_gen.gate.health", argv)
 
 
 if __name__ == "__main__":
