@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from screen import lines, on_a_terminal, render
-from trust.conftest import BRIDGE, DOMAINS, GENERATED, compose_config
+from trust.conftest import GENERATED, compose_config, write_project
 
 from security.test_screen import SIDECAR, hostile_env
 
@@ -36,13 +36,8 @@ GENERATED_WITH_IDS = GENERATED.replace(
 
 @pytest.fixture
 def approved(tmp_path: Path, compose_config: None) -> tuple[Path, dict[str, str]]:
-    root = tmp_path / "ids"
-    (root / ".sidecar").mkdir(parents=True)
-    (root / "compose.yaml").write_text(COMPOSE)
-    (root / ".env").write_text("PUID=1000\nPGID=1000\nAPI_TOKEN=tok-approved\n")
-    (root / ".sidecar" / "compose.yml").write_text(GENERATED_WITH_IDS)
-    (root / ".sidecar" / "bridge.yaml").write_text(BRIDGE)
-    (root / ".sidecar" / "allowed-domains.txt").write_text(DOMAINS)
+    root = write_project(tmp_path / "ids", dotenv="PUID=1000\nPGID=1000\nAPI_TOKEN=tok-approved\n",
+                         generated=GENERATED_WITH_IDS, compose=COMPOSE)
     env = hostile_env(tmp_path)
     ran = subprocess.run([SIDECAR, "trust", "--yes"], cwd=root, env=env, capture_output=True,
                          text=True, timeout=120)

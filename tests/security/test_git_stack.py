@@ -30,6 +30,8 @@ from typing import Any
 import pytest
 from conftest import unique_name
 
+from security.trust_stack import APP_SH_ROUTE
+
 pytestmark = pytest.mark.slow
 
 PUID = PGID = 1234
@@ -49,12 +51,7 @@ services:
 BRIDGE = """\
 version: "1"
 commands:
-  app-sh:
-    container: app
-    exec: sh
-    workdir: /app
-    paths: {{/workspace: /app}}
-    user: "${{PUID}}:${{PGID}}"
+""" + APP_SH_ROUTE + """\
 sidecar:
   project: {project}
   image: {image}

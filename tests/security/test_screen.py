@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from screen import lines, on_a_terminal, render
-from trust.conftest import BRIDGE, COMPOSE, DOMAINS, GENERATED, compose_config
+from trust.conftest import compose_config, write_project
 
 __all__ = ["compose_config"]  # fixtures
 
@@ -61,13 +61,7 @@ def hostile_env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def hostile(tmp_path: Path, compose_config: None) -> tuple[Path, dict[str, str]]:
     """An approved project, then the agent's override file and `.env`."""
-    root = tmp_path / "demo"
-    (root / ".sidecar").mkdir(parents=True)
-    (root / "compose.yaml").write_text(COMPOSE)
-    (root / ".env").write_text("DB_PASSWORD=hunter2-secret\n")
-    (root / ".sidecar" / "compose.yml").write_text(GENERATED)
-    (root / ".sidecar" / "bridge.yaml").write_text(BRIDGE)
-    (root / ".sidecar" / "allowed-domains.txt").write_text(DOMAINS)
+    root = write_project(tmp_path / "demo")
     env = hostile_env(tmp_path)
     approved = subprocess.run([SIDECAR, "trust", "--yes"], cwd=root, env=env,
                               capture_output=True, text=True, timeout=120)

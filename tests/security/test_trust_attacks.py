@@ -14,7 +14,7 @@ from typing import Any
 import docker.errors
 import pytest
 
-from security.trust_stack import PUID, TrustStack, foreign, trust_stack
+from security.trust_stack import APP_SH_ROUTE, PUID, TrustStack, foreign, trust_stack
 
 __all__ = ["foreign", "trust_stack"]  # fixtures
 
@@ -23,12 +23,7 @@ pytestmark = pytest.mark.slow
 WIDENED = """\
 version: "1"
 commands:
-  app-sh:
-    container: app
-    exec: sh
-    workdir: /app
-    paths: {{/workspace: /app}}
-    user: "${{PUID}}:${{PGID}}"
+""" + APP_SH_ROUTE + """\
   rootsh:
     container: {foreign}
     exec: sh

@@ -49,15 +49,20 @@ services:
         && exec sleep 3600"
 """
 
-BRIDGE = """\
-version: "1"
-commands:
+# The route every stack here starts from: a shell in the app service, as PUID (a format string).
+APP_SH_ROUTE = """\
   app-sh:
     container: app
     exec: sh
     workdir: /app
     paths: {{/workspace: /app}}
     user: "${{PUID}}:${{PGID}}"
+"""
+
+BRIDGE = """\
+version: "1"
+commands:
+""" + APP_SH_ROUTE + """\
   tool:
     container: app
     exec: tool

@@ -47,17 +47,22 @@ def compose_config() -> None:
         unavailable("Docker Compose v2 is not installed (run .ci/engine.sh)")
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A project folder with compose.yaml, .env and a .sidecar/ (not rendered by us: small)."""
-    root = tmp_path / "demo"
+def write_project(root: Path, *, dotenv: str = "DB_PASSWORD=hunter2-secret\n",
+                  generated: str = GENERATED, compose: str = COMPOSE) -> Path:
+    """Write a project folder: compose.yaml, .env and a .sidecar/ (not rendered by us: small)."""
     (root / ".sidecar").mkdir(parents=True)
-    (root / "compose.yaml").write_text(COMPOSE)
-    (root / ".env").write_text("DB_PASSWORD=hunter2-secret\n")
-    (root / ".sidecar" / "compose.yml").write_text(GENERATED)
+    (root / "compose.yaml").write_text(compose)
+    (root / ".env").write_text(dotenv)
+    (root / ".sidecar" / "compose.yml").write_text(generated)
     (root / ".sidecar" / "bridge.yaml").write_text(BRIDGE)
     (root / ".sidecar" / "allowed-domains.txt").write_text(DOMAINS)
     return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project folder with compose.yaml, .env and a .sidecar/."""
+    return write_project(tmp_path / "demo")
 
 
 @pytest.fixture
