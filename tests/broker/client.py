@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import h11
+from gate.helpers import encode_request
 
 
 @dataclass
@@ -107,14 +108,7 @@ def send(port: int, raw: bytes, *, method: bytes | None = None, timeout: float =
 def request(port: int, method: str, target: str, body: Any = None, *,
             headers: dict[str, str] | None = None, timeout: float = 30.0) -> Answer:
     """One well-formed request (JSON when `body` is not bytes), Connection: close."""
-    data = b""
-    hdrs = {"Host": "127.0.0.1", "Connection": "close", **(headers or {})}
-    if body is not None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        hdrs.setdefault("Content-Type", "application/json")
-        hdrs["Content-Length"] = str(len(data))
-    raw = f"{method} {target} HTTP/1.1\r\n".encode() + b"".join(
-        f"{k}: {v}\r\n".encode() for k, v in hdrs.items()) + b"\r\n" + data
+    raw = encode_request(method, target, body, headers=headers, host="127.0.0.1")
     return send(port, raw, method=method.encode(), timeout=timeout)
 
 

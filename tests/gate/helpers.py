@@ -65,19 +65,25 @@ def read_reply(sock: socket.socket, buf: bytes = b"", *, head_only: bool = False
     return Reply(status, headers, buf, sock=sock)
 
 
-def request(address: str, method: str, target: str, body: Any = None, *,
-            headers: dict[str, str] | None = None, head_only: bool = False) -> Reply:
-    """Send one well-formed request on a new connection and read the reply."""
+def encode_request(method: str, target: str, body: Any = None, *,
+                   headers: dict[str, str] | None = None, host: str) -> bytes:
+    """One well-formed HTTP/1.1 request with Connection: close (a JSON body unless bytes)."""
     data = b""
-    # Close after the answer: the engine's own answers may be chunked, which this reader
-    # only handles by reading to the end of the connection.
-    hdrs = {"Host": "docker", "Connection": "close", **(headers or {})}
+    hdrs = {"Host": host, "Connection": "close", **(headers or {})}
     if body is not None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         hdrs.setdefault("Content-Type", "application/json")
         hdrs["Content-Length"] = str(len(data))
-    raw = f"{method} {target} HTTP/1.1\r\n".encode() + b"".join(
+    return f"{method} {target} HTTP/1.1\r\n".encode() + b"".join(
         f"{k}: {v}\r\n".encode() for k, v in hdrs.items()) + b"\r\n" + data
+
+
+def request(address: str, method: str, target: str, body: Any = None, *,
+            headers: dict[str, str] | None = None, head_only: bool = False) -> Reply:
+    """Send one well-formed request on a new connection and read the reply."""
+    # Close after the answer: the engine's own answers may be chunked, which this reader
+    # only handles by reading to the end of the connection.
+    raw = encode_request(method, target, body, headers=headers, host="docker")
     sock = connect(address)
     sock.sendall(raw)
     reply = read_reply(sock, head_only=head_only or method == "HEAD")
