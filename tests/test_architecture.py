@@ -256,7 +256,7 @@ def test_the_gates_engine_is_the_runtimes_client_and_its_healthcheck_stays_small
 BROKER_MAY_IMPORT = {"sidecar_gen.errors", "sidecar_gen.fsutil", "sidecar_gen.gate.http",
                      "sidecar_gen.gate.server", "sidecar_gen.gate.audit",
                      "sidecar_gen.runtime.transport", "sidecar_gen.runtime.errors",
-                     "sidecar_gen.runtime.httpclient"}
+                     "sidecar_gen.runtime.httpclient", "sidecar_gen.runtime.names"}
 BROKER_DECISIONS = ("broker.target", "broker.endpoints", "broker.decide", "broker.redact",
                     "broker.usage", "broker.origin")
 BROKER_IO = {"socket", "_socket", "ssl", "select", "selectors", "threading", "subprocess",
