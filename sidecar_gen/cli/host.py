@@ -70,6 +70,11 @@ def up(
             reloaded = ", ".join(result.reloaded) or "none running"
             say(f"sidecar: policy volume filled with the approved bridge.yaml and "
                 f"allowed-domains.txt; reloaded: {reloaded}", err=True)
+        if result.credential:
+            say(f"sidecar: the broker holds {result.credential} (Claude Code gets a "
+                "placeholder)", err=True)
+        for note in result.notes:
+            say(f"note: {note}", err=True)
 
     with locked(target) as store:
         check = check_project(target, store, render_notes=False)  # `trust` and `doctor` say it
