@@ -135,6 +135,13 @@ def _secret(report: DoctorReport, claude: Container) -> None:
 def run_broker_checks(report: DoctorReport, context: HostContext) -> None:
     """The broker's container, its answer and upstream, the secret search (or the opt-out's
     warning). After the stack checks (whose engine client and project it reuses)."""
+    bridge = context.bridge
+    if bridge is not None and not bridge.stack.broker.enabled:
+        report.add("broker", Status.WARN, f"sidecar.broker is false: {OPT_OUT} (the API key "
+                   "in its environment, a login in its config volume)",
+                   "remove `broker: false` from bridge.yaml, `sidecar auth set`, `sidecar "
+                   "render`, `sidecar trust`, `sidecar up`")
+        return
     client = context.client
     if client is None:
         for name in NAMES:
@@ -148,18 +155,11 @@ def run_broker_checks(report: DoctorReport, context: HostContext) -> None:
     claude = _service_container(client, project, contract.ROLE_CLAUDE)
     if claude is not None and claude.status != "running":
         claude = None
-    _checks(report, context, client, project, claude)
+    _checks(report, client, project, claude)
 
 
-def _checks(report: DoctorReport, context: HostContext, client: DockerClient, project: str,
+def _checks(report: DoctorReport, client: DockerClient, project: str,
             claude: Container | None) -> None:
-    bridge = context.bridge
-    if bridge is not None and not bridge.stack.broker.enabled:
-        report.add("broker", Status.WARN, f"sidecar.broker is false: {OPT_OUT} (the API key "
-                   "in its environment, a login in its config volume)",
-                   "remove `broker: false` from bridge.yaml, `sidecar auth set`, `sidecar "
-                   "render`, `sidecar trust`, `sidecar up`")
-        return
     container = _service_container(client, project, contract.ROLE_BROKER)
     if container is None or container.status != "running" or "unhealthy" in _state(container):
         state = "no container" if container is None else f"{container.name} is " \
