@@ -519,7 +519,7 @@ def test_the_broker_is_rendered_beside_the_gate_and_holds_nothing_else(tmp_path:
     assert "--upstream=https://up.test:8443/api" in broker["entrypoint"]
     assert f"--ca-file={names.BROKER_CA}" in broker["entrypoint"]
     # Its mounts: the secrets volume and the CA file, read-only; no socket, no project.
-    assert broker["volumes"][0] == f"{names.SECRETS_VOLUME}:{names.BROKER_DIR}:ro"
+    assert broker["volumes"][0] == f"{names.SECRETS_VOLUME}:{names.BROKER_SECRETS}:ro"
     assert broker["volumes"][1] == {"type": "bind", "source": "./corp-ca.pem",
                                     "target": names.BROKER_CA, "read_only": True,
                                     "bind": {"create_host_path": False}}

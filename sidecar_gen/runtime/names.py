@@ -65,11 +65,10 @@ CLAUDE_BINARY = "/usr/local/bin/claude"
 ENTRYPOINT = "/usr/local/sbin/sidecar-entrypoint"
 HEALTH = "/usr/local/sbin/sidecar-health"
 DNS_USER = "sidecar-dns"  # the firewall's DNS forwarder
-# The broker's container: SECRETS_VOLUME at BROKER_DIR (read-only), the secret files in
-# BROKER_SECRETS (owned by BROKER_UID, 0400), the extra CA certificates at BROKER_CA.
+# The broker's container: SECRETS_VOLUME at BROKER_SECRETS (read-only), one file per kind
+# (owned by BROKER_UID, 0400; an empty volume: no credential), the extra CAs at BROKER_CA.
 BROKER_UID = 65534  # `nobody`: owns nothing else in the image, and the volume's files
-BROKER_DIR = f"{RUN_DIR}/broker"
-BROKER_SECRETS = f"{BROKER_DIR}/secrets"
+BROKER_SECRETS = f"{RUN_DIR}/broker-secrets"
 BROKER_CA = f"{RUN_DIR}/broker-ca.pem"
 
 # -- environment variables ----------------------------------------------------------------------

@@ -3,18 +3,18 @@
 `sidecar up` resolves the credential on the host (`auth.resolve`: its environment, else the
 `sidecar auth` store) and puts it into the volume through the Engine API, as the policy volume
 is filled (`policyvolume`: a helper container created, never started, the files sent with
-`PUT /containers/{id}/archive`). Only the broker mounts the volume (read-only); in it, the
-folder `secrets/` (0700) and one file per kind (0400), all owned by the broker's user
-(`BROKER_UID`): nobody else in the broker's container can read them, and no other container
-sees them. The value is never in the project, a compose file, the policy volume, a command line
-or any container's environment. A kind not held is an empty file (the archive API cannot
+`PUT /containers/{id}/archive`). Only the broker mounts the volume (read-only, at
+BROKER_SECRETS); in it, one file per kind (0400), owned by the broker's user (`BROKER_UID`):
+nobody else in the broker's container can read them, and no other container sees them. An
+empty volume (a session's own, a stack started by hand) is a broker without a credential.
+The value is never in the project, a compose file, the policy volume, a command line or any
+container's environment. A kind not held is an empty file (the archive API cannot
 delete one): the broker reads an empty file as no credential of that kind.
 """
 
 from __future__ import annotations
 
 import io
-import posixpath
 import tarfile
 import time
 from collections.abc import Mapping
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sidecar_gen.auth import Resolved
 from sidecar_gen.broker.credentials import GITHUB_TOKEN, KINDS
 from sidecar_gen.runtime import contract
-from sidecar_gen.runtime.names import BROKER_DIR, BROKER_SECRETS, BROKER_UID, SECRETS_VOLUME
+from sidecar_gen.runtime.names import BROKER_UID, SECRETS_VOLUME
 from sidecar_gen.trust.policyvolume import (
     FILL_PATH,
     PolicyVolumeError,
@@ -35,9 +35,6 @@ from sidecar_gen.trust.policyvolume import (
 
 if TYPE_CHECKING:
     from docker import DockerClient
-
-SUBDIR = posixpath.relpath(BROKER_SECRETS, BROKER_DIR)  # "secrets"
-
 
 def secret_files(resolved: Resolved) -> dict[str, bytes]:
     """What the volume holds for `resolved`: every kind, empty when not held."""
@@ -53,12 +50,8 @@ def _tar(files: Mapping[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     now = int(time.time())
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        folder = tarfile.TarInfo(SUBDIR)
-        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o700, now
-        folder.uid = folder.gid = BROKER_UID
-        archive.addfile(folder)
         for name, data in sorted(files.items()):
-            info = tarfile.TarInfo(f"{SUBDIR}/{name}")
+            info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o400, now
             info.uid = info.gid = BROKER_UID
             archive.addfile(info, io.BytesIO(data))
@@ -76,7 +69,7 @@ def fill_secrets(client: DockerClient, model: Mapping[str, Any], files: Mapping[
     name = str((spec.get("name") if isinstance(spec, dict) else None)
                or f"{project}_{SECRETS_VOLUME}")
     ensure_volume(client, name, project, compose_version, SECRETS_VOLUME)
-    wanted = {f"{SUBDIR}/{kind}": data for kind, data in files.items()}
+    wanted = dict(files)
     with helper_container(client, service_image(model, image_service), name,
                           project) as helper:
         if current_files(helper, FILL_PATH) == wanted:

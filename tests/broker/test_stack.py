@@ -150,7 +150,7 @@ def test_claude_code_through_the_broker_in_the_rendered_stack(
         for name in ("compose.yml", "allowed-domains.txt"):
             assert API_KEY not in (root / ".sidecar" / name).read_text()
         # The key is in the broker's own file, readable by its user only.
-        listing = broker.exec_run(["ls", "-ln", "/run/sidecar/broker/secrets"]).output.decode()
+        listing = broker.exec_run(["ls", "-ln", "/run/sidecar/broker-secrets"]).output.decode()
         assert "-r-------- 1 65534 65534" in listing, listing
 
         # Doctor: the broker answers, its upstream too, and the key is nowhere claude reads.
@@ -176,7 +176,7 @@ def test_claude_code_through_the_broker_in_the_rendered_stack(
         script = ("import http.client, json\n"
                   "c = http.client.HTTPConnection('sidecar-gate', 2375, timeout=10)\n"
                   f"c.request('POST', '/v1.41/containers/{broker.id}/exec', json.dumps("
-                  "{'Cmd': ['cat', '/run/sidecar/broker/secrets/api-key'], 'AttachStdout': "
+                  "{'Cmd': ['cat', '/run/sidecar/broker-secrets/api-key'], 'AttachStdout': "
                   "True}), {'Content-Type': 'application/json'})\n"
                   "r = c.getresponse(); print(r.status); print(r.read().decode())\n")
         refused = claude.exec_run(["python3", "-c", script], user="claude")
