@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sidecar_gen.auth import Resolved
 from sidecar_gen.broker.credentials import GITHUB_TOKEN, KINDS
 from sidecar_gen.runtime import contract
-from sidecar_gen.runtime.names import BROKER_UID, SECRETS_VOLUME
+from sidecar_gen.runtime.names import BROKER_UID, ENGINE_SOCKET, SECRETS_VOLUME
 from sidecar_gen.trust.policyvolume import (
     FILL_PATH,
     PolicyVolumeError,
@@ -91,7 +91,8 @@ def restart_brokers(client: DockerClient, project: str, timeout: int) -> list[st
 
 
 def design_problems(model: Mapping[str, Any]) -> list[str]:
-    """The secrets volume is a plain local volume, mounted by the broker only, read-only."""
+    """The secrets volume is a plain local volume, mounted by the broker only, read-only; the
+    broker mounts no engine socket (no service holds both the secret and the engine)."""
     problems = []
     volumes = model.get("volumes") or {}
     spec = volumes.get(SECRETS_VOLUME) if isinstance(volumes, dict) else None
@@ -105,6 +106,11 @@ def design_problems(model: Mapping[str, Any]) -> list[str]:
         labels = service.get("labels")
         role = labels.get(contract.ROLE_LABEL) if isinstance(labels, dict) else None
         for mount in service.get("volumes") or []:
+            if role == contract.ROLE_BROKER and isinstance(mount, dict) and (
+                    mount.get("target") == ENGINE_SOCKET
+                    or str(mount.get("source") or "").endswith(".sock")):
+                problems.append(f"service {name} (broker) mounts an engine socket "
+                                f"({mount.get('source')})")
             if not isinstance(mount, dict) or mount.get("source") != SECRETS_VOLUME:
                 continue
             if role != contract.ROLE_BROKER:

@@ -51,6 +51,10 @@ def test_only_the_broker_may_mount_the_secrets_read_only() -> None:
         f"service b mounts `{SECRETS_VOLUME}` read-write",
         f"service claude mounts `{SECRETS_VOLUME}` (only the broker may: it holds the real "
         "credential)"]
+    socket = {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock"}
+    assert secretvolume.design_problems(_model(b=_role(contract.ROLE_BROKER,
+                                                       volumes=[mount, socket]))) == [
+        "service b (broker) mounts an engine socket (/var/run/docker.sock)"]
     external = _model()
     external["volumes"] = {SECRETS_VOLUME: {"external": True}}
     assert secretvolume.design_problems(external)
