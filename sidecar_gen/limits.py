@@ -70,6 +70,8 @@ class LogRotation:
 
 CLAUDE_DEFAULT = Limit(memory=4 << 30, pids=1024)
 GATE_DEFAULT = Limit(memory=256 << 20, pids=64)
+# The broker: one thread per client connection (64 at most), under 40 MiB with 20 streams.
+BROKER_DEFAULT = Limit(memory=128 << 20, pids=96)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class StackLimits:
 
     claude: Limit = CLAUDE_DEFAULT
     gate: Limit = GATE_DEFAULT
+    broker: Limit = BROKER_DEFAULT
     routed: Limit | None = None  # off unless set: the routed services are the user's
     logs: LogRotation = LogRotation()
 
@@ -86,6 +89,7 @@ class StackLimits:
 MINIMUMS = {
     "claude": Limit(memory=512 << 20, pids=64),  # Claude Code alone peaked at 400 MiB
     "gate": Limit(memory=64 << 20, pids=32),  # 30 MiB and 18 threads idle
+    "broker": Limit(memory=32 << 20, pids=8),  # about 20 MiB idle, a thread per stream
     "routed": Limit(memory=32 << 20, pids=8),
 }
 MIN_LOG_BYTES = 1 << 20  # the gate's decision trail would keep a few thousand lines
@@ -107,6 +111,7 @@ def limits_from_plain(doc: Any) -> StackLimits:
     return StackLimits(
         claude=_limit(doc.get("claude"), CLAUDE_DEFAULT) or CLAUDE_DEFAULT,
         gate=_limit(doc.get("gate"), GATE_DEFAULT) or GATE_DEFAULT,
+        broker=_limit(doc.get("broker"), BROKER_DEFAULT) or BROKER_DEFAULT,
         routed=_limit(doc.get("routed"), None),
         logs=LogRotation(max_size=str(logs.get("max_size", LogRotation.max_size)),
                          max_files=int(logs.get("max_files", LogRotation.max_files))))
@@ -145,6 +150,7 @@ def _why(part: str) -> str:
     return {
         "claude": "Claude Code alone needs about 400 MiB and a few dozen processes and threads",
         "gate": "the gate needs about 30 MiB and 18 threads idle",
+        "broker": "the broker needs about 20 MiB and a thread per stream",
         "routed": "a service cannot run in that",
     }[part]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from sidecar_gen.limits import StackLimits, limits_from_plain
 from sidecar_gen.runtime.contract import Route
-from sidecar_gen.runtime.names import WORKSPACE
+from sidecar_gen.runtime.names import ANTHROPIC_UPSTREAM, WORKSPACE
 
 DEFAULT_IMAGE = "ghcr.io/claude-sidecar/claude-sidecar:latest"
 DEFAULT_WORKSPACE = WORKSPACE
@@ -40,6 +40,24 @@ class Viewer:
 
 
 @dataclass(frozen=True)
+class CredentialBroker:
+    """The `sidecar.broker` setting: the credential broker (on unless `false`)."""
+
+    enabled: bool = True
+    upstream: str = ANTHROPIC_UPSTREAM
+    ca_certificates: str | None = None  # a host PEM file, mounted read-only into the broker
+
+
+def broker_from_plain(value: Any) -> CredentialBroker:
+    """`CredentialBroker` from a validated `sidecar.broker` value (absent or true: defaults)."""
+    if value is False:
+        return CredentialBroker(enabled=False)
+    spec = value if isinstance(value, dict) else {}
+    return CredentialBroker(upstream=spec.get("upstream", ANTHROPIC_UPSTREAM),
+                            ca_certificates=spec.get("ca_certificates"))
+
+
+@dataclass(frozen=True)
 class Stack:
     """The `sidecar:` section: what `sidecar render` generates."""
 
@@ -53,6 +71,7 @@ class Stack:
     firewall: Firewall = field(default_factory=Firewall)
     viewer: Viewer = field(default_factory=Viewer)
     limits: StackLimits = field(default_factory=StackLimits)
+    broker: CredentialBroker = field(default_factory=CredentialBroker)
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,7 @@ def bridge_from_plain(doc: dict[str, Any]) -> Bridge:
         viewer=Viewer(enabled=viewer.get("enabled", False), port=viewer.get("port", 3000),
                       image=viewer.get("image", DEFAULT_VIEWER_IMAGE)),
         limits=limits_from_plain(side.get("limits")),
+        broker=broker_from_plain(side.get("broker", True)),
     )
     return Bridge(
         commands=commands,

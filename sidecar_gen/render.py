@@ -1,8 +1,9 @@
 """`sidecar render`: generate the sidecar stack from bridge.yaml, idempotently.
 
 Targets:
-- `.sidecar/compose.yml`: the services `claude`, `sidecar-gate` and (optionally) `viewer`, plus
-  the named volume for Claude's config. Generated whole, with a checksum line.
+- `.sidecar/compose.yml`: the services `claude`, `sidecar-gate`, `sidecar-broker` (unless
+  `sidecar.broker: false`) and (optionally) `viewer`, plus the named volumes (Claude's config,
+  the approved policy, the broker's secret). Generated whole, with a checksum line.
 - `.sidecar/allowed-domains.txt`: the egress allowlist. Generated whole, with a checksum line.
 - the project's compose file: gains one `include:` entry for `.sidecar/compose.yml` (created as
   `compose.yml` when the project has none). Nothing else in it is touched.
@@ -35,6 +36,7 @@ from sidecar_gen.runtime.names import (
     GENERATED_COMPOSE,
     MANAGED_SERVICES,
     POLICY_VOLUME,
+    SECRETS_VOLUME,
 )
 from sidecar_gen.trust.inputs import existing_compose_files
 from sidecar_gen.yamlio import load_text
@@ -66,11 +68,14 @@ class RenderResult:
         return [c for c in self.changes if c.status is FileStatus.SKIPPED]
 
 
-def domains_text(commands: Iterable[str], extra: Iterable[str] = ()) -> str:
-    """allowed-domains.txt: defaults, the routed toolchains' presets, the user's extras."""
+def domains_text(commands: Iterable[str], extra: Iterable[str] = (), *,
+                 broker: bool = True) -> str:
+    """allowed-domains.txt: defaults (Claude Code's own hosts, only without the broker), the
+    routed toolchains' presets, the user's extras."""
     text = templating.render(
         "allowed-domains.txt.j2",
-        domains=allowed_domains(commands, extra),
+        domains=allowed_domains(commands, extra, broker=broker),
+        broker=broker,
         version=__version__,
     )
     return with_checksum(text)
@@ -127,7 +132,7 @@ def render_compose(bridge: Bridge, project_dir: Path, project_file: str) -> str:
         firewall_options=firewall.environment(bridge.stack.firewall),
         role_label=contract.ROLE_LABEL,
         roles={"claude": contract.ROLE_CLAUDE, "gate": contract.ROLE_GATE,
-               "viewer": contract.ROLE_VIEWER},
+               "viewer": contract.ROLE_VIEWER, "broker": contract.ROLE_BROKER},
         logging=logging_options(bridge),
     )
     return with_checksum(text)
@@ -142,7 +147,7 @@ def _check_collisions(project: ComposeProject | None, data: Any) -> None:
             f"{project.file.name}: service name(s) {', '.join(taken)} are used by your project; "
             "sidecar render needs them for the Claude stack")
     volumes = data.get("volumes") if isinstance(data, dict) else None
-    for name in (CONFIG_VOLUME, POLICY_VOLUME):
+    for name in (CONFIG_VOLUME, POLICY_VOLUME, SECRETS_VOLUME):
         if isinstance(volumes, dict) and name in volumes:
             raise RenderError(f"{project.file.name}: the volume name {name} is taken")
 
@@ -231,7 +236,8 @@ def plan_render(directory: Path, *, config: Path | None = None, force: bool = Fa
                        render_compose(bridge, directory, target_file.name), force=force),
         _domains_change(plan_generated(
             sidecar_dir / DOMAINS_NAME,
-            domains_text(bridge.commands, bridge.stack.firewall.domains), force=force)),
+            domains_text(bridge.commands, bridge.stack.firewall.domains,
+                         broker=bridge.stack.broker.enabled), force=force)),
         plan_edit(target_file, current if compose_file else None,
                   _with_include(current, data, target_file)),
     ]

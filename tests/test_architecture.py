@@ -137,7 +137,7 @@ def test_the_layers_are_documented() -> None:
 # (a stale route cache is recompiled by the full package), and the doctor package whose
 # `__init__` runs the checks its modules report into.
 KNOWN_CYCLES = [{"config", "wrappers.routes", "runtime.cache"},
-                {"doctor", "doctor.host", "doctor.stack"}]
+                {"doctor", "doctor.host", "doctor.stack", "doctor.brokercheck"}]
 
 
 def _cycles() -> list[set[str]]:
@@ -254,7 +254,8 @@ def test_the_gates_engine_is_the_runtimes_client() -> None:
 BROKER_MAY_IMPORT = {"sidecar_gen.errors", "sidecar_gen.fsutil", "sidecar_gen.gate.http",
                      "sidecar_gen.gate.server", "sidecar_gen.gate.audit",
                      "sidecar_gen.runtime.transport", "sidecar_gen.runtime.errors",
-                     "sidecar_gen.runtime.httpclient", "sidecar_gen.runtime.healthcheck"}
+                     "sidecar_gen.runtime.httpclient", "sidecar_gen.runtime.healthcheck",
+                     "sidecar_gen.runtime.names"}
 BROKER_DECISIONS = ("broker.target", "broker.endpoints", "broker.decide", "broker.redact",
                     "broker.usage", "broker.origin")
 BROKER_IO = {"socket", "_socket", "ssl", "select", "selectors", "threading", "subprocess",
@@ -300,7 +301,7 @@ def test_the_healthchecks_stay_small(module: str) -> None:
 
 # Programs that run elsewhere as program text (`python3 -I -c`): the standard library only,
 # nothing of this package (the other side may have another version of it, or none).
-PROGRAM_TEXTS = ("doctor.policyprobe",)
+PROGRAM_TEXTS = ("doctor.policyprobe", "doctor.secretprobe")
 
 
 @pytest.mark.parametrize("module", PROGRAM_TEXTS)

@@ -225,7 +225,8 @@ def test_limits_and_log_rotation_reach_every_generated_service(tmp_path: Path) -
     services = load(root / ".sidecar" / "compose.yml")["services"]
     rotation = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
     assert {name: spec["logging"] for name, spec in services.items()} == {
-        "claude": rotation, "sidecar-gate": rotation, "viewer": rotation}
+        "claude": rotation, "sidecar-gate": rotation, "viewer": rotation,
+        "sidecar-broker": rotation}
     assert (services["claude"]["pids_limit"], services["claude"]["mem_limit"]) == (1024, "4g")
     assert (services["sidecar-gate"]["pids_limit"], services["sidecar-gate"]["mem_limit"]) == \
         (64, "256m")
@@ -255,7 +256,7 @@ def test_every_generated_service_carries_its_role_label(tmp_path: Path) -> None:
     roles = {name: spec.get("labels", {}).get(contract.ROLE_LABEL)
              for name, spec in services.items()}
     assert roles == {"claude": contract.ROLE_CLAUDE, "sidecar-gate": contract.ROLE_GATE,
-                     "viewer": contract.ROLE_VIEWER}
+                     "viewer": contract.ROLE_VIEWER, "sidecar-broker": contract.ROLE_BROKER}
     assert set(roles.values()) == contract.PROTECTED_ROLES
     # The user's own services are left alone: no role label from us.
     user = load(root / "compose.yaml")["services"]
@@ -495,3 +496,61 @@ def test_a_fifo_planted_as_a_generated_file_neither_hangs_nor_is_read(tmp_path: 
         assert result.output.strip().endswith("compose.yml: is a FIFO, not a regular file "
                                               "(remove it)"), result.output
         assert stat.S_ISFIFO(generated.lstat().st_mode)
+
+
+def test_the_broker_is_rendered_beside_the_gate_and_holds_nothing_else(tmp_path: Path) -> None:
+    """Issue 22: the broker gets no socket, no project, no capability, a read-only root, limits,
+    the compose network only, a healthcheck; claude talks to it and gets no real key."""
+    from sidecar_gen.runtime import names
+
+    root = project(tmp_path, bridge=BRIDGE + "  broker:\n    upstream: https://up.test:8443/api\n"
+                   "    ca_certificates: ./corp-ca.pem\n")
+    run_render(root)
+    services = load(root / ".sidecar" / "compose.yml")["services"]
+    broker = services[names.BROKER_SERVICE]
+    assert broker["image"] == services["sidecar-gate"]["image"]
+    assert broker["user"] == f"{names.BROKER_UID}:{names.BROKER_UID}"
+    assert broker["read_only"] is True and "tmpfs" not in broker
+    assert broker["cap_drop"] == ["ALL"] and "cap_add" not in broker
+    assert broker["security_opt"] == ["no-new-privileges:true"]
+    assert (broker["pids_limit"], broker["mem_limit"]) == (96, "128m")
+    assert broker["networks"] == ["default"] and "ports" not in broker
+    assert broker["healthcheck"]["test"][-2:] == ["--listening", "tcp://127.0.0.1:8080"]
+    assert "--upstream=https://up.test:8443/api" in broker["entrypoint"]
+    assert f"--ca-file={names.BROKER_CA}" in broker["entrypoint"]
+    # Its mounts: the secrets volume and the CA file, read-only; no socket, no project.
+    assert broker["volumes"][0] == f"{names.SECRETS_VOLUME}:{names.BROKER_SECRETS}:ro"
+    assert broker["volumes"][1] == {"type": "bind", "source": "./corp-ca.pem",
+                                    "target": names.BROKER_CA, "read_only": True,
+                                    "bind": {"create_host_path": False}}
+    assert len(broker["volumes"]) == 2
+    assert "environment" not in broker
+    # The gate holds the socket and no secret: no service has both.
+    assert not any(names.SECRETS_VOLUME in str(v) for v in services["sidecar-gate"]["volumes"])
+    claude = services["claude"]
+    env = claude["environment"]
+    assert env[names.BASE_URL_ENV] == names.BROKER_URL
+    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    assert env["DISABLE_AUTOUPDATER"] == "1"
+    assert names.API_KEY_ENV not in env and names.OAUTH_TOKEN_ENV not in env
+    assert names.BROKER_SERVICE in claude["depends_on"]
+    assert not any(names.SECRETS_VOLUME in str(v) for v in claude["volumes"])
+    domains = (root / ".sidecar" / "allowed-domains.txt").read_text()
+    for host in ("api.anthropic.com", "console.anthropic.com", "claude.ai", "statsig",
+                 "sentry.io", "registry.npmjs.org"):
+        assert host not in [line.split()[0] for line in domains.splitlines()
+                            if line.strip() and not line.startswith("#")]
+
+
+def test_broker_false_keeps_the_old_way(tmp_path: Path) -> None:
+    from sidecar_gen.runtime import names
+
+    root = project(tmp_path, bridge=BRIDGE + "  broker: false\n")
+    run_render(root)
+    doc = load(root / ".sidecar" / "compose.yml")
+    assert names.BROKER_SERVICE not in doc["services"]
+    assert names.SECRETS_VOLUME not in doc["volumes"]
+    env = doc["services"]["claude"]["environment"]
+    assert env[names.API_KEY_ENV] is None and names.BASE_URL_ENV not in env
+    domains = (root / ".sidecar" / "allowed-domains.txt").read_text()
+    assert "api.anthropic.com" in domains and "registry.npmjs.org" in domains

@@ -14,8 +14,9 @@ client-side HTTP (`http`), one request's forwarding (`exchange`), connections an
 
 May import: the standard library, h11, and of the package only `errors`, `fsutil`, the gate's
 HTTP head checks, listener and timestamp (`gate.http`, `gate.server.bind`,
-`gate.audit.timestamp`) and, for the healthcheck, the runtime's small HTTP client. Never the
-docker SDK or typer: it runs from the image's runtime venv (tests/broker/test_layers.py).
+`gate.audit.timestamp`), the stack's names (`runtime.names`) and, for the healthcheck, the
+runtime's small HTTP client. Never the docker SDK or typer: it runs from the image's runtime
+venv (tests/broker/test_layers.py).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,6 +128,16 @@ class Credentials:
                                (GITHUB_TOKEN, self.github)) if k and v]
 
 
+def _not_empty(path: Path) -> bool:
+    """False only for an empty regular file (a FIFO, too, has size 0: read_secret_file
+    refuses it by name)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return True  # read_secret_file says why it cannot be read
+    return not (stat.S_ISREG(info.st_mode) and info.st_size == 0)
+
+
 def load_credentials(folder: Path | None) -> Credentials:
     """The secrets in `folder` (files named by kind; a missing file is a kind not held)."""
     if folder is None:
@@ -138,7 +149,10 @@ def load_credentials(folder: Path | None) -> Credentials:
     except OSError as exc:
         raise InputError(str(folder), f"cannot read the secrets folder: "
                                       f"{exc.strerror or exc}") from None
-    found = {kind: read_secret_file(folder / kind, kind) for kind in KINDS if kind in names}
+    # An empty file is a kind not held: `sidecar up` writes every kind, the ones not
+    # configured empty (the engine's archive API, how it writes them, cannot delete a file).
+    found = {kind: read_secret_file(folder / kind, kind) for kind in KINDS
+             if kind in names and _not_empty(folder / kind)}
     anthropic = [kind for kind in ANTHROPIC_KINDS if kind in found]
     if len(anthropic) > 1:
         raise InputError(str(folder), "holds both an api-key and an oauth-token: keep one")

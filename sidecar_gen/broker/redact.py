@@ -22,7 +22,8 @@ class Redactor:
         """Mask `chunk` (after what was held back); return what can be sent now."""
         if not self._secrets:
             return chunk
-        data = self._held + chunk
+        # No copy unless a start of a secret was held back (the usual case: none).
+        data = self._held + chunk if self._held else chunk
         for secret in self._secrets:
             if secret in data:
                 self.count += data.count(secret)

@@ -52,8 +52,10 @@ def up(
 
     Refuses, with a diff naming each file, when anything that decides how the stack starts or
     what the agent may do changed since you approved it (`sidecar trust`). With no approval yet,
-    approves what is there (trust on first use). Exit codes: 0 started; 1 refused, or compose
-    failed to start it; 2 usage error.
+    approves what is there (trust on first use). Hands the credential broker the credential
+    (ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN here, else `sidecar auth`); without one it
+    starts anyway and says how to set one. Exit codes: 0 started; 1 refused, or compose failed
+    to start it; 2 usage error, or an invalid credential.
     """
     from sidecar_gen.host.engine import connect
     from sidecar_gen.trust.actions import UnapprovedChangeError, check_project, locked, start
@@ -70,6 +72,11 @@ def up(
             reloaded = ", ".join(result.reloaded) or "none running"
             say(f"sidecar: policy volume filled with the approved bridge.yaml and "
                 f"allowed-domains.txt; reloaded: {reloaded}", err=True)
+        if result.credential:
+            say(f"sidecar: the broker holds {result.credential} (Claude Code gets a "
+                "placeholder)", err=True)
+        for note in result.notes:
+            say(f"note: {note}", err=True)
 
     with locked(target) as store:
         check = check_project(target, store, render_notes=False)  # `trust` and `doctor` say it

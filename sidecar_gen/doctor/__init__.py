@@ -4,8 +4,10 @@
 the same checks run for the main stack and for a session (its worktree, `-p <project>-NAME`, and
 the policy stored when it was made in place of the project's approval).
 Host-side checks live in `host`, checks of the running stack (through the Engine API, execs
-included) in `stack`, the ways of asking a container without trusting it in `peek`. Checks that
-need what an earlier one could not get are skipped, saying which one to fix first.
+included) in `stack`, of the credential broker and the secret's absence in `brokercheck` (with
+`secretprobe`, the program it runs as user claude), the ways of asking a container without
+trusting it in `peek`. Checks that need what an earlier one could not get are skipped, saying
+which one to fix first.
 
 Its report cannot be forged: every field is escaped (`runtime.escape`) when it is added, so
 nothing from a file or a container can start a line of its own, and what a container said is
@@ -92,7 +94,7 @@ class DoctorReport:
 def run_doctor(target: ComposeTarget, session: str | None = None) -> DoctorReport:
     """Run every check against the project `target` names, or against its session `session`
     (also when `target` is inside a session's worktree and `session` is None)."""
-    from sidecar_gen.doctor import host, stack
+    from sidecar_gen.doctor import brokercheck, host, stack
     from sidecar_gen.session.store import SessionStore, record_for_path
 
     deadline = Deadline(DOCTOR_TIMEOUT)
@@ -109,4 +111,5 @@ def run_doctor(target: ComposeTarget, session: str | None = None) -> DoctorRepor
                                             target.env), deadline=deadline)
         context = host.run_session_checks(report, record, folder)
     stack.run_stack_checks(report, context)
+    brokercheck.run_broker_checks(report, context)
     return report

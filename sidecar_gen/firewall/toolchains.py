@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-# Domains Claude Code itself needs (API, login, telemetry) and the npm registry it updates from.
+# Domains Claude Code itself needs (API, login, telemetry) and the npm registry it updates from,
+# when it talks to them itself: only with the credential broker off (`sidecar.broker: false`).
+# With the broker on, Claude Code reaches the API through the broker, telemetry and updates
+# are off, and none of these hosts (each accepts uploads) is open to the agent.
 DEFAULT_DOMAINS: tuple[tuple[str, str], ...] = (
     ("api.anthropic.com", "Claude API"),
     ("console.anthropic.com", "Claude login"),
@@ -42,8 +45,10 @@ def presets_for(commands: Iterable[str]) -> list[str]:
     return [preset for preset, (selectors, _) in PRESETS.items() if selectors & names]
 
 
-def allowed_domains(commands: Iterable[str], extra: Iterable[str] = ()) -> list[tuple[str, str]]:
-    """(domain, why) pairs: defaults, then presets, then the user's extras; no duplicates."""
+def allowed_domains(commands: Iterable[str], extra: Iterable[str] = (), *,
+                    broker: bool = True) -> list[tuple[str, str]]:
+    """(domain, why) pairs: defaults (only without the broker), then presets, then the user's
+    extras; no duplicates."""
     seen: set[str] = set()
     out: list[tuple[str, str]] = []
 
@@ -52,7 +57,7 @@ def allowed_domains(commands: Iterable[str], extra: Iterable[str] = ()) -> list[
             seen.add(domain)
             out.append((domain, why))
 
-    for domain, why in DEFAULT_DOMAINS:
+    for domain, why in () if broker else DEFAULT_DOMAINS:
         add(domain, f"default: {why}")
     for preset in presets_for(commands):
         for domain in PRESETS[preset][1]:

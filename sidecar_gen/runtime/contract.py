@@ -35,9 +35,10 @@ ROLE_LABEL = "dev.claude-sidecar.role"
 ROLE_CLAUDE = "claude"
 ROLE_GATE = "gate"
 ROLE_VIEWER = "viewer"
-# Never targets, whatever bridge.yaml says: the gate holds the engine socket, the Claude and
-# viewer containers hold the agent's credentials and session history.
-PROTECTED_ROLES = frozenset({ROLE_CLAUDE, ROLE_GATE, ROLE_VIEWER})
+ROLE_BROKER = "broker"
+# Never targets, whatever bridge.yaml says: the gate holds the engine socket, the broker the
+# real credential, the Claude and viewer containers the session history.
+PROTECTED_ROLES = frozenset({ROLE_CLAUDE, ROLE_GATE, ROLE_VIEWER, ROLE_BROKER})
 # A container `sidecar init` creates from an image to read it, and removes; it is never started.
 ROLE_IMAGE_PROBE = "image-probe"
 

@@ -29,15 +29,20 @@ GENERATED_COMPOSE = "compose.yml"  # the generated stack, in CONFIG_DIR
 CLAUDE_SERVICE = "claude"
 GATE_SERVICE = "sidecar-gate"
 VIEWER_SERVICE = "viewer"
-MANAGED_SERVICES = (CLAUDE_SERVICE, GATE_SERVICE, VIEWER_SERVICE)
+BROKER_SERVICE = "sidecar-broker"  # the credential broker: the one holder of the real secret
+MANAGED_SERVICES = (CLAUDE_SERVICE, GATE_SERVICE, VIEWER_SERVICE, BROKER_SERVICE)
 CONFIG_VOLUME = "claude-config"  # Claude Code's settings and history
 POLICY_VOLUME = "sidecar-policy"  # the approved policy: written by `sidecar up` only
+SECRETS_VOLUME = "sidecar-secrets"  # the broker's secret: written by `sidecar up` only
 
 # -- ports --------------------------------------------------------------------------------------
 
 GATE_PORT = 2375
 GATE_URL = f"tcp://{GATE_SERVICE}:{GATE_PORT}"  # the claude container's DOCKER_HOST
 VIEWER_PORT = 3000  # the viewer's port in its own container
+BROKER_PORT = 8080
+BROKER_URL = f"http://{BROKER_SERVICE}:{BROKER_PORT}"  # the claude container's ANTHROPIC_BASE_URL
+ANTHROPIC_UPSTREAM = "https://api.anthropic.com"  # the broker's default upstream
 
 # -- paths in the image -------------------------------------------------------------------------
 
@@ -60,6 +65,11 @@ CLAUDE_BINARY = "/usr/local/bin/claude"
 ENTRYPOINT = "/usr/local/sbin/sidecar-entrypoint"
 HEALTH = "/usr/local/sbin/sidecar-health"
 DNS_USER = "sidecar-dns"  # the firewall's DNS forwarder
+# The broker's container: SECRETS_VOLUME at BROKER_SECRETS (read-only), one file per kind
+# (owned by BROKER_UID, 0400; an empty volume: no credential), the extra CAs at BROKER_CA.
+BROKER_UID = 65534  # `nobody`: owns nothing else in the image, and the volume's files
+BROKER_SECRETS = f"{RUN_DIR}/broker-secrets"
+BROKER_CA = f"{RUN_DIR}/broker-ca.pem"
 
 # -- environment variables ----------------------------------------------------------------------
 
@@ -75,4 +85,8 @@ READY_TIMEOUT_ENV = "SIDECAR_READY_TIMEOUT"  # how long `claude` waits for the s
 EXEC_TOKEN_ENV = "SIDECAR_EXEC_TOKEN"  # noqa: S105 - a name, not a secret
 EXEC_TOKEN_HEX_DIGITS = 32
 # Passed into the claude container from the shell that starts the stack, only when set there.
-PASSTHROUGH_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_YOLO")
+PASSTHROUGH_ENV = ("CLAUDE_YOLO",)
+# Only with the broker off (`sidecar.broker: false`): the real key goes into claude as before.
+API_KEY_ENV = "ANTHROPIC_API_KEY"
+OAUTH_TOKEN_ENV = "CLAUDE_CODE_OAUTH_TOKEN"  # noqa: S105 - a name, not a secret
+BASE_URL_ENV = "ANTHROPIC_BASE_URL"

@@ -26,7 +26,7 @@ from sidecar_gen.runtime.contract import (
     ROLE_LABEL,
     SERVICE_LABEL,
 )
-from sidecar_gen.runtime.names import PASSTHROUGH_ENV
+from sidecar_gen.runtime.names import API_KEY_ENV, PASSTHROUGH_ENV
 from sidecar_gen.session.store import SessionError, usage_error
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def compose_config(project_dir: Path, project: str | None) -> dict[str, Any]:
     """What `docker compose [-p PROJECT] config` resolves in `project_dir`, as the user's shell
     would (their environment, the folder's `.env`), with the Claude container's pass-through
     variables left unset so they stay pass-through (and out of the stored model)."""
-    env = {k: v for k, v in os.environ.items() if k not in PASSTHROUGH_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in (*PASSTHROUGH_ENV, API_KEY_ENV)}
     env["PWD"] = str(project_dir)  # `${PWD}` in a compose file means the project folder
     return resolve_model(ComposeTarget(project_dir, project, env)).doc
 

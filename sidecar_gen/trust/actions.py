@@ -24,8 +24,9 @@ from sidecar_gen.config import bridge_from_text, load_bridge
 from sidecar_gen.errors import ExitCode, SidecarError
 from sidecar_gen.limits import limit_routed
 from sidecar_gen.runtime import contract
-from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, GATE_SERVICE
+from sidecar_gen.runtime.names import BROKER_SERVICE, CONFIG_DIR, CONFIG_NAME, GATE_SERVICE
 from sidecar_gen.session.model import Names, route_targets
+from sidecar_gen.trust import secretvolume
 from sidecar_gen.trust.compare import Comparison, compare
 from sidecar_gen.trust.policyvolume import (
     PolicyVolumeError,
@@ -36,7 +37,7 @@ from sidecar_gen.trust.policyvolume import (
 )
 from sidecar_gen.trust.record import ApprovalStore, state_root
 from sidecar_gen.trust.snapshot import Snapshot, take_snapshot
-from sidecar_gen.trust.startmodel import started_model
+from sidecar_gen.trust.startmodel import started_model, with_placeholder
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -74,6 +75,8 @@ class StackUp:
     policy_changed: bool = False
     reloaded: list[str] = field(default_factory=list)
     compose_code: int = 0
+    credential: str = ""  # what the broker got, in words (never the value); "" without one
+    notes: list[str] = field(default_factory=list)
 
 
 def store_for(target: ComposeTarget) -> ApprovalStore:
@@ -106,7 +109,8 @@ def check_project(target: ComposeTarget, store: ApprovalStore | None = None, *,
     store = store or store_for(target)
     load_bridge(target.directory / CONFIG_DIR / CONFIG_NAME)
     snapshot = take_snapshot(target, store)
-    problems = design_problems(snapshot.resolved.doc)
+    problems = [*design_problems(snapshot.resolved.doc),
+                *secretvolume.design_problems(snapshot.resolved.doc)]
     if problems:
         raise PolicyVolumeError(f"refusing a stack that exposes the approved policy: "
                                 f"{'; '.join(problems)} (render again with `sidecar render`)")
@@ -174,12 +178,37 @@ def start(check: Check, services: Sequence[str], client: DockerClient,
                                         check.snapshot.compose_version, GATE_SERVICE)
     if result.policy_changed:
         result.reloaded = _reload_policy(client, model.name)
+    kind = _hand_secret(check, client, result) if BROKER_SERVICE in (
+        model.doc.get("services") or {}) else None
     if before_compose is not None:
         before_compose(result)
     limited = with_routed_limits(model, approval.policy.get(CONFIG_NAME, ""))
-    started = started_model(limited, check.snapshot.git.protect)
+    started = with_placeholder(started_model(limited, check.snapshot.git.protect), kind)
     result.compose_code = up_model(check.snapshot.target, started, services)
     return result
+
+
+def _hand_secret(check: Check, client: DockerClient, result: StackUp) -> str | None:
+    """Give the broker the credential in force (`auth.resolve` with the environment of `up`)
+    through the secrets volume; restart a running broker when it changed. The kind, or None."""
+    from sidecar_gen.auth import CredentialStore, resolve
+
+    environ = check.snapshot.target.environ()
+    resolved = resolve(CredentialStore(state_root(environ)), environ)
+    model = check.snapshot.resolved
+    changed = secretvolume.fill_secrets(client, model.doc, secretvolume.secret_files(resolved),
+                                        check.snapshot.compose_version, GATE_SERVICE)
+    if changed:
+        result.reloaded += secretvolume.restart_brokers(client, model.name, RESTART_TIMEOUT)
+    source = resolved.anthropic
+    if source is None:
+        result.notes.append(
+            "no Anthropic credential: the broker started without one and Claude Code cannot "
+            "reach the model; run `sidecar auth set --api-key` (or --oauth-token), or set "
+            "ANTHROPIC_API_KEY, then `sidecar up` again")
+        return None
+    result.credential = f"the {source.description} from {source.origin}"
+    return source.kind
 
 
 def with_routed_limits(model: ResolvedModel, bridge_text: str) -> ResolvedModel:

@@ -113,14 +113,15 @@ def service_image(model: Mapping[str, Any], service: str) -> str:
 
 
 def ensure_volume(client: DockerClient, name: str, project: str,
-                  compose_version: str | None) -> Volume:
-    """The volume, created with compose's labels when missing; refuse one of another project."""
+                  compose_version: str | None, key: str = POLICY_VOLUME) -> Volume:
+    """The volume (`key` in the compose file), created with compose's labels when missing;
+    refuse one of another project."""
     import docker.errors
 
     try:
         volume = client.volumes.get(name)
     except docker.errors.NotFound:
-        labels = {contract.PROJECT_LABEL: project, VOLUME_LABEL: POLICY_VOLUME,
+        labels = {contract.PROJECT_LABEL: project, VOLUME_LABEL: key,
                   VERSION_LABEL: compose_version or ""}
         return client.volumes.create(name=name, driver="local", labels=labels)
     labels = volume.attrs.get("Labels") or {}
@@ -171,7 +172,7 @@ def has_image(client: DockerClient, image: str) -> bool:
 
 
 @contextlib.contextmanager
-def _helper(client: DockerClient, image: str, volume: str,
+def helper_container(client: DockerClient, image: str, volume: str,
             project: str) -> Iterator[Container]:
     import docker.errors
 
@@ -189,7 +190,9 @@ def _helper(client: DockerClient, image: str, volume: str,
             helper.remove(force=True, v=False)
 
 
-def _current(container: Container, path: str) -> dict[str, bytes]:
+def current_files(container: Container, path: str) -> dict[str, bytes]:
+    """The regular files under `path` in `container` (names relative to it), read through the
+    engine's archive."""
     import docker.errors
 
     try:
@@ -224,10 +227,10 @@ def fill_policy(client: DockerClient, model: Mapping[str, Any], files: Mapping[s
     ensure_volume(client, name, project, compose_version)
     wanted = {key: value.encode("utf-8") for key, value in files.items()}
     reader = _reader(client, project, name)
-    if reader is not None and _current(reader, POLICY_DIR) == wanted:
+    if reader is not None and current_files(reader, POLICY_DIR) == wanted:
         return False
-    with _helper(client, image, name, project) as helper:
-        if _current(helper, FILL_PATH) == wanted:
+    with helper_container(client, image, name, project) as helper:
+        if current_files(helper, FILL_PATH) == wanted:
             return False
         if not helper.put_archive(FILL_PATH, _tar(wanted)):
             raise PolicyVolumeError(f"the engine refused to write into volume {name}")

@@ -29,7 +29,7 @@ from sidecar_gen.compose.cli import (
 from sidecar_gen.compose.reader import check_bounds
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import open_regular, read_text_file
-from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
+from sidecar_gen.runtime.names import BROKER_CA, CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
 from sidecar_gen.trust.gitfiles import GitFiles, git_files
 from sidecar_gen.trust.inputs import MAX_READ, compose_inputs
 from sidecar_gen.trust.record import Approval, ApprovalStore, FileState
@@ -256,9 +256,24 @@ def take_snapshot(target: ComposeTarget, store: ApprovalStore) -> Snapshot:
     project_dir = Path(os.path.realpath(directory))
     for name, path in sources.items():
         files[display_name(path, project_dir)] = built[name]
+    for path in mounted_ca_files(resolved.doc):
+        # What the broker trusts decides where the real credential may go: its bytes are
+        # approved, not only its path.
+        files[display_name(path, project_dir)] = file_state(path, store, env_file=False)
     return Snapshot(target=target, resolved=pin_dockerfiles(resolved, built),
                     model=normalize_model(resolved.doc, masker, built), files=files,
                     policy=policy, compose_version=compose, masks=masker, git=git)
+
+
+def mounted_ca_files(doc: Mapping[str, Any]) -> list[Path]:
+    """The host files mounted as the broker's extra CA certificates (`BROKER_CA`)."""
+    out = []
+    for spec in (doc.get("services") or {}).values():
+        for mount in (spec.get("volumes") or []) if isinstance(spec, dict) else ():
+            if isinstance(mount, dict) and mount.get("type") == "bind" \
+                    and mount.get("target") == BROKER_CA and isinstance(mount.get("source"), str):
+                out.append(Path(mount["source"].replace("$$", "$")))
+    return out
 
 
 def pin_dockerfiles(resolved: ResolvedModel, built: Mapping[str, FileState]) -> ResolvedModel:

@@ -1,8 +1,9 @@
 """The verified model as `sidecar up` starts it: what is added after the check.
 
 The approval compares compose's own model; `sidecar up` then starts that model with additions
-that only restrict, each a small pure function of the document (`read_only_git`), applied by
-`started_model`.
+that only restrict, each a small pure function of the document (`read_only_git`, applied by
+`started_model`; `with_placeholder`: the broker's placeholder of the credential kind in force,
+never a real value).
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sidecar_gen.broker.credentials import API_KEY, PLACEHOLDER
 from sidecar_gen.compose.cli import ResolvedModel
+from sidecar_gen.runtime import contract
+from sidecar_gen.runtime.names import API_KEY_ENV, BASE_URL_ENV, OAUTH_TOKEN_ENV
+
+# The variable Claude Code reads each kind of credential from.
+CREDENTIAL_ENV = {API_KEY: API_KEY_ENV, "oauth-token": OAUTH_TOKEN_ENV}
 
 
 def _under(path: str, folder: str) -> bool:
@@ -79,3 +86,24 @@ def started_model(resolved: ResolvedModel, protect: Sequence[Path]) -> ResolvedM
     changed = read_only_git(doc, [_escaped(p) for p in paths],
                             {k: _escaped(v) for k, v in real.items()})
     return ResolvedModel(json.dumps(changed), changed)
+
+
+def with_placeholder(resolved: ResolvedModel, kind: str | None) -> ResolvedModel:
+    """`resolved` with, in each claude service that talks to the broker (its environment sets
+    ANTHROPIC_BASE_URL), the placeholder of `kind` (an API key when none is configured) in the
+    variable Claude Code reads that kind from, and the other kind's variable removed: Claude
+    Code sends an API key as `x-api-key`, an OAuth token as a Bearer with its beta header."""
+    kind = kind or API_KEY
+    doc = json.loads(resolved.text)
+    changed = False
+    for spec in (doc.get("services") or {}).values():
+        labels = spec.get("labels") if isinstance(spec, dict) else None
+        env = spec.get("environment") if isinstance(spec, dict) else None
+        if not isinstance(labels, dict) or labels.get(contract.ROLE_LABEL) != \
+                contract.ROLE_CLAUDE or not isinstance(env, dict) or BASE_URL_ENV not in env:
+            continue
+        for name in CREDENTIAL_ENV.values():
+            env.pop(name, None)
+        env[CREDENTIAL_ENV[kind]] = PLACEHOLDER[kind]
+        changed = True
+    return ResolvedModel(json.dumps(doc), doc) if changed else resolved

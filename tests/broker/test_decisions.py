@@ -251,3 +251,14 @@ def test_upstream_origin() -> None:
     assert (origin.host, origin.port, origin.prefix) == ("proxy.example", 8443, "/anthropic")
     assert origin.host_header == b"proxy.example:8443"
     assert parse_origin("https://api.anthropic.com", "x").host_header == b"api.anthropic.com"
+
+
+def test_an_empty_secret_file_is_a_kind_not_held(tmp_path: Path) -> None:
+    # `sidecar up` writes every kind; the ones not configured are empty files.
+    folder = write_secrets(tmp_path / "s", oauth_token=OAUTH)
+    (folder / "api-key").write_bytes(b"")
+    (folder / "github-token").write_bytes(b"")
+    creds = load_credentials(folder)
+    assert (creds.anthropic_kind, creds.anthropic, creds.github) == ("oauth-token", OAUTH, None)
+    (folder / "oauth-token").write_bytes(b"")
+    assert load_credentials(folder).kinds() == []

@@ -248,6 +248,7 @@ def test_the_healthcheck(broker_factory: Callable[..., RunningBroker]) -> None:
     git_only = broker_factory(secrets={"github_token": "ghp_x0123456789"})
     assert "no Anthropic credential" in (check(f"tcp://127.0.0.1:{git_only.port}") or "")
     assert main([f"tcp://127.0.0.1:{git_only.port}"]) == 1
+    assert main(["--listening", f"tcp://127.0.0.1:{git_only.port}"]) == 0
     assert "not listening" in (check(f"tcp://127.0.0.1:{free_port()}") or "")
 
 

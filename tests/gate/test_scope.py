@@ -57,7 +57,7 @@ def test_generated_services_are_never_targets_through_the_dispatcher(
     from sidecar_gen.wrappers.install import install_wrappers
 
     labels = rendered_labels(tmp_path)
-    assert set(labels) == {"claude", "sidecar-gate", "viewer"}
+    assert set(labels) == {"claude", "sidecar-gate", "viewer", "sidecar-broker"}
     project = unique_name("roles")
     since = time.time()
     protected = {name: _member(make_container, project, name, **labels[name])

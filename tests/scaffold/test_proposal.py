@@ -224,7 +224,8 @@ def test_rerun_after_render_leaves_the_sidecar_out(tmp_path: Path, mode: str) ->
     result = init(tmp_path, mode, env, force=True)
     project = result.proposal.project
     assert project is not None
-    assert sorted(project.sidecar_services) == ["claude", "sidecar-gate", "viewer"]
+    assert sorted(project.sidecar_services) == ["claude", "sidecar-broker", "sidecar-gate",
+                                                "viewer"]
     assert set(project.services) == {"web"}
     assert all(c.route.container == "web" for c in result.proposal.commands)
 

@@ -15,6 +15,9 @@ __all__ = ["trust_stack"]  # fixtures
 pytestmark = pytest.mark.slow
 
 
+OFFLINE = "broker upstream"  # skipped here: api.anthropic.com cannot answer offline
+
+
 def doctor(stack: TrustStack) -> tuple[int, dict[str, dict[str, str]]]:
     """Run `sidecar doctor --format json`: (exit code, check name -> result)."""
     ran = stack.sidecar("doctor", "--format", "json")
@@ -26,7 +29,12 @@ def doctor(stack: TrustStack) -> tuple[int, dict[str, dict[str, str]]]:
 def test_a_healthy_stack(trust_stack: TrustStack) -> None:
     code, checks = doctor(trust_stack)
     problems = {k: v for k, v in checks.items() if v["status"] not in ("ok",)}
+    # Offline, the broker's upstream (api.anthropic.com) cannot answer: skipped, with a note.
+    upstream = problems.pop(OFFLINE)
+    assert upstream["status"] == "skip" and "offline" in upstream["message"], upstream
     assert problems == {}, problems
+    assert checks["broker"]["message"].endswith("it holds: api-key")
+    assert checks["secret"]["message"].startswith("no credential of this host is readable")
     assert code == 0
     assert checks["claude code"]["message"] == f'Claude Code reports "{FAKE_CLAUDE}"'
     assert checks["command tool"]["message"].endswith('tool is "/bin/tool"')
@@ -38,7 +46,7 @@ def test_a_healthy_stack(trust_stack: TrustStack) -> None:
     lines = text.stdout.splitlines()
     assert lines[-1] == "healthy"
     assert len(lines) == len(checks) + 1
-    assert all(line.startswith("ok  ") for line in lines[:-1])
+    assert all(line.startswith(("ok  ", "skip  broker upstream: ")) for line in lines[:-1])
 
 
 def test_a_stopped_service(trust_stack: TrustStack) -> None:
@@ -54,7 +62,7 @@ def test_a_stopped_service(trust_stack: TrustStack) -> None:
             assert result["message"] == f"{app.name} is exited", result
             assert "sidecar up" in result["fix"]
         others = {k for k, v in checks.items() if v["status"] != "ok"}
-        assert others == {"command app-sh", "command tool"}
+        assert others == {"command app-sh", "command tool", OFFLINE}
         text = stack.sidecar("doctor")
         assert f"fail  command tool: {app.name} is exited -> `sidecar up`" in text.stdout
         assert text.stdout.splitlines()[-1] == "2 problem(s)"
@@ -79,7 +87,8 @@ def test_a_missing_program(trust_stack: TrustStack) -> None:
         assert ghost["status"] == "fail"
         assert ghost["message"] == f"{stack.container('app').name}: ghost-program not found"
         assert "install ghost-program" in ghost["fix"]
-        assert {k for k, v in checks.items() if v["status"] != "ok"} == {"command ghost"}
+        assert {k for k, v in checks.items() if v["status"] != "ok"} == {"command ghost",
+                                                                         OFFLINE}
     finally:
         stack.restore()
 

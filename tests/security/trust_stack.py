@@ -194,7 +194,9 @@ def trust_stack(tmp_path_factory: pytest.TempPathFactory, docker_client: Any,
     image = fake_claude_image(docker_client, claude_image)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
     env.update({"PUID": str(PUID), "PGID": str(PGID), "COMPOSE_PROJECT_NAME": project,
-                "XDG_STATE_HOME": str(root.parent / "state"), "NO_COLOR": "1"})
+                "XDG_STATE_HOME": str(root.parent / "state"), "NO_COLOR": "1",
+                # The broker's credential (a test value: the upstream is never reached).
+                "ANTHROPIC_API_KEY": "sk-ant-api03-trust-stack-test-key-0123456789"})
     stack = TrustStack(root, project, env, docker_client)
     (root / "compose.yaml").write_text(COMPOSE)
     (root / ".env").write_text(DOTENV)

@@ -229,13 +229,14 @@ def project(claude_image: str, compose_cli: list[str],
 
 def test_two_sessions_and_the_main_stack_run_side_by_side(project: Project) -> None:
     main = project.containers(project.name)
-    assert set(main) == {"app", "db", "worker", "claude", "sidecar-gate"}
+    assert set(main) == {"app", "db", "worker", "claude", "sidecar-gate", "sidecar-broker"}
     assert main["app"].name == f"{project.name}-app"
     ports: set[str] = set()
     for session in ("a", "b"):
         own = project.containers(f"{project.name}-{session}")
-        # Its own claude and gate, the routed services and their dependency; not the worker.
-        assert set(own) == {"app", "db", "claude", "sidecar-gate"}
+        # Its own claude, gate and broker, the routed services and their dependency; not the
+        # worker.
+        assert set(own) == {"app", "db", "claude", "sidecar-gate", "sidecar-broker"}
         assert all(c.status == "running" for c in own.values())
         assert own["app"].name == f"{project.name}-{session}-app-1"  # container_name dropped
         bindings = own["app"].attrs["NetworkSettings"]["Ports"]["8080/tcp"]
@@ -286,12 +287,14 @@ def _doctor(project: Project, *args: str, cwd: Path | None = None
 def test_doctor_checks_a_session_by_name_and_from_inside_its_worktree(project: Project
                                                                       ) -> None:
     """The session's own containers and its stored policy (what its gate must run), not the
-    main stack's; the test image has no Claude Code, so that check is the one failure."""
+    main stack's; the test image has no Claude Code, and `sidecar up` fills no session's broker
+    with a credential (README: the broker's limits), so those are the failures."""
     session = f"{project.name}-a"
     code, name, checks = _doctor(project, "--session", "a")
     assert (code, name) == (1, session), checks
     failing = {n for n, c in checks.items() if c["status"] == "fail"}
-    assert failing == {"claude code"}, checks
+    assert failing == {"claude code", "broker"}, checks
+    assert "holds no Anthropic credential" in checks["broker"]["message"]
     assert checks["session"]["status"] == "ok"
     assert checks["gate policy"]["message"] == "the gate runs the approved bridge.yaml"
     assert checks["policy volume"]["status"] == "ok"

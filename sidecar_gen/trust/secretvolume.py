@@ -1,0 +1,121 @@
+"""The `sidecar-secrets` volume: the broker's real credential, written only from the host.
+
+`sidecar up` resolves the credential on the host (`auth.resolve`: its environment, else the
+`sidecar auth` store) and puts it into the volume through the Engine API, as the policy volume
+is filled (`policyvolume`: a helper container created, never started, the files sent with
+`PUT /containers/{id}/archive`). Only the broker mounts the volume (read-only, at
+BROKER_SECRETS); in it, one file per kind (0400), owned by the broker's user (`BROKER_UID`):
+nobody else in the broker's container can read them, and no other container sees them. An
+empty volume (a session's own, a stack started by hand) is a broker without a credential.
+The value is never in the project, a compose file, the policy volume, a command line or any
+container's environment. A kind not held is an empty file (the archive API cannot
+delete one): the broker reads an empty file as no credential of that kind.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sidecar_gen.auth import Resolved
+from sidecar_gen.broker.credentials import GITHUB_TOKEN, KINDS
+from sidecar_gen.runtime import contract
+from sidecar_gen.runtime.names import BROKER_UID, ENGINE_SOCKET, SECRETS_VOLUME
+from sidecar_gen.trust.policyvolume import (
+    FILL_PATH,
+    PolicyVolumeError,
+    current_files,
+    ensure_volume,
+    helper_container,
+    service_image,
+)
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+def secret_files(resolved: Resolved) -> dict[str, bytes]:
+    """What the volume holds for `resolved`: every kind, empty when not held."""
+    files = {kind: b"" for kind in KINDS}
+    if resolved.anthropic is not None:
+        files[resolved.anthropic.kind] = resolved.anthropic.value.encode("ascii") + b"\n"
+    if resolved.github is not None:
+        files[GITHUB_TOKEN] = resolved.github.value.encode("ascii") + b"\n"
+    return files
+
+
+def _tar(files: Mapping[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o400, now
+            info.uid = info.gid = BROKER_UID
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def fill_secrets(client: DockerClient, model: Mapping[str, Any], files: Mapping[str, bytes],
+                 compose_version: str | None, image_service: str) -> bool:
+    """Put `files` into the project's secrets volume (through a helper made from the image of
+    `image_service`). True when the content changed (a running broker must restart: it reads
+    its secrets once, at start)."""
+    project = str(model.get("name") or "")
+    volumes = model.get("volumes") or {}
+    spec = volumes.get(SECRETS_VOLUME) if isinstance(volumes, dict) else None
+    name = str((spec.get("name") if isinstance(spec, dict) else None)
+               or f"{project}_{SECRETS_VOLUME}")
+    ensure_volume(client, name, project, compose_version, SECRETS_VOLUME)
+    wanted = dict(files)
+    with helper_container(client, service_image(model, image_service), name,
+                          project) as helper:
+        if current_files(helper, FILL_PATH) == wanted:
+            return False
+        if not helper.put_archive(FILL_PATH, _tar(files)):
+            raise PolicyVolumeError(f"the engine refused to write into volume {name}")
+    return True
+
+
+def restart_brokers(client: DockerClient, project: str, timeout: int) -> list[str]:
+    """Restart the project's running broker containers (names, one entry each)."""
+    done = []
+    for container in client.containers.list(filters={"label": [
+            f"{contract.PROJECT_LABEL}={project}",
+            f"{contract.ROLE_LABEL}={contract.ROLE_BROKER}"]}):
+        container.restart(timeout=timeout)
+        done.append(f"{container.name} (restarted)")
+    return done
+
+
+def design_problems(model: Mapping[str, Any]) -> list[str]:
+    """The secrets volume is a plain local volume, mounted by the broker only, read-only; the
+    broker mounts no engine socket (no service holds both the secret and the engine)."""
+    problems = []
+    volumes = model.get("volumes") or {}
+    spec = volumes.get(SECRETS_VOLUME) if isinstance(volumes, dict) else None
+    if isinstance(spec, dict) and (spec.get("external") or spec.get("driver_opts")
+                                   or spec.get("driver") not in (None, "local")):
+        problems.append(f"the `{SECRETS_VOLUME}` volume is external or has a driver")
+    services = model.get("services") or {}
+    for name, service in sorted(services.items() if isinstance(services, dict) else []):
+        if not isinstance(service, dict):
+            continue
+        labels = service.get("labels")
+        role = labels.get(contract.ROLE_LABEL) if isinstance(labels, dict) else None
+        for mount in service.get("volumes") or []:
+            if role == contract.ROLE_BROKER and isinstance(mount, dict) and (
+                    mount.get("target") == ENGINE_SOCKET
+                    or str(mount.get("source") or "").endswith(".sock")):
+                problems.append(f"service {name} (broker) mounts an engine socket "
+                                f"({mount.get('source')})")
+            if not isinstance(mount, dict) or mount.get("source") != SECRETS_VOLUME:
+                continue
+            if role != contract.ROLE_BROKER:
+                problems.append(f"service {name} mounts `{SECRETS_VOLUME}` (only the broker "
+                                "may: it holds the real credential)")
+            elif not mount.get("read_only"):
+                problems.append(f"service {name} mounts `{SECRETS_VOLUME}` read-write")
+    return problems
