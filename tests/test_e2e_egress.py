@@ -47,6 +47,11 @@ FETCH = ("import sys, time, urllib.request\n"
 # A raw DNS query (the agent's own packet): any bytes in the name, past what glibc would send.
 RAW_QUERY = """
 import socket, struct, sys
+# Where the forwarder listens now (a reload moves it between 127.0.0.1 and 127.0.0.2).
+try:
+    server = open("/run/sidecar/firewall/forwarder.addr").read().strip()
+except OSError:
+    server = "127.0.0.1"
 def query(name, qtype=1):
     packet = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
     for label in name.split(b"."):
@@ -54,7 +59,7 @@ def query(name, qtype=1):
     packet += b"\\0" + struct.pack(">HH", qtype, 1)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(2)
-    s.sendto(packet, ("127.0.0.1", 53))
+    s.sendto(packet, (server, 53))
     try:
         s.recv(512)
     except OSError:
@@ -256,6 +261,21 @@ def test_forged_names_and_a_flood_are_harmless(egress_stack: tuple[Stack, Any]) 
     text = sidecar(stack, "net", "log")
     assert "\x1b" not in text.stdout and "\x07" not in text.stdout
     assert "pwned" not in sidecar(stack, "net", "pending").stdout  # never offered to allow
+    # The forwarder's spare address (a reload moves it there) is free, and the agent may bind
+    # it, but its resolver cannot answer anyone.
+    fake = (RAW_QUERY + "spare = '127.0.0.2' if server == '127.0.0.1' else '127.0.0.1'\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "s.bind((spare, 53))\n"
+            "c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "c.sendto(b'x' * 12, (spare, 53))\n"
+            "data, peer = s.recvfrom(512)\n"
+            "try:\n"
+            "    s.sendto(b'forged answer', peer)\n"
+            "    print('answered')\n"
+            "except OSError as exc:\n"
+            "    print('refused', exc.errno)\n")
+    assert agent(claude, "python3", "-c", fake).startswith("refused"), agent(
+        claude, "python3", "-c", fake)
     # The recorder is alive, and allowed traffic still resolves.
     assert "firewall record" in claude.exec_run(["ps", "-eo", "args"]).output.decode()
     assert agent(claude, "getent", "hosts", "sidecar-gate").strip()

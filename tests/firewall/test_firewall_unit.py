@@ -172,8 +172,15 @@ def test_enforce_ruleset_v4() -> None:
     accepts = [line for line in lines if line.endswith("-j ACCEPT") and f"-A {chain} " in line]
     assert accepts == [f"-A {chain} -d 127.0.0.11/32 -m owner --uid-owner 998 -j ACCEPT",
                        f"-A {chain} -d 127.0.0.11/32 -m owner --uid-owner 0 -j ACCEPT",
+                       # DNS answers on loopback: the forwarder's and root's only.
+                       f"-A {chain} -o lo -p udp --sport 53 -m owner --uid-owner 998 -j ACCEPT",
+                       f"-A {chain} -o lo -p tcp --sport 53 -m owner --uid-owner 998 -j ACCEPT",
+                       f"-A {chain} -o lo -p udp --sport 53 -m owner --uid-owner 0 -j ACCEPT",
+                       f"-A {chain} -o lo -p tcp --sport 53 -m owner --uid-owner 0 -j ACCEPT",
                        f"-A {chain} -o lo -j ACCEPT",
                        f"-A {chain} -m connmark --mark {mark} -j ACCEPT"]
+    assert lines.index(f"-A {chain} -o lo -p udp --sport 53 -j REJECT --reject-with "
+                       "icmp-port-unreachable") < lines.index(f"-A {chain} -o lo -j ACCEPT")
     assert "ESTABLISHED" not in "\n".join(line for line in lines if f"-A {chain} " in line)
     assert f"-A {allow} -j CONNMARK --set-mark {mark}" in lines
     # In: new flows only from the compose networks; everything else new, and unmarked older
