@@ -125,7 +125,7 @@ def _change(names: list[str], directory: Path, allow: bool, as_json: bool) -> No
     from sidecar_gen.trust.netpolicy import change_allowlist, check_names
 
     check_names(names)  # before anything else: a bad name never needs the engine
-    result = change_allowlist(_target(directory), names, allow=allow, client=connect())
+    result = change_allowlist(_target(directory), names, allow=allow, connect=connect)
     if as_json:
         typer.echo(json.dumps(result.__dict__, ensure_ascii=True))
     else:

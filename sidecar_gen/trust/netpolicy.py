@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -168,8 +168,9 @@ def _reload(client: DockerClient, project: str) -> tuple[list[str], list[str]]:
 
 
 def change_allowlist(target: ComposeTarget, names: Sequence[str], *, allow: bool,
-                     client: DockerClient) -> NetChange:
-    """Allow (or deny) `names` in the approved allowlist and reload the running firewall."""
+                     connect: Callable[[], DockerClient]) -> NetChange:
+    """Allow (or deny) `names` in the approved allowlist and reload the running firewall
+    (`connect` is called once the project is known to match its approval)."""
     from sidecar_gen.audit.store import log_approval
 
     clean = check_names(names)
@@ -187,12 +188,20 @@ def change_allowlist(target: ComposeTarget, names: Sequence[str], *, allow: bool
                 f"changed since you approved it: {', '.join(before.comparison.names())}; "
                 "review it with `sidecar trust` first (net allow approves only its own change)",
                 exit_code=ExitCode.FINDINGS)
-        bridge_text = _edit_bridge(read_text_file(bridge_path), clean, allow)
-        domains_text, result.changed = _edit_domains(read_text_file(domains_path), clean, allow)
+        client = connect()  # before any edit: no engine, nothing changed
+        old_bridge, old_domains = read_text_file(bridge_path), read_text_file(domains_path)
+        bridge_text = _edit_bridge(old_bridge, clean, allow)
+        domains_text, result.changed = _edit_domains(old_domains, clean, allow)
         write_atomic(bridge_path, bridge_text)
         write_atomic(domains_path, domains_text)
-        after = check_project(target, store, render_notes=False)
-        _only_ours(after, bridge_text, domains_text)
+        try:
+            after = check_project(target, store, render_notes=False)
+            _only_ours(after, bridge_text, domains_text)
+        except BaseException:
+            # Not approved: put the approved files back, so nothing is left half-done.
+            write_atomic(bridge_path, old_bridge)
+            write_atomic(domains_path, old_domains)
+            raise
         result.record = str(approve(after))
         approval = store.load(target.directory)
         if approval is None:
