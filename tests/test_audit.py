@@ -133,3 +133,20 @@ def test_domains_edit() -> None:
     assert text == "# header\npypi.org\na.org\n" and changed == ["a.org"]
     text, changed = netpolicy._edit_domains(text, ["pypi.org"], False)
     assert text == "# header\na.org\n" and changed == ["pypi.org"]
+
+
+def test_follow_prints_each_event_once_and_outlives_the_engine_going_away(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    first = _deny("a.org", "2026-12-07T16:00:00.000Z", 1)
+    second = _deny("b.org", "2026-12-07T16:00:01.000Z", 1)
+    polls = iter([[first], RuntimeError("engine restarting"), [first, second], [first, second]])
+
+    def collect(client: object, query: stream.Query) -> list[dict[str, object]]:
+        result = next(polls)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    monkeypatch.setattr(stream, "collect", collect)
+    events = stream.follow(object, stream.Query("p"), sleep=lambda _: None)  # type: ignore[arg-type]
+    assert [next(events), next(events)] == [first, second]
