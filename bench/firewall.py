@@ -13,7 +13,11 @@ Prints the medians and the ratio ours / original, then the REJECT latency: conne
 blocked address (refused), next to connect() to an allowed one, as the agent's user; then the
 cost of one readiness probe (the healthcheck runs it every few seconds): the image's
 `sidecar-health` (bash builtins) next to the obvious alternative, `sidecar firewall status`
-(Python), alternately in the same container; then container start to ready, firewall on/off.
+(Python), alternately in the same container; then container start to ready, firewall on/off;
+then the egress recorder's cost: an allowed connect (the DNS lookup, which the recorder logs,
+plus connect()) through a recording forwarder against a second forwarder without the query
+log, sample by sample alternately, with the recorder running; and the CPU time the recorder
+and the forwarder spend on a flood of 10,000 refused names and 10,000 refused connections.
 """
 
 from __future__ import annotations
@@ -114,6 +118,74 @@ for _ in range(int(sys.argv[1])):
         out[key].append(time.perf_counter() - start)
         if done.returncode != 0:
             sys.exit(f"{argv}: {done.stdout} {done.stderr}")
+print(json.dumps(out))
+"""
+
+
+# Run as root in the bench container after `firewall up`: a second forwarder without the query
+# log on 127.0.0.2, the recorder started, then allowed connects alternately through each.
+RECORDING = r"""
+import json, os, re, socket, struct, subprocess, sys, time
+name, samples = sys.argv[1], int(sys.argv[2])
+conf = open("/run/sidecar/firewall/dnsmasq.conf").read()
+conf = re.sub(r"(?m)^(log-queries|log-async).*\n", "", conf)
+conf = conf.replace("listen-address=127.0.0.1", "listen-address=127.0.0.2")
+conf = re.sub(r"(?m)^pid-file=.*$", "pid-file=/tmp/b/plain.pid", conf)
+conf = re.sub(r"(?m)^log-facility=.*$", "log-facility=/tmp/b/plain.log", conf)
+open("/tmp/b/plain.conf", "w").write(conf)
+subprocess.run(["dnsmasq", "--conf-file=/tmp/b/plain.conf"], check=True)
+recorder = subprocess.Popen(["sidecar", "firewall", "record"])
+time.sleep(1)
+def lookup(server, qname, qtype=1):
+    packet = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0)
+    for label in qname.split("."):
+        packet += bytes([len(label)]) + label.encode()
+    packet += b"\0" + struct.pack(">HH", qtype, 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(packet, (server, 53))
+    data = s.recv(512)
+    s.close()
+    return data
+def allowed_connect(server):
+    start = time.perf_counter()
+    data = lookup(server, name)
+    address = socket.inet_ntoa(data[-4:])  # the last answer's A record
+    c = socket.create_connection((address, 80), timeout=5)
+    elapsed = time.perf_counter() - start
+    c.close()
+    return elapsed
+out = {"recording": [], "plain": []}
+for _ in range(samples):
+    out["recording"].append(allowed_connect("127.0.0.1"))
+    out["plain"].append(allowed_connect("127.0.0.2"))
+def cpu(pid):
+    fields = open(f"/proc/{pid}/stat").read().rpartition(") ")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+forwarder = int(open("/run/sidecar/firewall/dnsmasq.pid").read())
+before = (cpu(recorder.pid), cpu(forwarder), time.process_time())
+for n in range(10000):
+    try:
+        lookup("127.0.0.1", f"n{n}.flood.example", 16)
+    except OSError:
+        pass
+time.sleep(2)
+after = (cpu(recorder.pid), cpu(forwarder), time.process_time())
+out["dns_flood"] = [b - a for a, b in zip(before, after)]
+before = (cpu(recorder.pid), time.process_time())
+for n in range(10000):
+    s = socket.socket()
+    s.settimeout(1)
+    try:
+        s.connect((sys.argv[3], 1 + n % 5000))
+    except OSError:
+        pass
+    s.close()
+time.sleep(2)
+after = (cpu(recorder.pid), time.process_time())
+out["connect_flood"] = [b - a for a, b in zip(before, after)]
+out["record_bytes"] = os.path.getsize("/run/sidecar/egress/record.jsonl")
+recorder.kill()
 print(json.dumps(out))
 """
 
@@ -220,6 +292,24 @@ def main() -> None:
         print(f"  sidecar-health (bash):            {health * 1000:7.1f} ms")
         print(f"  sidecar firewall status (Python): {python * 1000:7.1f} ms")
         print(f"  ratio health/status: {health / python:.2f}")
+        samples = max(args.runs * 20, 200)
+        result = claude.exec_run(["python3", "-c", RECORDING, names[0], str(samples),
+                                  str(v4net[11])])
+        if result.exit_code != 0:
+            sys.exit(result.output.decode())
+        rec = json.loads(result.output.decode().strip().splitlines()[-1])
+        recording, plain = median(rec["recording"]), median(rec["plain"])
+        print(f"allowed connect (lookup + connect), median of {samples} alternating samples:")
+        print(f"  forwarder logging queries, recorder running: {recording * 1000:7.3f} ms")
+        print(f"  forwarder without the query log:             {plain * 1000:7.3f} ms")
+        print(f"  ratio recording/plain: {recording / plain:.3f}")
+        rec_cpu, fwd_cpu, agent_cpu = rec["dns_flood"]
+        print(f"flood of 10,000 refused names: recorder {rec_cpu:.2f} s CPU, forwarder "
+              f"{fwd_cpu:.2f} s, the flooding process itself {agent_cpu:.2f} s")
+        rec_cpu, agent_cpu = rec["connect_flood"]
+        print(f"flood of 10,000 refused connections: recorder {rec_cpu:.2f} s CPU, the flooding "
+              f"process itself {agent_cpu:.2f} s; record size after both floods: "
+              f"{rec['record_bytes'] / 1024:.1f} KiB")
         print(f"container start to entrypoint ready, median of {args.runs} alternating runs:")
         work = Path(tempfile.mkdtemp(prefix="sidecar-bench-"))
         (work / "allowed-domains.txt").write_text("\n".join(names) + "\n")

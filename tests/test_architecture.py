@@ -24,7 +24,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("domain", ("config", "fileplan", "validate.*", "compose", "compose.*", "scaffold",
                 "scaffold.*", "host.*", "image.*", "wrappers", "wrappers.*",
                 "firewall", "firewall.*", "gate", "gate.*", "broker", "broker.*")),
-    ("actions", ("validate.check", "scaffold.proposal", "render", "trust", "trust.*",
+    ("actions", ("validate.check", "scaffold.proposal", "render", "trust", "trust.*", "audit",
+                 "audit.*",
                  "doctor", "doctor.*", "session", "session.*", "auth")),
     ("cli", ("cli", "cli.*")),
 )

@@ -7,7 +7,7 @@ Owns: the commands, their flags, help and output. May import: everything; nothin
 
 from __future__ import annotations
 
-from sidecar_gen.cli import auth, broker, firewall, host, project, runtime, session  # noqa: F401 - they register commands
+from sidecar_gen.cli import auth, broker, firewall, host, net, project, runtime, session  # noqa: F401 - they register commands
 from sidecar_gen.cli.app import app, quiet_broken_pipe
 
 

@@ -84,3 +84,40 @@ def firewall_github_command() -> None:
 
     count = add_github_ranges(fetch_github_meta())
     typer.echo(f"sidecar: firewall: {count} GitHub address range(s) allowed", err=True)
+
+
+@firewall_app.command("record", hidden=True)
+@handle_errors
+def firewall_record_command() -> None:
+    """Record refused and allowed egress until killed (root; the entrypoint starts it)."""
+    from sidecar_gen.firewall.recorder import record_forever
+
+    record_forever()
+
+
+@firewall_app.command("reload")
+@handle_errors
+def firewall_reload_command(
+    domains: Annotated[Path, typer.Option(
+        help="allowed-domains.txt [default: the approved one, "
+             "$SIDECAR_POLICY_DIR/allowed-domains.txt].", show_default=False)] = Path(""),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Apply the approved allowlist to the running firewall, in place (root; `sidecar net
+    allow` on the host runs it): no moment of open egress, open flows and processes kept.
+
+    Exit codes: 0 reloaded; 1 not reloaded (the running firewall keeps its list).
+    """
+    import json
+    from dataclasses import asdict
+
+    from sidecar_gen.firewall import policy_domains_file
+    from sidecar_gen.firewall.reload import firewall_reload
+
+    done = firewall_reload(domains if domains != Path("") else policy_domains_file())
+    if as_json:
+        typer.echo(json.dumps(asdict(done)))
+    else:
+        say(f"sidecar: firewall reloaded: {len(done.domains)} allowed domain(s) (+{len(done.added)}"
+            f" -{len(done.removed)}), forwarder {done.listen} in {done.seconds * 1000:.0f} ms",
+            err=True)

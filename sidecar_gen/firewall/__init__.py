@@ -37,6 +37,10 @@ INGRESS_CHAIN = "SIDECAR-INGRESS"
 ALLOW_CHAIN = "SIDECAR-ALLOW"
 # Special-purpose destinations (private, loopback, multicast, ...): no DNS answer opens them.
 SPECIAL_CHAIN = "SIDECAR-SPECIAL"
+# Refused packets pass here first: their destination goes into DROP4/DROP6 (the recorder's).
+RECORD_CHAIN = "SIDECAR-RECORD"
+DROP4 = "sidecar-drop4"
+DROP6 = "sidecar-drop6"
 # The connmark of every flow our rules accepted; unmarked flows (opened before) are cut.
 CONNMARK = "0x5ec"
 SET4 = "sidecar-allow4"

@@ -69,7 +69,8 @@ def _read(path: str) -> str:
         raise FirewallError("networks", f"{path}: {exc.strerror or 'cannot read'}") from None
 
 
-def _dns_ids() -> tuple[int, str]:
+def dns_ids() -> tuple[int, str]:
+    """The forwarder user's uid and group name."""
     try:
         entry = pwd.getpwnam(DNS_USER)
     except KeyError:
@@ -78,13 +79,14 @@ def _dns_ids() -> tuple[int, str]:
     return entry.pw_uid, grp.getgrgid(entry.pw_gid).gr_name
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
+    """Write one of the firewall's files atomically (root's folder, readable by all)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     write_atomic(path, text, mode=0o644)
 
 
 def _enforce(result: FirewallState, state_dir: Path) -> None:
-    dns_uid, dns_group = _dns_ids()
+    dns_uid, dns_group = dns_ids()
     plan4, plan6 = family_plans(result)
     run("ipset", ["ipset", "restore"], ipset_script())
     run("iptables", ["iptables-restore"], ruleset(4, "enforcing", plan4, dns_uid))
@@ -98,12 +100,13 @@ def _enforce(result: FirewallState, state_dir: Path) -> None:
     if RESOLV_MARK in current and saved.exists():
         current = saved.read_text(encoding="utf-8")  # a restart that kept our rewritten file
     else:
-        _write_private(saved, current)
+        write_private(saved, current)
     conf = state_dir / "dnsmasq.conf"
-    _write_private(conf, dnsmasq_config(with_github(result.domains), state_dir,
+    write_private(conf, dnsmasq_config(with_github(result.domains), state_dir,
                                         group=dns_group, upstreams=nameservers(current)))
     stop_forwarder(state_dir)
     (state_dir / "dnsmasq.pid").unlink(missing_ok=True)
+    (state_dir / "forwarder.addr").unlink(missing_ok=True)  # the first address (reload.py)
     run("forwarder", ["dnsmasq", f"--conf-file={conf}"])
     if forwarder_pid(state_dir) is None:
         raise FirewallError("forwarder", "dnsmasq exited right after starting")

@@ -14,10 +14,13 @@ from sidecar_gen.firewall import (
     ALLOW_CHAIN,
     CHAIN,
     CONNMARK,
+    DROP4,
+    DROP6,
     EMBEDDED_DNS,
     GITHUB4,
     GITHUB6,
     INGRESS_CHAIN,
+    RECORD_CHAIN,
     SET4,
     SET6,
     SPECIAL_CHAIN,
@@ -29,6 +32,8 @@ from sidecar_gen.firewall.state import FirewallState
 from sidecar_gen.runtime.names import DNS_USER
 
 RESOLV_MARK = "# claude-sidecar: the egress firewall's DNS forwarder"
+# The forwarder listens on one of these; a reload moves it to the other (no moment without one).
+FORWARDERS = ("127.0.0.1", "127.0.0.2")
 
 
 @dataclass(frozen=True)
@@ -63,29 +68,38 @@ def ruleset(family: int, mode: str, plan: FamilyPlan, dns_uid: int) -> str:
                              special_chain=SPECIAL_CHAIN, dns_uid=dns_uid, chain=CHAIN,
                              ingress=INGRESS_CHAIN,
                              allow=ALLOW_CHAIN, mark=CONNMARK, set4=SET4, set6=SET6,
-                             github4=GITHUB4, github6=GITHUB6)
+                             github4=GITHUB4, github6=GITHUB6, record=RECORD_CHAIN, drop4=DROP4,
+                             drop6=DROP6)
 
 
 def ipset_script() -> str:
     """The `ipset restore` text creating (or emptying) the four sets."""
     return templating.render("firewall/ipsets.j2", set4=SET4, set6=SET6, github4=GITHUB4,
-                             github6=GITHUB6)
+                             github6=GITHUB6, drop4=DROP4, drop6=DROP6)
 
 
 def dnsmasq_config(domains: Sequence[str], state_dir: Path = STATE_DIR, user: str = DNS_USER,
-                   group: str = "nogroup", upstreams: Sequence[str] = (EMBEDDED_DNS,)) -> str:
-    """The forwarder's configuration for the allowed domains."""
+                   group: str = "nogroup", upstreams: Sequence[str] = (EMBEDDED_DNS,), *,
+                   listen: str = FORWARDERS[0], pid_name: str = "dnsmasq.pid",
+                   log_queries: bool = True) -> str:
+    """The forwarder's configuration for the allowed domains (`listen`: its address, one of
+    FORWARDERS; `log_queries`: log every query for the egress recorder)."""
     return templating.render("firewall/dnsmasq.conf.j2", domains=list(domains), user=user,
-                             group=group, upstreams=list(upstreams),
-                             pid_file=str(state_dir / "dnsmasq.pid"),
+                             group=group, upstreams=list(upstreams), listen=listen,
+                             log_queries=log_queries,
+                             pid_file=str(state_dir / pid_name),
                              log_file=str(state_dir / "dnsmasq.log"), set4=SET4, set6=SET6)
 
 
 def resolv_conf(current: str) -> str:
-    """Docker's resolv.conf with the forwarder as the only nameserver (search/options kept)."""
+    """Docker's resolv.conf with the forwarder's two addresses as the only nameservers
+    (search/options kept): a reload starts the new forwarder on the address the old one does
+    not use, then stops the old one; a resolver that finds no one at the first address asks
+    the second at once (the kernel refuses the datagram on the spot)."""
     kept = [line for line in current.splitlines()
             if line.split()[:1] and line.split()[0] in ("search", "options")]
-    return "\n".join([RESOLV_MARK, "nameserver 127.0.0.1", *kept]) + "\n"
+    servers = [f"nameserver {address}" for address in FORWARDERS]
+    return "\n".join([RESOLV_MARK, *servers, *kept]) + "\n"
 
 
 def nameservers(resolv: str) -> list[str]:
@@ -97,6 +111,6 @@ def nameservers(resolv: str) -> list[str]:
     for line in resolv.splitlines():
         words = line.split()
         if (len(words) >= 2 and words[0] == "nameserver" and "%" not in words[1]
-                and is_ip(words[1]) and words[1] not in ("127.0.0.1", "::1", *out)):
+                and is_ip(words[1]) and words[1] not in (*FORWARDERS, "::1", *out)):
             out.append(words[1])
     return out or [EMBEDDED_DNS]

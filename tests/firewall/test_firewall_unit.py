@@ -172,8 +172,15 @@ def test_enforce_ruleset_v4() -> None:
     accepts = [line for line in lines if line.endswith("-j ACCEPT") and f"-A {chain} " in line]
     assert accepts == [f"-A {chain} -d 127.0.0.11/32 -m owner --uid-owner 998 -j ACCEPT",
                        f"-A {chain} -d 127.0.0.11/32 -m owner --uid-owner 0 -j ACCEPT",
+                       # DNS answers on loopback: the forwarder's and root's only.
+                       f"-A {chain} -o lo -p udp --sport 53 -m owner --uid-owner 998 -j ACCEPT",
+                       f"-A {chain} -o lo -p tcp --sport 53 -m owner --uid-owner 998 -j ACCEPT",
+                       f"-A {chain} -o lo -p udp --sport 53 -m owner --uid-owner 0 -j ACCEPT",
+                       f"-A {chain} -o lo -p tcp --sport 53 -m owner --uid-owner 0 -j ACCEPT",
                        f"-A {chain} -o lo -j ACCEPT",
                        f"-A {chain} -m connmark --mark {mark} -j ACCEPT"]
+    assert lines.index(f"-A {chain} -o lo -p udp --sport 53 -j REJECT --reject-with "
+                       "icmp-port-unreachable") < lines.index(f"-A {chain} -o lo -j ACCEPT")
     assert "ESTABLISHED" not in "\n".join(line for line in lines if f"-A {chain} " in line)
     assert f"-A {allow} -j CONNMARK --set-mark {mark}" in lines
     # In: new flows only from the compose networks; everything else new, and unmarked older
@@ -200,7 +207,8 @@ def test_special_addresses_are_closed_before_the_sets(family: int) -> None:
              f"dst -j {firewall.ALLOW_CHAIN}"]
     positions = [lines.index(rule) for rule in order]
     assert positions == sorted(positions)
-    rules = [line for line in lines if line.startswith(f"-A {special} ")]
+    rules = [line for line in lines if line.startswith(f"-A {special} ")
+             and not line.endswith(f"-j {firewall.RECORD_CHAIN}")]
     assert rules[0] == f"-A {special} -d {exempt} -j RETURN"
     closed = {line.split()[3] for line in rules[1:]}
     assert all(line.endswith(("-j REJECT --reject-with tcp-reset", "-unreachable"))
@@ -321,7 +329,8 @@ def test_dnsmasq_config() -> None:
 def test_resolv_conf_and_nameservers() -> None:
     docker = "search example.internal\nnameserver 127.0.0.11\noptions ndots:0\n"
     ours = resolv_conf(docker)
-    assert ours.splitlines()[1:] == ["nameserver 127.0.0.1", "search example.internal",
+    assert ours.splitlines()[1:] == ["nameserver 127.0.0.1", "nameserver 127.0.0.2",
+                                     "search example.internal",
                                      "options ndots:0"]
     assert nameservers(docker) == ["127.0.0.11"]
     assert nameservers("nameserver 10.0.0.2\nnameserver fe80::1%eth0\nnameserver ::1\n") == [

@@ -150,3 +150,20 @@ def test_a_policy_file_that_is_a_link_is_refused(target: ComposeTarget, store: A
     assert "is a symbolic link" in result.stderr
     assert "PRIVATE KEY" not in result.stdout + result.stderr
     assert records(store) == []
+
+
+def test_net_allow_never_approves_another_change(target: ComposeTarget,
+                                                 store: ApprovalStore) -> None:
+    assert run(target, "trust", "--yes").returncode == 0
+    bridge = (target.directory / ".sidecar" / "bridge.yaml").read_text()
+    # What the agent may have written since the approval: `net allow` must not approve it.
+    (target.directory / "compose.override.yaml").write_text(
+        "services:\n  app:\n    privileged: true\n")
+    refused = run(target, "net", "allow", "example.org", DOCKER_HOST=NO_ENGINE)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.startswith("sidecar: error: changed since you approved it: "
+                                     "compose.override.yaml")
+    assert (target.directory / ".sidecar" / "bridge.yaml").read_text() == bridge
+    assert "cannot reach" not in refused.stderr
+    bad = run(target, "net", "allow", "https://example.org/", DOCKER_HOST=NO_ENGINE)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
