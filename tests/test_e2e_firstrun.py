@@ -137,6 +137,20 @@ def test_a_first_run_starts_the_stack_and_claude_enters_it(example: Example,
     assert again.returncode == 0, again.stderr
     assert "first run" not in again.stdout
     assert "matches your approval of " in again.stderr
+    # The daily `up` read the running gate's policy over the socket: exactly the approved one.
+    from sidecar_gen.compose.cli import ComposeTarget
+    from sidecar_gen.trust.actions import check_project, locked
+    from sidecar_gen.trust.policyvolume import approved_in_place
+
+    target = ComposeTarget(example.root, env=example.env)
+    with locked(target) as store:
+        check = check_project(target, store, render_notes=False, reuse=True)
+        approved = store.load(target.directory)
+    assert check.snapshot.cached and approved is not None
+    doc = check.snapshot.resolved.doc
+    assert approved_in_place(doc, approved.policy, example.env)
+    other = {**approved.policy, "allowed-domains.txt": "evil.example\n"}
+    assert not approved_in_place(doc, other, example.env)
     # `sidecar claude` from a subfolder: the stack's Claude Code, its exit code passed through
     # (the test image has no Claude Code: the wrapper in the container says so, exit 127).
     enter = subprocess.run([*example.sidecar, "claude", "--version"], cwd=example.root / "cmd",

@@ -82,11 +82,13 @@ def up(
         result = _first_run(target, list(services or []), yes, announce)
     else:
         with locked(target) as store:
-            check = check_project(target, store, render_notes=False)  # `trust`, `doctor` say it
+            # Render notes: `trust` and `doctor` say them. The daily `up` reuses the last
+            # verified resolution while nothing it depends on changed (`trust.resolved`).
+            check = check_project(target, store, render_notes=False, reuse=True)
             if check.comparison.changed and not check.comparison.first_use:
                 _show(check.comparison)
                 raise UnapprovedChangeError(check.comparison)
-            result = start(check, list(services or []), connect(), before_compose=announce)
+            result = start(check, list(services or []), connect, before_compose=announce)
     if result.compose_code != 0:
         raise SidecarError(f"docker compose up failed (exit {result.compose_code})",
                            exit_code=ExitCode.FINDINGS)

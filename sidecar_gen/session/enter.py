@@ -17,6 +17,7 @@ from sidecar_gen.session.commands import source_dir
 from sidecar_gen.session.engine import SessionEngine, docker_cli, project_state
 from sidecar_gen.session.store import SessionError, SessionStore
 from sidecar_gen.trust.actions import store_for
+from sidecar_gen.trust.record import RECORD_NAME
 
 
 def exec_argv(directory: Path, name: str, command: Sequence[str], *, tty: bool) -> list[str]:
@@ -69,6 +70,8 @@ def stack_claude_argv(directory: Path, here: Path, args: Sequence[str], *,
     approval = None
     project_dir = start
     for folder in (start, *start.parents):  # from a subfolder too, as git finds its repository
+        if not (store.directory(folder) / RECORD_NAME).is_file():
+            continue  # no record: do not make its folder either
         approval = store.load(folder)
         if approval is not None:
             project_dir = folder

@@ -19,7 +19,6 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sidecar_gen.config import load_bridge
 from sidecar_gen.fileplan import Change, FileStatus
 from sidecar_gen.runtime import atomic
 from sidecar_gen.runtime.escape import escape
@@ -118,6 +117,8 @@ class Plan:
 
 def make_plan(run: FirstRun, comparison: Comparison) -> Plan:
     """The plan of a first run from what it wrote and the comparison with no approval."""
+    from sidecar_gen.config import load_bridge  # the validator: only for a first run
+
     directory = run.directory
     bridge = load_bridge(directory / CONFIG_DIR / CONFIG_NAME)
     routes: dict[str, list[str]] = {}
