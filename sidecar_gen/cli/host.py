@@ -101,8 +101,12 @@ def _first_run(target: ComposeTarget, services: list[str], yes: bool,
 
     from sidecar_gen.host.engine import connect
     from sidecar_gen.trust.actions import approve, check_project, locked, start
-    from sidecar_gen.trust.firstrun import make_plan, write_first_run
+    from sidecar_gen.trust.firstrun import has_compose_project, make_plan, write_first_run
 
+    if not has_compose_project(target.directory, target.environ()):
+        raise SidecarError(f"{target.directory} has no compose file (compose.yaml or "
+                           "COMPOSE_FILE): run `sidecar up` in your Docker Compose project, or "
+                           "`sidecar init` to write a starter", exit_code=ExitCode.USAGE)
     if not yes and not sys.stdin.isatty():
         raise SidecarError(f"{target.directory} has no .sidecar/ yet: a first run shows its plan "
                            "and asks; stdin is not a terminal: pass --yes to start without "

@@ -37,6 +37,16 @@ def needs_first_run(directory: Path) -> bool:
     return False
 
 
+def has_compose_project(directory: Path, env: dict[str, str]) -> bool:
+    """True when compose finds a compose file for `directory` (its default names, or
+    `COMPOSE_FILE` from the environment or `.env`): a first run sets up an existing project,
+    it never makes one up in a folder that has none."""
+    from sidecar_gen.trust.inputs import compose_inputs
+
+    return any(item.kind == "compose" and item.path.is_file()
+               for item in compose_inputs(directory, env))
+
+
 @dataclass
 class FirstRun:
     """What the first run wrote, and how to take it back."""

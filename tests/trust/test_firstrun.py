@@ -152,3 +152,14 @@ def test_claude_runs_in_the_folder_matching_yours(tmp_path: Path, here: str,
     head = exec_head(container, project, project / here, tty=True)
     assert head[1:] == ["exec", "-i", "-t", "-w", workdir]
     assert exec_head(container, project, project, tty=False)[1:4] == ["exec", "-i", "-w"]
+
+
+def test_a_folder_without_a_compose_file_is_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _up(empty, tmp_path, "--yes")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"sidecar: error: {empty} has no compose file (compose.yaml or COMPOSE_FILE): run "
+        "`sidecar up` in your Docker Compose project, or `sidecar init` to write a starter"]
+    assert list(empty.iterdir()) == []
