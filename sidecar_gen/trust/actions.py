@@ -37,7 +37,6 @@ from sidecar_gen.trust.policyvolume import (
 from sidecar_gen.trust.record import Approval, ApprovalStore, state_root
 from sidecar_gen.trust.snapshot import Snapshot, read_policy_file, take_snapshot
 from sidecar_gen.trust.startmodel import started_model
-from sidecar_gen.yamlio import load_plain
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -123,8 +122,11 @@ def check_project(target: ComposeTarget, store: ApprovalStore | None = None, *,
     comparison = compare(approval, snapshot)
     if reuse and snapshot.input_key and not snapshot.cached and snapshot.unpinned and \
             not comparison.changed:
+        routed = approval is not None and \
+            routed_limit(approval.policy.get(CONFIG_NAME, "")) is not None
         cache.save(store, target.directory, cache.Cached(
-            snapshot.input_key, snapshot.unpinned, snapshot.compose_version, snapshot.inputs))
+            snapshot.input_key, snapshot.unpinned, snapshot.compose_version, snapshot.inputs,
+            routed))
     notes = _render_notes(target.directory) if render_notes else []
     return Check(store, snapshot, comparison, notes)
 
@@ -209,20 +211,29 @@ def start(check: Check, services: Sequence[str],
             result.reloaded = _reload_policy(engine, model.name)
     if before_compose is not None:
         before_compose(result)
-    limited = with_routed_limits(model, approval.policy.get(CONFIG_NAME, ""))
+    # A reused resolution knows whether the approved policy limits anything (no YAML to read).
+    reused = check.snapshot.cached and not check.snapshot.routed
+    limited = model if reused else with_routed_limits(model, approval.policy.get(CONFIG_NAME, ""))
     started = started_model(limited, check.snapshot.git.protect)
     result.compose_code = up_model(check.snapshot.target, started, services)
     return result
 
 
+def routed_limit(bridge_text: str) -> object | None:
+    """The approved `sidecar.limits.routed` (None: not set), read without the schema: the
+    approved text was validated when it was approved (the validator costs a tenth of a
+    second, and most policies set no such limit)."""
+    from sidecar_gen.yamlio import load_plain
+
+    plain = load_plain(bridge_text, CONFIG_NAME).plain
+    side = plain.get("sidecar") if isinstance(plain, dict) else None
+    return limits_from_plain(side.get("limits") if isinstance(side, dict) else None).routed
+
+
 def with_routed_limits(model: ResolvedModel, bridge_text: str) -> ResolvedModel:
     """The verified model with the approved `sidecar.limits.routed` on every service a
     command routes to (unchanged when it is not set: they are the user's services)."""
-    # Read without the schema first: the approved text was validated when it was approved,
-    # and most policies set no such limit (the validator costs a tenth of a second).
-    plain = load_plain(bridge_text, CONFIG_NAME).plain
-    side = plain.get("sidecar") if isinstance(plain, dict) else None
-    if limits_from_plain(side.get("limits") if isinstance(side, dict) else None).routed is None:
+    if routed_limit(bridge_text) is None:
         return model
     from sidecar_gen.config import bridge_from_text
     from sidecar_gen.session.model import Names, route_targets

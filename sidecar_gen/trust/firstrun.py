@@ -18,13 +18,15 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sidecar_gen.fileplan import Change, FileStatus
 from sidecar_gen.runtime import atomic
 from sidecar_gen.runtime.escape import escape
 from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME, GENERATED_COMPOSE
-from sidecar_gen.trust.compare import Comparison
-from sidecar_gen.yamlio import load_plain
+
+if TYPE_CHECKING:  # the rest is imported by the first run only: the daily `up` imports this
+    from sidecar_gen.fileplan import Change
+    from sidecar_gen.trust.compare import Comparison
 
 
 def needs_first_run(directory: Path) -> bool:
@@ -58,6 +60,8 @@ class FirstRun:
     def undo(self) -> None:
         """Put the project back as it was: created files removed (then `.sidecar/`, when it is
         empty), changed files given their old text back."""
+        from sidecar_gen.fileplan import FileStatus
+
         for change in reversed(self.written):
             if change.status is FileStatus.CREATED:
                 with contextlib.suppress(FileNotFoundError):
@@ -128,6 +132,8 @@ class Plan:
 def make_plan(run: FirstRun, comparison: Comparison) -> Plan:
     """The plan of a first run from what it wrote and the comparison with no approval."""
     from sidecar_gen.config import load_bridge  # the validator: only for a first run
+    from sidecar_gen.fileplan import FileStatus
+    from sidecar_gen.yamlio import load_plain
 
     directory = run.directory
     bridge = load_bridge(directory / CONFIG_DIR / CONFIG_NAME)

@@ -42,7 +42,7 @@ from sidecar_gen.trust.inputs import Input
 from sidecar_gen.trust.record import Approval, ApprovalStore, FileState
 
 CACHE_NAME = "resolved.json"
-FORMAT = 1
+FORMAT = 2
 ENV_PREFIXES = ("COMPOSE_", "DOCKER_", "BUILDKIT_", "BUILDX_")
 ENV_ALWAYS = ("HOME", "PATH")
 PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
@@ -142,6 +142,7 @@ class Cached:
     model: ResolvedModel
     compose_version: str | None
     inputs: list[Input]
+    routed: bool = True  # the approved bridge.yaml sets `sidecar.limits.routed` (to apply)
 
 
 def load(store: ApprovalStore, directory: Path) -> Cached | None:
@@ -159,7 +160,8 @@ def load(store: ApprovalStore, directory: Path) -> Cached | None:
         version = doc.get("compose_version")
         inputs = [Input(Path(str(p)), str(k)) for p, k in doc["inputs"]]
         return Cached(str(doc["key"]), ResolvedModel(text, model),
-                      str(version) if version is not None else None, inputs)
+                      str(version) if version is not None else None, inputs,
+                      doc.get("routed") is not False)
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
@@ -169,6 +171,7 @@ def save(store: ApprovalStore, directory: Path, cached: Cached) -> None:
     text = json.dumps({"format": FORMAT, "key": cached.key,
                        "compose_version": cached.compose_version,
                        "inputs": [[str(i.path), i.kind] for i in cached.inputs],
+                       "routed": cached.routed,
                        "text": cached.model.text})
     atomic.write_atomic(str(_path(store, directory)), text.encode("utf-8"), 0o600)
 

@@ -26,7 +26,6 @@ from sidecar_gen.compose.cli import (
     resolve_model,
     start_version,
 )
-from sidecar_gen.compose.reader import check_bounds
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import open_regular, read_text_file
 from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
@@ -57,6 +56,7 @@ class Snapshot:
     cached: bool = False
     unpinned: ResolvedModel | None = field(default=None, compare=False, repr=False)
     inputs: list[Input] = field(default_factory=list, compare=False, repr=False)
+    routed: bool = True  # whether the approved policy limits routed services (from the cache)
 
     @property
     def project_dir(self) -> Path:
@@ -294,7 +294,8 @@ def take_snapshot(target: ComposeTarget, store: ApprovalStore, *,
     return Snapshot(target=target, resolved=pin_dockerfiles(model, built),
                     model=normalize_model(model.doc, masker, built), files=files,
                     policy=policy, compose_version=compose, masks=masker, git=git,
-                    input_key=key, cached=found is not None, unpinned=model, inputs=inputs)
+                    input_key=key, cached=found is not None, unpinned=model, inputs=inputs,
+                    routed=found.routed if found is not None else True)
 
 
 def _named(model: ResolvedModel, store: ApprovalStore) -> dict[str, FileState]:
@@ -344,6 +345,8 @@ def input_files(directory: Path, store: ApprovalStore, env: Mapping[str, str],
         files[display_name(item.path, project_dir)] = file_state(
             item.path, store, env_file=item.kind == "env", masker=masker)
     if bounds:
+        from sidecar_gen.compose.reader import check_bounds  # the YAML parser: not when reused
+
         check_bounds(item.path for item in found if item.kind == "compose")
     for name in POLICY_FILES:
         files[f"{CONFIG_DIR}/{name}"] = file_state(directory / CONFIG_DIR / name, store,

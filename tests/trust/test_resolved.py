@@ -188,7 +188,7 @@ def test_a_damaged_cache_is_a_miss_and_the_cache_is_private(warm: ComposeTarget,
                                                             store: ApprovalStore) -> None:
     path = store.directory(warm.directory) / resolved.CACHE_NAME
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    path.write_text('{"format": 1, "key": "x"')
+    path.write_text('{"format": 2, "key": "x"')
     check = up_check(warm, store)
     assert not check.snapshot.cached and not check.comparison.changed
     assert up_check(warm, store).snapshot.cached  # written again
@@ -218,3 +218,20 @@ def test_a_file_not_kept_as_text_makes_every_variable_count() -> None:
     assert resolved.read_environment(env, [text, binary]) == env
     assert resolved.read_environment(env, [text, FileState(None)]) == {"IMAGE": "a",
                                                                          "COMPOSE_X": "c"}
+
+
+@pytest.mark.parametrize("limits", [
+    "", "sidecar:\n  limits:\n    routed: {memory: 2g, pids: 512}\n"])
+def test_the_cache_says_whether_routed_services_are_limited(target: ComposeTarget,
+                                                            store: ApprovalStore,
+                                                            limits: str) -> None:
+    # A reused resolution skips reading the approved bridge.yaml for its routed limit only
+    # when it sets none.
+    _append(target.directory / ".sidecar" / "bridge.yaml", limits)
+    approve(check_project(target, store, render_notes=False))
+    up_check(target, store)
+    check = up_check(target, store)
+    assert check.snapshot.cached
+    assert check.snapshot.routed is bool(limits)
+    found = resolved.load(store, target.directory)
+    assert found is not None and found.routed is bool(limits)
