@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -47,18 +48,24 @@ def up(
     services: Annotated[list[str] | None, typer.Argument(
         help="Services to start [default: all of them].", show_default=False)] = None,
     directory: DirOption = Path("."),
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="First run (no .sidecar/ yet): start without asking.")] = False,
 ) -> None:
     """Verify the project against your approval, then start it (docker compose up -d --wait).
 
     Refuses, with a diff naming each file, when anything that decides how the stack starts or
     what the agent may do changed since you approved it (`sidecar trust`). With no approval yet,
-    approves what is there (trust on first use). Hands the credential broker the credential
-    (ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN here, else `sidecar auth`); without one it
-    starts anyway and says how to set one. Exit codes: 0 started; 1 refused, or compose failed
-    to start it; 2 usage error, or an invalid credential.
+    approves what is there (trust on first use). In a project with no .sidecar/ folder yet it
+    first runs init and render, shows the plan (routes, allowed domains, added services, what
+    it approves) and asks once (`--yes` answers for scripts; SIDECAR_IMAGE sets the Claude
+    image init writes). Hands the credential broker the credential (ANTHROPIC_API_KEY or
+    CLAUDE_CODE_OAUTH_TOKEN here, else `sidecar auth`); without one it starts anyway and says
+    how to set one. Exit codes: 0 started; 1 refused or declined, or compose failed to start
+    it; 2 usage error (a first run with no terminal and no --yes), or an invalid credential.
     """
     from sidecar_gen.host.engine import connect
     from sidecar_gen.trust.actions import UnapprovedChangeError, check_project, locked, start
+    from sidecar_gen.trust.firstrun import needs_first_run
 
     target = _target(directory)
 
@@ -78,15 +85,93 @@ def up(
         for note in result.notes:
             say(f"note: {note}", err=True)
 
-    with locked(target) as store:
-        check = check_project(target, store, render_notes=False)  # `trust` and `doctor` say it
-        if check.comparison.changed and not check.comparison.first_use:
-            _show(check.comparison)
-            raise UnapprovedChangeError(check.comparison)
-        result = start(check, list(services or []), connect(), before_compose=announce)
+    if needs_first_run(target.directory):
+        result = _first_run(target, list(services or []), yes, announce)
+    else:
+        with locked(target) as store:
+            # Render notes: `trust` and `doctor` say them. The daily `up` reuses the last
+            # verified resolution while nothing it depends on changed (`trust.resolved`).
+            check = check_project(target, store, render_notes=False, reuse=True)
+            if check.comparison.changed and not check.comparison.first_use:
+                _show(check.comparison)
+                raise UnapprovedChangeError(check.comparison)
+            result = start(check, list(services or []), connect, before_compose=announce)
     if result.compose_code != 0:
         raise SidecarError(f"docker compose up failed (exit {result.compose_code})",
                            exit_code=ExitCode.FINDINGS)
+
+
+def _first_run(target: ComposeTarget, services: list[str], yes: bool,
+               announce: Callable[[StackUp], None]) -> StackUp:
+    """init + render + the plan + one question, then start (see `trust.firstrun`)."""
+    import os
+
+    from sidecar_gen.host.engine import connect
+    from sidecar_gen.trust.actions import approve, check_project, locked, start
+    from sidecar_gen.trust.firstrun import has_compose_project, make_plan, write_first_run
+
+    if not has_compose_project(target.directory, target.environ()):
+        raise SidecarError(f"{target.directory} has no compose file (compose.yaml or "
+                           "COMPOSE_FILE): run `sidecar up` in your Docker Compose project, or "
+                           "`sidecar init` to write a starter", exit_code=ExitCode.USAGE)
+    if not yes and not sys.stdin.isatty():
+        raise SidecarError(f"{target.directory} has no .sidecar/ yet: a first run shows its plan "
+                           "and asks; stdin is not a terminal: pass --yes to start without "
+                           "asking", exit_code=ExitCode.USAGE)
+    client = connect()  # no engine: say so before writing anything
+    run = write_first_run(target.directory, image=os.environ.get("SIDECAR_IMAGE") or None)
+    started = False
+    try:
+        with locked(target) as store:
+            check = check_project(target, store, render_notes=False)
+            for note in run.notes:
+                say(f"note: {note}")
+            for line in make_plan(run, check.comparison).lines():
+                typer.echo(line)
+            if not check.comparison.first_use:
+                typer.echo("note: an earlier approval of this folder is on record: approving "
+                           "replaces it")
+            if not yes and not typer.confirm("Approve this and start the stack?", default=False):
+                raise SidecarError("not approved: removed what this run wrote; nothing started",
+                                   exit_code=ExitCode.FINDINGS)
+            if not check.comparison.first_use:
+                approve(check)
+                check = check_project(target, store, render_notes=False)
+            started = True
+            return start(check, services, client, before_compose=announce)
+    finally:
+        if not started:
+            run.undo()
+
+
+@app.command(context_settings={"allow_interspersed_args": False,
+                                "ignore_unknown_options": True})
+@handle_errors
+def claude(
+    args: Annotated[list[str] | None, typer.Argument(
+        help="Arguments for Claude Code (after `--` when one starts with `-` and is also an "
+             "option of this command).", show_default=False)] = None,
+    directory: DirOption = Path("."),
+) -> None:
+    """Start Claude Code in the project's running stack, as the agent's user, with a terminal
+    when you have one, in the workspace folder that matches your current folder
+    (`docker compose exec claude claude`, without remembering it).
+
+    Exit codes: Claude Code's own; 1 the stack is not running (start it with `sidecar up`);
+    2 usage error.
+    """
+    import os
+
+    from sidecar_gen.session.enter import stack_claude_argv
+
+    argv = list(args or [])
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    target = _target(directory)
+    docker = stack_claude_argv(target.directory, Path.cwd(), argv, tty=tty)
+    sys.stdout.flush()
+    os.execv(docker[0], docker)  # noqa: S606 - the docker CLI takes over the terminal
 
 
 @app.command()

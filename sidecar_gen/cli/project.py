@@ -77,13 +77,18 @@ def init(
     probe: Annotated[bool, typer.Option(
         help="Ask the project's running containers which programs they have.")] = True,
 ) -> None:
-    """Scaffold .sidecar/bridge.yaml and .sidecar/allowed-domains.txt from your compose project."""
+    """Scaffold .sidecar/bridge.yaml and .sidecar/allowed-domains.txt from your compose project.
+
+    SIDECAR_IMAGE, when set, is written as the Claude image (`sidecar.image`)."""
     from sidecar_gen.fileplan import FileStatus
     from sidecar_gen.scaffold.proposal import run_init
 
     if not directory.is_dir():
         raise SidecarError(f"{directory}: no such directory")
-    result = run_init(directory, tuple(compose or ()), force=force, probe=probe)
+    import os
+
+    result = run_init(directory, tuple(compose or ()), force=force, probe=probe,
+                      image=os.environ.get("SIDECAR_IMAGE") or None)
     proposal = result.proposal
     project = proposal.project
     if project is None:

@@ -134,7 +134,7 @@ def exec_command(
 
     Exit codes: the command's own; 1 the session is not running; 2 usage error.
     """
-    from sidecar_gen.session.commands import exec_argv
+    from sidecar_gen.session.enter import exec_argv
 
     argv = list(command or [])
     if argv[:1] == ["--"]:

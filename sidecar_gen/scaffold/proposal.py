@@ -376,11 +376,12 @@ def propose(project: ComposeProject | None, workspace: str = DEFAULT_WORKSPACE,
     return proposal
 
 
-def render_bridge(proposal: Proposal) -> str:
-    """bridge.yaml text for a proposal."""
+def render_bridge(proposal: Proposal, image: str | None = None) -> str:
+    """bridge.yaml text for a proposal; `image` is written as `sidecar.image` when given."""
     return templating.render(
         "bridge.yaml.j2",
         proposal=proposal,
+        image=image,
         project=proposal.project,
         schema_url=resources.schema_id(),
         version=__version__,
@@ -389,12 +390,13 @@ def render_bridge(proposal: Proposal) -> str:
 
 def run_init(directory: Path, compose_files: tuple[Path, ...] = (), *, force: bool = False,
              prefer_cli: bool = True, probe: bool = True,
-             environ: Mapping[str, str] | None = None) -> InitResult:
+             environ: Mapping[str, str] | None = None, image: str | None = None) -> InitResult:
     """Scaffold `.sidecar/` in `directory` from its compose project.
 
     `compose_files` are like `docker compose -f`; without them, the files compose itself loads
     in that folder. With `probe`, the project's running containers are asked which programs
-    they have, and the images on this machine of the services no container runs.
+    they have, and the images on this machine of the services no container runs. `image`
+    is the Claude image to write as `sidecar.image` (None: the default, left out).
     """
     project = load_project(directory, compose_files, prefer_cli=prefer_cli, environ=environ)
     probed: dict[str, frozenset[str]] = {}
@@ -410,7 +412,7 @@ def run_init(directory: Path, compose_files: tuple[Path, ...] = (), *, force: bo
     target = directory / CONFIG_DIR
     # Both files are the user's once they exist: init never overwrites without --force.
     changes = [
-        plan_user_file(target / CONFIG_NAME, render_bridge(proposal), force=force),
+        plan_user_file(target / CONFIG_NAME, render_bridge(proposal, image), force=force),
         plan_user_file(target / DOMAINS_NAME,
                        domains_text(c.name for c in proposal.commands), force=force),
     ]

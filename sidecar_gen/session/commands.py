@@ -32,7 +32,6 @@ from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.config import load_bridge
 from sidecar_gen.fsutil import read_text_file, write_atomic
 from sidecar_gen.host import process as hostproc
-from sidecar_gen.image.files import ImageLayout
 from sidecar_gen.limits import limit_routed
 from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, CONFIG_VOLUME, DOMAINS_NAME
 from sidecar_gen.session import worktree as worktrees
@@ -42,7 +41,6 @@ from sidecar_gen.session.engine import (
     SessionEngine,
     compose_config,
     compose_up,
-    docker_cli,
     project_state,
     published_ports,
 )
@@ -349,34 +347,6 @@ def list_sessions(directory: Path, *, every_project: bool = False) -> list[Sessi
         return out
     finally:
         engine.close()
-
-
-def exec_argv(directory: Path, name: str, command: Sequence[str], *, tty: bool) -> list[str]:
-    """The `docker exec` command line that runs `command` as the agent's user in session
-    `name`'s Claude container (no command: Claude Code, through the `claude` wrapper, which
-    drops to that user itself), in the workspace folder matching `directory`."""
-    record = SessionStore(source_dir(directory)).load(name)
-    engine = SessionEngine()
-    try:
-        container = engine.claude_container(record.compose_project)
-        if container is None or container.status != "running":
-            state = project_state(engine.containers(record.compose_project))
-            raise SessionError(f"session {name} is not running ({state}): start it with "
-                               f"`sidecar session up {name}`")
-        workspace = str((container.attrs.get("Config") or {}).get("WorkingDir") or
-                        ImageLayout().workspace)
-    finally:
-        engine.close()
-    here = directory.resolve()
-    workdir = workspace
-    project_dir = record.project_dir.resolve()
-    if here == project_dir or project_dir in here.parents:
-        rel = here.relative_to(project_dir).as_posix()
-        workdir = workspace if rel == "." else f"{workspace.rstrip('/')}/{rel}"
-    argv = [docker_cli(), "exec", "-i", *(["-t"] if tty else []), "-w", workdir]
-    if command:
-        return [*argv, "-u", ImageLayout().user, str(container.id), *command]
-    return [*argv, str(container.id), "claude"]
 
 
 @dataclass

@@ -9,9 +9,13 @@
 - `compare`: approved vs now, as data and as diffs.
 - `policyvolume`: the `sidecar-policy` volume the gate and claude read (read-only).
 - `startmodel`: what `sidecar up` adds to the verified model before starting it.
+- `resolved`: the last verified resolution, reused by the daily `up` while the keyed digest of
+  everything it depends on is unchanged.
 - `actions`: `sidecar up` and `sidecar trust`.
+- `firstrun`: `sidecar up` in a folder with no `.sidecar/` (init, render, the plan, undo).
 
 Owns: the approval and what `sidecar up` starts. May import: `compose`, `host`, `config`,
-`model`, `session.model` (which services commands route to), `render` (what it would change),
-`fsutil`, `runtime`.
+`model`, `session.model` (which services commands route to), `render` (what it would change,
+and the first run's render), `scaffold.proposal` (the first run's init), `fileplan`, `fsutil`,
+`yamlio`, `runtime`.
 """

@@ -16,17 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
-from sidecar_gen.compose.env import (
-    DEFAULT_FILES,
-    OVERRIDE_FILES,
-    InterpolationError,
-    interpolate,
-    parse_dotenv,
-    project_environ,
-)
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import open_regular
 
@@ -55,6 +44,10 @@ def _read(path: Path) -> str | None:
 def project_env(directory: Path, env: Mapping[str, str]) -> dict[str, str]:
     """The variables compose interpolates with: the environment, then `.env` for the names it
     does not set (a `.env` compose would refuse counts as empty: compose says why)."""
+    # Imported here (with the YAML parser below): the daily `up` that reuses its last
+    # resolution (`trust.resolved`) never looks for the files again.
+    from sidecar_gen.compose.env import parse_dotenv, project_environ
+
     variables = project_environ(directory, env)
     text = _read(directory / DOTENV)
     if text is not None:
@@ -74,6 +67,7 @@ def _as_list(value: Any) -> list[Any]:
 
 def _references(doc: Any, variables: Mapping[str, str]) -> Iterable[tuple[str, bool]]:
     """(path, is_compose_file) for every file a compose document names."""
+    from sidecar_gen.compose.env import InterpolationError, interpolate
 
     def text(value: Any) -> str | None:
         if not isinstance(value, str):
@@ -109,6 +103,8 @@ def _references(doc: Any, variables: Mapping[str, str]) -> Iterable[tuple[str, b
 
 
 def _top_files(directory: Path, variables: Mapping[str, str]) -> list[Path]:
+    from sidecar_gen.compose.env import DEFAULT_FILES, OVERRIDE_FILES
+
     chosen = variables.get("COMPOSE_FILE")
     if chosen:
         separator = variables.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
@@ -128,6 +124,11 @@ class Input:
 def compose_inputs(directory: Path, env: Mapping[str, str] | None = None) -> list[Input]:
     """Every file compose would read for the project in `directory` (absolute paths, absent
     default names included), `.env` first."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from sidecar_gen.compose.env import DEFAULT_FILES, OVERRIDE_FILES
+
     environ = os.environ if env is None else env
     variables = project_env(directory, environ)
     found: dict[Path, str] = {directory / DOTENV: "env"}

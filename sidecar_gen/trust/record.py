@@ -7,6 +7,7 @@ Layout (directories 0700, files 0600, owned by the user):
         key                                  32 random bytes: the HMAC key of every digest
         projects/<folder>-<hash>/            one per project folder (hash of its real path)
             approval.json                    the record (written atomically)
+            resolved.json                    the last verified resolution (`trust.resolved`)
             lock                             serialises `sidecar up`/`trust` on the project
 
 `approval.json` (format 1) holds the project folder, the compose project, when and with which

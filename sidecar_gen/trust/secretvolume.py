@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 from sidecar_gen.auth import Resolved
 from sidecar_gen.broker.credentials import GITHUB_TOKEN, KINDS
 from sidecar_gen.runtime import contract
-from sidecar_gen.runtime.names import BROKER_UID, ENGINE_SOCKET, SECRETS_VOLUME
+from sidecar_gen.runtime.names import BROKER_SECRETS, BROKER_UID, ENGINE_SOCKET, SECRETS_VOLUME
 from sidecar_gen.trust.policyvolume import (
     FILL_PATH,
     PolicyVolumeError,
     current_files,
     ensure_volume,
     helper_container,
+    mounted_in_place,
     service_image,
 )
 
@@ -58,16 +59,29 @@ def _tar(files: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def volume_name(model: Mapping[str, Any]) -> str:
+    """The engine's name of the project's secrets volume."""
+    volumes = model.get("volumes") or {}
+    spec = volumes.get(SECRETS_VOLUME) if isinstance(volumes, dict) else None
+    return str((spec.get("name") if isinstance(spec, dict) else None)
+               or f"{model.get('name') or ''}_{SECRETS_VOLUME}")
+
+
+def held_in_place(model: Mapping[str, Any], files: Mapping[str, bytes],
+                  environ: Mapping[str, str] | None = None) -> bool:
+    """True when the project's running broker already holds exactly `files` (the daily `up`:
+    nothing to write, no restart; read over the engine's socket, no helper container)."""
+    return mounted_in_place(model, contract.ROLE_BROKER, volume_name(model), BROKER_SECRETS,
+                            wanted=files, environ=environ)
+
+
 def fill_secrets(client: DockerClient, model: Mapping[str, Any], files: Mapping[str, bytes],
                  compose_version: str | None, image_service: str) -> bool:
     """Put `files` into the project's secrets volume (through a helper made from the image of
     `image_service`). True when the content changed (a running broker must restart: it reads
     its secrets once, at start)."""
     project = str(model.get("name") or "")
-    volumes = model.get("volumes") or {}
-    spec = volumes.get(SECRETS_VOLUME) if isinstance(volumes, dict) else None
-    name = str((spec.get("name") if isinstance(spec, dict) else None)
-               or f"{project}_{SECRETS_VOLUME}")
+    name = volume_name(model)
     ensure_volume(client, name, project, compose_version, SECRETS_VOLUME)
     wanted = dict(files)
     with helper_container(client, service_image(model, image_service), name,

@@ -26,12 +26,11 @@ from sidecar_gen.compose.cli import (
     resolve_model,
     start_version,
 )
-from sidecar_gen.compose.reader import check_bounds
 from sidecar_gen.errors import InputError
 from sidecar_gen.fsutil import open_regular, read_text_file
 from sidecar_gen.runtime.names import BROKER_CA, CONFIG_DIR, CONFIG_NAME, DOMAINS_NAME
 from sidecar_gen.trust.gitfiles import GitFiles, git_files
-from sidecar_gen.trust.inputs import MAX_READ, compose_inputs
+from sidecar_gen.trust.inputs import MAX_READ, Input, compose_inputs
 from sidecar_gen.trust.record import Approval, ApprovalStore, FileState
 from sidecar_gen.trust.secrets import Masker
 
@@ -51,6 +50,13 @@ class Snapshot:
     compose_version: str | None
     masks: Masker | None = field(default=None, compare=False, repr=False)
     git: GitFiles = field(default_factory=GitFiles)
+    # `up`'s reuse of the last verified resolution (`trust.resolved`): the key of the inputs,
+    # whether the model came from there, and compose's output as it was (before the pins).
+    input_key: str | None = None
+    cached: bool = False
+    unpinned: ResolvedModel | None = field(default=None, compare=False, repr=False)
+    inputs: list[Input] = field(default_factory=list, compare=False, repr=False)
+    routed: bool = True  # whether the approved policy limits routed services (from the cache)
 
     @property
     def project_dir(self) -> Path:
@@ -238,31 +244,71 @@ def read_policy_file(path: Path) -> str:
     return read_text_file(path)
 
 
-def take_snapshot(target: ComposeTarget, store: ApprovalStore) -> Snapshot:
-    """Resolve the model with compose and read every input file and the policy."""
+def take_snapshot(target: ComposeTarget, store: ApprovalStore, *,
+                  reuse: Approval | None = None) -> Snapshot:
+    """Resolve the model with compose and read every input file and the policy.
+
+    With `reuse` (the approval `sidecar up` compares with), the last verified resolution is
+    taken instead of asking compose again when the keyed digest of everything it depends on
+    is unchanged (`trust.resolved`); the snapshot's `input_key` is that digest either way.
+    """
+    from sidecar_gen.trust import resolved as cache
+
     directory = target.directory
+    env = target.environ()
     masker = Masker(store)
-    # The files first: one compose would wait on for ever (a FIFO) or spend minutes expanding
-    # (an alias bomb) is refused by its name.
-    files = input_files(directory, store, target.environ(), masker)
-    version = start_version(target)  # meanwhile, the model
-    with version or contextlib.nullcontext():
-        resolved = resolve_model(target)
-        compose = parse_version(version)
-    policy = read_policy(directory)
     git = git_files(directory, store)
-    sources = dockerfiles(resolved.doc)
+    found = cache.load(store, directory) if reuse is not None else None
+    model: ResolvedModel | None = None
+    key: str | None = None
+    inputs: list[Input] = []
+    files: dict[str, FileState] = {}
+    if found is not None and reuse is not None:
+        inputs = found.inputs
+        files = input_files(directory, store, env, masker, inputs, bounds=False)
+        key = cache.input_key(store, directory, env, files=files, git=git.states,
+                              named=_named(found.model, store), approval=reuse)
+        if key == found.key:
+            model, compose = found.model, found.compose_version
+        else:
+            cache.forget(store, directory)
+            found = None
+    if model is None:
+        # The files first: one compose would wait on for ever (a FIFO) or spend minutes
+        # expanding (an alias bomb) is refused by its name.
+        inputs = compose_inputs(directory, env)
+        files = input_files(directory, store, env, masker, inputs)
+        version = start_version(target)  # meanwhile, the model
+        with version or contextlib.nullcontext():
+            model = resolve_model(target)
+            compose = parse_version(version)
+        if reuse is not None:
+            key = cache.input_key(store, directory, env, files=files, git=git.states,
+                                  named=_named(model, store), approval=reuse)
+    policy = read_policy(directory)
+    sources = dockerfiles(model.doc)
     built = {name: file_state(path, store, env_file=False) for name, path in sources.items()}
     project_dir = Path(os.path.realpath(directory))
     for name, path in sources.items():
         files[display_name(path, project_dir)] = built[name]
-    for path in mounted_ca_files(resolved.doc):
+    for path in mounted_ca_files(model.doc):
         # What the broker trusts decides where the real credential may go: its bytes are
         # approved, not only its path.
         files[display_name(path, project_dir)] = file_state(path, store, env_file=False)
-    return Snapshot(target=target, resolved=pin_dockerfiles(resolved, built),
-                    model=normalize_model(resolved.doc, masker, built), files=files,
-                    policy=policy, compose_version=compose, masks=masker, git=git)
+    return Snapshot(target=target, resolved=pin_dockerfiles(model, built),
+                    model=normalize_model(model.doc, masker, built), files=files,
+                    policy=policy, compose_version=compose, masks=masker, git=git,
+                    input_key=key, cached=found is not None, unpinned=model, inputs=inputs,
+                    routed=found.routed if found is not None else True)
+
+
+def _named(model: ResolvedModel, store: ApprovalStore) -> dict[str, FileState]:
+    """The files `model` names that decide it (its Dockerfiles, `resolved.model_files`), by
+    path."""
+    from sidecar_gen.trust.resolved import model_files
+
+    paths = {*dockerfiles(model.doc).values(), *model_files(model.doc)}
+    return {str(path): file_state(path, store, env_file=False) for path in sorted(paths)}
 
 
 def mounted_ca_files(doc: Mapping[str, Any]) -> list[Path]:
@@ -298,17 +344,25 @@ def read_policy(directory: Path) -> dict[str, str]:
 
 
 def input_files(directory: Path, store: ApprovalStore, env: Mapping[str, str],
-                masker: Masker | None = None) -> dict[str, FileState]:
+                masker: Masker | None = None, inputs: list[Input] | None = None, *,
+                bounds: bool = True) -> dict[str, FileState]:
     """Every file that decides how the project at `directory` starts (compose files, env
-    files, the policy), by its name relative to the folder, as the record keeps them."""
+    files, the policy), by its name relative to the folder, as the record keeps them.
+
+    `inputs`: compose's files as found already (None: find them now). `bounds` refuses a
+    compose file over the loader's bounds before compose reads it (`trust.resolved` skips
+    it when compose will not read them: its key proves them the files resolved before)."""
     project_dir = Path(os.path.realpath(directory))
     masker = masker or Masker(store)
-    inputs = compose_inputs(directory, env)
+    found = compose_inputs(directory, env) if inputs is None else inputs
     files: dict[str, FileState] = {}
-    for item in inputs:
+    for item in found:
         files[display_name(item.path, project_dir)] = file_state(
             item.path, store, env_file=item.kind == "env", masker=masker)
-    check_bounds(item.path for item in inputs if item.kind == "compose")
+    if bounds:
+        from sidecar_gen.compose.reader import check_bounds  # the YAML parser: not when reused
+
+        check_bounds(item.path for item in found if item.kind == "compose")
     for name in POLICY_FILES:
         files[f"{CONFIG_DIR}/{name}"] = file_state(directory / CONFIG_DIR / name, store,
                                                    env_file=False)

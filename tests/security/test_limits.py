@@ -155,6 +155,12 @@ def test_up_limits_the_routed_services_and_rotates_the_logs_of_its_own(
     assert host["app"]["LogConfig"]["Config"] == {}  # the user's services: not ours to set
     code, report = _doctor(stack)
     assert report["routed limits"]["status"] == "ok", report["routed limits"]
+    # The daily `up` (the second reuses the first's resolution) starts the same ceiling.
+    for _ in range(2):
+        again = stack.sidecar("up")
+        assert again.returncode == 0, again.stderr
+        app = stack.container("app").attrs["HostConfig"]
+        assert (app["Memory"], app["PidsLimit"]) == (memory, pids)
     # Off by default: without `routed`, `up` starts the service as compose has it, and
     # doctor says so.
     bridge = stack.originals[".sidecar/bridge.yaml"]
