@@ -17,8 +17,10 @@ import pytest
 
 from runtime.conftest import DispatchEnv, PtyRun, remote_processes
 from sidecar_gen.runtime.terminal import DETACH_BYTES
+from sidecar_gen.runtime.transport import parse_host
 
 Make = Callable[[dict[str, Any]], DispatchEnv]
+ENGINE = parse_host(os.environ.get("DOCKER_HOST"))  # the engine under test
 
 
 def bridge(commands: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -269,7 +271,6 @@ def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any)
     from sidecar_gen.runtime import dispatch, engine, terminal
     from sidecar_gen.runtime.contract import Route
     from sidecar_gen.runtime.plan import ExecPlan
-    from sidecar_gen.runtime.transport import parse_host
 
     running = make_container()
     stopped = make_container()
@@ -278,7 +279,7 @@ def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any)
     def plan(container: Any) -> ExecPlan:
         return ExecPlan(name="spew", route=Route("app", ("spew",)), argv=("spew",),
                     container=container.name, ref=container.id, user=None, workdir="/", env=(),
-                    token="0" * 32, tty=False, stdin=False, endpoint=parse_host(None))
+                    token="0" * 32, tty=False, stdin=False, endpoint=ENGINE)
 
     killed = engine.ExecState(running=False, exit_code=137, pid=4321)
     quiet = terminal.Output(None, b"")
@@ -303,12 +304,11 @@ def test_a_negative_exit_code_is_the_signal_it_names(make_container: Any, raw: i
     from sidecar_gen.runtime import dispatch, engine, terminal
     from sidecar_gen.runtime.contract import Route
     from sidecar_gen.runtime.plan import ExecPlan
-    from sidecar_gen.runtime.transport import parse_host
 
     running = make_container()
     plan = ExecPlan(name="nap", route=Route("app", ("nap",)), argv=("nap",),
                     container=running.name, ref=running.id, user=None, workdir="/", env=(),
-                    token="0" * 32, tty=False, stdin=False, endpoint=parse_host(None))
+                    token="0" * 32, tty=False, stdin=False, endpoint=ENGINE)
     state = engine.ExecState(running=False, exit_code=raw, pid=4321)
     assert dispatch.verdict(plan, state, terminal.Output(None, b"")) == code
 

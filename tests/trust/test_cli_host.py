@@ -103,7 +103,8 @@ def test_trust_asks_on_a_terminal(target: ComposeTarget, store: ApprovalStore, a
 
 
 def test_an_invalid_policy_is_never_approved(target: ComposeTarget, store: ApprovalStore) -> None:
-    (target.directory / ".sidecar" / "bridge.yaml").write_text('version: "1"\ncommands:\n  php: {bogus: 1}\n')
+    (target.directory / ".sidecar" / "bridge.yaml").write_text(
+        'version: "1"\ncommands:\n  php: {bogus: 1}\n')
     for args in (("trust", "--yes"), ("up",)):
         result = run(target, *args, DOCKER_HOST=NO_ENGINE)
         assert result.returncode == 1, result
