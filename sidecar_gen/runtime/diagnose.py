@@ -12,6 +12,7 @@ from sidecar_gen.runtime import engine, jsonlite
 from sidecar_gen.runtime.errors import ENGINE, NOT_EXECUTABLE, NOT_FOUND, DispatchError
 
 ATTACH_FAILED = b"exec attach failed"
+PODMAN_DETACHED = b"Error: detached from container"
 
 
 def engine_error(error: engine.EngineError, container: str, service: str) -> DispatchError:
@@ -81,9 +82,12 @@ def start_failure(text: str, container: str, code: int) -> DispatchError:
 
 
 def attach_failure(last: bytes) -> str | None:
-    """The daemon's `exec attach failed: ...` line when it is the very last line of the stream
-    (`last`: the held piece, or the last bytes written); None otherwise."""
+    """The daemon's `exec attach failed: ...` line (Podman: `Error: detached from container`)
+    when it is the very last line of the stream (`last`: the held piece, or the last bytes
+    written); None otherwise."""
     start = last.rfind(ATTACH_FAILED)
+    if start < 0:
+        start = last.rfind(PODMAN_DETACHED)
     if start < 0 or not last.endswith(b"\n") or last[start:].count(b"\n") != 1:
         return None
     return last[start:].decode("utf-8", "replace").strip()

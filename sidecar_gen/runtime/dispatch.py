@@ -304,8 +304,11 @@ def _detached(plan: ExecPlan, state: engine.ExecState, output: terminal.Output,
     which it reports as exit code 126 and a last line in the stream, while the command goes
     on or dies of the closed terminal; it is stopped here. What tells it apart from a program
     that printed that line and exited 126: that we sent the keys, or that the command's
-    processes were still there."""
-    if state.exit_code != NOT_EXECUTABLE or not state.pid or not _attach_failure(output):
+    processes were still there. Podman ends its stream with its own line (and forgets the pid
+    of an ended process): there the line and the same proof decide."""
+    if state.pid_kept and (state.exit_code != NOT_EXECUTABLE or not state.pid):
+        return False
+    if not _attach_failure(output):
         return False
     signals.quiet()
     found = _stop_remote(plan)

@@ -31,9 +31,10 @@ STDIN_CHUNK = 64 * 1024
 STOP_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
 # What Podman (4.3) writes instead of the process's output when it could not start it: the OCI
 # runtime's error, on stderr (one stream with a TTY), then a second line about the broken
-# attachment; or, for an unknown user or group, its JSON error body instead of frames.
+# attachment; or, for an unknown user or group, its JSON error body instead of frames; or, after
+# the detach keys, that it detached.
 PODMAN_PREFIXES = (b"Error: runc: ", b"Error: crun: ", b"Error: OCI runtime",
-                   b"Error: read unixpacket", b'{"cause":')
+                   b"Error: read unixpacket", b'{"cause":', b"Error: detached from container")
 # What the daemon writes into the output stream when it could not start the process
 # (dockerd 20.10: the first stdout frame; later: stream 3) or when the attachment broke (then
 # the process may still run: a detach, or a stdin copy error). Only a piece that starts with one

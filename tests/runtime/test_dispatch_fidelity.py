@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import exec_records
 
 from runtime.conftest import DispatchEnv, PtyRun, remote_processes
 from sidecar_gen.runtime.terminal import DETACH_BYTES
@@ -196,7 +197,12 @@ def test_a_detach_is_never_126_and_never_leaves_the_command_running(
     status = run.wait()
     assert status == 125, run.text
     assert "the Docker engine detached from the command" in run.text
-    assert run.text.count("exec attach failed") == 1, run.text  # only inside our one line
+    if "detached from container" in run.text:
+        # Podman 4.3 writes its own line ("Error: detached from container") to the terminal
+        # before the stream ends, not as a piece of it: ours quotes it (README: limits).
+        assert "(Error: detached from container); it was stopped" in run.text, run.text
+    else:
+        assert run.text.count("exec attach failed") == 1, run.text  # only inside our one line
     assert gone(docker_client, box, f"sleep {mark}")
 
 
@@ -386,12 +392,9 @@ def test_sigterm_stops_a_command_of_another_user_than_the_containers(
         proc.kill()
         proc.communicate()
     # The engine's record of the cleanup exec: it ran as the command's user.
-    users = []
-    for event in docker_client.events(since=since, until=int(time.time()) + 1, decode=True,
-                                      filters={"container": victim.id}):
-        if event.get("Action", "").startswith("exec_create: sh -c case"):
-            exec_id = event["Actor"]["Attributes"]["execID"]
-            users.append(docker_client.api.exec_inspect(exec_id)["ProcessConfig"]["user"])
+    users = [record["ProcessConfig"]["user"]
+             for record in exec_records(docker_client, victim.id, since)
+             if (record["ProcessConfig"]["arguments"] or ["", ""])[:2][-1].startswith("case")]
     assert users == ["1000:1000"]
 
 
