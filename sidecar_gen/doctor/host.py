@@ -44,17 +44,25 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 def _engine(report: DoctorReport, context: HostContext) -> None:
-    from sidecar_gen.host.engine import connect
+    from docker.errors import DockerException
+
+    from sidecar_gen.doctor.podman import check_podman
+    from sidecar_gen.host.engine import connect, find_endpoint, identify
 
     try:
         client = connect(timeout=ENGINE_TIMEOUT)
-        info = client.version()
+        identity = identify(client.version(), client.info(), find_endpoint())
     except SidecarError as exc:
-        report.add("engine", Status.FAIL, exc.message, "start Docker, or set DOCKER_HOST")
+        report.add("engine", Status.FAIL, exc.message,
+                   "start Docker or Podman's API service, or set DOCKER_HOST")
+        return
+    except DockerException as exc:  # it answered the ping, then not /version or /info
+        report.add("engine", Status.FAIL, f"the engine did not answer /version or /info: {exc}",
+                   "check the engine's log")
         return
     context.client = client
-    report.add("engine", Status.OK,
-               f"Docker Engine {info.get('Version', '?')} (API {info.get('ApiVersion', '?')})")
+    report.add("engine", Status.OK, identity.describe())
+    check_podman(report, identity)
 
 
 def _compose(report: DoctorReport) -> bool:

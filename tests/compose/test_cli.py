@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 from sidecar_gen.compose.cli import ComposeTarget, resolve_model, up_argv
 
@@ -42,3 +43,21 @@ def test_a_session_names_its_own_project(target: ComposeTarget) -> None:
     model = resolve_model(session)
     assert model.name == "demo-s1"
     assert model.doc["networks"]["default"]["name"] == "demo-s1_default"
+
+
+def test_the_engine_socket_compose_and_the_gate_use_follows_the_engine(tmp_path: Any) -> None:
+    """Podman's (or rootless Docker's) socket named in DOCKER_HOST or CONTAINER_HOST is the one
+    the gate mounts; an explicit DOCKER_SOCKET, or no engine setting, leaves it alone."""
+    podman = "unix:///run/podman/podman.sock"
+
+    def environ(**env: str) -> dict[str, str]:
+        result = ComposeTarget(tmp_path, env={"PATH": "/bin", **env}).environ()
+        return {k: v for k, v in result.items() if k.startswith("DOCKER_")}
+
+    assert environ(DOCKER_HOST=podman) == {"DOCKER_HOST": podman,
+                                           "DOCKER_SOCKET": "/run/podman/podman.sock"}
+    assert environ(CONTAINER_HOST=podman) == {"DOCKER_HOST": podman,
+                                              "DOCKER_SOCKET": "/run/podman/podman.sock"}
+    assert environ(DOCKER_HOST=podman, DOCKER_SOCKET="/x.sock")["DOCKER_SOCKET"] == "/x.sock"
+    assert environ(DOCKER_HOST="tcp://10.0.0.1:2375") == {"DOCKER_HOST": "tcp://10.0.0.1:2375"}
+    assert environ() == {}
