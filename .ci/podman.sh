@@ -129,12 +129,19 @@ start_health_ticker() {
         return 0
     fi
     log "no systemd: running Podman's healthchecks every 2 s from a loop"
-    nohup bash -c 'while sleep 2; do
+    health_loop </dev/null >/dev/null 2>&1 &
+    echo $! >/run/podman/ci-health.pid
+    disown
+}
+
+health_loop() {
+    trap '' HUP
+    local id
+    while sleep 2; do
         for id in $(podman ps -q --filter health=starting) $(podman ps -q --filter health=unhealthy); do
             podman healthcheck run "$id" >/dev/null 2>&1 || true
         done
-    done' >/dev/null 2>&1 &
-    echo $! >/run/podman/ci-health.pid
+    done
 }
 
 start=$(date +%s)

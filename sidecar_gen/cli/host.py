@@ -76,10 +76,26 @@ def up(
         if check.comparison.changed and not check.comparison.first_use:
             _show(check.comparison)
             raise UnapprovedChangeError(check.comparison)
-        result = start(check, list(services or []), connect(), before_compose=announce)
+        client = connect()
+        result = start(check, list(services or []), client, before_compose=announce)
     if result.compose_code != 0:
-        raise SidecarError(f"docker compose up failed (exit {result.compose_code})",
-                           exit_code=ExitCode.FINDINGS)
+        from sidecar_gen.doctor.podman import (
+            FIX_LIMITS,
+            limits_problem,
+            rlimit_failure,
+            start_errors,
+        )
+        from sidecar_gen.host.engine import find_endpoint, identify
+
+        # Compose printed the engine's words; a host that refuses the engine's default
+        # limits gets the one thing to set: Docker records why in the containers' State,
+        # Podman records nothing there, so for it the host's limits are looked at.
+        why = rlimit_failure(start_errors(client, check.snapshot.resolved.name))
+        if why is None:
+            problem = limits_problem(identify(client.version(), client.info(), find_endpoint()))
+            why = f"{problem}: {FIX_LIMITS}" if problem else None
+        raise SidecarError(f"docker compose up failed (exit {result.compose_code})"
+                           + (f": {why}" if why else ""), exit_code=ExitCode.FINDINGS)
 
 
 @app.command()

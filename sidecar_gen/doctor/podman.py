@@ -19,9 +19,13 @@ import re
 import socket
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sidecar_gen.doctor import DoctorReport, Status
 from sidecar_gen.host.engine import EngineIdentity
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 PODMAN_NOFILE = 1048576  # what rootful Podman sets unless containers.conf says otherwise
 CONF_FILES = (Path("/usr/share/containers/containers.conf"),
@@ -63,15 +67,32 @@ def hard_nofile(pid: int, proc: Path = Path("/proc")) -> int | None:
     return None
 
 
-def conf_sets_nofile(files: tuple[Path, ...] = CONF_FILES) -> bool:
-    """Whether a containers.conf sets the containers' default open-files limit."""
-    for path in files:
+def conf_sets_nofile(files: tuple[Path, ...] | None = None) -> bool:
+    """Whether a containers.conf (`files`, default CONF_FILES) sets the containers' default
+    open-files limit."""
+    for path in CONF_FILES if files is None else files:
         try:
             if _NOFILE.search(path.read_text(encoding="utf-8", errors="replace")):
                 return True
         except OSError:
             continue
     return False
+
+
+def limits_problem(identity: EngineIdentity) -> str | None:
+    """Why rootful Podman's containers cannot start on this host (its service's open-files
+    limit is below what it gives each container, and no containers.conf lowers that), else
+    None; None too when it cannot be known from here."""
+    path = _socket_path(identity)
+    if not identity.is_podman or identity.rootless or path is None:
+        return None
+    pid = _peer_pid(path)
+    limit = hard_nofile(pid) if pid else None
+    if limit is None or limit >= PODMAN_NOFILE or conf_sets_nofile():
+        return None
+    return (f"the Podman service may open at most {limit} files, less than the"
+            f" {PODMAN_NOFILE} it gives each container: no container can start"
+            " (error setting rlimit type 7)")
 
 
 def check_podman(report: DoctorReport, identity: EngineIdentity) -> None:
@@ -83,14 +104,9 @@ def check_podman(report: DoctorReport, identity: EngineIdentity) -> None:
         report.add("podman", Status.SKIP, f"{identity.endpoint.url} is not a local socket: its"
                    " limits and healthchecks cannot be checked from here")
         return
-    pid = _peer_pid(path)
-    limit = hard_nofile(pid) if pid else None
-    if (not identity.rootless and limit is not None and limit < PODMAN_NOFILE
-            and not conf_sets_nofile()):
-        report.add("podman limits", Status.FAIL,
-                   f"the Podman service may open at most {limit} files, less than the"
-                   f" {PODMAN_NOFILE} it gives each container: no container can start"
-                   " (error setting rlimit type 7)", FIX_LIMITS)
+    problem = limits_problem(identity)
+    if problem:
+        report.add("podman limits", Status.FAIL, problem, FIX_LIMITS)
     else:
         report.add("podman limits", Status.OK, "containers get open-files limits the"
                    " service can set")
@@ -102,3 +118,37 @@ def check_podman(report: DoctorReport, identity: EngineIdentity) -> None:
                    " until its timeout for every service with one",
                    "run `podman healthcheck run` for the starting containers from a loop"
                    " (README: Podman set-up)")
+
+
+_RLIMIT = re.compile(r"error setting rlimit type (\d+)")
+_RLIMIT_NAMES = {"6": "processes (nproc)", "7": "open files (nofile)"}
+
+
+def rlimit_failure(errors: list[str]) -> str | None:
+    """The one line for containers that did not start because the engine could not set a
+    resource limit (`errors`: their `State.Error`), None when that is not why."""
+    for error in errors:
+        found = _RLIMIT.search(error)
+        if found:
+            what = _RLIMIT_NAMES.get(found.group(1), f"resource {found.group(1)}")
+            return (f"the engine could not give the containers its default limit of {what},"
+                    f" which this host does not allow: {FIX_LIMITS} (Podman), or lower the"
+                    " engine's default-ulimits (Docker)")
+    return None
+
+
+def start_errors(client: DockerClient, project: str) -> list[str]:
+    """`State.Error` of the compose project's containers that have one."""
+    from docker.errors import DockerException
+
+    try:
+        containers = client.containers.list(
+            all=True, filters={"label": f"com.docker.compose.project={project}"})
+    except DockerException:
+        return []
+    errors = []
+    for container in containers:
+        state = container.attrs.get("State") or {}
+        if isinstance(state, dict) and state.get("Error"):
+            errors.append(str(state["Error"]))
+    return errors
