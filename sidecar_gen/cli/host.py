@@ -85,14 +85,14 @@ def up(
             rlimit_failure,
             start_errors,
         )
-        from sidecar_gen.host.engine import find_endpoint, identify
+        from sidecar_gen.host.engine import engine_identity
 
         # Compose printed the engine's words; a host that refuses the engine's default
         # limits gets the one thing to set: Docker records why in the containers' State,
         # Podman records nothing there, so for it the host's limits are looked at.
         why = rlimit_failure(start_errors(client, check.snapshot.resolved.name))
         if why is None:
-            problem = limits_problem(identify(client.version(), client.info(), find_endpoint()))
+            problem = limits_problem(engine_identity(client))
             why = f"{problem}: {FIX_LIMITS}" if problem else None
         raise SidecarError(f"docker compose up failed (exit {result.compose_code})"
                            + (f": {why}" if why else ""), exit_code=ExitCode.FINDINGS)

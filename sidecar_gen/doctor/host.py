@@ -47,11 +47,11 @@ def _engine(report: DoctorReport, context: HostContext) -> None:
     from docker.errors import DockerException
 
     from sidecar_gen.doctor.podman import check_podman
-    from sidecar_gen.host.engine import connect, find_endpoint, identify
+    from sidecar_gen.host.engine import connect, engine_identity
 
     try:
         client = connect(timeout=ENGINE_TIMEOUT)
-        identity = identify(client.version(), client.info(), find_endpoint())
+        identity = engine_identity(client)
     except SidecarError as exc:
         report.add("engine", Status.FAIL, exc.message,
                    "start Docker or Podman's API service, or set DOCKER_HOST")

@@ -180,8 +180,9 @@ class EngineIdentity:
 def identify(version: Mapping[str, Any], info: Mapping[str, Any],
              endpoint: EngineEndpoint) -> EngineIdentity:
     """The engine from its `/version` and `/info` answers: Podman names its component
-    "Podman Engine", Docker Desktop its platform; both engines list `name=rootless` among the
-    security options when they run rootless."""
+    "Podman Engine", Docker Desktop its platform; Docker lists `name=rootless` among the
+    security options when it runs rootless. Podman 4.3 does not: pass its own
+    `/libpod/info` answer as `info` (`host.security.rootless`, see `podman_info`)."""
     components = version.get("Components") or []
     names = {str(c.get("Name", "")) for c in components if isinstance(c, dict)}
     platform = version.get("Platform") or {}
@@ -194,5 +195,22 @@ def identify(version: Mapping[str, Any], info: Mapping[str, Any],
         kind = "Docker Engine"
     options = info.get("SecurityOptions") or []
     rootless = any("name=rootless" in str(option) for option in options)
+    host = info.get("host")
+    security = host.get("security") if isinstance(host, dict) else None
+    if isinstance(security, dict) and isinstance(security.get("rootless"), bool):
+        rootless = security["rootless"]
     return EngineIdentity(kind, str(version.get("Version", "?")),
                           str(version.get("ApiVersion", "?")), rootless, endpoint)
+
+
+def engine_identity(client: DockerClient) -> EngineIdentity:
+    """Ask the engine `client` reaches who it is (for Podman also its own `/libpod/info`, the
+    one answer that says whether it runs rootless)."""
+    version = client.version()
+    info: Mapping[str, Any] = client.info()
+    if any(isinstance(c, dict) and c.get("Name") == "Podman Engine"
+           for c in version.get("Components") or []):
+        response = client.api.get(f"{client.api.base_url}/v4.0.0/libpod/info")
+        if response.ok:
+            info = {**info, **response.json()}
+    return identify(version, info, find_endpoint())

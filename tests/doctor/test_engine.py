@@ -27,12 +27,17 @@ PODMAN_VERSION = {"Platform": {"Name": "linux/amd64/debian-12"}, "Version": "4.3
 DESKTOP_VERSION = {**DOCKER_VERSION, "Platform": {"Name": "Docker Desktop 4.30.0 (149282)"}}
 ROOTFUL = {"SecurityOptions": ["name=seccomp,profile=default"]}
 ROOTLESS = {"SecurityOptions": ["name=seccomp,profile=default", "name=rootless"]}
+# Podman 4.3 says it only in its own /libpod/info (recorded from a rootless service).
+PODMAN_ROOTLESS = {**ROOTFUL, "host": {"security": {"rootless": True, "seccompEnabled": True}}}
+PODMAN_ROOTFUL = {**ROOTFUL, "host": {"security": {"rootless": False}}}
 
 
 @pytest.mark.parametrize(("version", "info", "line"), [
     (PODMAN_VERSION, ROOTFUL, "Podman 4.3.1 (API 1.41), rootful, at"
      " unix:///run/podman/podman.sock (from DOCKER_HOST)"),
-    (PODMAN_VERSION, ROOTLESS, "Podman 4.3.1 (API 1.41), rootless, at"
+    (PODMAN_VERSION, PODMAN_ROOTLESS, "Podman 4.3.1 (API 1.41), rootless, at"
+     " unix:///run/podman/podman.sock (from DOCKER_HOST)"),
+    (PODMAN_VERSION, PODMAN_ROOTFUL, "Podman 4.3.1 (API 1.41), rootful, at"
      " unix:///run/podman/podman.sock (from DOCKER_HOST)"),
     (DOCKER_VERSION, ROOTLESS, "Docker Engine 20.10.24+dfsg1 (API 1.41), rootless, at"
      " unix:///run/podman/podman.sock (from DOCKER_HOST)"),
@@ -141,5 +146,5 @@ def test_the_limits_are_those_of_the_process_behind_the_socket(
             assert problem is None
         conf.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024"]\n')
         assert podman.limits_problem(identity) is None
-        rootless = identify(PODMAN_VERSION, ROOTLESS, identity.endpoint)
+        rootless = identify(PODMAN_VERSION, PODMAN_ROOTLESS, identity.endpoint)
         assert podman.limits_problem(rootless) is None  # rootless Podman keeps the user's
