@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,17 +56,12 @@ class ComposeTarget:
 
     def environ(self) -> dict[str, str]:
         """The environment compose runs with: the given one (this process's when None), with
-        the engine Podman's tools name (`CONTAINER_HOST`) as `DOCKER_HOST`, which compose reads,
-        and, on Linux, a unix socket named there as the `DOCKER_SOCKET` the gate mounts (the
-        default, /var/run/docker.sock, would be another engine's socket, or none, next to
-        Podman or rootless Docker). An explicit `DOCKER_SOCKET` wins."""
+        the engine Podman's tools name (`CONTAINER_HOST`) as `DOCKER_HOST`, which compose
+        reads. (The socket the gate mounts stays `DOCKER_SOCKET`'s, part of what is approved:
+        `sidecar doctor` says when it is not the engine's.)"""
         env = dict(os.environ if self.env is None else self.env)
         if not env.get("DOCKER_HOST") and env.get("CONTAINER_HOST"):
             env["DOCKER_HOST"] = env["CONTAINER_HOST"]
-        host = env.get("DOCKER_HOST", "")
-        if (sys.platform == "linux" and not env.get("DOCKER_SOCKET")
-                and host.startswith("unix:///")):
-            env["DOCKER_SOCKET"] = host.removeprefix("unix://")
         return env
 
     def argv(self, *args: str) -> list[str]:

@@ -19,6 +19,7 @@ from sidecar_gen.trust.record import Approval
 if TYPE_CHECKING:
     from docker import DockerClient
 
+    from sidecar_gen.host.engine import EngineIdentity
     from sidecar_gen.session.store import SessionRecord
 
 MIN_COMPOSE = (2, 20)  # top-level `include:`
@@ -29,6 +30,7 @@ class HostContext:
     """What the host checks found, for the stack checks."""
 
     client: DockerClient | None = None
+    identity: EngineIdentity | None = None
     model: ResolvedModel | None = None
     approval: Approval | None = None
     bridge: Bridge | None = None  # the approved policy, else the workspace file
@@ -61,6 +63,7 @@ def _engine(report: DoctorReport, context: HostContext) -> None:
                    "check the engine's log")
         return
     context.client = client
+    context.identity = identity
     report.add("engine", Status.OK, identity.describe())
     check_podman(report, identity)
 
@@ -224,6 +227,10 @@ def run_host_checks(report: DoctorReport) -> HostContext:
         _approval(report, context)
     else:
         report.add("approval", Status.SKIP, "needs Docker Compose (see compose)")
+    if context.identity is not None and context.model is not None:
+        from sidecar_gen.doctor.podman import check_socket
+
+        check_socket(report, context.identity, context.model.doc)
     _policy(report, context)
     _git_hooks(report)
     return context

@@ -18,11 +18,13 @@ import os
 import re
 import socket
 import struct
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sidecar_gen.doctor import DoctorReport, Status
 from sidecar_gen.host.engine import EngineIdentity
+from sidecar_gen.runtime.names import ENGINE_SOCKET, GATE_SERVICE
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -152,3 +154,35 @@ def start_errors(client: DockerClient, project: str) -> list[str]:
         if isinstance(state, dict) and state.get("Error"):
             errors.append(str(state["Error"]))
     return errors
+
+
+def gate_socket_source(doc: Mapping[str, Any]) -> str | None:
+    """The host path the gate service mounts as the engine's socket in a resolved model."""
+    services = doc.get("services")
+    gate = services.get(GATE_SERVICE) if isinstance(services, dict) else None
+    volumes = gate.get("volumes") if isinstance(gate, dict) else None
+    for volume in volumes if isinstance(volumes, list) else []:
+        if isinstance(volume, dict) and volume.get("target") == ENGINE_SOCKET:
+            source = volume.get("source")
+            return source if isinstance(source, str) else None
+    return None
+
+
+def check_socket(report: DoctorReport, identity: EngineIdentity,
+                 doc: Mapping[str, Any]) -> None:
+    """Whether the gate mounts the socket of the engine sidecar reaches: with Podman or
+    rootless Docker the default /var/run/docker.sock is another engine's, or none."""
+    path = _socket_path(identity)
+    source = gate_socket_source(doc)
+    if path is None or source is None or identity.kind == "Docker Desktop":
+        return  # Desktop's socket in its VM is /var/run/docker.sock, whatever the host's is
+    try:
+        same = os.path.samefile(path, source)
+    except OSError:
+        same = False
+    if same:
+        report.add("gate socket", Status.OK, f"the gate mounts {source}, the engine's socket")
+    else:
+        report.add("gate socket", Status.FAIL,
+                   f"the gate mounts {source}, but the engine is at {path}",
+                   f"export DOCKER_SOCKET={path}, then `sidecar trust` and `sidecar up`")

@@ -13,6 +13,7 @@ import docker
 import pytest
 from conftest import is_podman, unique_name
 
+from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.doctor.podman import conf_sets_nofile, hard_nofile, rlimit_failure, start_errors
 from sidecar_gen.host.engine import EngineEndpoint, identify
 
@@ -148,3 +149,28 @@ def test_the_limits_are_those_of_the_process_behind_the_socket(
         assert podman.limits_problem(identity) is None
         rootless = identify(PODMAN_VERSION, PODMAN_ROOTLESS, identity.endpoint)
         assert podman.limits_problem(rootless) is None  # rootless Podman keeps the user's
+
+
+def test_doctor_says_when_the_gate_mounts_another_engines_socket(tmp_path: Path) -> None:
+    from sidecar_gen.doctor import DoctorReport
+    from sidecar_gen.doctor.podman import check_socket
+
+    engine_socket = tmp_path / "podman.sock"
+    engine_socket.write_text("")
+    (tmp_path / "link.sock").symlink_to(engine_socket)
+    identity = identify(PODMAN_VERSION, PODMAN_ROOTFUL,
+                        EngineEndpoint(f"unix://{engine_socket}", "DOCKER_HOST"))
+
+    def checked(source: str) -> tuple[str, str, str]:
+        doc = {"services": {"sidecar-gate": {"volumes": [
+            {"type": "volume", "source": "policy", "target": "/run/sidecar/policy"},
+            {"type": "bind", "source": source, "target": "/var/run/docker.sock"}]}}}
+        report = DoctorReport(ComposeTarget(tmp_path))
+        check_socket(report, identity, doc)
+        (result,) = report.results
+        return str(result.status), result.message, result.fix
+
+    assert checked(str(tmp_path / "link.sock"))[0] == "ok"  # podman-docker's link is fine
+    assert checked("/var/run/docker.sock") == (
+        "fail", f"the gate mounts /var/run/docker.sock, but the engine is at {engine_socket}",
+        f"export DOCKER_SOCKET={engine_socket}, then `sidecar trust` and `sidecar up`")
