@@ -79,21 +79,9 @@ def up(
         client = connect()
         result = start(check, list(services or []), client, before_compose=announce)
     if result.compose_code != 0:
-        from sidecar_gen.doctor.podman import (
-            FIX_LIMITS,
-            limits_problem,
-            rlimit_failure,
-            start_errors,
-        )
-        from sidecar_gen.host.engine import engine_identity
+        from sidecar_gen.doctor.podman import up_failure_hint
 
-        # Compose printed the engine's words; a host that refuses the engine's default
-        # limits gets the one thing to set: Docker records why in the containers' State,
-        # Podman records nothing there, so for it the host's limits are looked at.
-        why = rlimit_failure(start_errors(client, check.snapshot.resolved.name))
-        if why is None:
-            problem = limits_problem(engine_identity(client))
-            why = f"{problem}: {FIX_LIMITS}" if problem else None
+        why = up_failure_hint(client, check.snapshot.resolved.name)
         raise SidecarError(f"docker compose up failed (exit {result.compose_code})"
                            + (f": {why}" if why else ""), exit_code=ExitCode.FINDINGS)
 

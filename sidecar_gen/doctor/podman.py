@@ -186,3 +186,22 @@ def check_socket(report: DoctorReport, identity: EngineIdentity,
         report.add("gate socket", Status.FAIL,
                    f"the gate mounts {source}, but the engine is at {path}",
                    f"export DOCKER_SOCKET={path}, then `sidecar trust` and `sidecar up`")
+
+
+def up_failure_hint(client: DockerClient, project: str) -> str | None:
+    """After compose failed to start `project`: the one thing to set when the engine could
+    not give the containers its default limits, else None. Compose printed the engine's own
+    words already; Docker records why in the containers' State, Podman records nothing there,
+    so for Podman the service's limits on this host are looked at."""
+    from docker.errors import DockerException
+
+    from sidecar_gen.host.engine import engine_identity
+
+    why = rlimit_failure(start_errors(client, project))
+    if why is not None:
+        return why
+    try:
+        problem = limits_problem(engine_identity(client))
+    except DockerException:
+        return None  # only a hint: compose's own error stands
+    return f"{problem}: {FIX_LIMITS}" if problem else None
