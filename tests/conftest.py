@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -78,6 +79,27 @@ def docker_client() -> Iterator[Any]:
 def docker_engine(docker_client: Any) -> Any:
     """Alias for tests that need the engine but not the client object."""
     return docker_client
+
+
+def is_podman(client: Any) -> bool:
+    """Whether the engine under test is Podman (its compat API names its components so)."""
+    components = client.version().get("Components") or []
+    return any(c.get("Name") == "Podman Engine" for c in components)
+
+
+def exec_records(client: Any, container_id: str, since: int) -> list[dict[str, Any]]:
+    """The engine's own records of the execs created in a container since `since` (epoch s):
+    each exec's inspect answer. Docker's events name each exec (`exec_create: CMD`, its id);
+    Podman's carry neither, so there the container's `ExecIDs` (kept a few minutes after an
+    exec ended) are read instead."""
+    if is_podman(client):
+        ids = client.api.inspect_container(container_id).get("ExecIDs") or []
+    else:
+        ids = [event["Actor"]["Attributes"]["execID"]
+               for event in client.events(since=since, until=int(time.time()) + 1,
+                                          decode=True, filters={"container": container_id})
+               if str(event.get("Action", "")).startswith("exec_create:")]
+    return [client.api.exec_inspect(exec_id) for exec_id in ids]
 
 
 def unique_name(prefix: str = "sidecar-test") -> str:

@@ -97,8 +97,11 @@ def up(
                 raise UnapprovedChangeError(check.comparison)
             result = start(check, list(services or []), connect, before_compose=announce)
     if result.compose_code != 0:
-        raise SidecarError(f"docker compose up failed (exit {result.compose_code})",
-                           exit_code=ExitCode.FINDINGS)
+        from sidecar_gen.doctor.podman import up_failure_hint
+
+        why = up_failure_hint(connect(), result.project)
+        raise SidecarError(f"docker compose up failed (exit {result.compose_code})"
+                           + (f": {why}" if why else ""), exit_code=ExitCode.FINDINGS)
 
 
 def _first_run(target: ComposeTarget, services: list[str], yes: bool,

@@ -55,8 +55,14 @@ class ComposeTarget:
     files: tuple[Path, ...] = ()
 
     def environ(self) -> dict[str, str]:
-        """The environment compose runs with."""
-        return dict(os.environ if self.env is None else self.env)
+        """The environment compose runs with: the given one (this process's when None), with
+        the engine Podman's tools name (`CONTAINER_HOST`) as `DOCKER_HOST`, which compose
+        reads. (The socket the gate mounts stays `DOCKER_SOCKET`'s, part of what is approved:
+        `sidecar doctor` says when it is not the engine's.)"""
+        env = dict(os.environ if self.env is None else self.env)
+        if not env.get("DOCKER_HOST") and env.get("CONTAINER_HOST"):
+            env["DOCKER_HOST"] = env["CONTAINER_HOST"]
+        return env
 
     def argv(self, *args: str) -> list[str]:
         """`docker compose [-p NAME] ARGS...`."""

@@ -19,6 +19,7 @@ from sidecar_gen.trust.record import Approval
 if TYPE_CHECKING:
     from docker import DockerClient
 
+    from sidecar_gen.host.engine import EngineIdentity
     from sidecar_gen.session.store import SessionRecord
 
 MIN_COMPOSE = (2, 20)  # top-level `include:`
@@ -29,6 +30,7 @@ class HostContext:
     """What the host checks found, for the stack checks."""
 
     client: DockerClient | None = None
+    identity: EngineIdentity | None = None
     model: ResolvedModel | None = None
     approval: Approval | None = None
     bridge: Bridge | None = None  # the approved policy, else the workspace file
@@ -44,17 +46,26 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 def _engine(report: DoctorReport, context: HostContext) -> None:
-    from sidecar_gen.host.engine import connect
+    from docker.errors import DockerException
+
+    from sidecar_gen.doctor.podman import check_podman
+    from sidecar_gen.host.engine import connect, engine_identity
 
     try:
         client = connect(timeout=ENGINE_TIMEOUT)
-        info = client.version()
+        identity = engine_identity(client)
     except SidecarError as exc:
-        report.add("engine", Status.FAIL, exc.message, "start Docker, or set DOCKER_HOST")
+        report.add("engine", Status.FAIL, exc.message,
+                   "start Docker or Podman's API service, or set DOCKER_HOST")
+        return
+    except DockerException as exc:  # it answered the ping, then not /version or /info
+        report.add("engine", Status.FAIL, f"the engine did not answer /version or /info: {exc}",
+                   "check the engine's log")
         return
     context.client = client
-    report.add("engine", Status.OK,
-               f"Docker Engine {info.get('Version', '?')} (API {info.get('ApiVersion', '?')})")
+    context.identity = identity
+    report.add("engine", Status.OK, identity.describe())
+    check_podman(report, identity)
 
 
 def _compose(report: DoctorReport) -> bool:
@@ -216,6 +227,10 @@ def run_host_checks(report: DoctorReport) -> HostContext:
         _approval(report, context)
     else:
         report.add("approval", Status.SKIP, "needs Docker Compose (see compose)")
+    if context.identity is not None and context.model is not None:
+        from sidecar_gen.doctor.podman import check_socket
+
+        check_socket(report, context.identity, context.model.doc)
     _policy(report, context)
     _git_hooks(report)
     return context

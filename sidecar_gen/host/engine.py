@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sidecar_gen.errors import ExitCode, SidecarError
 
@@ -151,3 +151,66 @@ def _setting(endpoint: EngineEndpoint) -> str:
     if endpoint.source.startswith("context "):
         return f"the docker {endpoint.source}"
     return "DOCKER_HOST" if endpoint.source == "default" else endpoint.source
+
+
+@dataclass(frozen=True)
+class EngineIdentity:
+    """Which engine answers: kind (Docker Engine, Docker Desktop, Podman), version, whether it
+    runs rootless, and where it was reached (for `sidecar doctor`)."""
+
+    kind: str
+    version: str
+    api_version: str
+    rootless: bool
+    endpoint: EngineEndpoint
+
+    @property
+    def is_podman(self) -> bool:
+        """Whether it is Podman's Docker-compatible API service."""
+        return self.kind == "Podman"
+
+    def describe(self) -> str:
+        """One line: `Podman 4.3.1 (API 1.41), rootful, at unix:///run/podman/podman.sock
+        (from DOCKER_HOST)`."""
+        mode = "rootless" if self.rootless else "rootful"
+        return (f"{self.kind} {self.version} (API {self.api_version}), {mode}, at"
+                f" {self.endpoint.url} ({_said_by(self.endpoint)})")
+
+
+def identify(version: Mapping[str, Any], info: Mapping[str, Any],
+             endpoint: EngineEndpoint) -> EngineIdentity:
+    """The engine from its `/version` and `/info` answers: Podman names its component
+    "Podman Engine", Docker Desktop its platform; Docker lists `name=rootless` among the
+    security options when it runs rootless. Podman 4.3 does not: pass its own
+    `/libpod/info` answer as `info` (`host.security.rootless`, see `podman_info`)."""
+    components = version.get("Components") or []
+    names = {str(c.get("Name", "")) for c in components if isinstance(c, dict)}
+    platform = version.get("Platform") or {}
+    platform_name = str(platform.get("Name", "")) if isinstance(platform, dict) else ""
+    if "Podman Engine" in names:
+        kind = "Podman"
+    elif "Docker Desktop" in platform_name:
+        kind = "Docker Desktop"
+    else:
+        kind = "Docker Engine"
+    options = info.get("SecurityOptions") or []
+    rootless = any("name=rootless" in str(option) for option in options)
+    host = info.get("host")
+    security = host.get("security") if isinstance(host, dict) else None
+    if isinstance(security, dict) and isinstance(security.get("rootless"), bool):
+        rootless = security["rootless"]
+    return EngineIdentity(kind, str(version.get("Version", "?")),
+                          str(version.get("ApiVersion", "?")), rootless, endpoint)
+
+
+def engine_identity(client: DockerClient) -> EngineIdentity:
+    """Ask the engine `client` reaches who it is (for Podman also its own `/libpod/info`, the
+    one answer that says whether it runs rootless)."""
+    version = client.version()
+    info: Mapping[str, Any] = client.info()
+    if any(isinstance(c, dict) and c.get("Name") == "Podman Engine"
+           for c in version.get("Components") or []):
+        response = client.api.get(f"{client.api.base_url}/v4.0.0/libpod/info")
+        if response.ok:
+            info = {**info, **response.json()}
+    return identify(version, info, find_endpoint())

@@ -8,10 +8,11 @@ from a program's own output (the caller asks the engine first whether the progra
 
 from __future__ import annotations
 
-from sidecar_gen.runtime import engine
+from sidecar_gen.runtime import engine, jsonlite
 from sidecar_gen.runtime.errors import ENGINE, NOT_EXECUTABLE, NOT_FOUND, DispatchError
 
 ATTACH_FAILED = b"exec attach failed"
+PODMAN_DETACHED = b"Error: detached from container"
 
 
 def engine_error(error: engine.EngineError, container: str, service: str) -> DispatchError:
@@ -23,7 +24,8 @@ def engine_error(error: engine.EngineError, container: str, service: str) -> Dis
         return DispatchError(
             f"container {container} does not exist: start it with `docker compose up -d"
             f" {service}` or fix `container` in bridge.yaml ({message})")
-    if error.status == engine.CONFLICT:
+    # Podman answers 500 "container state improper" where Docker answers 409 (stopped, paused).
+    if error.status == engine.CONFLICT or "container state improper" in message.lower():
         if "paused" in message.lower():
             return DispatchError(f"container {container} is paused: docker compose unpause"
                                  f" {service}")
@@ -42,9 +44,24 @@ def _quoted_after(text: str, marker: str) -> str | None:
     return text[start:end] if end > start else None
 
 
+def _first_reason(text: str) -> str:
+    """The engine's reason in one line: Docker writes one line; Podman writes the runtime's
+    line and one about the broken attachment, or its JSON error body (an unknown user)."""
+    if text.startswith("{"):
+        try:
+            message = jsonlite.loads(text.encode("utf-8")).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        if isinstance(message, str):
+            return message.strip()
+    first = text.split("\n", 1)[0].strip()
+    return first.removeprefix("Error: ")
+
+
 def start_failure(text: str, container: str, code: int) -> DispatchError:
     """The error for a process the engine never started; `text` is what the daemon wrote
     instead (possibly nothing), `code` the exit code it recorded."""
+    text = _first_reason(text)
     low = text.lower()
     program = _quoted_after(text, 'exec: "') or "command"
     if "chdir" in low:
@@ -65,9 +82,12 @@ def start_failure(text: str, container: str, code: int) -> DispatchError:
 
 
 def attach_failure(last: bytes) -> str | None:
-    """The daemon's `exec attach failed: ...` line when it is the very last line of the stream
-    (`last`: the held piece, or the last bytes written); None otherwise."""
+    """The daemon's `exec attach failed: ...` line (Podman: `Error: detached from container`)
+    when it is the very last line of the stream (`last`: the held piece, or the last bytes
+    written); None otherwise."""
     start = last.rfind(ATTACH_FAILED)
+    if start < 0:
+        start = last.rfind(PODMAN_DETACHED)
     if start < 0 or not last.endswith(b"\n") or last[start:].count(b"\n") != 1:
         return None
     return last[start:].decode("utf-8", "replace").strip()

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 LAUNCHER_NAME = ".sidecar-dispatch"
 SLOW_PATH = cache.SLOW_PATH  # the launcher fills it (the slow path's sys.path entries)
 KILLED, TERMINATED = SIGNAL_BASE + 9, SIGNAL_BASE + 15  # what `docker stop`/`kill` leave
+START_FAILURE_CODES = (ENGINE, NOT_EXECUTABLE, NOT_FOUND)
 
 
 def _say(line: str) -> None:
@@ -303,8 +304,11 @@ def _detached(plan: ExecPlan, state: engine.ExecState, output: terminal.Output,
     which it reports as exit code 126 and a last line in the stream, while the command goes
     on or dies of the closed terminal; it is stopped here. What tells it apart from a program
     that printed that line and exited 126: that we sent the keys, or that the command's
-    processes were still there."""
-    if state.exit_code != NOT_EXECUTABLE or not state.pid or not _attach_failure(output):
+    processes were still there. Podman ends its stream with its own line (and forgets the pid
+    of an ended process): there the line and the same proof decide."""
+    if state.pid_kept and (state.exit_code != NOT_EXECUTABLE or not state.pid):
+        return False
+    if not _attach_failure(output):
         return False
     signals.quiet()
     found = _stop_remote(plan)
@@ -315,18 +319,32 @@ def verdict(plan: ExecPlan, state: engine.ExecState, output: terminal.Output) ->
     """The exit code to return, decided from the engine's answer, never from the output."""
     raw = state.exit_code or 0
     code = raw & 0xFF if raw >= 0 else SIGNAL_BASE + (-raw & 0x7F)
-    if state.pid == 0:  # the process never started: what the stream held is the daemon's why
+    if never_started(state, output, code):  # what the stream held is the engine's why
         from sidecar_gen.runtime import diagnose
 
         text = (output.held or b"").decode("utf-8", "replace").strip()
         raise diagnose.start_failure(text, plan.container, code)
-    if output.held is not None:
-        terminal.write_out(output.held)
+    output.write_held()
     if code in (KILLED, TERMINATED) and _container_stopped(plan):
         raise DispatchError(
             f"container {plan.container} stopped while the command was running"
             f" (exit code {code}): docker compose up -d {plan.service}")
     return code
+
+
+def never_started(state: engine.ExecState, output: terminal.Output, code: int) -> bool:
+    """Whether the engine could not start the process, from what both engines answer.
+
+    Docker keeps the pid of an ended process: 0 means it never started, whatever the stream
+    held. Podman reports pid 0 for every ended exec, so there it is its own error text, held
+    back from the stream, together with the exit codes it records for a failed start (125: no
+    such user or group, 126: not executable, 127: not found); a program that prints that very
+    text and exits with one of these codes at once is taken for a failed start (README: limits).
+    """
+    if state.pid_kept:
+        return state.pid == 0
+    return (state.pid == 0 and code in START_FAILURE_CODES and output.held is not None
+            and output.held.startswith(terminal.PODMAN_PREFIXES))
 
 
 def _container_stopped(plan: ExecPlan) -> bool:

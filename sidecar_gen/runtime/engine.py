@@ -48,14 +48,27 @@ class EngineError(DispatchError):
 
 
 class ExecState:
-    """What `GET /exec/{id}/json` says about one exec (`pid` 0: the process never started)."""
+    """What `GET /exec/{id}/json` says about one exec.
 
-    __slots__ = ("exit_code", "pid", "running")
+    `pid_kept`: whether the engine keeps an ended process's pid, so that `pid` 0 after the end
+    means the process never started. Docker does; Podman (4.3, its compat API) reports `Pid` 0
+    for every ended exec, so there only the stream can say that the start failed.
+    """
 
-    def __init__(self, running: bool, exit_code: int | None, pid: int) -> None:
+    __slots__ = ("exit_code", "pid", "pid_kept", "running")
+
+    def __init__(self, running: bool, exit_code: int | None, pid: int,
+                 pid_kept: bool = True) -> None:
         self.running = running
         self.exit_code = exit_code
         self.pid = pid
+        self.pid_kept = pid_kept
+
+
+def is_podman(response: Response) -> bool:
+    """Whether the answer came from Podman's API service (its `Server: Libpod/...` header, which
+    the Docker API gate passes on)."""
+    return response.headers.get("server", "").lower().startswith("libpod/")
 
 
 def connect(endpoint: transport.Endpoint, timeout: float | None = API_TIMEOUT) -> Connection:
@@ -140,12 +153,12 @@ def start_exec(conn: Connection, exec_id: str, tty: bool) -> None:
 def inspect_exec(conn: Connection, exec_id: str) -> ExecState:
     """`GET /exec/{id}/json`: whether the process runs, its exit code, its (host) pid."""
     action = "read the command's exit code"
-    info = _json(_expect(_call(conn, "GET", f"/exec/{exec_id}/json"), (200,), action), dict,
-                 action)
+    response = _expect(_call(conn, "GET", f"/exec/{exec_id}/json"), (200,), action)
+    info = _json(response, dict, action)
     code = info.get("ExitCode")
     pid = info.get("Pid")
     return ExecState(bool(info.get("Running")), code if isinstance(code, int) else None,
-                     pid if isinstance(pid, int) else 0)
+                     pid if isinstance(pid, int) else 0, pid_kept=not is_podman(response))
 
 
 def resize_exec(conn: Connection, exec_id: str, rows: int, columns: int) -> None:

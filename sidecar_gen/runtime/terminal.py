@@ -29,12 +29,18 @@ if TYPE_CHECKING:
 RECV_SIZE = 256 * 1024
 STDIN_CHUNK = 64 * 1024
 STOP_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
+# What Podman (4.3) writes instead of the process's output when it could not start it: the OCI
+# runtime's error, on stderr (one stream with a TTY), then a second line about the broken
+# attachment; or, for an unknown user or group, its JSON error body instead of frames; or, after
+# the detach keys, that it detached.
+PODMAN_PREFIXES = (b"Error: runc: ", b"Error: crun: ", b"Error: OCI runtime",
+                   b"Error: read unixpacket", b'{"cause":', b"Error: detached from container")
 # What the daemon writes into the output stream when it could not start the process
 # (dockerd 20.10: the first stdout frame; later: stream 3) or when the attachment broke (then
 # the process may still run: a detach, or a stdin copy error). Only a piece that starts with one
 # of these is held back; whether it is the daemon's is decided from the engine's answer.
 DAEMON_PREFIXES = (b"OCI runtime", b"exec failed", b"unable to find user",
-                   b"unable to find group", b"exec attach failed")
+                   b"unable to find group", b"exec attach failed", *PODMAN_PREFIXES)
 TAIL_SIZE = 160
 # Docker's default detach keys are Ctrl-P Ctrl-Q: Ctrl-P (previous line in every shell) is
 # held back until the next key, and Ctrl-P Ctrl-Q ends the session with the command left
@@ -186,13 +192,20 @@ class StdinPump:
 
 
 class Output:
-    """What `pump_output` saw: the held piece (None when all was written) and the last bytes."""
+    """What `pump_output` saw: the held piece (None when all was written), the stream it came
+    on and the last bytes of stdout."""
 
-    __slots__ = ("held", "tail")
+    __slots__ = ("held", "held_stream", "tail")
 
-    def __init__(self, held: bytes | None, tail: bytes) -> None:
+    def __init__(self, held: bytes | None, tail: bytes, held_stream: int = STDOUT) -> None:
         self.held = held
         self.tail = tail
+        self.held_stream = held_stream
+
+    def write_held(self) -> None:
+        """Write the held piece where its stream goes (it turned out to be the program's)."""
+        if self.held is not None:
+            _write(_fd(self.held_stream), self.held)
 
 
 def pump_output(sock: _socket.socket, pending: bytes, tty: bool,
@@ -208,7 +221,9 @@ def pump_output(sock: _socket.socket, pending: bytes, tty: bool,
     """
     sock.settimeout(None)
     demux = None if tty else Demuxer()
+    raw_stream = STDOUT  # what an unframed stream is (Podman's JSON error instead of frames)
     held: bytes | None = None
+    held_stream = STDOUT
     first = True
     tail = b""
     buffer = bytearray(RECV_SIZE)
@@ -222,14 +237,20 @@ def pump_output(sock: _socket.socket, pending: bytes, tty: bool,
             if not count:
                 break
             data = view[:count]
-        pieces = [(STDOUT, data)] if demux is None else demux.feed(data)
+        if first and demux is not None and data[0] > SYSTEM_ERROR:
+            # Not a frame header: the engine answered the start with a body of its own.
+            demux, raw_stream = None, SYSTEM_ERROR
+        pieces = [(raw_stream, data)] if demux is None else demux.feed(data)
         for stream, piece in pieces:
+            daemon_like = bytes(piece[:24]).startswith(DAEMON_PREFIXES)
             if held is not None:
-                _write(1, held)
+                if daemon_like and stream == held_stream:
+                    held += bytes(piece)  # Podman's second line: decided with the first
+                    continue
+                _write(_fd(held_stream), held)
                 held = None
-            if stream != STDERR and bytes(piece[:20]).startswith(DAEMON_PREFIXES) and not (
-                    first and program_ran()):
-                held = bytes(piece)
+            if daemon_like and not (first and program_ran()):
+                held, held_stream = bytes(piece), stream
                 first = False
                 continue
             first = False
@@ -237,13 +258,12 @@ def pump_output(sock: _socket.socket, pending: bytes, tty: bool,
                 _write(1, piece)
                 tail = (tail + bytes(piece[-TAIL_SIZE:]))[-TAIL_SIZE:]
             else:
-                _write(2 if stream in (STDERR, SYSTEM_ERROR) else 1, piece)
-    return Output(held, tail)
+                _write(_fd(stream), piece)
+    return Output(held, tail, held_stream)
 
 
-def write_out(data: bytes) -> None:
-    """Write `data` to stdout (e.g. a held piece that turned out to be the program's)."""
-    _write(1, data)
+def _fd(stream: int) -> int:
+    return 2 if stream in (STDERR, SYSTEM_ERROR) else 1
 
 
 def _write(fd: int, data: memoryview | bytes) -> None:

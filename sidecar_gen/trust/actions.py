@@ -77,6 +77,7 @@ class StackUp:
     compose_code: int = 0
     credential: str = ""  # what the broker got, in words (never the value); "" without one
     notes: list[str] = field(default_factory=list)
+    project: str = ""  # the compose project started
 
 
 def store_for(target: ComposeTarget) -> ApprovalStore:
@@ -200,6 +201,7 @@ def start(check: Check, services: Sequence[str],
         raise SidecarError("the approval record disappeared while starting")
     result.approved_at = approval.approved_at
     model = check.snapshot.resolved
+    result.project = model.name
     environ = check.snapshot.target.environ()
     if not approved_in_place(model.doc, approval.policy, environ):
         engine = client() if callable(client) else client

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 from sidecar_gen.compose.cli import ComposeTarget, resolve_model, up_argv
 
@@ -42,3 +43,20 @@ def test_a_session_names_its_own_project(target: ComposeTarget) -> None:
     model = resolve_model(session)
     assert model.name == "demo-s1"
     assert model.doc["networks"]["default"]["name"] == "demo-s1_default"
+
+
+
+def test_compose_reaches_the_engine_container_host_names(tmp_path: Any) -> None:
+    """Compose reads DOCKER_HOST only: Podman's CONTAINER_HOST is handed on as that; the
+    socket the gate mounts (DOCKER_SOCKET) is never derived (it is part of the approval)."""
+    podman = "unix:///run/podman/podman.sock"
+
+    def environ(**env: str) -> dict[str, str]:
+        result = ComposeTarget(tmp_path, env={"PATH": "/bin", **env}).environ()
+        return {k: v for k, v in result.items() if k.startswith("DOCKER_")}
+
+    assert environ(CONTAINER_HOST=podman) == {"DOCKER_HOST": podman}
+    assert environ(CONTAINER_HOST=podman, DOCKER_HOST="unix:///d.sock") == {
+        "DOCKER_HOST": "unix:///d.sock"}
+    assert environ(DOCKER_HOST=podman) == {"DOCKER_HOST": podman}
+    assert environ() == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,6 +56,8 @@ def start_gate(tmp: Path, *, bridge: Bridge | dict[str, Any] | None = None,
     keywords are `GateOptions` fields (workspace, project) or `Limits` fields."""
     from sidecar_gen.gate.server import Limits
 
+    # The engine the tests run against (DOCKER_HOST: Podman's socket in the Podman CI part).
+    options.setdefault("upstream", os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock")
     limit_names = set(Limits.__dataclass_fields__)
     limits = Limits(**{k: options.pop(k) for k in list(options) if k in limit_names})
     if isinstance(bridge, dict):

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from conftest import BUSYBOX_IMAGE, TEST_LABEL
 
-DIRECT_SOCKET = "unix:///var/run/docker.sock"
+# The engine under test: DOCKER_HOST when set (Podman's socket in the Podman CI part).
+DIRECT_SOCKET = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 Endpoint = Callable[[Path], str]
 
 

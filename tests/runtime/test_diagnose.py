@@ -47,6 +47,8 @@ def test_attach_failure_is_only_the_last_line() -> None:
     (409, "Container c is paused, unpause the container", "container c is paused: docker"
      " compose unpause svc"),
     (409, "Container c is not running", "container c is not running: docker compose up -d svc"),
+    (500, "can only create exec sessions on running containers: container state improper",
+     "container c is not running: docker compose up -d svc"),  # Podman 4.3's answer
     (500, "boom", "Docker engine error for container c: boom (HTTP 500)"),
 ])
 def test_engine_error_messages(status: int, message: str, expected: str) -> None:

@@ -14,11 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import exec_records
 
 from runtime.conftest import DispatchEnv, PtyRun, remote_processes
 from sidecar_gen.runtime.terminal import DETACH_BYTES
+from sidecar_gen.runtime.transport import parse_host
 
 Make = Callable[[dict[str, Any]], DispatchEnv]
+ENGINE = parse_host(os.environ.get("DOCKER_HOST"))  # the engine under test
 
 
 def bridge(commands: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -194,7 +197,12 @@ def test_a_detach_is_never_126_and_never_leaves_the_command_running(
     status = run.wait()
     assert status == 125, run.text
     assert "the Docker engine detached from the command" in run.text
-    assert run.text.count("exec attach failed") == 1, run.text  # only inside our one line
+    if "detached from container" in run.text:
+        # Podman 4.3 writes its own line ("Error: detached from container") to the terminal
+        # before the stream ends, not as a piece of it: ours quotes it (README: limits).
+        assert "(Error: detached from container); it was stopped" in run.text, run.text
+    else:
+        assert run.text.count("exec attach failed") == 1, run.text  # only inside our one line
     assert gone(docker_client, box, f"sleep {mark}")
 
 
@@ -269,7 +277,6 @@ def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any)
     from sidecar_gen.runtime import dispatch, engine, terminal
     from sidecar_gen.runtime.contract import Route
     from sidecar_gen.runtime.plan import ExecPlan
-    from sidecar_gen.runtime.transport import parse_host
 
     running = make_container()
     stopped = make_container()
@@ -278,7 +285,7 @@ def test_a_stopped_container_turns_137_into_125_with_a_hint(make_container: Any)
     def plan(container: Any) -> ExecPlan:
         return ExecPlan(name="spew", route=Route("app", ("spew",)), argv=("spew",),
                     container=container.name, ref=container.id, user=None, workdir="/", env=(),
-                    token="0" * 32, tty=False, stdin=False, endpoint=parse_host(None))
+                    token="0" * 32, tty=False, stdin=False, endpoint=ENGINE)
 
     killed = engine.ExecState(running=False, exit_code=137, pid=4321)
     quiet = terminal.Output(None, b"")
@@ -303,12 +310,11 @@ def test_a_negative_exit_code_is_the_signal_it_names(make_container: Any, raw: i
     from sidecar_gen.runtime import dispatch, engine, terminal
     from sidecar_gen.runtime.contract import Route
     from sidecar_gen.runtime.plan import ExecPlan
-    from sidecar_gen.runtime.transport import parse_host
 
     running = make_container()
     plan = ExecPlan(name="nap", route=Route("app", ("nap",)), argv=("nap",),
                     container=running.name, ref=running.id, user=None, workdir="/", env=(),
-                    token="0" * 32, tty=False, stdin=False, endpoint=parse_host(None))
+                    token="0" * 32, tty=False, stdin=False, endpoint=ENGINE)
     state = engine.ExecState(running=False, exit_code=raw, pid=4321)
     assert dispatch.verdict(plan, state, terminal.Output(None, b"")) == code
 
@@ -386,12 +392,9 @@ def test_sigterm_stops_a_command_of_another_user_than_the_containers(
         proc.kill()
         proc.communicate()
     # The engine's record of the cleanup exec: it ran as the command's user.
-    users = []
-    for event in docker_client.events(since=since, until=int(time.time()) + 1, decode=True,
-                                      filters={"container": victim.id}):
-        if event.get("Action", "").startswith("exec_create: sh -c case"):
-            exec_id = event["Actor"]["Attributes"]["execID"]
-            users.append(docker_client.api.exec_inspect(exec_id)["ProcessConfig"]["user"])
+    users = [record["ProcessConfig"]["user"]
+             for record in exec_records(docker_client, victim.id, since)
+             if (record["ProcessConfig"]["arguments"] or ["", ""])[:2][-1].startswith("case")]
     assert users == ["1000:1000"]
 
 
