@@ -10,8 +10,6 @@ by a `compose.override.yaml` of the user's own; the Claude image is the local te
 from __future__ import annotations
 
 import os
-import pty
-import select
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import BUSYBOX_IMAGE, unique_name
+from screen import on_a_terminal
 
 REPO = Path(__file__).resolve().parent.parent
 OVERRIDE = """\
@@ -49,30 +48,10 @@ class Example:
                               capture_output=True, text=True, stdin=subprocess.DEVNULL,
                               timeout=timeout)
 
-    def on_terminal(self, args: list[str], answer: bytes | None,
-                    prompt: bytes = b"[y/N]") -> tuple[int, str]:
+    def on_terminal(self, args: list[str], answer: bytes | None) -> tuple[int, str]:
         """Run `sidecar ARGS` on a pseudo-terminal, answering `answer` to its question."""
-        master, slave = pty.openpty()
-        proc = subprocess.Popen([*self.sidecar, *args], cwd=self.root, env=self.env,
-                                stdin=slave, stdout=slave, stderr=slave)
-        os.close(slave)
-        output = b""
-        answered = answer is None
-        while True:
-            ready, _, _ = select.select([master], [], [], 120)
-            assert ready, output
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not data:
-                break
-            output += data
-            if not answered and prompt in output:
-                os.write(master, answer or b"")
-                answered = True
-        os.close(master)
-        return proc.wait(timeout=120), output.decode("utf-8", "replace")
+        output, code = on_a_terminal([*self.sidecar, *args], self.root, self.env, answer)
+        return code, output.decode("utf-8", "replace")
 
 
 def _files(root: Path) -> dict[str, bytes]:

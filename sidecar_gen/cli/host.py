@@ -82,6 +82,9 @@ def up(
         if result.credential:
             say(f"sidecar: the broker holds {result.credential} (Claude Code gets a "
                 "placeholder)", err=True)
+        if result.restarted_brokers:
+            say("sidecar: the broker's credential changed; restarted: "
+                f"{', '.join(result.restarted_brokers)}", err=True)
         for note in result.notes:
             say(f"note: {note}", err=True)
 

@@ -76,6 +76,7 @@ class StackUp:
     reloaded: list[str] = field(default_factory=list)
     compose_code: int = 0
     credential: str = ""  # what the broker got, in words (never the value); "" without one
+    restarted_brokers: list[str] = field(default_factory=list)  # a changed credential's
     notes: list[str] = field(default_factory=list)
     project: str = ""  # the compose project started
 
@@ -246,7 +247,8 @@ def _hand_secret(check: Check, client: DockerClient | Callable[[], DockerClient]
         changed = secretvolume.fill_secrets(engine, model.doc, files,
                                             check.snapshot.compose_version, GATE_SERVICE)
         if changed:
-            result.reloaded += secretvolume.restart_brokers(engine, model.name, RESTART_TIMEOUT)
+            result.restarted_brokers = secretvolume.restart_brokers(engine, model.name,
+                                                                    RESTART_TIMEOUT)
     source = resolved.anthropic
     if source is None:
         result.notes.append(

@@ -132,7 +132,9 @@ def ensure_volume(client: DockerClient, name: str, project: str,
     return volume
 
 
-def _tar(files: Mapping[str, bytes]) -> bytes:
+def tar_files(files: Mapping[str, bytes], *, mode: int = 0o644, owner: int = 0) -> bytes:
+    """An archive of `files` for the engine's `PUT /archive`, each with `mode`, owned by
+    `owner` (user and group)."""
     import tarfile
 
     buffer = io.BytesIO()
@@ -140,8 +142,8 @@ def _tar(files: Mapping[str, bytes]) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for name, data in sorted(files.items()):
             info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, now
-            info.uid = info.gid = 0
+            info.size, info.mode, info.mtime = len(data), mode, now
+            info.uid = info.gid = owner
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
@@ -232,7 +234,7 @@ def fill_policy(client: DockerClient, model: Mapping[str, Any], files: Mapping[s
     with helper_container(client, image, name, project) as helper:
         if current_files(helper, FILL_PATH) == wanted:
             return False
-        if not helper.put_archive(FILL_PATH, _tar(wanted)):
+        if not helper.put_archive(FILL_PATH, tar_files(wanted)):
             raise PolicyVolumeError(f"the engine refused to write into volume {name}")
     return True
 

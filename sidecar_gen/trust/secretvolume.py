@@ -14,9 +14,6 @@ delete one): the broker reads an empty file as no credential of that kind.
 
 from __future__ import annotations
 
-import io
-import tarfile
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +29,7 @@ from sidecar_gen.trust.policyvolume import (
     helper_container,
     mounted_in_place,
     service_image,
+    tar_files,
 )
 
 if TYPE_CHECKING:
@@ -45,18 +43,6 @@ def secret_files(resolved: Resolved) -> dict[str, bytes]:
     if resolved.github is not None:
         files[GITHUB_TOKEN] = resolved.github.value.encode("ascii") + b"\n"
     return files
-
-
-def _tar(files: Mapping[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    now = int(time.time())
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, data in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o400, now
-            info.uid = info.gid = BROKER_UID
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def volume_name(model: Mapping[str, Any]) -> str:
@@ -75,6 +61,11 @@ def held_in_place(model: Mapping[str, Any], files: Mapping[str, bytes],
                             wanted=files, environ=environ)
 
 
+def archive(files: Mapping[str, bytes]) -> bytes:
+    """The volume's files as the engine receives them: readable by the broker's user only."""
+    return tar_files(files, mode=0o400, owner=BROKER_UID)
+
+
 def fill_secrets(client: DockerClient, model: Mapping[str, Any], files: Mapping[str, bytes],
                  compose_version: str | None, image_service: str) -> bool:
     """Put `files` into the project's secrets volume (through a helper made from the image of
@@ -88,7 +79,7 @@ def fill_secrets(client: DockerClient, model: Mapping[str, Any], files: Mapping[
                           project) as helper:
         if current_files(helper, FILL_PATH) == wanted:
             return False
-        if not helper.put_archive(FILL_PATH, _tar(files)):
+        if not helper.put_archive(FILL_PATH, archive(files)):
             raise PolicyVolumeError(f"the engine refused to write into volume {name}")
     return True
 

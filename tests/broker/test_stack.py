@@ -192,6 +192,30 @@ def test_claude_code_through_the_broker_in_the_rendered_stack(
                      if line.startswith("{") and '"/v1/messages' in line]
         assert len(forwarded) == len(calls)
         assert API_KEY not in logs
+
+        # The daily `up` finds the broker holding the key and restarts nobody; a new key is
+        # written, the broker restarted (it reads its secret at start), and then forwarded.
+        broker.reload()
+        started = broker.attrs["State"]["StartedAt"]
+        again = _run([*sidecar_cli, "up"], root, env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "(restarted)" not in again.stderr
+        broker.reload()
+        assert broker.attrs["State"]["StartedAt"] == started
+        rotated = API_KEY.replace("REAL", "ROTATED")
+        third = _run([*sidecar_cli, "up"], root, {**env, "ANTHROPIC_API_KEY": rotated})
+        assert third.returncode == 0, third.stdout + third.stderr
+        assert f"{broker.name} (restarted)" in third.stderr
+        ask = ("import json, os, urllib.request\n"
+               "r = urllib.request.Request(os.environ['ANTHROPIC_BASE_URL'] + "
+               "'/v1/messages?beta=true', data=json.dumps({'model': 'claude-test-1', "
+               "'max_tokens': 8, 'messages': [{'role': 'user', 'content': 'hi'}]}).encode(), "
+               "headers={'x-api-key': os.environ['ANTHROPIC_API_KEY'], "
+               "'anthropic-version': '2023-06-01', 'content-type': 'application/json'})\n"
+               "print(urllib.request.urlopen(r, timeout=30).status)\n")
+        asked = claude.exec_run(["python3", "-c", ask], user="claude")
+        assert asked.output.decode().strip() == "200", asked.output
+        assert upstream.requests[-1].header_all("x-api-key") == [rotated]
     finally:
         _run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans", "-t", "1"],
              root, env, timeout=120)

@@ -3,14 +3,12 @@ refusals come before any engine call, and bad usage is one line with exit code 2
 
 from __future__ import annotations
 
-import os
-import pty
-import select
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from screen import on_a_terminal
 
 from sidecar_gen.compose.cli import ComposeTarget
 from sidecar_gen.trust.record import ApprovalStore
@@ -69,27 +67,8 @@ def test_trust_needs_a_terminal_or_yes(target: ComposeTarget, store: ApprovalSto
 
 
 def _trust_on_a_terminal(target: ComposeTarget, answer: bytes) -> tuple[int, str]:
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([SIDECAR, "trust"], cwd=target.directory, env=target.environ(),
-                            stdin=slave, stdout=slave, stderr=slave)
-    os.close(slave)
-    output = b""
-    answered = False
-    while True:
-        ready, _, _ = select.select([master], [], [], 60)
-        assert ready, output
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # the child closed the terminal
-            break
-        if not data:
-            break
-        output += data
-        if not answered and b"Approve this? [y/N]" in output:
-            os.write(master, answer)
-            answered = True
-    os.close(master)
-    return proc.wait(timeout=60), output.decode()
+    output, code = on_a_terminal([SIDECAR, "trust"], target.directory, target.environ(), answer)
+    return code, output.decode()
 
 
 @pytest.mark.parametrize(("answer", "code"), [(b"n\n", 1), (b"y\n", 0)])

@@ -21,7 +21,7 @@ KEY = "sk-ant-api03-REAL-unit-key-0123456789"
 def test_every_kind_is_written_the_ones_not_held_empty() -> None:
     files = secretvolume.secret_files(Resolved(Source("api-key", "environment", KEY), None))
     assert files == {"api-key": KEY.encode() + b"\n", "oauth-token": b"", "github-token": b""}
-    with tarfile.open(fileobj=io.BytesIO(secretvolume._tar(files))) as archive:
+    with tarfile.open(fileobj=io.BytesIO(secretvolume.archive(files))) as archive:
         members = {m.name: m for m in archive.getmembers()}
     assert set(members) == set(files)
     for kind in files:
