@@ -6,13 +6,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sidecar_gen.cli.app import app, handle_errors
 from sidecar_gen.cli.output import say
 from sidecar_gen.runtime.escape import escape
+
+if TYPE_CHECKING:
+    from sidecar_gen.trust.secretvolume import Handed
 
 session_app = typer.Typer(
     name="session",
@@ -64,9 +67,19 @@ def new_command(
         say(f"  volume    {volume}")
     for port in result.ports:
         say(f"  port      {port.service} {port.port} on {port.host}")
+    _say_handed(result.handed)
     for note in result.notes:
         say(f"note: {note}", err=True)
     say(f"Claude Code: sidecar session exec {record.name}")
+
+
+def _say_handed(handed: Handed) -> None:
+    """What the session's broker got (in words, as `sidecar up` says it)."""
+    if handed.credential:
+        say(f"  broker    holds {handed.credential} (Claude Code gets a placeholder)")
+    if handed.restarted:
+        say("sidecar: the broker's credential changed; restarted: "
+            f"{', '.join(handed.restarted)}", err=True)
 
 
 @session_app.command("up")
@@ -83,6 +96,9 @@ def up_command(name: NameArgument, project: ProjectOption = Path(".")) -> None:
     say(f"session {result.record.name} ready in {result.seconds:.1f} s")
     for port in result.ports:
         say(f"  port      {port.service} {port.port} on {port.host}")
+    _say_handed(result.handed)
+    for note in result.handed.notes:
+        say(f"note: {note}", err=True)
 
 
 @session_app.command("ls")

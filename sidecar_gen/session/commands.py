@@ -28,12 +28,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sidecar_gen.compose.cli import ComposeTarget
+from sidecar_gen.compose.cli import ComposeTarget, ResolvedModel
 from sidecar_gen.config import load_bridge
 from sidecar_gen.fsutil import read_text_file, write_atomic
 from sidecar_gen.host import process as hostproc
 from sidecar_gen.limits import limit_routed
-from sidecar_gen.runtime.names import CONFIG_DIR, CONFIG_NAME, CONFIG_VOLUME, DOMAINS_NAME
+from sidecar_gen.runtime.names import (
+    BROKER_SERVICE,
+    CONFIG_DIR,
+    CONFIG_NAME,
+    CONFIG_VOLUME,
+    DOMAINS_NAME,
+    GATE_SERVICE,
+    SECRETS_VOLUME,
+)
 from sidecar_gen.session import worktree as worktrees
 from sidecar_gen.session.engine import (
     LOGIN_FILES,
@@ -56,10 +64,12 @@ from sidecar_gen.session.store import (
     session_project,
     usage_error,
 )
-from sidecar_gen.trust.actions import check_project, locked
+from sidecar_gen.trust import secretvolume
+from sidecar_gen.trust.actions import RESTART_TIMEOUT, check_project, locked
 from sidecar_gen.trust.compare import file_changes
 from sidecar_gen.trust.record import Approval, ApprovalStore
 from sidecar_gen.trust.snapshot import input_files
+from sidecar_gen.trust.startmodel import with_placeholder
 
 
 def source_dir(directory: Path) -> Path:
@@ -90,6 +100,7 @@ class NewResult:
     volumes: list[str]  # what was copied into the session's volumes
     notes: list[str]
     seconds: float
+    handed: secretvolume.Handed = field(default_factory=secretvolume.Handed)
 
 
 @dataclass
@@ -150,8 +161,8 @@ def _fill_volumes(engine: SessionEngine, image: str, plan_volumes: dict[str, str
     notes: list[str] = []
     source_volumes = source_model.get("volumes") or {}
     for key, target in sorted(plan_volumes.items()):
-        if not clone and key != CONFIG_VOLUME:
-            continue
+        if (not clone and key != CONFIG_VOLUME) or key == SECRETS_VOLUME:
+            continue  # the credential is handed over from the host (`_hand_secret`), never copied
         spec = source_volumes.get(key)
         source = spec.get("name") if isinstance(spec, dict) else None
         if not source or not engine.volume_exists(str(source)):
@@ -175,6 +186,25 @@ def _engine() -> Iterator[SessionEngine]:
         yield engine
     finally:
         engine.close()
+
+
+def _hand_secret(engine: SessionEngine, model: dict[str, Any], name: str
+                 ) -> tuple[dict[str, Any], secretvolume.Handed]:
+    """Give the session's broker the credential in force, as `sidecar up` gives the main
+    stack's (`secretvolume.hand_secret`, with the environment of this command, else the
+    `sidecar auth` store), restarting it when it changed; and the model with Claude's
+    placeholder of that kind (Claude Code picks its header by the variable it reads)."""
+    if BROKER_SERVICE not in (model.get("services") or {}):
+        return model, secretvolume.Handed()
+    handed = secretvolume.hand_secret(model, os.environ, engine.client, None, GATE_SERVICE,
+                                      again=f"sidecar session up {name}",
+                                      timeout=RESTART_TIMEOUT)
+    placed = with_placeholder(ResolvedModel(json.dumps(model), model), handed.kind)
+    return placed.doc, handed
+
+
+def _model_text(model: dict[str, Any]) -> str:
+    return json.dumps(model, indent=2, sort_keys=True) + "\n"
 
 
 def _start(engine: SessionEngine, model_file: Path, compose_project: str,
@@ -265,20 +295,20 @@ def new_session(options: NewOptions) -> NewResult:
         if bridge.stack.limits.routed is not None:  # as `sidecar up` starts them
             to_start = limit_routed(to_start, sorted(targets.services),
                                     bridge.stack.limits.routed)
-        model_file = folder / MODEL_FILE
-        write_atomic(model_file, json.dumps(to_start, indent=2, sort_keys=True) + "\n",
-                     mode=0o600)
         store.save(record)
         undo.compose_project = compose_project
         volumes, volume_notes = _fill_volumes(engine, bridge.stack.image, dict(plan.volumes),
                                               source_model, compose_project,
                                               clone=options.clone_volumes)
+        to_start, handed = _hand_secret(engine, to_start, name)
+        model_file = folder / MODEL_FILE
+        write_atomic(model_file, _model_text(to_start), mode=0o600)
         ports = _start(engine, model_file, compose_project, plan.services)
         notes = [f"route to {c}: not a service of the compose project, so the session has "
                  "no copy of it" for c in targets.outside]
         return NewResult(record=record, services=plan.services, ports=ports, volumes=volumes,
-                         notes=[*notes, *plan.notes, *volume_notes],
-                         seconds=time.monotonic() - started)
+                         notes=[*notes, *plan.notes, *volume_notes, *handed.notes],
+                         seconds=time.monotonic() - started, handed=handed)
     except BaseException:
         undo.run(engine)
         raise
@@ -293,11 +323,14 @@ class SessionUp:
     record: SessionRecord
     ports: list[Published]
     seconds: float
+    handed: secretvolume.Handed = field(default_factory=secretvolume.Handed)
 
 
 def start_session(directory: Path, name: str) -> SessionUp:
     """Start session `name` again (after `docker compose stop`, a reboot) from the model and
-    policy stored when it was created: nothing in the worktree is read."""
+    policy stored when it was created: nothing in the worktree is read. The session's broker
+    gets the credential in force now (a changed one restarts it; Claude's placeholder follows
+    its kind)."""
     started = time.monotonic()
     store = SessionStore(source_dir(directory))
     record = store.load(name)
@@ -310,8 +343,14 @@ def start_session(directory: Path, name: str) -> SessionUp:
         raise SessionError(f"{model_file}: the session's model is unreadable ({exc}): "
                            f"`sidecar session rm {name}` and create it again") from None
     with _engine() as engine:
+        placed, handed = _hand_secret(engine, model, name)
+        if placed is not model:
+            text = _model_text(placed)
+            if text != model_file.read_text(encoding="utf-8"):
+                write_atomic(model_file, text, mode=0o600)
         ports = _start(engine, model_file, record.compose_project, services)
-    return SessionUp(record=record, ports=ports, seconds=time.monotonic() - started)
+    return SessionUp(record=record, ports=ports, seconds=time.monotonic() - started,
+                     handed=handed)
 
 
 @dataclass(frozen=True)

@@ -231,33 +231,15 @@ def start(check: Check, services: Sequence[str],
 
 def _hand_secret(check: Check, client: DockerClient | Callable[[], DockerClient],
                  result: StackUp) -> str | None:
-    """Give the broker the credential in force (`auth.resolve` with the environment of `up`)
-    through the secrets volume; restart a running broker when it changed. The kind, or None.
-
-    The daily `up` finds the running broker already holding it (`secretvolume.held_in_place`:
-    two reads over the engine's socket) and writes nothing."""
-    from sidecar_gen.auth import CredentialStore, resolve
-
-    environ = check.snapshot.target.environ()
-    resolved = resolve(CredentialStore(state_root(environ)), environ)
-    model = check.snapshot.resolved
-    files = secretvolume.secret_files(resolved)
-    if not secretvolume.held_in_place(model.doc, files, environ):
-        engine = client() if callable(client) else client
-        changed = secretvolume.fill_secrets(engine, model.doc, files,
-                                            check.snapshot.compose_version, GATE_SERVICE)
-        if changed:
-            result.restarted_brokers = secretvolume.restart_brokers(engine, model.name,
-                                                                    RESTART_TIMEOUT)
-    source = resolved.anthropic
-    if source is None:
-        result.notes.append(
-            "no Anthropic credential: the broker started without one and Claude Code cannot "
-            "reach the model; run `sidecar auth set --api-key` (or --oauth-token), or set "
-            "ANTHROPIC_API_KEY, then `sidecar up` again")
-        return None
-    result.credential = f"the {source.description} from {source.origin}"
-    return source.kind
+    """Give the broker the credential in force (`secretvolume.hand_secret` with the
+    environment of `up`); restart a running broker when it changed. The kind, or None."""
+    handed = secretvolume.hand_secret(check.snapshot.resolved.doc, check.snapshot.target.environ(),
+                                      client, check.snapshot.compose_version, GATE_SERVICE,
+                                      again="sidecar up", timeout=RESTART_TIMEOUT)
+    result.restarted_brokers = handed.restarted
+    result.credential = handed.credential
+    result.notes.extend(handed.notes)
+    return handed.kind
 
 
 def routed_limit(bridge_text: str) -> object | None:

@@ -5,8 +5,10 @@
 is filled (`policyvolume`: a helper container created, never started, the files sent with
 `PUT /containers/{id}/archive`). Only the broker mounts the volume (read-only, at
 BROKER_SECRETS); in it, one file per kind (0400), owned by the broker's user (`BROKER_UID`):
-nobody else in the broker's container can read them, and no other container sees them. An
-empty volume (a session's own, a stack started by hand) is a broker without a credential.
+nobody else in the broker's container can read them, and no other container sees them. The
+main stack's `up` and a session's `new`/`up` all hand it over through `hand_secret`, each into
+its own compose project's volume. An empty volume (a stack started by hand) is a broker
+without a credential.
 The value is never in the project, a compose file, the policy volume, a command line or any
 container's environment. A kind not held is an empty file (the archive API cannot
 delete one): the broker reads an empty file as no credential of that kind.
@@ -14,7 +16,8 @@ delete one): the broker reads an empty file as no credential of that kind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sidecar_gen.auth import Resolved
@@ -93,6 +96,50 @@ def restart_brokers(client: DockerClient, project: str, timeout: int) -> list[st
         container.restart(timeout=timeout)
         done.append(f"{container.name} (restarted)")
     return done
+
+
+@dataclass
+class Handed:
+    """What `hand_secret` did, in words (never the value)."""
+
+    kind: str | None = None  # the Anthropic credential's kind; None: the broker has none
+    credential: str = ""  # "the API key from environment ANTHROPIC_API_KEY"; "" without one
+    restarted: list[str] = field(default_factory=list)  # brokers restarted (it changed)
+    notes: list[str] = field(default_factory=list)
+
+
+def hand_secret(model: Mapping[str, Any], environ: Mapping[str, str],
+                client: DockerClient | Callable[[], DockerClient],
+                compose_version: str | None, image_service: str, *, again: str,
+                timeout: int) -> Handed:
+    """Give the broker of compose project `model` the credential in force (`auth.resolve`:
+    `environ`, else the `sidecar auth` store of its state folder) through its secrets volume;
+    restart a running broker when it changed. The one way the main stack (`sidecar up`) and a
+    session (`sidecar session new/up`) hand it over; `again` is the command that retries.
+
+    `client` is the engine's client, or how to connect when one is needed: the daily start
+    finds the running broker already holding it (`held_in_place`: two reads over the engine's
+    socket) and writes nothing."""
+    from sidecar_gen.auth import CredentialStore, resolve
+    from sidecar_gen.trust.record import state_root
+
+    resolved = resolve(CredentialStore(state_root(environ)), environ)
+    files = secret_files(resolved)
+    handed = Handed()
+    if not held_in_place(model, files, environ):
+        engine = client() if callable(client) else client
+        if fill_secrets(engine, model, files, compose_version, image_service):
+            handed.restarted = restart_brokers(engine, str(model.get("name") or ""), timeout)
+    source = resolved.anthropic
+    if source is None:
+        handed.notes.append(
+            "no Anthropic credential: the broker started without one and Claude Code cannot "
+            "reach the model; run `sidecar auth set --api-key` (or --oauth-token), or set "
+            f"ANTHROPIC_API_KEY, then `{again}` again")
+        return handed
+    handed.kind = source.kind
+    handed.credential = f"the {source.description} from {source.origin}"
+    return handed
 
 
 def design_problems(model: Mapping[str, Any]) -> list[str]:
