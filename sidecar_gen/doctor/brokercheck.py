@@ -89,7 +89,7 @@ def _broker(report: DoctorReport, claude: Container) -> bool:
         report.add("broker", Status.FAIL, f"{BROKER_URL} answers but holds no Anthropic "
                    "credential: Claude Code cannot reach the model",
                    "`sidecar auth set --api-key` (or --oauth-token, or ANTHROPIC_API_KEY in "
-                   "the environment), then `sidecar up`")
+                   "the environment), then `sidecar up` (a session: `sidecar session up NAME`)")
     status = found.get("upstream_status")
     if status in (502, 504) or not isinstance(status, int):
         report.add("broker upstream", Status.SKIP, f"not checked: the upstream did not answer "

@@ -25,6 +25,11 @@ from conftest import BUSYBOX_IMAGE, unique_name
 
 PUID, PGID = 1234, 1234
 SECRET = "db-secret-from-dotenv"
+# The Anthropic credential in the environment of `sidecar up` and `sidecar session new/up`.
+API_KEY = "sk-ant-api03-REAL-session-key-0123456789abcdefghij"
+OAUTH = "sk-ant-oat01-REAL-session-oauth-0123456789abcdefghij"
+API_PLACEHOLDER = "sk-ant-api03-sidecar-broker-placeholder"
+OAUTH_PLACEHOLDER = "sk-ant-oat01-sidecar-broker-placeholder"
 
 
 @dataclass
@@ -195,7 +200,9 @@ def project(claude_image: str, compose_cli: list[str],
         # them (sidecar drops every GIT_* variable and runs git as their owner).
         "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory",
         "GIT_CONFIG_VALUE_0": "*",
+        "ANTHROPIC_API_KEY": API_KEY,
     })
+    env.pop("CLAUDE_CODE_OAUTH_TOKEN", None)
     sidecar = str(Path(sys.executable).parent / "sidecar")
     project = Project(root, name, env, port, sidecar, docker_client)
     try:
@@ -220,6 +227,9 @@ def project(claude_image: str, compose_cli: list[str],
         assert login.returncode == 0, login.stderr
         created = project.new("a")
         print(created.stdout)
+        assert "broker    holds the Anthropic API key from environment ANTHROPIC_API_KEY" in \
+            created.stdout
+        assert API_KEY not in created.stdout + created.stderr
         project.new("b", "--clone-volumes")
         yield project
     finally:
@@ -287,14 +297,15 @@ def _doctor(project: Project, *args: str, cwd: Path | None = None
 def test_doctor_checks_a_session_by_name_and_from_inside_its_worktree(project: Project
                                                                       ) -> None:
     """The session's own containers and its stored policy (what its gate must run), not the
-    main stack's; the test image has no Claude Code, and `sidecar up` fills no session's broker
-    with a credential (README: the broker's limits), so those are the failures."""
+    main stack's; the test image has no Claude Code, so that is the one failure (the session's
+    broker holds the credential `session new` handed it)."""
     session = f"{project.name}-a"
     code, name, checks = _doctor(project, "--session", "a")
     assert (code, name) == (1, session), checks
     failing = {n for n, c in checks.items() if c["status"] == "fail"}
-    assert failing == {"claude code", "broker"}, checks
-    assert "holds no Anthropic credential" in checks["broker"]["message"]
+    assert failing == {"claude code"}, checks
+    assert checks["broker"]["status"] == "ok", checks["broker"]
+    assert checks["secret"]["status"] in ("ok", "warn"), checks["secret"]  # searched
     assert checks["session"]["status"] == "ok"
     assert checks["gate policy"]["message"] == "the gate runs the approved bridge.yaml"
     assert checks["policy volume"]["status"] == "ok"
@@ -600,3 +611,98 @@ def test_a_literal_name_of_another_sessions_container_is_out_of_scope(project: P
     removed = project.run("session", "rm", "--force", "e")
     assert removed.returncode == 0, removed.stderr
     del project.sessions["e"]
+
+
+HEALTH = """
+import http.client, json
+c = http.client.HTTPConnection("sidecar-broker", 8080, timeout=20)
+c.request("GET", "/sidecar-broker/health")
+print(json.dumps(json.loads(c.getresponse().read())["credentials"]))
+"""
+
+
+def _broker_holds(project: Project, session: str) -> list[str]:
+    """The kinds of credential the session's broker holds, asked from the session's claude
+    container (as the agent reaches it)."""
+    health = project.exec(session, "python3", "-c", HEALTH)
+    assert health.returncode == 0, health.stdout + health.stderr
+    return list(json.loads(health.stdout))
+
+
+def _secret_files(broker: Any) -> dict[str, str]:
+    """name -> `ls -ln` line of the broker's secret files (mode, owner, size)."""
+    listing = broker.exec_run(["ls", "-ln", "/run/sidecar/broker-secrets"])
+    assert listing.exit_code == 0, listing.output
+    return {line.split()[-1]: line for line in listing.output.decode().splitlines()
+            if line.startswith("-")}
+
+
+def _claude_env(container: Any) -> dict[str, str]:
+    container.reload()
+    return dict(item.partition("=")[::2] for item in container.attrs["Config"]["Env"])
+
+
+def test_a_sessions_broker_holds_the_credential_and_claude_the_placeholder(project: Project
+                                                                           ) -> None:
+    """`session new` hands the session's own broker the credential of its environment, as
+    `sidecar up` does for the main stack; it is nowhere else: not in claude's environment,
+    any container's configuration, the session's stored model or its worktree."""
+    for session in ("a", "b"):
+        compose_project = f"{project.name}-{session}"
+        own = project.containers(compose_project)
+        assert _broker_holds(project, session) == ["api-key"]
+        files = _secret_files(own["sidecar-broker"])
+        mode, _, uid, gid, size = files["api-key"].split()[:5]
+        assert (mode, uid, gid) == ("-r--------", "65534", "65534"), files
+        assert int(size) == len(API_KEY) + 1
+        env = _claude_env(own["claude"])
+        assert env["ANTHROPIC_API_KEY"] == API_PLACEHOLDER
+        assert "CLAUDE_CODE_OAUTH_TOKEN" not in env
+        assert env["ANTHROPIC_BASE_URL"] == "http://sidecar-broker:8080"
+        for container in own.values():
+            assert API_KEY not in json.dumps(container.attrs), container.name
+        state = project.root.parent / "state"
+        for path in [*state.rglob("*"), *project.sessions[session].rglob("*")]:
+            if path.is_file() and not path.is_symlink():
+                assert API_KEY.encode() not in path.read_bytes(), path
+
+
+def test_session_up_hands_over_a_changed_credential_and_restarts_the_broker(
+        project: Project) -> None:
+    """A running session whose credential changed (an OAuth token instead of the API key):
+    `session up` writes it, restarts the session's broker (it reads its secrets at start)
+    and gives claude the OAuth placeholder; the next `session up` restarts nothing."""
+    compose_project = f"{project.name}-b"
+    broker = project.containers(compose_project)["sidecar-broker"]
+    started = broker.attrs["State"]["StartedAt"]
+    main_broker = project.containers(project.name)["sidecar-broker"]
+    main_started = main_broker.attrs["State"]["StartedAt"]
+    env = {k: v for k, v in project.env.items() if k != "ANTHROPIC_API_KEY"}
+    env["CLAUDE_CODE_OAUTH_TOKEN"] = OAUTH
+    up = subprocess.run([project.sidecar, "session", "up", "b"], cwd=project.root, env=env,
+                        capture_output=True, text=True, timeout=300, check=False)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"restarted: {compose_project}-sidecar-broker-1 (restarted)" in up.stderr
+    assert OAUTH not in up.stdout + up.stderr
+    broker.reload()
+    assert broker.attrs["State"]["StartedAt"] != started
+    assert _broker_holds(project, "b") == ["oauth-token"]
+    files = _secret_files(broker)
+    assert int(files["oauth-token"].split()[4]) == len(OAUTH) + 1
+    assert int(files["api-key"].split()[4]) == 0  # a kind not held is an empty file
+    env_now = _claude_env(project.containers(compose_project)["claude"])
+    assert env_now["CLAUDE_CODE_OAUTH_TOKEN"] == OAUTH_PLACEHOLDER
+    assert "ANTHROPIC_API_KEY" not in env_now
+    # Only that session's broker: the main stack's and session a's kept theirs.
+    assert _broker_holds(project, "a") == ["api-key"]
+    main_broker.reload()
+    assert main_broker.attrs["State"]["StartedAt"] == main_started
+    # The same credential again: nothing written, nobody restarted.
+    broker.reload()
+    started = broker.attrs["State"]["StartedAt"]
+    again = subprocess.run([project.sidecar, "session", "up", "b"], cwd=project.root, env=env,
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "restarted" not in again.stderr
+    broker.reload()
+    assert broker.attrs["State"]["StartedAt"] == started
