@@ -196,6 +196,12 @@ def _hand_secret(engine: SessionEngine, model: dict[str, Any], name: str
     placeholder of that kind (Claude Code picks its header by the variable it reads)."""
     if BROKER_SERVICE not in (model.get("services") or {}):
         return model, secretvolume.Handed()
+    # As `sidecar up` checks the project's: only the broker mounts the volume, read-only,
+    # and the broker no engine socket (checked on the model that starts, the session's).
+    problems = secretvolume.design_problems(model)
+    if problems:
+        raise SessionError(f"refusing to give the session's broker the credential: "
+                           f"{'; '.join(problems)}")
     handed = secretvolume.hand_secret(model, os.environ, engine.client, None, GATE_SERVICE,
                                       again=f"sidecar session up {name}",
                                       timeout=RESTART_TIMEOUT)

@@ -20,6 +20,7 @@ from sidecar_gen.session.model import (
     route_targets,
 )
 from sidecar_gen.session.store import SessionError
+from sidecar_gen.trust import secretvolume
 from sidecar_gen.yamlio import load_text
 
 SESSION = "shop-fix"
@@ -303,3 +304,38 @@ def test_the_worktrees_git_file_is_read_only_wherever_it_shows() -> None:
     assert common in services["claude"]["volumes"]
     assert all(common not in spec.get("volumes", []) for name, spec in services.items()
                if name != "claude")
+
+
+def with_broker(model: dict[str, Any]) -> dict[str, Any]:
+    """`model` with the rendered broker and its secrets volume."""
+    # As rendered: claude depends on the broker (that is what keeps it in a session).
+    model["services"]["claude"]["depends_on"]["sidecar-broker"] = {
+        "condition": "service_healthy", "required": True}
+    model["services"]["sidecar-broker"] = {
+        "image": "claude-sidecar", "labels": {ROLE_LABEL: "broker"},
+        "networks": {"default": None},
+        "volumes": [{"type": "volume", "source": "sidecar-secrets",
+                     "target": "/run/sidecar/broker-secrets", "read_only": True,
+                     "volume": {}}]}
+    model["volumes"]["sidecar-secrets"] = {"name": "shop_sidecar-secrets", "external": False}
+    return model
+
+
+def test_the_session_has_its_own_broker_and_secrets_volume() -> None:
+    """The credential goes into the session's own volume (`secretvolume.volume_name` of the
+    planned model), never the project's; the plan passes the check `up` makes."""
+    result = plan(with_broker(canonical()))
+    assert "sidecar-broker" in result.services
+    assert secretvolume.volume_name(result.model) == f"{SESSION}_sidecar-secrets"
+    assert secretvolume.design_problems(result.model) == []
+
+
+def test_a_service_mounting_the_secrets_volume_stays_visible_to_the_check() -> None:
+    """A routed service that mounts the broker's volume keeps that mount in the session's
+    plan, so the check before the hand-over (`session.commands._hand_secret`) refuses it."""
+    model = with_broker(canonical())
+    model["services"]["php"]["volumes"].append(
+        {"type": "volume", "source": "sidecar-secrets", "target": "/s", "volume": {}})
+    problems = secretvolume.design_problems(plan(model).model)
+    assert problems == ["service php mounts `sidecar-secrets` (only the broker may: it holds "
+                        "the real credential)"]
