@@ -562,13 +562,15 @@ def test_github_repositories_reach_the_broker_and_git_in_claude(tmp_path: Path) 
     gitconfig that sends https://github.com/ to the broker; without it, neither."""
     from sidecar_gen.broker.service import BrokerOptions, build_policy
     from sidecar_gen.runtime import names
+    from sidecar_gen.trust.actions import github_token_note
 
     root = project(tmp_path, bridge=BRIDGE + "  broker:\n    github:\n"
                    "      upstream: https://git.test:8443\n      repositories:\n"
                    "        - name: octo/app\n        - {name: Octo/Lib, push: true}\n"
                    "        - {name: octo/ro, push: false}\n")
     run_render(root)
-    services = load(root / ".sidecar" / "compose.yml")["services"]
+    doc = load(root / ".sidecar" / "compose.yml")
+    services = doc["services"]
     argv = services[names.BROKER_SERVICE]["entrypoint"]
     repos = [a.partition("=")[2] for a in argv if a.startswith("--github-repo=")]
     assert repos == ["octo/app", "Octo/Lib:push", "octo/ro"]
@@ -578,9 +580,15 @@ def test_github_repositories_reach_the_broker_and_git_in_claude(tmp_path: Path) 
     assert policy.repositories == {"octo/app": False, "octo/lib": True, "octo/ro": False}
     assert services["claude"]["environment"][names.GIT_BROKER_ENV] == "1"
     assert names.BROKER_GIT_URL.endswith(":8080/git/github.com/")
+    # `sidecar up` says when the host holds no token for them (and only then).
+    note = github_token_note(doc, has_token=False)
+    assert note and "lists 3 GitHub repositories" in note and "--github-token" in note
+    assert github_token_note(doc, has_token=True) is None
 
     plain = project(tmp_path / "plain")
     run_render(plain)
-    services = load(plain / ".sidecar" / "compose.yml")["services"]
+    doc = load(plain / ".sidecar" / "compose.yml")
+    assert github_token_note(doc, has_token=False) is None
+    services = doc["services"]
     assert not any(a.startswith("--github") for a in services[names.BROKER_SERVICE]["entrypoint"])
     assert names.GIT_BROKER_ENV not in services["claude"]["environment"]

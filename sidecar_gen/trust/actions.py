@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sidecar_gen import __version__
 from sidecar_gen.compose.cli import ComposeTarget, ResolvedModel, pull_model, up_model
@@ -249,6 +249,9 @@ def _hand_secret(check: Check, client: DockerClient | Callable[[], DockerClient]
         if changed:
             result.restarted_brokers = secretvolume.restart_brokers(engine, model.name,
                                                                     RESTART_TIMEOUT)
+    note = github_token_note(model.doc, has_token=resolved.github is not None)
+    if note:
+        result.notes.append(note)
     source = resolved.anthropic
     if source is None:
         result.notes.append(
@@ -258,6 +261,20 @@ def _hand_secret(check: Check, client: DockerClient | Callable[[], DockerClient]
         return None
     result.credential = f"the {source.description} from {source.origin}"
     return source.kind
+
+
+def github_token_note(doc: dict[str, Any], *, has_token: bool) -> str | None:
+    """The note for a broker rendered with GitHub repositories (`sidecar.broker.github`) when
+    the host holds no GitHub token: git over HTTPS to them would be refused. Else None."""
+    broker = (doc.get("services") or {}).get(BROKER_SERVICE) or {}
+    argv = broker.get("entrypoint") if isinstance(broker, dict) else None
+    listed = [a for a in argv or () if isinstance(a, str) and a.startswith("--github-repo=")]
+    if not listed or has_token:
+        return None
+    return (f"no GitHub token: bridge.yaml lists {len(listed)} GitHub repositor"
+            f"{'y' if len(listed) == 1 else 'ies'} (sidecar.broker.github) and the broker "
+            "refuses git over HTTPS to them; run `sidecar auth set --github-token`, then "
+            "`sidecar up` again")
 
 
 def routed_limit(bridge_text: str) -> object | None:

@@ -11,6 +11,7 @@ One stack, one test (about 25 s with the image built; the image is the shared
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -84,6 +85,7 @@ def test_git_over_https_through_the_broker_in_the_rendered_stack(
         up = _run([*sidecar_cli, "up"], root, env)
         assert up.returncode == 0, up.stdout + up.stderr
         assert GITHUB not in up.stdout + up.stderr
+        assert "no GitHub token" not in up.stderr  # said only when none is stored
         label = f"com.docker.compose.project={project}"
         containers = {c.labels["com.docker.compose.service"]: c for c in
                       docker_client.containers.list(filters={"label": label})}
@@ -148,6 +150,12 @@ def test_git_over_https_through_the_broker_in_the_rendered_stack(
             user="claude", environment={"HOME": "/home/claude"})
         assert "sidecar-broker:8080/git/github.com/" in found.output.decode()
         assert GITHUB not in found.output.decode()
+        # ... nor anywhere else claude reads (doctor's search: every process's environment,
+        # its home, /tmp, /run), the GitHub token included in what it looks for.
+        doctor = _run([*sidecar_cli, "doctor", "--format", "json"], root, env)
+        checks = {c["check"]: c for c in json.loads(doctor.stdout)["checks"]}
+        assert checks["secret"]["status"] == "ok", checks["secret"]
+        assert GITHUB not in doctor.stdout + doctor.stderr
     finally:
         _run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans", "-t", "1"],
              root, env, timeout=120)
