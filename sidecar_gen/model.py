@@ -11,7 +11,7 @@ from typing import Any
 
 from sidecar_gen.limits import StackLimits, limits_from_plain
 from sidecar_gen.runtime.contract import Route
-from sidecar_gen.runtime.names import ANTHROPIC_UPSTREAM, WORKSPACE
+from sidecar_gen.runtime.names import ANTHROPIC_UPSTREAM, GITHUB_UPSTREAM, WORKSPACE
 
 DEFAULT_IMAGE = "ghcr.io/claude-sidecar/claude-sidecar:latest"
 DEFAULT_WORKSPACE = WORKSPACE
@@ -40,12 +40,34 @@ class Viewer:
 
 
 @dataclass(frozen=True)
+class GithubRepository:
+    """One `sidecar.broker.github.repositories` entry."""
+
+    name: str  # OWNER/REPO
+    push: bool = False
+
+    @property
+    def option(self) -> str:
+        """The broker's `--github-repo` value: OWNER/REPO, or OWNER/REPO:push."""
+        return f"{self.name}:push" if self.push else self.name
+
+
+@dataclass(frozen=True)
+class GithubAccess:
+    """The `sidecar.broker.github` setting: git over HTTPS through the broker."""
+
+    repositories: tuple[GithubRepository, ...] = ()
+    upstream: str = GITHUB_UPSTREAM
+
+
+@dataclass(frozen=True)
 class CredentialBroker:
     """The `sidecar.broker` setting: the credential broker (on unless `false`)."""
 
     enabled: bool = True
     upstream: str = ANTHROPIC_UPSTREAM
     ca_certificates: str | None = None  # a host PEM file, mounted read-only into the broker
+    github: GithubAccess | None = None  # None: git in the Claude container is not redirected
 
 
 def broker_from_plain(value: Any) -> CredentialBroker:
@@ -53,8 +75,13 @@ def broker_from_plain(value: Any) -> CredentialBroker:
     if value is False:
         return CredentialBroker(enabled=False)
     spec = value if isinstance(value, dict) else {}
+    github = spec.get("github")
+    access = None if github is None else GithubAccess(
+        repositories=tuple(GithubRepository(r["name"], bool(r.get("push", False)))
+                           for r in github.get("repositories") or ()),
+        upstream=github.get("upstream", GITHUB_UPSTREAM))
     return CredentialBroker(upstream=spec.get("upstream", ANTHROPIC_UPSTREAM),
-                            ca_certificates=spec.get("ca_certificates"))
+                            ca_certificates=spec.get("ca_certificates"), github=access)
 
 
 @dataclass(frozen=True)

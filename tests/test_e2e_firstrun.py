@@ -91,7 +91,8 @@ def test_a_declined_first_run_leaves_nothing(example: Example, docker_client: An
     assert code == 1, output
     screen = output.replace("\r\n", "\n")
     assert "sidecar: first run in this project: wrote .sidecar/bridge.yaml, " in screen
-    assert "services added: claude, sidecar-gate (image sidecar-test/claude:" in screen
+    assert "services added: claude, sidecar-broker, sidecar-gate (image sidecar-test/claude:" \
+        in screen
     assert "  new      compose.override.yaml\n" in screen  # what the approval would cover
     assert "sidecar: error: not approved: removed what this run wrote; nothing started" in screen
     assert _files(example.root) == before

@@ -554,3 +554,41 @@ def test_broker_false_keeps_the_old_way(tmp_path: Path) -> None:
     assert env[names.API_KEY_ENV] is None and names.BASE_URL_ENV not in env
     domains = (root / ".sidecar" / "allowed-domains.txt").read_text()
     assert "api.anthropic.com" in domains and "registry.npmjs.org" in domains
+
+
+def test_github_repositories_reach_the_broker_and_git_in_claude(tmp_path: Path) -> None:
+    """Issue 22 item 4: `sidecar.broker.github` becomes the broker's `--github-repo` and
+    `--github-upstream` (what the broker then allows), and claude's switch for the system
+    gitconfig that sends https://github.com/ to the broker; without it, neither."""
+    from sidecar_gen.broker.service import BrokerOptions, build_policy
+    from sidecar_gen.runtime import names
+    from sidecar_gen.trust.secretvolume import github_token_note
+
+    root = project(tmp_path, bridge=BRIDGE + "  broker:\n    github:\n"
+                   "      upstream: https://git.test:8443\n      repositories:\n"
+                   "        - name: octo/app\n        - {name: Octo/Lib, push: true}\n"
+                   "        - {name: octo/ro, push: false}\n")
+    run_render(root)
+    doc = load(root / ".sidecar" / "compose.yml")
+    services = doc["services"]
+    argv = services[names.BROKER_SERVICE]["entrypoint"]
+    repos = [a.partition("=")[2] for a in argv if a.startswith("--github-repo=")]
+    assert repos == ["octo/app", "Octo/Lib:push", "octo/ro"]
+    assert "--github-upstream=https://git.test:8443" in argv
+    policy, _ = build_policy(BrokerOptions(github_upstream="https://git.test:8443",
+                                           repositories=tuple(repos)))
+    assert policy.repositories == {"octo/app": False, "octo/lib": True, "octo/ro": False}
+    assert services["claude"]["environment"][names.GIT_BROKER_ENV] == "1"
+    assert names.BROKER_GIT_URL.endswith(":8080/git/github.com/")
+    # `sidecar up` says when the host holds no token for them (and only then).
+    note = github_token_note(doc, has_token=False)
+    assert note and "lists 3 GitHub repositories" in note and "--github-token" in note
+    assert github_token_note(doc, has_token=True) is None
+
+    plain = project(tmp_path / "plain")
+    run_render(plain)
+    doc = load(plain / ".sidecar" / "compose.yml")
+    assert github_token_note(doc, has_token=False) is None
+    services = doc["services"]
+    assert not any(a.startswith("--github") for a in services[names.BROKER_SERVICE]["entrypoint"])
+    assert names.GIT_BROKER_ENV not in services["claude"]["environment"]

@@ -21,12 +21,13 @@ import re
 from dataclasses import dataclass, field
 
 from sidecar_gen.broker.target import CanonicalTarget
+from sidecar_gen.runtime.names import BROKER_GIT_PREFIX
 
 MIB = 1024 * 1024
 ANTHROPIC = "anthropic"
 GITHUB = "github"
 LOCAL = "broker"  # answered by the broker itself, never forwarded
-GIT_PREFIX = "/git/github.com"
+GIT_PREFIX = BROKER_GIT_PREFIX
 HEALTH_PATH = "/sidecar-broker/health"
 
 # What one `{name}` segment may be.

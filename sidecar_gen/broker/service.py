@@ -26,12 +26,12 @@ from sidecar_gen.broker.server import BrokerLimits, BrokerServer
 from sidecar_gen.broker.upstream import tls_context
 from sidecar_gen.errors import InputError
 from sidecar_gen.gate.server import bind
-from sidecar_gen.runtime.names import ANTHROPIC_UPSTREAM, BROKER_PORT
+from sidecar_gen.runtime.names import ANTHROPIC_UPSTREAM, BROKER_PORT, GITHUB_UPSTREAM
 
 PORT = BROKER_PORT
 DEFAULT_LISTEN = f"tcp://0.0.0.0:{PORT}"
 DEFAULT_UPSTREAM = ANTHROPIC_UPSTREAM
-DEFAULT_GITHUB = "https://github.com"
+DEFAULT_GITHUB = GITHUB_UPSTREAM
 
 
 @dataclass

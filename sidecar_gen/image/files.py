@@ -43,6 +43,7 @@ class ImageLayout:
     dns_user: str = names.DNS_USER
     seed_dir: str = names.SEED_DIR
     docker_host: str = names.GATE_URL
+    git_broker_url: str = names.BROKER_GIT_URL
 
     @property
     def as_user(self) -> str:

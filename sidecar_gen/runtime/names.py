@@ -43,6 +43,12 @@ VIEWER_PORT = 3000  # the viewer's port in its own container
 BROKER_PORT = 8080
 BROKER_URL = f"http://{BROKER_SERVICE}:{BROKER_PORT}"  # the claude container's ANTHROPIC_BASE_URL
 ANTHROPIC_UPSTREAM = "https://api.anthropic.com"  # the broker's default upstream
+GITHUB_UPSTREAM = "https://github.com"  # where the broker sends git's requests by default
+BROKER_GIT_PREFIX = "/git/github.com"  # the broker's path for git's https://github.com/...
+# The claude container's system gitconfig sends https://github.com/ here (`insteadOf`) when
+# bridge.yaml lists repositories (`sidecar.broker.github`); the compose file sets GIT_BROKER_ENV.
+BROKER_GIT_URL = f"{BROKER_URL}{BROKER_GIT_PREFIX}/"
+GIT_BROKER_ENV = "SIDECAR_GIT_BROKER"
 
 # -- paths in the image -------------------------------------------------------------------------
 

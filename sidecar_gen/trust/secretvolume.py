@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 from sidecar_gen.auth import Resolved
 from sidecar_gen.broker.credentials import GITHUB_TOKEN, KINDS
 from sidecar_gen.runtime import contract
-from sidecar_gen.runtime.names import BROKER_SECRETS, BROKER_UID, ENGINE_SOCKET, SECRETS_VOLUME
+from sidecar_gen.runtime.names import (
+    BROKER_SECRETS,
+    BROKER_SERVICE,
+    BROKER_UID,
+    ENGINE_SOCKET,
+    SECRETS_VOLUME,
+)
 from sidecar_gen.trust.policyvolume import (
     FILL_PATH,
     PolicyVolumeError,
@@ -130,6 +136,9 @@ def hand_secret(model: Mapping[str, Any], environ: Mapping[str, str],
         engine = client() if callable(client) else client
         if fill_secrets(engine, model, files, compose_version, image_service):
             handed.restarted = restart_brokers(engine, str(model.get("name") or ""), timeout)
+    note = github_token_note(model, has_token=resolved.github is not None, again=again)
+    if note:
+        handed.notes.append(note)
     source = resolved.anthropic
     if source is None:
         handed.notes.append(
@@ -140,6 +149,21 @@ def hand_secret(model: Mapping[str, Any], environ: Mapping[str, str],
     handed.kind = source.kind
     handed.credential = f"the {source.description} from {source.origin}"
     return handed
+
+
+def github_token_note(doc: Mapping[str, Any], *, has_token: bool,
+                      again: str = "sidecar up") -> str | None:
+    """The note for a broker rendered with GitHub repositories (`sidecar.broker.github`) when
+    the host holds no GitHub token: git over HTTPS to them would be refused. Else None."""
+    broker = (doc.get("services") or {}).get(BROKER_SERVICE) or {}
+    argv = broker.get("entrypoint") if isinstance(broker, dict) else None
+    listed = [a for a in argv or () if isinstance(a, str) and a.startswith("--github-repo=")]
+    if not listed or has_token:
+        return None
+    return (f"no GitHub token: bridge.yaml lists {len(listed)} GitHub repositor"
+            f"{'y' if len(listed) == 1 else 'ies'} (sidecar.broker.github) and the broker "
+            f"refuses git over HTTPS to them; run `sidecar auth set --github-token`, then "
+            f"`{again}` again")
 
 
 def design_problems(model: Mapping[str, Any]) -> list[str]:

@@ -248,6 +248,26 @@ def _mapping(value: Any) -> dict[Any, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _repository_findings(src: str, at: Any, doc: dict[Any, Any]) -> Iterator[Finding]:
+    """A repository listed twice under sidecar.broker.github (the broker merges them)."""
+    github = _mapping(_mapping(_mapping(doc.get("sidecar")).get("broker")).get("github"))
+    repositories = github.get("repositories")
+    seen: set[str] = set()
+    for index, entry in enumerate(repositories if isinstance(repositories, list) else ()):
+        name = _mapping(entry).get("name")
+        if not isinstance(name, str):
+            continue
+        key = name.lower().removesuffix(".git")
+        if key in seen:
+            where = ("sidecar", "broker", "github", "repositories", index, "name")
+            line, col = at(where)
+            yield Finding(src, line, col, "duplicate-repository",
+                          f"repository {name!r} is listed twice (case and .git ignored): "
+                          "pushing is allowed if either entry says so", Severity.WARNING,
+                          json_path=json_path_of(where))
+        seen.add(key)
+
+
 def semantic_findings(loaded: Loaded, names: ProjectNames | None = None) -> Iterator[Finding]:
     """Yield findings for rules the schema cannot express."""
     doc = loaded.plain
@@ -270,6 +290,7 @@ def semantic_findings(loaded: Loaded, names: ProjectNames | None = None) -> Iter
         where = ("sidecar", "limits", *parts)
         line, col = at(where)
         yield Finding(src, line, col, "limit-too-low", message, json_path=json_path_of(where))
+    yield from _repository_findings(src, at, doc)
     for name, spec in commands.items():
         problem = _command_name_problem(str(name))
         if problem:

@@ -80,6 +80,8 @@ RULES: tuple[Rule, ...] = (
          "firewalled container and every command runs there (a note: the file is valid)"),
     Rule("limit-too-low", E, "a `sidecar.limits` memory or pids value below what that part "
          "needs to run (Claude Code alone: about 400 MiB), or logs that keep under 1 MiB"),
+    Rule("duplicate-repository", W, "`sidecar.broker.github.repositories` names a repository "
+         "twice (case and a trailing `.git` ignored): pushing is allowed if either entry says so"),
 )
 
 RULE_BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}
